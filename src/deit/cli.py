@@ -1,0 +1,68 @@
+"""The `deit` command: parse the subcommand, hand over to the library, turn user errors into one line."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from deit.errors import DeitError
+
+# Each subcommand lives in its own module exposing `configure_parser(parser)` and `run(args) -> int`.
+# Imported lazily so `deit models` does not pay for torch.compile, onnx, matplotlib ...
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("deit.engine.train_cli", "train a DeiT student, a teacher or any timm/torchvision model"),
+    "eval": ("deit.engine.eval_cli", "evaluate a checkpoint: class, distillation and fused heads"),
+    "predict": ("deit.tools.predict", "top-k classes for images or folders"),
+    "export": ("deit.tools.export", "export a checkpoint to ONNX, TorchScript or safetensors"),
+    "analyze": ("deit.tools.analyze", "token similarity, head agreement and attention maps"),
+    "bench": ("deit.tools.bench", "images/s for inference and for a training step"),
+    "models": ("deit.tools.models_cmd", "list the registered models"),
+    "demo": ("deit.tools.demo", "the paper's distillation experiment on the embedded DIGITS data"),
+}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The `deit` parser; only `command`'s module is imported and configured (all listed for --help)."""
+    parser = argparse.ArgumentParser(prog="deit", description="DeiT: data-efficient image transformers.")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            sub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+            importlib.import_module(module_name).configure_parser(sub)
+            sub.set_defaults(_module=module_name)
+    return parser
+
+
+def _wants_debug(argv: Sequence[str]) -> bool:
+    return "--debug" in argv
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `deit` console script; returns the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = _wants_debug(argv)
+    try:
+        command = next((a for a in argv if not a.startswith("-")), None)
+        parser = build_parser(command if command in SUBCOMMANDS else None)
+        args = parser.parse_args(argv)
+        if not getattr(args, "_module", None):
+            parser.print_help()
+            return 2
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except DeitError as error:
+        if debug:
+            raise
+        print(f"deit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deit: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, ValueError, RuntimeError) as error:
+        # Anything else is still reported on one line; --debug shows where it came from.
+        if debug:
+            raise
+        print(f"deit: error: {type(error).__name__}: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,139 @@
+"""The transformer's building blocks: patch embedding, attention, MLP, LayerScale, stochastic depth, block."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deit.errors import DeitError
+
+
+class PatchEmbed(nn.Module):
+    """Split an image into non-overlapping patches and project each one to `embed_dim`."""
+
+    def __init__(self, *, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
+        super().__init__()
+        if img_size % patch_size:
+            raise DeitError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+        self.img_size = img_size
+        self.patch_size = patch_size
+        self.grid_size = img_size // patch_size
+        self.num_patches = self.grid_size**2
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) images to (B, num_patches, embed_dim) tokens."""
+        height, width = images.shape[-2:]
+        if height != self.img_size or width != self.img_size:
+            raise DeitError(
+                f"input is {height}x{width} but the model was built for {self.img_size}x{self.img_size}; "
+                "build it with img_size=... (position embeddings are resampled on load)"
+            )
+        return self.proj(images).flatten(2).transpose(1, 2)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through F.scaled_dot_product_attention (flash / memory-efficient kernels)."""
+
+    def __init__(self, dim: int, *, num_heads: int, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise DeitError(f"embed_dim {dim} is not divisible by num_heads {num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _split_heads(self, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        batch, length, _ = tokens.shape
+        qkv = self.qkv(tokens).reshape(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv.unbind(0)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(B, N, D) to (B, N, D)."""
+        batch, length, dim = tokens.shape
+        query, key, value = self._split_heads(tokens)
+        dropout = self.attn_drop if self.training else 0.0
+        mixed = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout)
+        return self.proj_drop(self.proj(mixed.transpose(1, 2).reshape(batch, length, dim)))
+
+    def attention_probs(self, tokens: Tensor) -> Tensor:
+        """The (B, heads, N, N) attention weights, computed explicitly (SDPA does not return them)."""
+        query, key, _ = self._split_heads(tokens)
+        return (query @ key.transpose(-2, -1) * self.scale).softmax(dim=-1)
+
+
+class Mlp(nn.Module):
+    """Two-layer feed-forward network with GELU."""
+
+    def __init__(self, dim: int, *, hidden_dim: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.drop1 = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop2 = nn.Dropout(drop)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(B, N, D) to (B, N, D)."""
+        return self.drop2(self.fc2(self.drop1(self.act(self.fc1(tokens)))))
+
+
+class LayerScale(nn.Module):
+    """Per-channel learnable residual scale (DeiT III / CaiT), started small so deep nets train stably."""
+
+    def __init__(self, dim: int, *, init_value: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(init_value * torch.ones(dim))
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Scale each channel by gamma."""
+        return tokens * self.gamma
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a whole residual branch per sample, rescaling the kept ones."""
+
+    def __init__(self, drop_prob: float = 0.0) -> None:
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """Identity at eval time or with drop_prob 0."""
+        if self.drop_prob == 0.0 or not self.training:
+            return tokens
+        keep_prob = 1.0 - self.drop_prob
+        mask_shape = (tokens.shape[0],) + (1,) * (tokens.ndim - 1)
+        mask = tokens.new_empty(mask_shape).bernoulli_(keep_prob)
+        return tokens * mask / keep_prob
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}"
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)), optional LayerScale."""
+
+    def __init__(self, dim: int, *, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 proj_drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0,
+                 layer_scale_init: float | None = None, norm_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads=num_heads, qkv_bias=qkv_bias, attn_drop=attn_drop,
+                              proj_drop=proj_drop)
+        self.ls1 = LayerScale(dim, init_value=layer_scale_init) if layer_scale_init else nn.Identity()
+        self.drop_path1 = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, hidden_dim=int(dim * mlp_ratio), drop=proj_drop)
+        self.ls2 = LayerScale(dim, init_value=layer_scale_init) if layer_scale_init else nn.Identity()
+        self.drop_path2 = DropPath(drop_path)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """(B, N, D) to (B, N, D)."""
+        tokens = tokens + self.drop_path1(self.ls1(self.attn(self.norm1(tokens))))
+        return tokens + self.drop_path2(self.ls2(self.mlp(self.norm2(tokens))))

@@ -1,0 +1,156 @@
+"""VisionTransformer with a class token, an optional distillation token, and the DeiT III options."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from deit.models.layers import Block, PatchEmbed
+
+
+class VisionTransformer(nn.Module):
+    """ViT/DeiT. Tokens are `[cls, dist, patches]`; a distilled model has a second head on the dist token.
+
+    A distilled model returns `(cls_logits, dist_logits)` in training mode and their average in eval mode.
+    `pos_embed_over_prefix=False` is DeiT III: the position embedding covers the patches only.
+    """
+
+    def __init__(self, *, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
+                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, distilled: bool = False, layer_scale_init: float | None = None,
+                 pos_embed_over_prefix: bool = True) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.embed_dim = embed_dim
+        self.distilled = distilled
+        self.num_prefix_tokens = 2 if distilled else 1
+        self.pos_embed_over_prefix = pos_embed_over_prefix
+
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
+                                      embed_dim=embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if distilled else None
+        pos_len = self.patch_embed.num_patches + (self.num_prefix_tokens if pos_embed_over_prefix else 0)
+        self.pos_embed = nn.Parameter(torch.zeros(1, pos_len, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        # Stochastic depth grows linearly with depth, as in the paper.
+        drop_path_rates = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.Sequential(*[
+            Block(embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, proj_drop=drop_rate,
+                  attn_drop=attn_drop_rate, drop_path=rate, layer_scale_init=layer_scale_init)
+            for rate in drop_path_rates
+        ])
+        self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = self._new_head(num_classes)
+        self.head_dist = self._new_head(num_classes) if distilled else None
+        self._init_weights()
+
+    @property
+    def img_size(self) -> int:
+        """The square input resolution the model was built for."""
+        return self.patch_embed.img_size
+
+    @property
+    def patch_size(self) -> int:
+        """The side of one square patch, in pixels."""
+        return self.patch_embed.patch_size
+
+    def _new_head(self, num_classes: int) -> nn.Module:
+        head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        if isinstance(head, nn.Linear):
+            nn.init.trunc_normal_(head.weight, std=0.02)
+            nn.init.zeros_(head.bias)
+        return head
+
+    def _init_weights(self) -> None:
+        for token in (self.cls_token, self.dist_token, self.pos_embed):
+            if token is not None:
+                nn.init.trunc_normal_(token, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameters excluded from weight decay (the engine also excludes norms and biases)."""
+        return {"pos_embed", "cls_token", "dist_token"}
+
+    def get_classifier(self) -> nn.Module | tuple[nn.Module, nn.Module]:
+        """The class head, or `(head, head_dist)` for a distilled model."""
+        return (self.head, self.head_dist) if self.distilled else self.head
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the head(s) with freshly initialised ones for `num_classes` (0: features only)."""
+        self.num_classes = num_classes
+        device = self.cls_token.device
+        self.head = self._new_head(num_classes).to(device)
+        if self.distilled:
+            self.head_dist = self._new_head(num_classes).to(device)
+
+    def prefix_tokens(self, batch_size: int) -> Tensor:
+        """The learned `[cls]` or `[cls, dist]` tokens, expanded to the batch."""
+        tokens = [self.cls_token] + ([self.dist_token] if self.distilled else [])
+        return torch.cat(tokens, dim=1).expand(batch_size, -1, -1)
+
+    def embed(self, images: Tensor) -> Tensor:
+        """Images to the token sequence entering the first block: prefix + patches + position embedding."""
+        patches = self.patch_embed(images)
+        prefix = self.prefix_tokens(patches.shape[0]).to(patches.dtype)
+        if self.pos_embed_over_prefix:
+            tokens = torch.cat([prefix, patches], dim=1) + self.pos_embed
+        else:
+            tokens = torch.cat([prefix, patches + self.pos_embed], dim=1)
+        return self.pos_drop(tokens)
+
+    def forward_features(self, images: Tensor) -> Tensor:
+        """(B, C, H, W) images to normalised (B, prefix + patches, D) tokens."""
+        return self.norm(self.blocks(self.embed(images)))
+
+    def forward_intermediates(self, images: Tensor) -> list[Tensor]:
+        """The token sequence after each block (the last one also through the final norm)."""
+        tokens = self.embed(images)
+        outputs = []
+        for block in self.blocks:
+            tokens = block(tokens)
+            outputs.append(tokens)
+        outputs[-1] = self.norm(outputs[-1])
+        return outputs
+
+    def attention_maps(self, images: Tensor) -> list[Tensor]:
+        """Each block's (B, heads, N, N) attention weights, for analysis; no gradient tricks, eval use."""
+        tokens = self.embed(images)
+        maps = []
+        for block in self.blocks:
+            maps.append(block.attn.attention_probs(block.norm1(tokens)))
+            tokens = block(tokens)
+        return maps
+
+    def head_logits(self, features: Tensor) -> tuple[Tensor, Tensor | None]:
+        """Both heads' logits from `forward_features` output: `(cls_logits, dist_logits or None)`."""
+        cls_logits = self.head(self.head_drop(features[:, 0]))
+        if not self.distilled:
+            return cls_logits, None
+        return cls_logits, self.head_dist(self.head_drop(features[:, 1]))
+
+    def forward_head(self, features: Tensor, pre_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        """Features to logits; distilled: a tuple in training mode, the fused average in eval mode."""
+        if pre_logits:
+            pooled = features[:, 0]
+            return (pooled + features[:, 1]) / 2 if self.distilled else pooled
+        cls_logits, dist_logits = self.head_logits(features)
+        if dist_logits is None:
+            return cls_logits
+        if self.training and not torch.jit.is_scripting():
+            return cls_logits, dist_logits
+        return (cls_logits + dist_logits) / 2
+
+    def forward(self, images: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """Images to logits (see forward_head for the distilled contract)."""
+        return self.forward_head(self.forward_features(images))
