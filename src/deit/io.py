@@ -1,0 +1,61 @@
+"""File primitives every part shares: safe reading of checkpoints and crash-proof writing."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from deit.errors import DeitError
+
+
+def load_torch_file(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
+    """`torch.load` with `weights_only=True`: tensors and plain data only, a pickle payload never runs."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeitError(f"{path}: no such file")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        if "weights_only" in str(error) or "Unsupported global" in str(error):
+            reason = "it contains pickled Python objects, which are refused (only tensors and plain data load)"
+        raise DeitError(f"{path}: cannot be read as a checkpoint: {reason}") from error
+
+
+def atomic_write(path: str | Path, write: Any) -> None:
+    """Call `write(tmp_path)`, fsync, then rename over `path`: readers see the old file or the new, never half."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(handle)
+    try:
+        write(tmp_name)
+        with open(tmp_name, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(tmp_name, path)
+        _fsync_directory(path.parent)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> None:
+    """`torch.save` through `atomic_write`."""
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
