@@ -1,0 +1,333 @@
+"""Checkpoints in and out: our training checkpoints and safetensors exports, official/timm files, HF directories.
+
+Nothing here unpickles arbitrary objects: `.pth`/`.bin` go through `torch.load(weights_only=True)`, the rest is
+safetensors and JSON. Every refusal is a one-line DeitError naming the file (and the key, where one is at fault).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deit.errors import DeitError
+from deit.io import atomic_write, load_torch_file
+from deit.models import hf_convert
+from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
+from deit.models.registry import get_model_spec, is_registered
+
+Source = str | Path
+_HEAD_PREFIXES = ("head.", "head_dist.")
+_CONTAINER_KEYS = ("model", "state_dict", "model_ema")  # official / Lightning-style / EMA-only wrappers
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_state_dict(source: Source) -> dict[str, Tensor]:
+    """The weights in `source` (.pth/.pt/.bin, .safetensors or a Hugging Face directory), under our key names."""
+    path = Path(source)
+    if path.is_dir():
+        return _read_directory(path)[0]
+    payload, _ = _read_file(path)
+    return extract_state_dict(payload, source=str(path))
+
+
+def extract_state_dict(payload: Any, *, source: str) -> dict[str, Tensor]:
+    """Unwrap `{'model': ...}`-style containers and rename timm/HF/official DeiT III keys to ours."""
+    state_dict = payload
+    if isinstance(payload, dict) and not _all_tensors(payload):
+        state_dict = next((payload[key] for key in _CONTAINER_KEYS if isinstance(payload.get(key), dict)), None)
+    if not isinstance(state_dict, dict) or not state_dict:
+        raise DeitError(f"{source}: holds no state dict (expected tensors, or one under 'model'/'state_dict')")
+    if not _all_tensors(state_dict):
+        bad = next(key for key, value in state_dict.items() if not isinstance(value, Tensor))
+        raise DeitError(f"{source}: entry '{bad}' is not a tensor")
+    if all(key.startswith("module.") for key in state_dict):  # saved from a DistributedDataParallel wrapper
+        state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
+    if hf_convert.looks_like_hf_state_dict(state_dict):
+        state_dict = hf_convert.convert_hf_state_dict(state_dict, source=source)
+    # Official DeiT III blocks hold LayerScale as `gamma_1`/`gamma_2`; ours (and timm's) as `ls1.gamma`/`ls2.gamma`.
+    return {re.sub(r"^(blocks\.\d+)\.gamma_([12])$", r"\1.ls\2.gamma", key): value
+            for key, value in state_dict.items()}
+
+
+def _read_file(path: Path) -> tuple[Any, dict[str, str] | None]:
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    return load_torch_file(path), None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise DeitError(f"{path}: no such file")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        return load_file(str(path)), metadata
+    except Exception as error:  # safetensors raises its own SafetensorError, OSError, ValueError ...
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DeitError(f"{path}: cannot be read as safetensors: {reason}") from error
+
+
+def _read_directory(directory: Path) -> tuple[dict[str, Tensor], hf_convert.HfModelConfig | None, dict | None]:
+    """(state dict, HF config or None, deit meta or None) of a HF `save_pretrained` dir or an export dir."""
+    if (directory / "config.json").is_file():
+        config = hf_convert.read_hf_config(directory)
+        merged: dict[str, Any] = {}
+        for weight_file in hf_convert.hf_weight_files(directory):
+            payload, _ = _read_file(weight_file)
+            if not isinstance(payload, dict) or not _all_tensors(payload):
+                raise DeitError(f"{weight_file}: expected a flat mapping of tensor names to tensors")
+            merged.update(payload)
+        return extract_state_dict(merged, source=str(directory)), config, None
+    export = directory / "model.safetensors"
+    if export.is_file():
+        tensors, metadata = _read_safetensors(export)
+        return extract_state_dict(tensors, source=str(export)), None, _export_meta(metadata, export)
+    raise DeitError(f"{directory}: neither a Hugging Face directory (config.json) nor an export (model.safetensors)")
+
+
+def _all_tensors(mapping: dict[Any, Any]) -> bool:
+    return all(isinstance(value, Tensor) for value in mapping.values())
+
+
+# ---------------------------------------------------------------- rebuilding a trained model
+
+
+def load_trained_model(path: Source, device: str | torch.device = "cpu", *, model_name: str | None = None,
+                       use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved at `path` and its meta (preprocessing, class names); the model is in eval mode.
+
+    `path` is a `deit train` checkpoint, a safetensors export, an official/timm `.pth`/`.safetensors` (the model
+    is named by `model_name` or read off the tensor shapes) or a Hugging Face directory. `use_ema` picks the EMA
+    weights of a training checkpoint; `overrides` (e.g. `num_heads=`) fix what weights alone cannot tell.
+    """
+    path = Path(path)
+    source = str(path)
+    hf_config = meta = None
+    if path.is_dir():
+        state_dict, hf_config, meta = _read_directory(path)
+    else:
+        payload, metadata = _read_file(path)
+        meta = _export_meta(metadata, path)
+        if meta is None and isinstance(payload, dict) and isinstance(payload.get("meta"), dict):
+            meta = payload["meta"]  # a `deit train` checkpoint
+            key = "model_ema" if use_ema else "model"
+            if key not in payload:
+                raise DeitError(f"{path}: has no '{key}' weights" + (" (trained without EMA)" if use_ema else ""))
+            payload = payload[key]
+        state_dict = extract_state_dict(payload, source=source)
+    if meta is not None:
+        model = _build_from_meta(meta, source=source, overrides=overrides)
+    else:
+        model, meta = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
+                                          overrides=overrides)
+    load_state_dict_strict(model, state_dict, source=source)
+    return model.to(device).eval(), meta
+
+
+def _build_from_meta(meta: dict[str, Any], *, source: str, overrides: dict[str, Any]) -> nn.Module:
+    from deit.models.factory import build_model
+
+    try:
+        name, num_classes = str(meta["model"]), int(meta["num_classes"])
+        kwargs = dict(meta.get("model_kwargs") or {}, **overrides)
+        img_size = meta.get("input_size")
+    except (KeyError, TypeError, ValueError) as error:
+        raise DeitError(f"{source}: its meta lacks a valid {error}") from error
+    if not is_registered(name):
+        img_size = None  # timm/torchvision models take no img_size argument here
+    return build_model(name, num_classes=num_classes, img_size=img_size, **kwargs)
+
+
+def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfModelConfig | None, *,
+                        source: str, model_name: str | None,
+                        overrides: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    from deit.models.registry import create_model
+
+    arch = architecture_of(state_dict, source=source)
+    preprocessing: dict[str, Any] = {}
+    class_names = None
+    if hf_config is not None:
+        arch = Architecture(**{**arch.__dict__, "num_heads": hf_config.num_heads})
+        preprocessing, class_names = hf_config.preprocessing, hf_config.class_names
+    elif "num_heads" in overrides:
+        arch = Architecture(**{**arch.__dict__, "num_heads": int(overrides["num_heads"])})
+    name = model_name or closest_registered(arch)
+    model_kwargs = dict(overrides_for(name, arch, source=source), **overrides)
+    model = create_model(name, num_classes=arch.num_classes, img_size=arch.img_size, **model_kwargs)
+    meta = default_meta(name, img_size=arch.img_size, num_classes=arch.num_classes, model_kwargs=model_kwargs,
+                        class_names=class_names, **preprocessing)
+    return model, meta
+
+
+def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: dict[str, Any] | None = None,
+                 class_names: list[str] | None = None, **preprocessing: Any) -> dict[str, Any]:
+    """The meta of a model without a training record: preprocessing from the registry, generic class names."""
+    import deit
+
+    spec = get_model_spec(name) if is_registered(name) else None
+    kwargs = dict(model_kwargs or {})
+    if class_names is None:
+        class_names = _imagenet_class_names() if num_classes == 1000 and spec is not None else None
+        class_names = class_names or [f"class_{index}" for index in range(num_classes)]
+    return {
+        "model": name,
+        "model_kwargs": kwargs,
+        "input_size": int(img_size),
+        "num_classes": int(num_classes),
+        "mean": list(preprocessing.get("mean", spec.mean if spec else (0.485, 0.456, 0.406))),
+        "std": list(preprocessing.get("std", spec.std if spec else (0.229, 0.224, 0.225))),
+        "crop_pct": float(preprocessing.get("crop_pct", spec.crop_pct if spec else 0.875)),
+        "interpolation": "bicubic",
+        "class_names": list(class_names),
+        "distilled": bool(kwargs.get("distilled", spec.distilled if spec else False)),
+        "deit_version": deit.__version__,
+    }
+
+
+def _imagenet_class_names() -> list[str] | None:
+    # torchvision ships the 1000 ImageNet-1k names (in the index order every DeiT release uses) offline.
+    try:
+        from torchvision.models import ResNet50_Weights
+
+        return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+    except Exception:  # an old/odd torchvision: generic names are still correct, just less friendly
+        return None
+
+
+# ---------------------------------------------------------------- loading into an existing model
+
+
+def load_pretrained(model: nn.Module, source: bool | Source, *, model_name: str) -> None:
+    """Load weights into `model`: True = the official release file of `model_name`, else a file or HF directory.
+
+    A different class count drops both heads (with a warning); a different resolution resamples the position
+    embedding the way the official fine-tuning code does. Any other mismatch is a DeitError naming the keys.
+    """
+    if source is True:
+        from deit.models.download import fetch_checkpoint
+
+        url = get_model_spec(model_name).url
+        if not url:
+            raise DeitError(f"model '{model_name}' has no official checkpoint; pass a file as pretrained=")
+        path: Path = fetch_checkpoint(url, progress=True)
+    else:
+        path = Path(source)
+    state_dict = adapt_state_dict(read_state_dict(path), model, source=str(path))
+    model.load_state_dict(state_dict, strict=False)
+
+
+def adapt_state_dict(state_dict: dict[str, Tensor], model: nn.Module, *, source: str) -> dict[str, Tensor]:
+    """Fit `state_dict` to `model`: drop mismatched heads, resample pos_embed; refuse anything else."""
+    state_dict = dict(state_dict)
+    target = model.state_dict()
+    if _heads_differ(state_dict, target):
+        had = state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0
+        warnings.warn(f"{source}: checkpoint has {had} classes, the model {getattr(model, 'num_classes', '?')}: "
+                      "its heads are dropped and the model's stay freshly initialised", stacklevel=3)
+        state_dict = {key: value for key, value in state_dict.items() if not key.startswith(_HEAD_PREFIXES)}
+        optional = {key for key in target if key.startswith(_HEAD_PREFIXES)}
+    else:
+        optional = set()
+    _check_key_names(state_dict, target, optional=optional, source=source)
+    if "pos_embed" in target and state_dict["pos_embed"].shape != target["pos_embed"].shape:
+        num_prefix = target["pos_embed"].shape[1] - model.patch_embed.num_patches
+        state_dict["pos_embed"] = resample_pos_embed(state_dict["pos_embed"], num_prefix_tokens=num_prefix,
+                                                     grid_size=model.patch_embed.grid_size, source=source)
+    _check_shapes(state_dict, target, source=source)
+    return state_dict
+
+
+def _heads_differ(state_dict: dict[str, Tensor], target: dict[str, Tensor]) -> bool:
+    ours, theirs = target.get("head.weight"), state_dict.get("head.weight")
+    if ours is None or theirs is None:
+        return (ours is None) != (theirs is None)
+    return ours.shape != theirs.shape
+
+
+def resample_pos_embed(pos_embed: Tensor, *, num_prefix_tokens: int, grid_size: int,
+                       source: str = "pos_embed") -> Tensor:
+    """The official fine-tuning resampling: prefix rows kept, the patch grid resized bicubically."""
+    length, dim = pos_embed.shape[1] - num_prefix_tokens, pos_embed.shape[-1]
+    old_grid = math.isqrt(max(length, 0))
+    if length <= 0 or old_grid * old_grid != length:
+        raise DeitError(f"{source}: pos_embed has {pos_embed.shape[1]} rows, which is not {num_prefix_tokens} "
+                        "prefix row(s) plus a square grid")
+    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
+    grid = patches.reshape(-1, old_grid, old_grid, dim).permute(0, 3, 1, 2)
+    # Interpolation runs in float32: bicubic has no half-precision CPU kernel.
+    grid = F.interpolate(grid.float(), size=(grid_size, grid_size), mode="bicubic", align_corners=False)
+    patches = grid.to(pos_embed.dtype).permute(0, 2, 3, 1).flatten(1, 2)
+    return torch.cat([prefix, patches], dim=1)
+
+
+def load_state_dict_strict(model: nn.Module, state_dict: dict[str, Tensor], *, source: str) -> None:
+    """`model.load_state_dict(strict=True)` whose failure is a one-line DeitError naming the keys."""
+    target = model.state_dict()
+    _check_key_names(state_dict, target, optional=set(), source=source)
+    _check_shapes(state_dict, target, source=source)
+    model.load_state_dict(state_dict, strict=True)
+
+
+def _check_key_names(state_dict: dict[str, Tensor], target: dict[str, Tensor], *, optional: set[str],
+                     source: str) -> None:
+    missing = [key for key in target if key not in state_dict and key not in optional]
+    unexpected = [key for key in state_dict if key not in target]
+    problems = []
+    if missing:
+        problems.append(f"missing key(s) {_short_list(missing)}")
+    if unexpected:
+        problems.append(f"unexpected key(s) {_short_list(unexpected)}")
+    if problems:
+        raise DeitError(f"{source}: does not fit the model: {'; '.join(problems)}")
+
+
+def _check_shapes(state_dict: dict[str, Tensor], target: dict[str, Tensor], *, source: str) -> None:
+    wrong = [f"{key} {tuple(state_dict[key].shape)} vs model {tuple(target[key].shape)}"
+             for key in state_dict if key in target and state_dict[key].shape != target[key].shape]
+    if wrong:
+        raise DeitError(f"{source}: mis-shaped key(s) {_short_list(wrong)}")
+
+
+def _short_list(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def save_weights(model: nn.Module, path: Source, meta: dict[str, Any]) -> None:
+    """Write `model`'s weights as safetensors with `meta` as JSON under the metadata key "deit" (atomically)."""
+    from safetensors.torch import save_file
+
+    try:
+        meta_json = json.dumps(meta)
+    except (TypeError, ValueError) as error:
+        raise DeitError(f"{path}: meta is not JSON-serialisable: {error}") from error
+    tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={"format": "pt", "deit": meta_json}))
+
+
+def _export_meta(metadata: dict[str, str] | None, path: Path) -> dict[str, Any] | None:
+    if not metadata or "deit" not in metadata:
+        return None
+    try:
+        meta = json.loads(metadata["deit"])
+    except json.JSONDecodeError as error:
+        raise DeitError(f"{path}: its 'deit' metadata is not valid JSON: {error}") from error
+    if not isinstance(meta, dict):
+        raise DeitError(f"{path}: its 'deit' metadata is not a JSON object")
+    return meta
