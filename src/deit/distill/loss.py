@@ -1,0 +1,98 @@
+"""Distillation through attention: the DeiT training objective, written as the paper's equation.
+
+Symbols: z_cls, z_dist = the student's class- and distillation-token logits; z_t = the teacher's logits on the
+same (mixed) images; y = the labels (indices, or mixed distributions under mixup); ψ = softmax; τ = temperature;
+α = weight of the teacher's term; base = the base criterion (CE, label-smoothed CE, soft-target CE or BCE).
+
+    L = (1 − α) · base(z_cls, y) + α · D
+    soft:  D = τ² · KL(ψ(z_t / τ) ‖ ψ(z_dist / τ))        summed over batch and classes, then divided by
+                                                          B·C ('official', as the released code) or B ('batchmean')
+    hard:  D = CE(z_dist, y_t),   y_t = argmax_c z_t     (the teacher's decision taken as a true label)
+    none:  L = base(z, y); with two heads, L = ½ · (base(z_cls, y) + base(z_dist, y))  — the paper's control
+           of a second *class* token: both tokens learn from the labels and nothing distinguishes them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deit.errors import DeitError
+
+DISTILLATION_TYPES = ("none", "soft", "hard")
+KL_REDUCTIONS = ("official", "batchmean")
+
+
+class DistillationLoss(nn.Module):
+    """L = (1 − α)·base(z_cls, y) + α·D(z_dist, z_t): the DeiT objective (see the module docstring)."""
+
+    def __init__(self, base_criterion: nn.Module, teacher_model: nn.Module | None, distillation_type: str,
+                 alpha: float, tau: float, *, kl_reduction: str = "official") -> None:
+        super().__init__()
+        if distillation_type not in DISTILLATION_TYPES:
+            raise DeitError(f"--distillation-type must be one of {', '.join(DISTILLATION_TYPES)}, "
+                            f"got '{distillation_type}'")
+        if kl_reduction not in KL_REDUCTIONS:
+            raise DeitError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got '{kl_reduction}'")
+        if not 0.0 <= alpha <= 1.0:
+            raise DeitError(f"--distillation-alpha must be in [0, 1], got {alpha}")
+        if tau <= 0.0:
+            raise DeitError(f"--distillation-tau must be positive, got {tau}")
+        if distillation_type != "none" and teacher_model is None:
+            raise DeitError(f"--distillation-type {distillation_type} needs a teacher (--teacher-model)")
+        self.base_criterion = base_criterion
+        self.teacher = _frozen(teacher_model) if teacher_model is not None and distillation_type != "none" else None
+        self.distillation_type = distillation_type
+        self.alpha = alpha
+        self.tau = tau
+        self.kl_reduction = kl_reduction
+        self.last_terms: dict[str, Tensor] = {}
+
+    def forward(self, inputs: Tensor, outputs: Tensor | tuple[Tensor, Tensor], labels: Tensor) -> Tensor:
+        """The loss for one batch; `inputs` are the images the student saw (after mixup), for the teacher."""
+        z_cls, z_dist = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
+
+        if self.distillation_type == "none":
+            if z_dist is None:
+                loss = self.base_criterion(z_cls, labels)
+            else:  # two class tokens, both on the labels: the paper's control experiment
+                loss = 0.5 * (self.base_criterion(z_cls, labels) + self.base_criterion(z_dist, labels))
+            self._record(loss, torch.zeros_like(loss))
+            return loss
+
+        if z_dist is None:  # a student without a distillation token: "usual" distillation on its class token
+            z_dist = z_cls
+        base = self.base_criterion(z_cls, labels)
+        z_t = self.teacher(inputs)  # frozen: eval mode, no gradient (see teacher.py)
+
+        if z_t.shape[-1] != z_dist.shape[-1]:
+            raise DeitError(f"the teacher predicts {z_t.shape[-1]} classes but the student {z_dist.shape[-1]}")
+
+        if self.distillation_type == "soft":
+            tau = self.tau
+            # Σ_b Σ_c ψ(z_t/τ)·(log ψ(z_t/τ) − log ψ(z_dist/τ)), both given as log-probabilities
+            kl_sum = F.kl_div(F.log_softmax(z_dist / tau, dim=-1), F.log_softmax(z_t / tau, dim=-1),
+                              reduction="sum", log_target=True)
+            divisor = z_dist.numel() if self.kl_reduction == "official" else z_dist.shape[0]
+            distillation = tau * tau * kl_sum / divisor
+        else:  # hard
+            distillation = F.cross_entropy(z_dist, z_t.argmax(dim=-1))
+
+        loss = (1.0 - self.alpha) * base + self.alpha * distillation
+        self._record(base, distillation)
+        return loss
+
+    def _record(self, base: Tensor, distillation: Tensor) -> None:
+        # Detached tensors, not floats: logging them later costs no host synchronisation per step.
+        self.last_terms = {"base": base.detach(), "distillation": distillation.detach()}
+
+    def extra_repr(self) -> str:
+        return (f"distillation_type={self.distillation_type}, alpha={self.alpha}, tau={self.tau}, "
+                f"kl_reduction={self.kl_reduction}")
+
+
+def _frozen(teacher: nn.Module) -> nn.Module:
+    from deit.distill.teacher import FrozenTeacher
+
+    return teacher if isinstance(teacher, FrozenTeacher) else FrozenTeacher(teacher)
