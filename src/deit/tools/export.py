@@ -1,0 +1,212 @@
+"""`deit export`: a checkpoint to ONNX, TorchScript or safetensors, checked against PyTorch after writing.
+
+Exported graphs take `(batch, 3, size, size)` normalised images (batch dynamic) and return the fused logits
+(the eval-mode output: the average of the class and distillation heads for a distilled model).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from deit.errors import DeitError
+from deit.tools.preprocess import load_inference_model
+
+FORMATS = ("onnx", "torchscript", "safetensors")
+DEFAULT_TOLERANCE = 1e-4
+_EXPORT_EXTRA_HINT = "install the export extra: pip install 'deit[export]'"
+
+
+@dataclass
+class ExportReport:
+    """What was written, by which exporter, and how far its outputs are from PyTorch's."""
+
+    format: str
+    output: Path
+    exporter: str
+    input_shape: tuple[int, int, int]
+    batch_sizes: tuple[int, ...]
+    max_abs_diff: float
+    tolerance: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the exported model matches PyTorch within the tolerance."""
+        return self.max_abs_diff <= self.tolerance
+
+    def summary(self) -> str:
+        """A short human-readable account, one fact per line."""
+        sizes = ", ".join(str(b) for b in self.batch_sizes)
+        lines = [f"wrote {self.output} ({self.format}, {self.exporter})",
+                 f"input: (batch, {', '.join(str(d) for d in self.input_shape)}) float32, output: fused logits",
+                 f"verified at batch sizes {sizes}: max |diff| vs PyTorch = {self.max_abs_diff:.3e} "
+                 f"(tolerance {self.tolerance:.0e}) {'OK' if self.passed else 'FAILED'}"]
+        return "\n".join(lines + self.notes)
+
+
+@contextlib.contextmanager
+def _quiet_exporters() -> Iterator[None]:
+    # The exporters warn about the (deliberate) shape check in PatchEmbed and their own deprecations.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _verification_inputs(input_shape: tuple[int, int, int], batch_size: int) -> list[torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    sizes = sorted({1, max(2, batch_size)})
+    return [torch.randn(size, *input_shape, generator=generator) for size in sizes]
+
+
+def _max_abs_diff(model: nn.Module, inputs: Sequence[torch.Tensor],
+                  run_exported: Callable[[torch.Tensor], np.ndarray]) -> float:
+    worst = 0.0
+    with torch.inference_mode():
+        for images in inputs:
+            expected = model(images).float().numpy()
+            actual = np.asarray(run_exported(images), dtype=np.float32)
+            if actual.shape != expected.shape:
+                raise DeitError(f"exported model returned shape {actual.shape}, PyTorch {expected.shape} "
+                                f"(batch {images.shape[0]})")
+            worst = max(worst, float(np.abs(actual - expected).max()))
+    return worst
+
+
+def _require_onnx() -> None:
+    missing = []
+    for module in ("onnx", "onnxruntime"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        raise DeitError(f"ONNX export needs {' and '.join(missing)}: {_EXPORT_EXTRA_HINT}")
+
+
+def _onnx_with_dynamo(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None) -> None:
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    # One self-contained file (weights inline) while under protobuf's 2 GB limit.
+    external = sum(p.numel() * p.element_size() for p in model.parameters()) > 1_900_000_000
+    torch.onnx.export(model, (example,), str(output), dynamo=True, input_names=["images"],
+                      output_names=["logits"], dynamic_shapes=({0: batch},), opset_version=opset,
+                      external_data=external, verbose=False)
+
+
+def _onnx_with_tracing(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None) -> None:
+    torch.onnx.export(model, (example,), str(output), dynamo=False, input_names=["images"],
+                      output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+                      opset_version=opset or 17)
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None,
+                 notes: list[str]) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
+    _require_onnx()
+    import onnxruntime
+
+    exporter = "torch.onnx dynamo"
+    try:
+        with _quiet_exporters(), contextlib.redirect_stdout(io.StringIO()):
+            _onnx_with_dynamo(model, example, output, opset)
+    except Exception as error:  # the dynamo exporter fails on some graphs; the TorchScript-based one still works
+        notes.append(f"note: the dynamo exporter failed ({type(error).__name__}); used the TorchScript-based one")
+        exporter = "torch.onnx TorchScript-based"
+        with _quiet_exporters():
+            _onnx_with_tracing(model, example, output, opset)
+    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    return exporter, lambda images: session.run(None, {input_name: images.numpy()})[0]
+
+
+def _export_torchscript(model: nn.Module, example: torch.Tensor, output: Path
+                        ) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
+    with _quiet_exporters():
+        traced = torch.jit.trace(model, example, check_trace=False)
+        torch.jit.save(traced, str(output))
+        loaded = torch.jit.load(str(output), map_location="cpu")
+
+    def run_loaded(images: torch.Tensor) -> np.ndarray:
+        with _quiet_exporters():
+            return loaded(images).float().numpy()
+
+    return "torch.jit.trace", run_loaded
+
+
+def _export_safetensors(model: nn.Module, meta: dict, output: Path
+                        ) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
+    try:
+        from deit.models.checkpoint import load_trained_model, save_weights
+    except ImportError as error:
+        raise DeitError("--format safetensors needs deit.models.checkpoint.save_weights, which this build "
+                        "lacks") from error
+    save_weights(model, output, meta)
+    reloaded, _ = load_trained_model(output)
+    reloaded.eval()
+    return "safetensors + deit meta", lambda images: reloaded(images).float().numpy()
+
+
+def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: int | None = None,
+           batch_size: int = 4, tolerance: float = DEFAULT_TOLERANCE) -> ExportReport:
+    """Export `checkpoint` to `output`, then compare with PyTorch; raises `DeitError` above `tolerance`."""
+    if format not in FORMATS:
+        raise DeitError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+    if batch_size < 1:
+        raise DeitError(f"--batch-size {batch_size}: must be at least 1")
+    output = Path(output)
+    if output.is_dir():
+        raise DeitError(f"--output {output}: is a folder; give a file name")
+    if format == "onnx":
+        _require_onnx()  # fail before the (slow) model load
+    model, meta, _ = load_inference_model(checkpoint, "cpu")
+    model = model.float()
+    size = int(meta.get("input_size") or getattr(model, "img_size", 224))
+    input_shape = (3, size, size)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Batch 2 for the example: a batch of 1 lets exporters specialise the batch axis to a constant.
+    example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(1))
+    notes: list[str] = []
+    if format == "onnx":
+        exporter, run_exported = _export_onnx(model, example, output, opset, notes)
+    elif format == "torchscript":
+        exporter, run_exported = _export_torchscript(model, example, output)
+    else:
+        exporter, run_exported = _export_safetensors(model, meta, output)
+    inputs = _verification_inputs(input_shape, batch_size)
+    report = ExportReport(format, output, exporter, input_shape, tuple(x.shape[0] for x in inputs),
+                          _max_abs_diff(model, inputs, run_exported), tolerance, notes)
+    if not report.passed:
+        raise DeitError(f"{output}: exported model differs from PyTorch by max |diff| {report.max_abs_diff:.3e} "
+                        f"> {tolerance:.0e} (the file is kept for inspection)")
+    return report
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of `deit export`."""
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
+    parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
+    parser.add_argument("--output", required=True, help="file to write (model.onnx, model.pt, model.safetensors)")
+    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
+    parser.add_argument("--batch-size", type=int, default=4,
+                        help="largest batch used to verify the export (batch 1 is always checked; default 4)")
+    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
+                        help="largest max |diff| against PyTorch accepted (default 1e-4, fp32)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `deit export`; prints the verification, exits 2 when it fails."""
+    report = export(args.checkpoint, args.format, args.output, opset=args.opset, batch_size=args.batch_size,
+                    tolerance=args.tolerance)
+    print(report.summary())
+    return 0
+
+
+__all__ = ["FORMATS", "ExportReport", "export"]

@@ -1,0 +1,173 @@
+"""`deit predict`: top-k classes for image files and folders, with the checkpoint's own preprocessing.
+
+Exit codes: 0 every input predicted; 1 some inputs could not be read (each named on stderr, the rest
+predicted); 2 nothing could be predicted (missing checkpoint, no readable image, bad flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from deit.data import read_image
+from deit.errors import DeitError
+from deit.tools.preprocess import EvalPreprocessing, class_names_from_meta, load_inference_model
+
+EXIT_SOME_INPUTS_FAILED = 1
+
+
+@dataclass
+class Prediction:
+    """One input's top-k classes (best first), or why it could not be read."""
+
+    path: str
+    classes: list[str] = field(default_factory=list)
+    indices: list[int] = field(default_factory=list)
+    probabilities: list[float] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the image was read and predicted."""
+        return self.error is None
+
+    def to_json(self) -> dict:
+        """Plain data for `--json`."""
+        if not self.ok:
+            return {"path": self.path, "error": self.error}
+        top = [{"class": c, "index": i, "probability": p}
+               for c, i, p in zip(self.classes, self.indices, self.probabilities)]
+        return {"path": self.path, "topk": top}
+
+
+def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
+    """Files as given; folders walked recursively (sorted, hidden entries skipped), every file an input."""
+    files: list[Path] = []
+    for raw in paths:
+        path = Path(raw)
+        if not path.is_dir():
+            files.append(path)  # missing or unreadable files are reported when read
+            continue
+        found = sorted(p for p in path.rglob("*")
+                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        if not found:
+            raise DeitError(f"{path}: folder holds no files")
+        files.extend(found)
+    return files
+
+
+class _ImageFiles(Dataset):
+    """Decodes and preprocesses one file per item; a bad file yields its error instead of raising."""
+
+    def __init__(self, files: Sequence[Path], preprocessing: EvalPreprocessing) -> None:
+        self.files = list(files)
+        self.transform = preprocessing.transform()
+        self.size = preprocessing.input_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor | None, str | None]:
+        try:
+            return index, self.transform(read_image(self.files[index])), None
+        except DeitError as error:
+            return index, None, str(error)
+
+
+def _collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> list:
+    return items  # batches are assembled after the bad items are set aside
+
+
+def _default_workers(num_files: int, batch_size: int) -> int:
+    # Worker start-up costs more than it saves on a handful of images.
+    return 0 if num_files < 2 * batch_size else min(4, os.cpu_count() or 1)
+
+
+@torch.inference_mode()
+def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, *, batch_size: int = 32,
+            device: str | torch.device | None = None, workers: int | None = None,
+            progress: bool = False) -> list[Prediction]:
+    """Top-k fused-head predictions for each file (folders expanded); unreadable files carry `error`."""
+    if topk < 1:
+        raise DeitError(f"--topk {topk}: must be at least 1")
+    if batch_size < 1:
+        raise DeitError(f"--batch-size {batch_size}: must be at least 1")
+    files = expand_inputs(paths)
+    if not files:
+        raise DeitError("no input images given")
+    model, meta, resolved = load_inference_model(checkpoint, device)
+    num_classes = int(getattr(model, "num_classes", 0) or meta.get("num_classes") or 0)
+    names = class_names_from_meta(meta, num_classes) if num_classes else []
+    dataset = _ImageFiles(files, EvalPreprocessing.from_meta(meta, model))
+    workers = _default_workers(len(files), batch_size) if workers is None else workers
+    predictions: list[Prediction | None] = [None] * len(files)
+
+    from tqdm import tqdm
+
+    with tqdm(total=len(files), desc="predict", unit="img", file=sys.stderr, disable=None if progress else True) as bar:
+        loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_collate)
+        for batch in loader:
+            good = [(index, image) for index, image, _ in batch if image is not None]
+            for index, _, error in batch:
+                if error is not None:
+                    predictions[index] = Prediction(str(files[index]), error=error)
+            if good:
+                images = torch.stack([image for _, image in good]).to(resolved)
+                probabilities = model(images).float().softmax(dim=-1)
+                top_p, top_i = probabilities.topk(min(topk, probabilities.shape[-1]), dim=-1)
+                for (index, _), p_row, i_row in zip(good, top_p.cpu().tolist(), top_i.cpu().tolist()):
+                    classes = [names[i] if i < len(names) else str(i) for i in i_row]
+                    predictions[index] = Prediction(str(files[index]), classes, i_row, p_row)
+            bar.update(len(batch))
+    return [p for p in predictions if p is not None]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of `deit predict`."""
+    parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
+    parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
+    parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
+    parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: automatic)")
+    parser.epilog = "exit status: 0 all predicted, 1 some inputs unreadable (named on stderr), 2 error"
+
+
+def _print_text(predictions: Sequence[Prediction]) -> None:
+    for prediction in predictions:
+        if not prediction.ok:
+            continue
+        ranked = ", ".join(f"{c} {p:.3f}" for c, p in zip(prediction.classes, prediction.probabilities))
+        print(f"{prediction.path}: {ranked}")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `deit predict`; returns the exit code documented at the top of this module."""
+    has_folder = any(Path(p).is_dir() for p in args.inputs)
+    predictions = predict(args.checkpoint, args.inputs, args.topk, batch_size=args.batch_size,
+                          device=args.device, workers=args.workers, progress=has_folder)
+    failed = [p for p in predictions if not p.ok]
+    if len(predictions) == 1 and failed:
+        raise DeitError(str(failed[0].error))
+    for prediction in failed:
+        print(f"deit predict: {prediction.error}", file=sys.stderr)
+    if len(failed) == len(predictions):
+        raise DeitError(f"none of the {len(predictions)} inputs could be read as an image")
+    if args.json:
+        json.dump([p.to_json() for p in predictions], sys.stdout, indent=2)
+        print()
+    else:
+        _print_text(predictions)
+    return EXIT_SOME_INPUTS_FAILED if failed else 0
+
+
+__all__ = ["EXIT_SOME_INPUTS_FAILED", "Prediction", "expand_inputs", "predict"]

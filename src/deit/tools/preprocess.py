@@ -1,0 +1,88 @@
+"""A trained model's own evaluation preprocessing (from its checkpoint meta), and loading it for inference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from deit.errors import DeitError
+
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class EvalPreprocessing:
+    """What the model saw at evaluation: resize to `input_size / crop_pct`, center crop, normalise."""
+
+    input_size: int
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = _IMAGENET_MEAN
+    std: tuple[float, float, float] = _IMAGENET_STD
+
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any], model: Any = None) -> EvalPreprocessing:
+        """Read it from checkpoint meta; missing keys fall back to the model's size and the paper's defaults."""
+        input_size = meta.get("input_size") or getattr(model, "img_size", None) or 224
+        return cls(
+            input_size=int(input_size),
+            crop_pct=float(meta.get("crop_pct") or 0.875),
+            interpolation=str(meta.get("interpolation") or "bicubic"),
+            mean=tuple(float(v) for v in (meta.get("mean") or _IMAGENET_MEAN)),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in (meta.get("std") or _IMAGENET_STD)),  # type: ignore[arg-type]
+        )
+
+    def transform(self) -> Callable[[Image.Image], Tensor]:
+        """PIL image to a normalised (3, input_size, input_size) tensor (timm's eval transform)."""
+        from timm.data.transforms_factory import transforms_imagenet_eval
+
+        return transforms_imagenet_eval(self.input_size, crop_pct=self.crop_pct, interpolation=self.interpolation,
+                                        mean=self.mean, std=self.std)
+
+    def denormalize(self, images: Tensor) -> Tensor:
+        """Undo the normalisation of (B, 3, H, W) images, clamped to [0, 1], for display."""
+        mean = torch.tensor(self.mean, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, dtype=images.dtype, device=images.device).view(1, -1, 1, 1)
+        return (images * std + mean).clamp(0, 1)
+
+
+def class_names_from_meta(meta: dict[str, Any], num_classes: int) -> list[str]:
+    """The checkpoint's class names, or the indices as strings when it has none (or a wrong count)."""
+    names = meta.get("class_names")
+    if names and len(names) == num_classes:
+        return [str(name) for name in names]
+    return [str(index) for index in range(num_classes)]
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`None`/`"auto"` picks CUDA when present; anything else must be a device torch knows."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise DeitError(f"--device {device}: not a device torch knows ({error})") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeitError(f"--device {device}: CUDA is not available on this machine")
+    return resolved
+
+
+def load_inference_model(checkpoint: str | Path, device: str | torch.device | None = None
+                         ) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
+    """The trained model in eval mode on `device`, its meta, and the resolved device."""
+    from deit.models.checkpoint import load_trained_model
+
+    path = Path(checkpoint)
+    if not path.exists():
+        raise DeitError(f"--checkpoint {path}: no such file or directory")
+    resolved = resolve_device(device)
+    model, meta = load_trained_model(path, resolved)
+    return model.eval(), dict(meta or {}), resolved
+
