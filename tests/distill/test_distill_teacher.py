@@ -149,7 +149,7 @@ def test_class_count_mismatch_is_one_line_naming_both_numbers(tmp_path):
 def test_weights_of_another_architecture_and_missing_files(tmp_path):
     other = tmp_path / "other.pth"
     torch.save({"model": conv_teacher().state_dict()}, other)
-    with pytest.raises(DeitError, match="do not fit"):
+    with pytest.raises(DeitError, match="does not fit"):
         build_teacher(tiny_deit(), num_classes=NUM_CLASSES, checkpoint=str(other))
     with pytest.raises(DeitError, match="no such"):
         build_teacher(tiny_deit(), num_classes=NUM_CLASSES, checkpoint=str(tmp_path / "absent.pth"))
@@ -195,8 +195,8 @@ def test_url_weights_are_downloaded_once_into_the_hub_cache(file_server, tmp_pat
 
 def test_url_errors_name_the_url(file_server):
     served, base_url = file_server
-    with pytest.raises(DeitError, match=r"absent.pth: download failed"):
+    with pytest.raises(DeitError, match=r"absent.pth"):
         build_teacher(tiny_deit(), num_classes=NUM_CLASSES, checkpoint=f"{base_url}/absent.pth")
     torch.save({"model": tiny_deit().state_dict()}, served / "teacher-deadbeef.pth")  # a name promising a hash
-    with pytest.raises(DeitError, match=r"teacher-deadbeef.pth: download failed"):
+    with pytest.raises(DeitError, match=r"teacher-deadbeef.pth.*sha256"):
         build_teacher(tiny_deit(), num_classes=NUM_CLASSES, checkpoint=f"{base_url}/teacher-deadbeef.pth")
