@@ -1,0 +1,69 @@
+"""`build_dataset`: one name (the official `--data-set` spellings) to one split of a data set.
+
+| name | source | layout under `--data-path` |
+|---|---|---|
+| `IMNET`, `IMAGEFOLDER` | image files | `train/<class>/*`, `val/<class>/*` (classes: sorted train/ folder names) |
+| `INAT` | image files | the same folder-per-class layout (not the official JSON annotation files) |
+| `CIFAR` (CIFAR-100), `CIFAR100`, `CIFAR10` | official binary archives | see `deit.data.cifar` |
+| `DIGITS` | scikit-learn's bundled digits | none (offline); use `DIGITS_MEAN`/`DIGITS_STD` |
+| `SYNTHETIC` | generated | none; 512 train / 128 val images, 10 classes, 64x64 |
+
+Every data set returned has `.classes` (list of names, its length the number of classes), `.skipped`
+(`(path, reason)` for unusable files) and yields `(transform(PIL RGB image), int label)`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from torch.utils.data import Dataset
+
+from deit.errors import DeitError
+
+DATASET_NAMES = ("IMNET", "IMAGEFOLDER", "INAT", "CIFAR", "CIFAR100", "CIFAR10", "DIGITS", "SYNTHETIC")
+_FOLDER_NAMES = ("IMNET", "IMAGEFOLDER", "INAT")
+
+
+def build_dataset(name: str, data_path: str | None, *, train: bool, transform: Callable | None,
+                  download: bool = False, strict_data: bool = False, report_dir: str | None = None) -> Dataset:
+    """The training (`train=True`) or validation split of data set `name` (see the module docstring)."""
+    key = name.upper().replace("-", "").replace("_", "")
+    if key not in DATASET_NAMES:
+        raise DeitError(f"--data-set {name!r}: unknown; choose one of {', '.join(DATASET_NAMES)}")
+    if key == "DIGITS":
+        from deit.data.digits import DigitsDataset
+
+        return DigitsDataset(train=train, transform=transform)
+    if key == "SYNTHETIC":
+        from deit.data.synthetic import SyntheticDataset
+
+        return SyntheticDataset(train=train, transform=transform)
+    if not data_path:
+        raise DeitError(f"--data-set {key} needs --data-path (the folder that holds "
+                        f"{'or will hold ' if key.startswith('CIFAR') else ''}the data)")
+    if key.startswith("CIFAR"):
+        from deit.data.cifar import CifarDataset
+
+        return CifarDataset(data_path, num_classes=10 if key == "CIFAR10" else 100, train=train,
+                            transform=transform, download=download)
+    return build_folder_split(data_path, train=train, transform=transform, strict_data=strict_data,
+                              report_dir=report_dir)
+
+
+def build_folder_split(data_path: str, *, train: bool, transform: Callable | None, strict_data: bool = False,
+                       report_dir: str | None = None) -> Dataset:
+    """`data_path/train` or `data_path/val` as a `FolderDataset`, labelled by the train/ class folders."""
+    from deit.data.folder import FolderDataset, class_folders
+
+    root = Path(data_path)
+    if not root.is_dir():
+        raise DeitError(f"--data-path {root}: no such folder")
+    train_root, split_root = root / "train", root / ("train" if train else "val")
+    if not split_root.is_dir():
+        raise DeitError(f"--data-path {root}: missing {split_root} (expected {root}/train/<class>/<images> "
+                        f"and {root}/val/<class>/<images>)")
+    # Labels must mean the same in both splits, so the classes always come from train/ when it exists.
+    classes = class_folders(train_root) if train_root.is_dir() else None
+    return FolderDataset(split_root, transform=transform, classes=classes, strict_data=strict_data,
+                         report_dir=report_dir)

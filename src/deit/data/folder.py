@@ -1,0 +1,142 @@
+"""A folder-per-class image dataset (the ImageNet layout) that checks its files before training starts.
+
+Construction lists `root/<class>/**/<file>` (hidden files ignored), then probes every file cheaply in a thread
+pool (`deit.data.images.probe_image`: header, size limit, `Image.verify()`). Unusable files (corrupt, truncated,
+empty, not images, decompression bombs) are skipped, logged one line each, counted, and appended to
+`report_dir/skipped_files.txt`; with `strict_data=True` they raise `DeitError` instead.
+
+Some damage only shows when pixels are decoded (a JPEG cut off mid-payload passes the header check). Such a
+file must not end an epoch hours in: `__getitem__` then returns the next decodable sample in index order
+(deterministic, with that sample's own label), records the file in `skipped` and the report, and never tries
+it again in that process.
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+from PIL import Image
+from torch.utils.data import Dataset
+
+from deit.data.images import probe_image, read_image
+from deit.data.skips import LOGGER, append_report, raise_strict, report_skipped
+from deit.errors import DeitError
+
+_SERIAL_SCAN_BELOW = 64
+_MAX_FALLBACK_TRIES = 64
+
+
+class FolderDataset(Dataset):
+    """Images in `root/<class name>/...`, labelled by sorted class-folder name; bad files skipped up front."""
+
+    def __init__(self, root: str | os.PathLike, *, transform: Callable | None = None,
+                 classes: list[str] | None = None, strict_data: bool = False,
+                 report_dir: str | None = None) -> None:
+        self.root = Path(root)
+        self.transform = transform
+        self.report_dir = report_dir
+        if not self.root.is_dir():
+            raise DeitError(f"{self.root}: no such folder")
+        self.classes = list(classes) if classes is not None else class_folders(self.root)
+        self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
+        candidates = self._list_files()
+        reasons = _probe_all([path for path, _ in candidates])
+        self.skipped: list[tuple[str, str]] = [(path, reason) for (path, _), reason in zip(candidates, reasons)
+                                               if reason is not None]
+        if strict_data and self.skipped:
+            raise_strict(self.skipped, where=str(self.root))
+        report_skipped(self.skipped, where=str(self.root), total=len(candidates), report_dir=report_dir)
+        self.samples: list[tuple[str, int]] = [sample for sample, reason in zip(candidates, reasons)
+                                               if reason is None]
+        self._check_every_class_has_images(candidates)
+        self.targets = [target for _, target in self.samples]
+        self._known_bad: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image, target = self._load(index)
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, target
+
+    def _load(self, index: int) -> tuple[Image.Image, int]:
+        for attempt in range(min(len(self.samples), _MAX_FALLBACK_TRIES)):
+            candidate = (index + attempt) % len(self.samples)
+            if candidate in self._known_bad:
+                continue
+            path, target = self.samples[candidate]
+            try:
+                return read_image(path), target
+            except DeitError as error:
+                self._record_late_failure(candidate, path, str(error).removeprefix(f"{path}: "))
+        raise DeitError(f"{self.root}: {_MAX_FALLBACK_TRIES} images in a row after index {index} failed to "
+                        f"decode (see the warnings above); the data set is too damaged to train on")
+
+    def _record_late_failure(self, index: int, path: str, reason: str) -> None:
+        self._known_bad.add(index)
+        self.skipped.append((path, reason))
+        LOGGER.warning("skipping unusable image %s: %s (failed at decode; using the next image instead)",
+                       path, reason)
+        if self.report_dir:
+            append_report(self.report_dir, [(path, reason)])
+
+    def _list_files(self) -> list[tuple[str, int]]:
+        present = class_folders(self.root, allow_empty=True)
+        unknown = [name for name in present if name not in self.class_to_idx]
+        if unknown:
+            raise DeitError(f"{self.root}: class folder(s) {', '.join(unknown[:5])} not among the "
+                            f"{len(self.classes)} training classes (train/ and val/ must name the same classes)")
+        candidates: list[tuple[str, int]] = []
+        for name in present:
+            folder = self.root / name
+            files = _files_under(folder)
+            if not files:
+                raise DeitError(f"{folder}: empty class folder (no files); remove it or add its images")
+            candidates += [(path, self.class_to_idx[name]) for path in files]
+        if not candidates:
+            raise DeitError(f"{self.root}: no image files in its class folders")
+        return candidates
+
+    def _check_every_class_has_images(self, candidates: list[tuple[str, int]]) -> None:
+        if not self.samples:
+            raise DeitError(f"{self.root}: none of its {len(candidates)} files is a usable image")
+        listed = {target for _, target in candidates}
+        usable = {target for _, target in self.samples}
+        for target in sorted(listed - usable):
+            raise DeitError(f"{self.root / self.classes[target]}: no usable images (every file was skipped)")
+
+
+def class_folders(root: Path, *, allow_empty: bool = False) -> list[str]:
+    """Sorted names of the non-hidden sub-folders of `root`: the class names, as torchvision's ImageFolder."""
+    try:
+        names = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    except OSError as error:
+        raise DeitError(f"{root}: cannot list folder ({error.strerror or error})") from error
+    if not names and not allow_empty:
+        raise DeitError(f"{root}: no class folders (expected {root}/<class name>/<image files>)")
+    return names
+
+
+def _files_under(folder: Path) -> list[str]:
+    found = []
+    for directory, subdirectories, files in os.walk(folder, followlinks=True):
+        subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
+        found += [os.path.join(directory, name) for name in sorted(files) if not name.startswith(".")]
+    return found
+
+
+def _probe_all(paths: list[str]) -> list[str | None]:
+    if len(paths) < _SERIAL_SCAN_BELOW:
+        return [probe_image(path) for path in paths]
+    if len(paths) > 100_000:
+        LOGGER.info("checking %d image files ...", len(paths))
+    # Probing is mostly file-system latency (a header read), so threads overlap it well despite the GIL.
+    workers = min(32, 4 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deit-scan") as pool:
+        return list(pool.map(probe_image, paths, chunksize=256))
+
