@@ -1,0 +1,188 @@
+"""From a `TrainConfig` to the objects of a run: data sets and loaders, student, teacher, criterion, meta."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+
+from deit.engine.config import TrainConfig
+from deit.engine.distributed import DistributedEnv
+from deit.engine.validation import data_set_key
+from deit.errors import DeitError
+
+
+def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std: DIGITS' own statistics for DIGITS, ImageNet's for everything else (as official)."""
+    from deit.data import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
+
+    if data_set_key(config.data_set) == "DIGITS":
+        return tuple(DIGITS_MEAN), tuple(DIGITS_STD)
+    return tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
+
+
+def build_datasets(config: TrainConfig, *, report_dir: str | None, need_train: bool = True
+                   ) -> tuple[Dataset | None, Dataset]:
+    """The training split (None when only evaluating) and the validation split, with the paper's transforms."""
+    from deit.data import build_dataset, build_transform
+
+    mean, std = normalization(config)
+    common = dict(download=config.download, strict_data=config.strict_data, report_dir=report_dir)
+    train_set = None
+    if need_train:
+        train_transform = build_transform(
+            True, input_size=config.input_size, mean=mean, std=std, color_jitter=config.color_jitter,
+            auto_augment=config.aa, interpolation=config.train_interpolation, reprob=config.reprob,
+            remode=config.remode, recount=config.recount, three_augment=config.three_augment,
+            simple_random_crop=config.src, eval_crop_ratio=config.eval_crop_ratio)
+        train_set = build_dataset(config.data_set, config.data_path or None, train=True, transform=train_transform,
+                                  **common)
+    eval_transform = build_transform(False, input_size=config.input_size, mean=mean, std=std,
+                                     eval_crop_ratio=config.eval_crop_ratio)
+    val_set = build_dataset(config.data_set, config.data_path or None, train=False, transform=eval_transform,
+                            **common)
+    if len(val_set) == 0:
+        raise DeitError(f"--data-set {config.data_set}: the validation split is empty")
+    if train_set is not None and len(train_set) == 0:
+        raise DeitError(f"--data-set {config.data_set}: the training split is empty")
+    return train_set, val_set
+
+
+@dataclass
+class Loaders:
+    """The training loader (and its epoch-seeded sampler) and the validation loader."""
+
+    train: DataLoader | None
+    train_sampler: Any
+    val: DataLoader
+    distributed_eval: bool
+
+
+def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Dataset, env: DistributedEnv,
+                  device: torch.device) -> Loaders:
+    """Repeated-augmentation (or plain distributed) sampling for training, sequential or split evaluation."""
+    from deit.data import RepeatAugSampler
+
+    pin = config.pin_mem and device.type == "cuda"
+    train_loader = sampler = None
+    if train_set is not None:
+        # Both samplers shuffle from seed + epoch alone, so an epoch's order survives a resume exactly.
+        if config.repeated_aug:
+            sampler = RepeatAugSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                       num_repeats=3, seed=config.seed)
+        else:
+            sampler = DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
+                                         seed=config.seed)
+        if len(sampler) < config.batch_size:
+            raise DeitError(f"--batch-size {config.batch_size}: larger than the {len(sampler)} training images each "
+                            f"process sees per epoch")
+        train_loader = DataLoader(train_set, sampler=sampler, batch_size=config.batch_size,
+                                  num_workers=config.num_workers, pin_memory=pin, drop_last=True)
+    distributed_eval = config.dist_eval and env.distributed
+    if distributed_eval:
+        if len(val_set) % env.world_size:
+            warnings.warn("--dist-eval: the validation set does not split evenly; a few images are counted twice",
+                          stacklevel=2)
+        val_sampler: Any = DistributedSampler(val_set, num_replicas=env.world_size, rank=env.rank, shuffle=False)
+    else:
+        val_sampler = SequentialSampler(val_set)
+    val_loader = DataLoader(val_set, sampler=val_sampler, batch_size=int(1.5 * config.batch_size),
+                            num_workers=config.num_workers, pin_memory=pin, drop_last=False)
+    return Loaders(train_loader, sampler, val_loader, distributed_eval)
+
+
+def build_student(config: TrainConfig, num_classes: int, *, load_finetune: bool) -> nn.Module:
+    """The model to train, with `--finetune` weights (pos_embed resampled, other heads dropped) and `--attn-only`."""
+    from deit.models.factory import build_model
+    from deit.models.registry import is_registered
+
+    overrides = dict(config.model_kwargs)
+    if config.drop:
+        overrides["drop_rate"] = config.drop
+    img_size = config.input_size if is_registered(config.model) else None
+    # torchvision models have no stochastic depth: the recipe's default --drop-path does not apply to them.
+    drop_path = config.drop_path if is_registered(config.model) or _is_timm(config.model) else 0.0
+    try:
+        model = build_model(config.model, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path,
+                            **overrides)
+    except TypeError as error:
+        raise DeitError(f"--model {config.model} / --model-kwargs {config.model_kwargs}: {error}") from error
+    if load_finetune and config.finetune:
+        _load_finetune(model, config)
+    if config.attn_only:
+        _freeze_all_but_attention(model)
+    return model
+
+
+def _is_timm(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
+
+
+def _load_finetune(model: nn.Module, config: TrainConfig) -> None:
+    from deit.models.checkpoint import load_pretrained
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the head-drop warning is expected when the class count changes
+        load_pretrained(model, config.finetune, model_name=config.model)
+
+
+def _freeze_all_but_attention(model: nn.Module) -> None:
+    """As the official `--attn-only`: train attention, position embedding and heads; freeze the rest."""
+    for name, parameter in model.named_parameters():
+        parameter.requires_grad = (".attn." in name or name == "pos_embed" or name.startswith(("head.", "head_dist.")))
+    if not any(p.requires_grad for p in model.parameters()):
+        raise DeitError(f"--attn-only: {config_name(model)} has no attention layers to fine-tune")
+
+
+def config_name(model: nn.Module) -> str:
+    """A model's registry name, or its class name."""
+    return str(getattr(model, "model_name", type(model).__name__))
+
+
+def build_teacher_for(config: TrainConfig, num_classes: int, device: torch.device) -> nn.Module | None:
+    """The frozen teacher when distilling; its class count and normalisation are checked against the data."""
+    if config.distillation_type == "none":
+        return None
+    from deit.distill import build_teacher
+
+    mean, std = normalization(config)
+    return build_teacher(config.teacher_model, num_classes=num_classes, checkpoint=config.teacher_path,
+                         student_mean=mean, student_std=std, device=device)
+
+
+def build_criterion(config: TrainConfig, teacher: nn.Module | None, *, mixup_active: bool) -> nn.Module:
+    """The DeiT objective: base criterion (smoothed CE, soft-target CE or BCE) plus the teacher's term."""
+    from deit.distill import DistillationLoss, build_base_criterion
+
+    # As official DeiT III: with BCE, any class present in the mixed target counts as positive.
+    threshold = 0.0 if config.bce_loss and mixup_active else None
+    base = build_base_criterion(mixup_active=mixup_active, smoothing=config.smoothing, bce_loss=config.bce_loss,
+                                bce_target_thresh=threshold)
+    return DistillationLoss(base, teacher, config.distillation_type, config.distillation_alpha,
+                            config.distillation_tau)
+
+
+def build_mixup_fn(config: TrainConfig, num_classes: int) -> Any:
+    """timm's Mixup/CutMix with the smoothing folded in, or None when both are off."""
+    from deit.data import build_mixup
+
+    return build_mixup(mixup=config.mixup, cutmix=config.cutmix, cutmix_minmax=config.cutmix_minmax,
+                       prob=config.mixup_prob, switch_prob=config.mixup_switch_prob, mode=config.mixup_mode,
+                       label_smoothing=config.smoothing, num_classes=num_classes)
+
+
+def checkpoint_meta(config: TrainConfig, model: nn.Module, class_names: list[str]) -> dict[str, Any]:
+    """What `deit predict`/`eval`/`export` need to use the checkpoint alone (docs/architecture.md)."""
+    import deit
+
+    mean, std = normalization(config)
+    return {"model": config.model, "model_kwargs": dict(config.model_kwargs), "input_size": config.input_size,
+            "num_classes": len(class_names), "mean": list(mean), "std": list(std),
+            "crop_pct": config.eval_crop_ratio, "interpolation": "bicubic", "class_names": list(class_names),
+            "distilled": bool(getattr(model, "distilled", False)), "deit_version": deit.__version__}

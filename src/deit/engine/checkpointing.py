@@ -1,0 +1,205 @@
+"""Training checkpoints (docs/architecture.md layout): atomic save, disk-full safety, resume, RNG capture."""
+
+from __future__ import annotations
+
+import errno
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deit.errors import DeitError
+from deit.io import atomic_torch_save, load_torch_file
+
+CHECKPOINT_NAME = "checkpoint.pth"
+BEST_NAME = "best_checkpoint.pth"
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG a training step draws from (torch CPU/CUDA, numpy, python), as tensors and plain data."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": _python_state_to_plain(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    """Put back what `capture_rng` recorded, so the next epoch draws the same numbers."""
+    torch.set_rng_state(state["torch"].cpu())
+    numpy_state = state["numpy"]
+    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = [s.cpu() for s in state["cuda"]]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _python_state_to_plain(state: tuple) -> list:
+    version, internal, gauss = state
+    return [version, list(internal), gauss]
+
+
+def save_checkpoint(state: dict[str, Any], path: Path, *, previous_epoch: int | None = None) -> None:
+    """Write atomically; on a full disk (or any write error) the previous file stays and the error says so."""
+    try:
+        atomic_torch_save(state, path)
+    except OSError as error:
+        kept = (f"the previous {path.name} (epoch {previous_epoch}) is intact" if previous_epoch is not None
+                else f"no previous {path.name} existed")
+        reason = "no space left on device" if error.errno == errno.ENOSPC else (error.strerror or str(error))
+        raise DeitError(f"could not write {path}: {reason}; {kept}") from error
+
+
+def resolve_resume_path(resume: str, output_dir: str) -> Path | None:
+    """`--resume auto` -> the run directory's checkpoint.pth if it exists; a path must exist."""
+    if not resume:
+        return None
+    if resume == "auto":
+        if not output_dir:
+            raise DeitError("--resume auto needs --output_dir (where checkpoint.pth is looked for)")
+        candidate = Path(output_dir) / CHECKPOINT_NAME
+        return candidate if candidate.is_file() else None
+    if resume.startswith(("http://", "https://")):
+        raise DeitError(f"--resume {resume}: resume from a local file (download it first)")
+    path = Path(resume)
+    if not path.is_file():
+        raise DeitError(f"--resume {resume}: no such file")
+    return path
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint dict with a `model` state dict (official release files are accepted too)."""
+    checkpoint = load_torch_file(path)
+    if not isinstance(checkpoint, dict):
+        raise DeitError(f"{path}: not a checkpoint (expected a dict, found {type(checkpoint).__name__})")
+    if "model" not in checkpoint and "state_dict" not in checkpoint:
+        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+            return {"model": checkpoint}  # a bare state dict
+        raise DeitError(f"{path}: no 'model' entry; not a training checkpoint")
+    if "model" not in checkpoint:
+        checkpoint = dict(checkpoint, model=checkpoint["state_dict"])
+    return checkpoint
+
+
+def check_resume_matches(checkpoint: dict[str, Any], path: Path, *, model: str, model_kwargs: dict[str, Any],
+                         input_size: int) -> None:
+    """Refuse, before any work, a checkpoint recorded for another model, shape or input size."""
+    meta = checkpoint.get("meta") or {}
+    args = checkpoint.get("args") or {}
+    saved_model = meta.get("model", args.get("model"))
+    if saved_model is not None and saved_model != model:
+        raise DeitError(f"--resume {path}: it holds a '{saved_model}' checkpoint, not '{model}' "
+                        f"(use --finetune to start a different model from it)")
+    saved_kwargs = meta.get("model_kwargs", args.get("model_kwargs"))
+    if saved_kwargs is not None and dict(saved_kwargs) != dict(model_kwargs):
+        raise DeitError(f"--resume {path}: it was trained with --model-kwargs {saved_kwargs}, not {model_kwargs}")
+    saved_size = meta.get("input_size", args.get("input_size"))
+    if saved_size is not None and int(saved_size) != input_size:
+        raise DeitError(f"--resume {path}: it was trained at --input-size {saved_size}, not {input_size} "
+                        f"(use --finetune to change resolution)")
+
+
+def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    """Strict load with a one-line error that names the first mismatching keys."""
+    missing, unexpected = _key_mismatch(model, state_dict)
+    if missing or unexpected:
+        detail = []
+        if missing:
+            detail.append(f"missing {', '.join(missing[:3])}")
+        if unexpected:
+            detail.append(f"unexpected {', '.join(unexpected[:3])}")
+        raise DeitError(f"{path}: weights do not fit this model ({'; '.join(detail)})")
+    own = model.state_dict()
+    for key, value in state_dict.items():
+        if own[key].shape != value.shape:
+            raise DeitError(f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects "
+                            f"{tuple(own[key].shape)} (another model or class count?)")
+    model.load_state_dict(state_dict)
+
+
+def _key_mismatch(model: nn.Module, state_dict: dict[str, Any]) -> tuple[list[str], list[str]]:
+    own = set(model.state_dict())
+    given = set(state_dict)
+    return sorted(own - given), sorted(given - own)
+
+
+def prune_log(log_path: Path, last_epoch: int) -> None:
+    """Drop `log.txt` lines for epochs after `last_epoch` (written by a run that died before its checkpoint)."""
+    if not log_path.is_file():
+        return
+    import json
+
+    kept = []
+    for line in log_path.read_text().splitlines():
+        try:
+            if json.loads(line).get("epoch", -1) <= last_epoch:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a torn line from a kill -9
+    from deit.io import atomic_write
+
+    atomic_write(log_path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))
+
+
+def training_state(*, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
+                   model_ema: Any, epoch: int, args: dict[str, Any], meta: dict[str, Any], rng: dict[str, Any],
+                   best_acc: float, global_step: int) -> dict[str, Any]:
+    """The checkpoint dict of docs/architecture.md (plus `global_step`), tensors and plain data only."""
+    state: dict[str, Any] = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                             "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": args, "meta": meta,
+                             "rng": rng, "best_acc": best_acc, "global_step": global_step}
+    if scaler is not None:
+        state["scaler"] = scaler.state_dict()
+    if model_ema is not None:
+        state["model_ema"] = model_ema.module.state_dict()
+    return state
+
+
+def restore_training_state(checkpoint: dict[str, Any], path: Path, *, optimizer: torch.optim.Optimizer,
+                           scheduler: Any, scaler: Any, model_ema: Any) -> tuple[int, float, int]:
+    """Load optimizer/scheduler/scaler/EMA states; returns (next epoch, best top-1, global step)."""
+    missing = [key for key in ("optimizer", "lr_scheduler", "epoch") if key not in checkpoint]
+    if missing:
+        raise DeitError(f"--resume {path}: has no {', '.join(missing)} (weights only?); use --finetune to start "
+                        f"from its weights")
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+    except (ValueError, KeyError) as error:
+        raise DeitError(f"--resume {path}: its optimizer state does not fit (--opt or --attn-only changed?): "
+                        f"{error}") from error
+    scheduler.load_state_dict(checkpoint["lr_scheduler"])
+    if scaler is not None and "scaler" in checkpoint:
+        scaler.load_state_dict(checkpoint["scaler"])
+    if model_ema is not None:
+        if "model_ema" in checkpoint:
+            model_ema.module.load_state_dict(checkpoint["model_ema"])
+        else:
+            import warnings
+
+            warnings.warn(f"{path}: no EMA weights; the EMA restarts from the resumed model", stacklevel=2)
+    return int(checkpoint["epoch"]) + 1, float(checkpoint.get("best_acc", 0.0)), int(checkpoint.get("global_step", 0))
+
+
+def copy_checkpoint(source: Path, target: Path) -> None:
+    """Atomic copy (best / kept checkpoints); a write error is a one-line `DeitError`."""
+    import shutil
+
+    from deit.io import atomic_write
+
+    try:
+        atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+    except OSError as error:
+        reason = "no space left on device" if error.errno == errno.ENOSPC else (error.strerror or str(error))
+        raise DeitError(f"could not write {target}: {reason}; {source.name} is intact") from error

@@ -1,0 +1,335 @@
+"""One typed `TrainConfig`: the official `main.py` flags (same spellings, same defaults) plus ours, and YAML.
+
+Precedence: dataclass defaults < `--config run.yaml` < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deit.errors import DeitError
+
+
+def _opt(default: Any, *flags: str, group: str, help: str, kind: type | str | None = None,
+         choices: tuple[str, ...] | None = None, negative: str | None = None, metavar: str | None = None,
+         hidden: bool = False) -> Any:
+    """A config field that knows its command-line spellings; `kind` is the value type ('floats': a list)."""
+    if kind is None:
+        kind = type(default) if default is not None else str
+    metadata = dict(flags=flags, group=group, help=help, kind=kind, choices=choices, negative=negative,
+                    metavar=metavar, hidden=hidden)
+    if isinstance(default, dict):
+        return field(default_factory=dict, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a `deit train` run needs; field names are the official `args` attribute names."""
+
+    # -- basics (official)
+    batch_size: int = _opt(64, "--batch-size", group="basics", help="images per process and step")
+    epochs: int = _opt(300, "--epochs", group="basics", help="training epochs")
+    bce_loss: bool = _opt(False, "--bce-loss", group="basics", help="binary cross-entropy loss (DeiT III)")
+    unscale_lr: bool = _opt(False, "--unscale-lr", group="basics",
+                            help="use --lr as is instead of lr x batch-size x world-size / 512")
+    # -- model (official)
+    model: str = _opt("deit_base_patch16_224", "--model", group="model", metavar="MODEL",
+                      help="model to train: a DeiT name (`deit models`), or any timm / torchvision name")
+    input_size: int = _opt(224, "--input-size", group="model", help="image side in pixels")
+    drop: float = _opt(0.0, "--drop", group="model", metavar="PCT", help="dropout rate")
+    drop_path: float = _opt(0.1, "--drop-path", group="model", metavar="PCT", help="stochastic depth rate")
+    model_ema: bool = _opt(True, "--model-ema", negative="--no-model-ema", group="model",
+                           help="keep an exponential moving average of the weights")
+    model_ema_decay: float = _opt(0.99996, "--model-ema-decay", group="model", help="EMA decay per step")
+    model_ema_force_cpu: bool = _opt(False, "--model-ema-force-cpu", group="model", help="keep the EMA on the CPU")
+    # -- optimizer (official)
+    opt: str = _opt("adamw", "--opt", group="optimizer", metavar="OPTIMIZER",
+                    help="optimizer name known to timm (adamw, lamb, sgd, ...)")
+    opt_eps: float = _opt(1e-8, "--opt-eps", group="optimizer", metavar="EPSILON", help="optimizer epsilon")
+    opt_betas: list[float] | None = _opt(None, "--opt-betas", group="optimizer", kind="floats", metavar="BETA",
+                                         help="optimizer betas (default: the optimizer's)")
+    clip_grad: float | None = _opt(None, "--clip-grad", group="optimizer", kind=float, metavar="NORM",
+                                   help="clip the gradient norm (default: no clipping)")
+    momentum: float = _opt(0.9, "--momentum", group="optimizer", metavar="M", help="SGD momentum")
+    weight_decay: float = _opt(0.05, "--weight-decay", group="optimizer",
+                               help="weight decay (never on biases, norms, tokens, pos_embed)")
+    # -- learning-rate schedule (official)
+    sched: str = _opt("cosine", "--sched", group="schedule", metavar="SCHEDULER", help="timm scheduler name")
+    lr: float = _opt(5e-4, "--lr", group="schedule", metavar="LR",
+                     help="learning rate for a total batch of 512 (scaled linearly, see --unscale-lr)")
+    lr_noise: list[float] | None = _opt(None, "--lr-noise", group="schedule", kind="floats", metavar="PCT",
+                                        help="learning-rate noise on/off epoch percentages")
+    lr_noise_pct: float = _opt(0.67, "--lr-noise-pct", group="schedule", metavar="PERCENT",
+                               help="learning-rate noise limit percent")
+    lr_noise_std: float = _opt(1.0, "--lr-noise-std", group="schedule", metavar="STDDEV",
+                               help="learning-rate noise std-dev")
+    warmup_lr: float = _opt(1e-6, "--warmup-lr", group="schedule", metavar="LR", help="warmup start lr")
+    min_lr: float = _opt(1e-5, "--min-lr", group="schedule", metavar="LR", help="lower lr bound of the cosine")
+    decay_epochs: float = _opt(30.0, "--decay-epochs", group="schedule", metavar="N",
+                               help="epoch interval to decay the lr (step schedulers)")
+    warmup_epochs: int = _opt(5, "--warmup-epochs", group="schedule", metavar="N", help="linear warmup epochs")
+    cooldown_epochs: int = _opt(10, "--cooldown-epochs", group="schedule", metavar="N",
+                                help="epochs at min_lr after a cyclic schedule (timm; unused by the loop)")
+    patience_epochs: int = _opt(10, "--patience-epochs", group="schedule", metavar="N",
+                                help="patience of the plateau scheduler")
+    decay_rate: float = _opt(0.1, "--decay-rate", "--dr", group="schedule", metavar="RATE", help="lr decay rate")
+    # -- augmentation (official)
+    color_jitter: float = _opt(0.3, "--color-jitter", group="augmentation", metavar="PCT",
+                               help="color jitter factor")
+    aa: str = _opt("rand-m9-mstd0.5-inc1", "--aa", group="augmentation", metavar="NAME",
+                   help="AutoAugment / RandAugment policy ('none' to disable)")
+    smoothing: float = _opt(0.1, "--smoothing", group="augmentation", help="label smoothing")
+    train_interpolation: str = _opt("bicubic", "--train-interpolation", group="augmentation",
+                                    help="training resize interpolation (random, bilinear, bicubic)")
+    repeated_aug: bool = _opt(True, "--repeated-aug", negative="--no-repeated-aug", group="augmentation",
+                              help="repeated augmentation (each image 3 times per epoch, across processes)")
+    train_mode: bool = _opt(True, "--train-mode", negative="--no-train-mode", group="augmentation",
+                            help="keep the model in training mode while training (off: eval-mode BN/dropout)")
+    three_augment: bool = _opt(False, "--ThreeAugment", "--three-augment", group="augmentation",
+                               help="3-Augment (DeiT III): grayscale / solarize / blur, then color jitter")
+    src: bool = _opt(False, "--src", group="augmentation", help="simple random crop (DeiT III)")
+    reprob: float = _opt(0.25, "--reprob", group="augmentation", metavar="PCT", help="random erase probability")
+    remode: str = _opt("pixel", "--remode", group="augmentation", help="random erase mode")
+    recount: int = _opt(1, "--recount", group="augmentation", help="random erase count")
+    resplit: bool = _opt(False, "--resplit", group="augmentation",
+                         help="official flag without effect there; refused here")
+    # -- mixup / cutmix (official)
+    mixup: float = _opt(0.8, "--mixup", group="mixup", help="mixup alpha (on if > 0)")
+    cutmix: float = _opt(1.0, "--cutmix", group="mixup", help="cutmix alpha (on if > 0)")
+    cutmix_minmax: list[float] | None = _opt(None, "--cutmix-minmax", group="mixup", kind="floats",
+                                             help="cutmix min/max ratio (overrides alpha)")
+    mixup_prob: float = _opt(1.0, "--mixup-prob", group="mixup", help="probability of mixup or cutmix")
+    mixup_switch_prob: float = _opt(0.5, "--mixup-switch-prob", group="mixup",
+                                    help="probability of cutmix when both are on")
+    mixup_mode: str = _opt("batch", "--mixup-mode", group="mixup", choices=("batch", "pair", "elem"),
+                           help="per batch, pair or element")
+    # -- distillation (official)
+    teacher_model: str = _opt("regnety_160", "--teacher-model", group="distillation", metavar="MODEL",
+                              help="teacher architecture (timm / torchvision name)")
+    teacher_path: str = _opt("", "--teacher-path", group="distillation",
+                             help="teacher weights (a file, a URL, or a checkpoint written by `deit train`)")
+    distillation_type: str = _opt("none", "--distillation-type", group="distillation",
+                                  choices=("none", "soft", "hard"), help="distillation through the dist token")
+    distillation_alpha: float = _opt(0.5, "--distillation-alpha", group="distillation",
+                                     help="weight of the distillation term")
+    distillation_tau: float = _opt(1.0, "--distillation-tau", group="distillation",
+                                   help="temperature of soft distillation")
+    cosub: bool = _opt(False, "--cosub", group="distillation", help="co-training (cosub): not implemented")
+    # -- fine-tuning (official)
+    finetune: str = _opt("", "--finetune", group="finetune",
+                         help="start from these weights (pos_embed resampled, mismatched heads dropped)")
+    attn_only: bool = _opt(False, "--attn-only", group="finetune",
+                           help="fine-tune the attention layers, heads and pos_embed only")
+    # -- data (official; the default data set is ours)
+    data_path: str = _opt("", "--data-path", group="data",
+                          help="data root (IMNET: train/ and val/ class folders); DIGITS needs none")
+    data_set: str = _opt("DIGITS", "--data-set", group="data",
+                         help="DIGITS (embedded, offline: the default here; official default IMNET), "
+                              "IMNET, CIFAR (CIFAR-100), CIFAR10, INAT, INAT19, FOLDER")
+    inat_category: str = _opt("name", "--inat-category", group="data",
+                              choices=("kingdom", "phylum", "class", "order", "supercategory", "family", "genus",
+                                       "name"), help="iNaturalist label granularity")
+    download: bool = _opt(False, "--download", group="data", help="allow downloading CIFAR (off: offline)")
+    strict_data: bool = _opt(False, "--strict-data", group="data",
+                             help="unreadable images are an error before training instead of being skipped")
+    # -- run (official)
+    output_dir: str = _opt("", "--output_dir", "--output-dir", group="run",
+                           help="run directory (empty: save nothing)")
+    device: str = _opt("auto", "--device", group="run",
+                       help="auto (cuda if available, else cpu), cuda, cuda:N, cpu (official default: cuda)")
+    seed: int = _opt(0, "--seed", group="run", help="random seed (each process adds its rank)")
+    resume: str = _opt("", "--resume", group="run",
+                       help="checkpoint to continue from, or 'auto' (the run directory's checkpoint.pth, if any)")
+    start_epoch: int = _opt(0, "--start_epoch", "--start-epoch", group="run", metavar="N",
+                            help="first epoch (a resumed run starts after the checkpoint's epoch)")
+    eval: bool = _opt(False, "--eval", group="run", help="evaluate only (the --resume or --finetune weights)")
+    eval_crop_ratio: float = _opt(0.875, "--eval-crop-ratio", group="run", help="center-crop ratio at evaluation")
+    dist_eval: bool = _opt(False, "--dist-eval", group="run", help="split evaluation across processes")
+    num_workers: int = _opt(10, "--num_workers", "--num-workers", group="run", help="data loader workers")
+    pin_mem: bool = _opt(True, "--pin-mem", negative="--no-pin-mem", group="run",
+                         help="pin loader memory (CUDA only)")
+    # -- distributed (official)
+    distributed: bool = _opt(False, "--distributed", group="distributed",
+                             help="require a distributed launch (torchrun / SLURM are detected anyway)")
+    world_size: int = _opt(1, "--world_size", "--world-size", group="distributed",
+                           help="number of processes (taken from the launcher's environment)")
+    dist_url: str = _opt("env://", "--dist_url", "--dist-url", group="distributed",
+                         help="init_method of the process group")
+    # -- ours: engine, logging, robustness
+    model_kwargs: dict[str, Any] = _opt({}, "--model-kwargs", group="engine", kind="mapping",
+                                        help='constructor overrides as JSON/YAML, e.g. \'{"depth": 2, "patch_size": 4}\'')
+    amp: str = _opt("auto", "--amp", group="engine", choices=("auto", "bf16", "fp16", "none"),
+                    help="mixed precision: auto = bf16 on CUDA, none on CPU; fp16 uses a grad scaler")
+    compile: bool = _opt(False, "--compile", group="engine", help="torch.compile the student")
+    log_format: str = _opt("auto", "--log-format", group="engine", choices=("auto", "bar", "plain"),
+                           help="progress bars on a terminal (auto), or one line per --log-interval steps")
+    log_interval: int = _opt(50, "--log-interval", group="engine", metavar="N",
+                             help="steps between progress lines and NaN checks")
+    nan_policy: str = _opt("stop", "--nan-policy", group="engine", choices=("stop", "skip"),
+                           help="non-finite loss: stop (keep the last good checkpoint) or skip the batch")
+    keep_every: int = _opt(0, "--keep-every", group="engine", metavar="N",
+                           help="also keep checkpoint_epochN.pth every N epochs (0: only the latest and best)")
+    max_steps_per_epoch: int = _opt(0, "--max-steps-per-epoch", group="engine", metavar="N",
+                                    help="cap the steps of each epoch (smoke tests; 0: full epochs)")
+    debug_inject_nan_step: int | None = _opt(None, "--debug-inject-nan-step", group="engine", kind=int,
+                                             hidden=True, help="make the loss NaN at this global step (tests)")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (str/int/float/bool/list/dict/None), as saved in `config.yaml` and checkpoints."""
+        return dataclasses.asdict(self)
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _yaml_key_index() -> dict[str, str]:
+    """Every spelling a YAML key may use: field names, dashed names, and flag names without dashes."""
+    index: dict[str, str] = {}
+    for name, f in _FIELDS.items():
+        index[name] = name
+        index[name.replace("_", "-")] = name
+        for flag in f.metadata["flags"]:
+            index[flag.lstrip("-")] = name
+    return index
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add every `TrainConfig` flag (and `--config`); unset flags stay absent so YAML can fill them."""
+    parser.add_argument("--config", default=argparse.SUPPRESS, metavar="YAML",
+                        help="YAML file of settings (field or flag names); flags given here override it")
+    groups: dict[str, Any] = {}
+    for name, f in _FIELDS.items():
+        meta = f.metadata
+        group = groups.get(meta["group"]) or groups.setdefault(
+            meta["group"], parser.add_argument_group(meta["group"]))
+        default = f.default if f.default is not dataclasses.MISSING else {}
+        help_text = argparse.SUPPRESS if meta["hidden"] else f"{meta['help']} (default: {default!r})"
+        if meta["kind"] is bool:
+            group.add_argument(*meta["flags"], dest=name, action="store_true", default=argparse.SUPPRESS,
+                               help=help_text)
+            if meta["negative"]:
+                group.add_argument(meta["negative"], dest=name, action="store_false", default=argparse.SUPPRESS,
+                                   help=argparse.SUPPRESS if meta["hidden"] else f"turn off {meta['flags'][0]}")
+            continue
+        kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help_text, metavar=meta["metavar"])
+        if meta["choices"]:
+            kwargs["choices"] = meta["choices"]
+        if meta["kind"] == "floats":
+            kwargs.update(type=float, nargs="+")
+        elif meta["kind"] == "mapping":
+            kwargs.update(type=str, metavar=meta["metavar"] or "JSON")
+        else:
+            kwargs["type"] = meta["kind"]
+        group.add_argument(*meta["flags"], **kwargs)
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    """Check and convert one value to its field's type; the error names the key and where it came from."""
+    kind = _FIELDS[name].metadata["kind"]
+    where = f"{source}: '{name}'"
+    if value is None:
+        default = _FIELDS[name].default
+        if default is None or default == "":
+            return default  # optional settings: null means "not set"
+        raise DeitError(f"{where} may not be empty")
+    if kind == "mapping":
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value) if value.strip() else {}
+            except yaml.YAMLError as error:
+                raise DeitError(f"{where} is not valid JSON/YAML: {str(error).splitlines()[0]}") from error
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise DeitError(f"{where} must be a mapping of constructor arguments, e.g. {{\"depth\": 2}}")
+        return dict(value)
+    if kind == "floats":
+        values = value if isinstance(value, (list, tuple)) else [value]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            raise DeitError(f"{where} must be a list of numbers, got {value!r}")
+        return [float(v) for v in values]
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise DeitError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise DeitError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise DeitError(f"{where} must be an integer, got {value!r}")
+        return value
+    if not isinstance(value, str):
+        return str(value)
+    choices = _FIELDS[name].metadata["choices"]
+    if choices and value not in choices:
+        raise DeitError(f"{where} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def load_yaml_settings(path: str | Path) -> dict[str, Any]:
+    """Read a `--config` YAML file into field names -> checked values; unknown keys get close matches."""
+    path = Path(path)
+    if not path.is_file():
+        raise DeitError(f"--config {path}: no such file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise DeitError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from error
+    if not isinstance(raw, dict):
+        raise DeitError(f"{path}: expected a mapping of settings, got {type(raw).__name__}")
+    index = _yaml_key_index()
+    settings: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = index.get(str(key))
+        if name is None:
+            close = difflib.get_close_matches(str(key), list(index), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise DeitError(f"{path}: unknown setting '{key}'{hint}")
+        settings[name] = _coerce(name, value, str(path))
+    return settings
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then the `--config` YAML, then the flags actually given on the command line."""
+    given = vars(args)
+    settings: dict[str, Any] = {}
+    if given.get("config"):
+        settings.update(load_yaml_settings(given["config"]))
+    for name in _FIELDS:
+        if name in given:
+            settings[name] = _coerce(name, given[name], "--" + name.replace("_", "-"))
+    return TrainConfig(**settings)
+
+
+def make_config(**settings: Any) -> TrainConfig:
+    """A `TrainConfig` from keyword settings (the Python API), type-checked like YAML."""
+    unknown = [k for k in settings if k not in _FIELDS]
+    if unknown:
+        raise DeitError(f"unknown setting '{unknown[0]}'")
+    return TrainConfig(**{k: _coerce(k, v, "make_config") for k, v in settings.items()})
+
+
+def save_config_yaml(config: TrainConfig, path: str | Path) -> None:
+    """Write the resolved configuration as YAML (loadable again with `--config`)."""
+    from deit.io import atomic_write
+
+    text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def non_default_unimplemented(config: TrainConfig) -> list[str]:
+    """Official flags this engine refuses rather than silently ignoring, when set away from their default."""
+    refused = []
+    if config.cosub:
+        refused.append("--cosub (co-training of two sub-models) is not implemented")
+    if config.resplit:
+        refused.append("--resplit is not implemented (the official script accepts it but never uses it)")
+    return refused

@@ -1,0 +1,158 @@
+"""What a run tells people: progress bars or plain lines, `log.txt` JSON lines, TensorBoard, and `curves.png`."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def resolve_log_format(log_format: str, *, is_main: bool, stream: Any = None) -> str:
+    """`bar`, `plain` or `quiet` (every rank but 0); `auto` means bars on a terminal, plain lines otherwise."""
+    if not is_main:
+        return "quiet"
+    if log_format != "auto":
+        return log_format
+    stream = sys.stderr if stream is None else stream
+    return "bar" if getattr(stream, "isatty", lambda: False)() else "plain"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class Progress:
+    """Progress of one epoch (or evaluation): steps are counted host-side, values arrive only when synced."""
+
+    def __init__(self, *, total: int, desc: str, mode: str) -> None:
+        self.total, self.desc, self.mode = total, desc, mode
+        self.start = time.perf_counter()
+        self.images = 0
+        self.steps = 0
+        self._bar = None
+        if mode == "bar":
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, desc=desc, dynamic_ncols=True, leave=False, file=sys.stderr)
+
+    @property
+    def images_per_second(self) -> float:
+        """Throughput since the start of the epoch (host clock)."""
+        return self.images / max(time.perf_counter() - self.start, 1e-9)
+
+    def step(self, images: int) -> None:
+        """One more step of `images` images (cheap: no device value is read)."""
+        self.steps += 1
+        self.images += images
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def report(self, values: dict[str, float]) -> None:
+        """Show freshly synced values (loss, lr ...) with throughput and ETA."""
+        rate = self.images_per_second
+        eta = (self.total - self.steps) * (time.perf_counter() - self.start) / max(self.steps, 1)
+        shown = {k: _format_value(v) for k, v in values.items()}
+        if self._bar is not None:
+            self._bar.set_postfix({**shown, "img/s": f"{rate:.0f}"}, refresh=True)
+        elif self.mode == "plain":
+            fields = " ".join(f"{k} {v}" for k, v in shown.items())
+            print(f"{self.desc} [{self.steps}/{self.total}] {fields} {rate:.0f} img/s eta {_duration(eta)}",
+                  flush=True)
+
+    def close(self) -> None:
+        """Remove the bar (the epoch summary line is printed by the caller)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _format_value(value: float) -> str:
+    if isinstance(value, float) and (abs(value) < 1e-2 or abs(value) >= 1e4) and value != 0 and math.isfinite(value):
+        return f"{value:.3e}"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def say(message: str, *, is_main: bool = True) -> None:
+    """Print one line from rank 0 only."""
+    if is_main:
+        print(message, flush=True)
+
+
+class RunLog:
+    """`log.txt` (one JSON object per epoch, the official name) and TensorBoard events, written by rank 0."""
+
+    def __init__(self, output_dir: Path | None, *, enabled: bool, purge_step: int | None = None) -> None:
+        self.path = output_dir / "log.txt" if output_dir and enabled else None
+        self._writer = None
+        if self.path is not None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is a dependency, but a broken install should not stop training
+                SummaryWriter = None
+            if SummaryWriter is not None:
+                self._writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=purge_step)
+
+    def write(self, stats: dict[str, Any]) -> None:
+        """Append one epoch's statistics."""
+        if self.path is None:
+            return
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(stats) + "\n")
+        if self._writer is not None:
+            step = int(stats.get("epoch", 0))
+            for key, value in stats.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+                    self._writer.add_scalar(key.replace("train_", "train/").replace("test_", "test/"), value, step)
+            self._writer.flush()
+
+    def close(self) -> None:
+        """Flush and close TensorBoard."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+def read_log(path: str | Path) -> list[dict[str, Any]]:
+    """The JSON lines of `log.txt` (a torn last line, e.g. after kill -9, is ignored)."""
+    rows = []
+    for line in Path(path).read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return rows
+
+
+def plot_curves(log_path: str | Path, out_path: str | Path) -> Path | None:
+    """`curves.png`: training/validation loss and top-1 per epoch from `log.txt` (None if nothing to plot)."""
+    rows = [r for r in read_log(log_path) if "epoch" in r] if Path(log_path).is_file() else []
+    if not rows:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in rows]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    for key, label in (("train_loss", "train"), ("test_loss", "validation")):
+        if any(key in r for r in rows):
+            loss_ax.plot(epochs, [r.get(key, float("nan")) for r in rows], marker="o", label=label)
+    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
+    loss_ax.legend()
+    for key, label in (("test_acc1", "fused"), ("test_cls_acc1", "class head"), ("test_dist_acc1", "dist head")):
+        if any(key in r for r in rows):
+            acc_ax.plot(epochs, [r.get(key, float("nan")) for r in rows], marker="o", label=label)
+    acc_ax.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1")
+    acc_ax.legend()
+    fig.tight_layout()
+    out_path = Path(out_path)
+    from deit.io import atomic_write
+
+    atomic_write(out_path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+    plt.close(fig)
+    return out_path

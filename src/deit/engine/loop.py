@@ -1,0 +1,216 @@
+"""One training epoch and one evaluation pass.
+
+The training loop never reads a device value per step: the loss is summed on the device and a non-finite loss
+is remembered in a device-side "first bad step" tensor, read only every `log_interval` steps and at the end
+of the epoch. `nan_policy="skip"` is the exception: to drop a bad batch before it touches the weights it must
+look at the loss, so it syncs once per step (and agrees across processes, which DDP requires).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from deit.engine.distributed import all_reduce_sum, any_process, is_distributed
+from deit.engine.logging_utils import Progress
+from deit.engine.optim import current_lr
+from deit.engine.precision import Precision, unwrap_model
+from deit.errors import DeitError
+
+
+class NonFiniteLossError(DeitError):
+    """The loss became NaN or infinite; `step` is the global step (0-based) where it first happened."""
+
+    def __init__(self, message: str, *, epoch: int, step: int) -> None:
+        super().__init__(message)
+        self.epoch, self.step = epoch, step
+
+
+def train_one_epoch(model: nn.Module, criterion: Callable[[Tensor, Any, Tensor], Tensor], loader: Iterable,
+                    optimizer: torch.optim.Optimizer, device: torch.device, epoch: int, *, precision: Precision,
+                    clip_grad: float | None = None, model_ema: Any = None, mixup_fn: Any = None,
+                    set_training_mode: bool = True, nan_policy: str = "stop", max_steps: int = 0,
+                    log_interval: int = 50, progress_mode: str = "quiet", global_step: int = 0,
+                    inject_nan_step: int | None = None) -> dict[str, float]:
+    """Train for one epoch; returns mean loss, lr, steps, skipped steps, images/s and the next global step.
+
+    `criterion(inputs, outputs, targets)` is a `deit.distill.DistillationLoss` (which also covers no teacher).
+    Raises `NonFiniteLossError` under `nan_policy="stop"`; the caller then keeps the last good checkpoint.
+    """
+    model.train(set_training_mode)
+    total = len(loader) if hasattr(loader, "__len__") else 0  # type: ignore[arg-type]
+    total = min(total, max_steps) if max_steps else total
+    progress = Progress(total=total, desc=f"epoch {epoch + 1}", mode=progress_mode)
+    loss_sum = torch.zeros((), device=device)
+    interval_sum = torch.zeros((), device=device)
+    device_step = torch.full((), global_step - 1, dtype=torch.long, device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    steps = skipped = interval_steps = 0
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    scaler = precision.scaler
+    try:
+        for images, targets in loader:
+            if max_steps and steps + skipped >= max_steps:
+                break
+            images = images.to(device, non_blocking=True)
+            targets = targets.to(device, non_blocking=True)
+            if mixup_fn is not None:
+                images, targets = mixup_fn(images, targets)
+            with precision.autocast(device):
+                outputs = model(images)
+                loss = criterion(images, outputs, targets)
+            if inject_nan_step is not None and global_step + steps + skipped == inject_nan_step:
+                loss = loss * float("nan")
+            finite = torch.isfinite(loss.detach())
+            if nan_policy == "skip" and any_process(not bool(finite), device):  # the one sync of skip mode
+                optimizer.zero_grad(set_to_none=True)
+                device_step += 1
+                skipped += 1
+                progress.step(images.shape[0])
+                continue
+            optimizer.zero_grad(set_to_none=True)
+            _backward_and_step(loss, optimizer, parameters, scaler, clip_grad)
+            if model_ema is not None:
+                model_ema.update(unwrap_model(model))
+            device_step += 1
+            first_bad = torch.where(~finite & (first_bad < 0), device_step, first_bad)
+            loss_sum += loss.detach().float()
+            interval_sum += loss.detach().float()
+            steps += 1
+            interval_steps += 1
+            progress.step(images.shape[0])
+            if log_interval and steps % log_interval == 0:
+                _check_finite(first_bad, epoch, global_step, device)
+                progress.report({"loss": interval_sum.item() / interval_steps, "lr": current_lr(optimizer)})
+                interval_sum.zero_()
+                interval_steps = 0
+        _check_finite(first_bad, epoch, global_step, device)
+    finally:
+        progress.close()
+    if steps == 0 and skipped == 0:
+        raise DeitError("the training loader produced no batch: fewer images than --batch-size?")
+    return {"loss": loss_sum.item() / max(steps, 1), "lr": current_lr(optimizer), "steps": steps,
+            "skipped_steps": skipped, "images_per_second": progress.images_per_second,
+            "global_step": global_step + steps + skipped}
+
+
+def _backward_and_step(loss: Tensor, optimizer: torch.optim.Optimizer, parameters: list[Tensor], scaler: Any,
+                       clip_grad: float | None) -> None:
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if clip_grad:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(parameters, clip_grad)
+        scaler.step(optimizer)
+        scaler.update()
+        return
+    loss.backward()
+    if clip_grad:
+        nn.utils.clip_grad_norm_(parameters, clip_grad)
+    optimizer.step()
+
+
+def _check_finite(first_bad: Tensor, epoch: int, epoch_start_step: int, device: torch.device) -> None:
+    """Read the device-side flag (a sync, but only every log interval); raise on every rank together."""
+    bad_step = int(first_bad.item())
+    if any_process(bad_step >= 0, device):
+        where = (f"step {bad_step - epoch_start_step} of the epoch (global step {bad_step})" if bad_step >= 0
+                 else "a step of another process")
+        raise NonFiniteLossError(f"the loss became NaN/inf in epoch {epoch + 1}, {where}", epoch=epoch, step=bad_step)
+
+
+def _logits_from(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor | None]:
+    """(class-head logits, distillation-head logits or None) in any mode; plain models have one head."""
+    if hasattr(model, "head_logits") and hasattr(model, "forward_features"):
+        return model.head_logits(model.forward_features(images))
+    outputs = model(images)
+    if isinstance(outputs, (tuple, list)):
+        return outputs[0], outputs[1]
+    return outputs, None
+
+
+def _topk_correct(logits: Tensor, targets: Tensor, k: int) -> Tensor:
+    top = logits.topk(min(k, logits.shape[1]), dim=1).indices
+    return (top == targets[:, None]).any(dim=1).sum()
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teacher: nn.Module | None = None,
+             precision: Precision | None = None, distributed: bool = False, confusion: bool = False,
+             max_batches: int = 0) -> dict[str, Any]:
+    """Top-1/top-5 of the class head, the distillation head and their fused average, loss, teacher agreement.
+
+    Keys: `acc1`, `acc5`, `loss` (fused output, the official names), `cls_acc1/5`, and for distilled models
+    `dist_acc1/5` and `cls_dist_agreement`; with a teacher `teacher_acc1` and `teacher_agreement` (fused),
+    `cls_teacher_agreement`, `dist_teacher_agreement` -- all in percent. `distributed`: sum over processes.
+    """
+    net = unwrap_model(model)
+    was_training = net.training
+    net.eval()
+    precision = precision or Precision("fp32")
+    names = ["images", "loss", "cls1", "cls5", "dist1", "dist5", "fused1", "fused5", "cls_dist", "teacher1",
+             "teacher_fused", "teacher_cls", "teacher_dist"]
+    counts = torch.zeros(len(names), dtype=torch.float64, device=device)
+    matrix: Tensor | None = None
+    distilled = False
+    for batch_index, (images, targets) in enumerate(loader):
+        if max_batches and batch_index >= max_batches:
+            break
+        images = images.to(device, non_blocking=True)
+        targets = targets.to(device, non_blocking=True)
+        with precision.autocast(device):
+            cls_logits, dist_logits = _logits_from(net, images)
+            teacher_logits = teacher(images) if teacher is not None else None
+        cls_logits = cls_logits.float()
+        fused = cls_logits if dist_logits is None else (cls_logits + dist_logits.float()) / 2
+        batch = torch.zeros_like(counts)
+        batch[0] = images.shape[0]
+        batch[1] = F.cross_entropy(fused, targets, reduction="sum")
+        batch[2], batch[3] = _topk_correct(cls_logits, targets, 1), _topk_correct(cls_logits, targets, 5)
+        batch[6], batch[7] = _topk_correct(fused, targets, 1), _topk_correct(fused, targets, 5)
+        prediction = fused.argmax(1)
+        if dist_logits is not None:
+            distilled = True
+            batch[4], batch[5] = _topk_correct(dist_logits.float(), targets, 1), _topk_correct(
+                dist_logits.float(), targets, 5)
+            batch[8] = (cls_logits.argmax(1) == dist_logits.argmax(1)).sum()
+        if teacher_logits is not None:
+            teacher_prediction = teacher_logits.argmax(1)
+            batch[9] = (teacher_prediction == targets).sum()
+            batch[10] = (prediction == teacher_prediction).sum()
+            batch[11] = (cls_logits.argmax(1) == teacher_prediction).sum()
+            if dist_logits is not None:
+                batch[12] = (dist_logits.argmax(1) == teacher_prediction).sum()
+        counts += batch
+        if confusion:
+            classes = fused.shape[1]
+            if matrix is None:
+                matrix = torch.zeros(classes * classes, dtype=torch.long, device=device)
+            matrix += torch.bincount(targets * classes + prediction, minlength=classes * classes)
+    net.train(was_training)
+    if distributed and is_distributed():
+        all_reduce_sum(counts)
+        if matrix is not None:
+            all_reduce_sum(matrix)
+    values = dict(zip(names, counts.tolist()))
+    n = max(values["images"], 1.0)
+    percent = {k: 100.0 * values[k] / n for k in names[2:]}
+    metrics: dict[str, Any] = {"acc1": percent["fused1"], "acc5": percent["fused5"], "loss": values["loss"] / n,
+                               "cls_acc1": percent["cls1"], "cls_acc5": percent["cls5"],
+                               "num_images": int(values["images"])}
+    if distilled:
+        metrics.update(dist_acc1=percent["dist1"], dist_acc5=percent["dist5"],
+                       cls_dist_agreement=percent["cls_dist"])
+    if teacher is not None:
+        metrics.update(teacher_acc1=percent["teacher1"], teacher_agreement=percent["teacher_fused"],
+                       cls_teacher_agreement=percent["teacher_cls"])
+        if distilled:
+            metrics["dist_teacher_agreement"] = percent["teacher_dist"]
+    if matrix is not None:
+        classes = int(matrix.numel() ** 0.5)
+        metrics["confusion_matrix"] = matrix.view(classes, classes).tolist()
+    return metrics

@@ -1,0 +1,293 @@
+"""The run: validate, build, resume, loop over epochs, checkpoint, log, plot (`deit train`, `deit.train`)."""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deit.engine import builders
+from deit.engine.checkpointing import (BEST_NAME, CHECKPOINT_NAME, capture_rng, check_resume_matches, copy_checkpoint,
+                                       load_model_state, prune_log, read_checkpoint, resolve_resume_path,
+                                       restore_rng, restore_training_state, save_checkpoint, training_state)
+from deit.engine.config import TrainConfig, save_config_yaml
+from deit.engine.distributed import (DistributedEnv, any_process, init_distributed, read_launcher_env,
+                                     resolve_device, shutdown_distributed)
+from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
+from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
+from deit.engine.optim import build_optimizer, build_scheduler, scaled_lr
+from deit.engine.precision import Precision, resolve_precision, unwrap_model
+from deit.engine.validation import validate_config
+from deit.errors import DeitError
+
+
+@dataclass
+class _Run:
+    """Everything one run builds; `train` fills it in, the epoch loop uses it."""
+
+    config: TrainConfig
+    env: DistributedEnv
+    device: torch.device
+    precision: Precision
+    output_dir: Path | None
+    model: nn.Module = None  # type: ignore[assignment]
+    train_model: nn.Module = None  # type: ignore[assignment]  # DDP / compiled wrapper of `model`
+    teacher: nn.Module | None = None
+    model_ema: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    criterion: Any = None
+    mixup_fn: Any = None
+    loaders: Any = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    start_epoch: int = 0
+    best_acc: float = -1.0
+    global_step: int = 0
+    last_saved_epoch: int | None = None
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run `config` (train, or evaluate with `config.eval`) and return the final evaluation metrics."""
+    validate_config(config)
+    env = read_launcher_env()
+    if config.world_size > 1 and not env.distributed:
+        raise DeitError(f"--world_size {config.world_size}: start the processes with torchrun or srun "
+                        f"(the launcher sets the world size)")
+    device = resolve_device(config.device, env.local_rank)
+    precision = resolve_precision(config.amp, device)
+    resume_path = resolve_resume_path(config.resume, config.output_dir)
+    checkpoint = None
+    if resume_path is not None:
+        checkpoint = read_checkpoint(resume_path)
+        check_resume_matches(checkpoint, resume_path, model=config.model, model_kwargs=config.model_kwargs,
+                             input_size=config.input_size)
+    elif config.resume == "auto":
+        say(f"--resume auto: no {CHECKPOINT_NAME} in {config.output_dir} yet; starting from scratch", is_main=env.is_main)
+    owns_group = not torch.distributed.is_initialized()
+    init_distributed(env, device, dist_url=config.dist_url, require=config.distributed)
+    try:
+        run = _build(config, env, device, precision, resume_path, checkpoint)
+        if config.eval:
+            return _evaluate_only(run)
+        return _train_epochs(run, resumed=checkpoint is not None)
+    finally:
+        if owns_group:
+            shutdown_distributed()
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, precision: Precision,
+           resume_path: Path | None, checkpoint: dict[str, Any] | None) -> _Run:
+    output_dir = Path(config.output_dir) if config.output_dir else None
+    run = _Run(config, env, device, precision, output_dir)
+    if output_dir is not None and env.is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_config_yaml(config, output_dir / "config.yaml")
+    _seed_everything(config.seed + env.rank)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.set_float32_matmul_precision("high")
+
+    report_dir = str(output_dir) if output_dir is not None and env.is_main else None
+    train_set, val_set = builders.build_datasets(config, report_dir=report_dir, need_train=not config.eval)
+    class_names = [str(name) for name in (train_set or val_set).classes]
+    num_classes = len(class_names)
+    if config.distillation_type != "none" and config.teacher_path:
+        run.teacher = builders.build_teacher_for(config, num_classes, device)
+
+    model = builders.build_student(config, num_classes, load_finetune=checkpoint is None)
+    if checkpoint is not None:
+        load_model_state(model, checkpoint["model"], resume_path)  # type: ignore[arg-type]
+    run.model = model.to(device)
+    run.meta = builders.checkpoint_meta(config, model, class_names)
+    if config.model_ema and not config.eval:
+        from timm.utils import ModelEmaV3
+
+        run.model_ema = ModelEmaV3(model, decay=config.model_ema_decay,
+                                   device=torch.device("cpu") if config.model_ema_force_cpu else None)
+    lr = scaled_lr(config.lr, config.batch_size, env.world_size, unscale=config.unscale_lr)
+    run.optimizer = build_optimizer(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay,
+                                    eps=config.opt_eps, betas=config.opt_betas, momentum=config.momentum,
+                                    device=device)
+    run.scheduler = build_scheduler(
+        run.optimizer, sched=config.sched, epochs=config.epochs, warmup_epochs=config.warmup_epochs,
+        warmup_lr=config.warmup_lr, min_lr=config.min_lr, decay_epochs=config.decay_epochs,
+        decay_rate=config.decay_rate, cooldown_epochs=config.cooldown_epochs, patience_epochs=config.patience_epochs,
+        lr_noise=config.lr_noise, lr_noise_pct=config.lr_noise_pct, lr_noise_std=config.lr_noise_std,
+        seed=config.seed)
+    if not config.eval:
+        run.mixup_fn = builders.build_mixup_fn(config, num_classes)
+    run.criterion = builders.build_criterion(config, run.teacher, mixup_active=run.mixup_fn is not None)
+    run.train_model = model
+    if env.distributed:
+        run.train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    if config.compile:
+        run.train_model = torch.compile(run.train_model)
+    run.loaders = builders.build_loaders(config, train_set, val_set, env, device)
+    run.start_epoch = config.start_epoch
+    if checkpoint is not None and not config.eval:
+        run.start_epoch, run.best_acc, run.global_step = restore_training_state(
+            checkpoint, resume_path, optimizer=run.optimizer, scheduler=run.scheduler,  # type: ignore[arg-type]
+            scaler=precision.scaler, model_ema=run.model_ema)
+        run.scheduler.step(run.start_epoch)
+        run.last_saved_epoch = run.start_epoch - 1
+        _restore_rng_for_rank(checkpoint.get("rng"), env, config.seed, run.start_epoch)
+    n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    sizes = f"{len(train_set)} train / " if train_set is not None else ""
+    say(f"{config.model}: {n_parameters:,} trainable parameters; {config.data_set}: {sizes}{len(val_set)} val images, "
+        f"{num_classes} classes; {device}, {precision.name}, {env.world_size} process(es); lr {lr:.3g}",
+        is_main=env.is_main)
+    return run
+
+
+def _restore_rng_for_rank(rng: dict[str, Any] | None, env: DistributedEnv, seed: int, epoch: int) -> None:
+    if not rng:
+        warnings.warn("the checkpoint has no RNG state: the resumed run will not repeat an uninterrupted one exactly",
+                      stacklevel=3)
+        return
+    ranks = rng.get("ranks")
+    if ranks and len(ranks) == env.world_size:
+        restore_rng(ranks[env.rank])
+    elif env.rank == 0:
+        restore_rng(rng)
+    else:  # a different number of processes than the checkpoint's: fresh but distinct streams
+        _seed_everything((seed + env.rank) * 1009 + epoch)
+
+
+def _gather_rng(env: DistributedEnv) -> dict[str, Any]:
+    state = capture_rng()
+    if not env.distributed:
+        return state
+    gathered: list[Any] = [None] * env.world_size
+    torch.distributed.all_gather_object(gathered, state)
+    return {**gathered[0], "ranks": gathered}
+
+
+def _evaluate_only(run: _Run) -> dict[str, Any]:
+    metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher, precision=run.precision,
+                       distributed=run.loaders.distributed_eval)
+    say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%",
+        is_main=run.env.is_main)
+    say(format_metrics(metrics), is_main=run.env.is_main)
+    return metrics
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """One line: fused, class-head and dist-head top-1/top-5, and teacher agreement when present."""
+    parts = [f"fused top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}",
+             f"class head {metrics['cls_acc1']:.2f}/{metrics['cls_acc5']:.2f}"]
+    if "dist_acc1" in metrics:
+        parts.append(f"dist head {metrics['dist_acc1']:.2f}/{metrics['dist_acc5']:.2f}")
+    if "teacher_agreement" in metrics:
+        parts.append(f"teacher top-1 {metrics['teacher_acc1']:.2f}, agreement {metrics['teacher_agreement']:.2f}")
+    return " | ".join(parts) + f" | loss {metrics['loss']:.4f}"
+
+
+def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
+    config, env = run.config, run.env
+    if resumed and run.output_dir is not None and env.is_main:
+        prune_log(run.output_dir / "log.txt", run.start_epoch - 1)
+    log = RunLog(run.output_dir, enabled=env.is_main, purge_step=run.start_epoch if resumed else None)
+    mode = resolve_log_format(config.log_format, is_main=env.is_main)
+    metrics: dict[str, Any] = {}
+    train_stats: dict[str, Any] = {}
+    epoch = run.start_epoch
+    try:
+        if run.start_epoch >= config.epochs:
+            say(f"the checkpoint already completed all {config.epochs} epochs; evaluating it", is_main=env.is_main)
+            return _evaluate_only(run)
+        for epoch in range(run.start_epoch, config.epochs):
+            started = time.time()
+            run.loaders.train_sampler.set_epoch(epoch)
+            train_stats = train_one_epoch(
+                run.train_model, run.criterion, run.loaders.train, run.optimizer, run.device, epoch,
+                precision=run.precision, clip_grad=config.clip_grad, model_ema=run.model_ema,
+                mixup_fn=run.mixup_fn, set_training_mode=config.train_mode, nan_policy=config.nan_policy,
+                max_steps=config.max_steps_per_epoch, log_interval=config.log_interval, progress_mode=mode,
+                global_step=run.global_step, inject_nan_step=config.debug_inject_nan_step)
+            run.global_step = int(train_stats["global_step"])
+            metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher,
+                               precision=run.precision, distributed=run.loaders.distributed_eval)
+            run.scheduler.step(epoch + 1, metrics["acc1"])
+            improved = metrics["acc1"] > run.best_acc
+            run.best_acc = max(run.best_acc, metrics["acc1"])
+            _save_epoch(run, epoch, improved)
+            stats = {**{f"train_{k}": v for k, v in train_stats.items() if k != "global_step"},
+                     **{f"test_{k}": v for k, v in metrics.items()}, "epoch": epoch,
+                     "n_parameters": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
+                     "epoch_time": time.time() - started}
+            log.write(stats)
+            skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
+            say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | "
+                f"{format_metrics(metrics)} | best {run.best_acc:.2f} | {time.time() - started:.1f}s",
+                is_main=env.is_main)
+    except KeyboardInterrupt:
+        say(f"interrupted in epoch {epoch + 1}; {_kept(run)}; continue with --resume auto", is_main=env.is_main)
+        raise
+    except NonFiniteLossError as error:
+        raise NonFiniteLossError(f"{error}; stopped ({_kept(run)}); try a lower --lr, --clip-grad, --amp none, or "
+                                 f"--nan-policy skip", epoch=error.epoch, step=error.step) from error
+    finally:
+        log.close()
+        if run.output_dir is not None and env.is_main:
+            with contextlib.suppress(Exception):  # a plot must never hide the run's real outcome
+                plot_curves(run.output_dir / "log.txt", run.output_dir / "curves.png")
+    return {**metrics, "epoch": epoch, "best_acc1": run.best_acc, "train_loss": train_stats.get("loss"),
+            "train_skipped_steps": train_stats.get("skipped_steps", 0)}
+
+
+def _kept(run: _Run) -> str:
+    if run.output_dir is None:
+        return "nothing is saved without --output_dir"
+    if run.last_saved_epoch is None:
+        return f"no epoch completed, no {CHECKPOINT_NAME} written"
+    return f"{run.output_dir / CHECKPOINT_NAME} holds the last completed epoch ({run.last_saved_epoch + 1})"
+
+
+def _save_epoch(run: _Run, epoch: int, improved: bool) -> None:
+    """checkpoint.pth every epoch, best_checkpoint.pth on improvement; every rank learns if rank 0 failed."""
+    rng = _gather_rng(run.env)  # collective: every rank takes part, even without an output directory
+    if run.output_dir is None:
+        return
+    failure: DeitError | None = None
+    if run.env.is_main:
+        state = training_state(model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
+                               scaler=run.precision.scaler, model_ema=run.model_ema, epoch=epoch,
+                               args=run.config.to_dict(), meta=run.meta, rng=rng, best_acc=run.best_acc,
+                               global_step=run.global_step)
+        latest = run.output_dir / CHECKPOINT_NAME
+        try:
+            try:
+                save_checkpoint(state, latest, previous_epoch=_one_based(run.last_saved_epoch))
+            except KeyboardInterrupt:
+                save_checkpoint(state, latest, previous_epoch=_one_based(run.last_saved_epoch))  # finish, then stop
+                run.last_saved_epoch = epoch
+                raise
+            run.last_saved_epoch = epoch
+            if improved:
+                copy_checkpoint(latest, run.output_dir / BEST_NAME)
+            if run.config.keep_every and (epoch + 1) % run.config.keep_every == 0:
+                copy_checkpoint(latest, run.output_dir / f"checkpoint_epoch{epoch + 1}.pth")
+        except DeitError as error:
+            failure = error
+    if any_process(failure is not None, run.device):
+        raise failure or DeitError("rank 0 could not write the checkpoint; stopping every process")
+    run.last_saved_epoch = epoch
+
+
+def _one_based(epoch: int | None) -> int | None:
+    return None if epoch is None else epoch + 1

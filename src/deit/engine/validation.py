@@ -1,0 +1,137 @@
+"""Cheap checks of a `TrainConfig`, run before any data set, loader or model is built: fail in a second, not an hour."""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from pathlib import Path
+
+from deit.engine.config import TrainConfig, non_default_unimplemented
+from deit.errors import DeitError
+
+_FOLDER_DATA_SETS = ("IMNET", "IMAGEFOLDER", "INAT")
+_RESERVED_KWARGS = {"num_classes": "the data set decides it", "img_size": "use --input-size",
+                    "drop_path_rate": "use --drop-path", "drop_rate": "use --drop"}
+
+
+def model_exists(name: str) -> bool:
+    """Whether `name` is ours, timm's or torchvision's (no model is built)."""
+    from deit.models.registry import is_registered
+
+    if is_registered(name):
+        return True
+    import timm
+
+    if timm.is_model(name):
+        return True
+    import torchvision
+
+    return name in torchvision.models.list_models()
+
+
+def check_model_name(name: str, flag: str) -> None:
+    """An unknown model name is an error that lists the close matches."""
+    if model_exists(name):
+        return
+    import timm
+    import torchvision
+
+    from deit.models.registry import list_models
+
+    candidates = list(dict.fromkeys(list_models() + timm.list_models() + torchvision.models.list_models()))
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; see `deit models` or timm.list_models()"
+    raise DeitError(f"{flag} {name}: unknown model{hint}")
+
+
+def data_set_key(name: str) -> str:
+    """The canonical spelling of a `--data-set` name (`cifar-10` -> `CIFAR10`)."""
+    return name.upper().replace("-", "").replace("_", "")
+
+
+def validate_config(config: TrainConfig) -> None:
+    """Every check that needs no data and no model; raises a one-line `DeitError` naming the flag."""
+    refused = non_default_unimplemented(config)
+    if data_set_key(config.data_set) == "INAT" and config.inat_category != "name":
+        refused.append("--inat-category: INAT is read as class folders here; other granularities are not "
+                       "implemented")
+    if refused:
+        raise DeitError(refused[0])
+    _check_numbers(config)
+    check_model_name(config.model, "--model")
+    for key, why in _RESERVED_KWARGS.items():
+        if key in config.model_kwargs:
+            raise DeitError(f"--model-kwargs: '{key}' is not allowed there ({why})")
+    _check_patch_size(config)
+    if config.distillation_type != "none" and not config.eval:
+        check_model_name(config.teacher_model, "--teacher-model")
+        if not config.teacher_path:
+            raise DeitError(f"--distillation-type {config.distillation_type} needs --teacher-path (the teacher's "
+                            f"trained weights; train one with `deit train --model {config.teacher_model}`)")
+        _check_file(config.teacher_path, "--teacher-path")
+    if config.finetune:
+        _check_file(config.finetune, "--finetune")
+    _check_data_layout(config)
+    if config.eval and not (config.resume or config.finetune):
+        warnings.warn("--eval without --resume or --finetune evaluates a freshly initialised model", stacklevel=2)
+
+
+def _check_numbers(config: TrainConfig) -> None:
+    positive = {"--batch-size": config.batch_size, "--epochs": config.epochs, "--input-size": config.input_size,
+                "--lr": config.lr}
+    for flag, value in positive.items():
+        if value <= 0:
+            raise DeitError(f"{flag} {value}: must be positive")
+    for flag, value in {"--start_epoch": config.start_epoch, "--num_workers": config.num_workers,
+                        "--weight-decay": config.weight_decay, "--warmup-epochs": config.warmup_epochs,
+                        "--max-steps-per-epoch": config.max_steps_per_epoch, "--keep-every": config.keep_every,
+                        "--log-interval": config.log_interval}.items():
+        if value < 0:
+            raise DeitError(f"{flag} {value}: must not be negative")
+    for flag, value in {"--drop": config.drop, "--drop-path": config.drop_path,
+                        "--distillation-alpha": config.distillation_alpha}.items():
+        if not 0.0 <= value <= 1.0:
+            raise DeitError(f"{flag} {value}: must be in [0, 1]")
+    if config.clip_grad is not None and config.clip_grad <= 0:
+        raise DeitError(f"--clip-grad {config.clip_grad}: must be positive")
+    if not 0.0 < config.model_ema_decay < 1.0:
+        raise DeitError(f"--model-ema-decay {config.model_ema_decay}: must be in (0, 1)")
+    mixup_on = config.mixup > 0 or config.cutmix > 0 or config.cutmix_minmax is not None
+    if mixup_on and config.mixup_mode in ("batch", "pair") and config.batch_size % 2:
+        raise DeitError(f"--batch-size {config.batch_size}: mixup/cutmix needs an even batch size")
+    if config.start_epoch >= config.epochs and not config.eval:
+        raise DeitError(f"--start_epoch {config.start_epoch}: the run has only --epochs {config.epochs}")
+
+
+def _check_patch_size(config: TrainConfig) -> None:
+    from deit.models.registry import get_model_spec, is_registered
+
+    if not is_registered(config.model):
+        return
+    patch = int(config.model_kwargs.get("patch_size", get_model_spec(config.model).kwargs.get("patch_size", 16)))
+    if patch <= 0 or config.input_size % patch:
+        raise DeitError(f"--input-size {config.input_size} is not divisible by the patch size {patch} of "
+                        f"{config.model}; use a multiple of {patch}")
+
+
+def _check_file(path: str, flag: str) -> None:
+    if path.startswith(("http://", "https://")):
+        return
+    if not Path(path).exists():
+        raise DeitError(f"{flag} {path}: no such file")
+
+
+def _check_data_layout(config: TrainConfig) -> None:
+    key = data_set_key(config.data_set)
+    if key not in _FOLDER_DATA_SETS:
+        return
+    if not config.data_path:
+        raise DeitError(f"--data-set {config.data_set} needs --data-path (a folder with train/ and val/)")
+    root = Path(config.data_path)
+    if not root.is_dir():
+        raise DeitError(f"--data-path {root}: no such folder")
+    needed = ["val"] if config.eval else ["train", "val"]
+    missing = [name for name in needed if not (root / name).is_dir()]
+    if missing:
+        raise DeitError(f"--data-path {root}: missing {', '.join(missing)}/ (expected {root}/train/<class>/<images> "
+                        f"and {root}/val/<class>/<images>)")
