@@ -1,0 +1,88 @@
+"""The registry: every named model has the official parameter count and trains (gradients reach everything)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from deit.errors import DeitError
+from deit.models import create_model, get_model_spec, list_models
+from deit.models.factory import build_model
+
+ALL_NAMES = list_models()
+
+
+def _distinct_at_low_resolution(names: list[str]) -> list[str]:
+    # At a 32-pixel input the 224 and 384 variants are the same network: test each architecture once.
+    seen: dict[str, str] = {}
+    for name in names:
+        kwargs = {k: v for k, v in get_model_spec(name).kwargs.items() if k != "img_size"}
+        seen.setdefault(repr(sorted(kwargs.items())), name)
+    return list(seen.values())
+
+
+ARCHITECTURES = _distinct_at_low_resolution(ALL_NAMES)
+
+
+def test_registry_holds_the_official_release() -> None:
+    assert len(ALL_NAMES) == 15
+    assert list_models("*distilled*") == [
+        "deit_base_distilled_patch16_224", "deit_base_distilled_patch16_384",
+        "deit_small_distilled_patch16_224", "deit_tiny_distilled_patch16_224",
+    ]
+    assert all(name.startswith("deit3_") for name in list_models("deit3_*"))
+    assert len(list_models("deit3_*")) == 7
+
+
+@pytest.mark.parametrize("name", ALL_NAMES)
+def test_parameter_count_matches_the_release(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Build on the meta device (no memory, no init cost); the stochastic-depth schedule still needs real numbers.
+    linspace = torch.linspace
+    monkeypatch.setattr(torch, "linspace", lambda *a, **k: linspace(*a, **{**k, "device": "cpu"}))
+    with torch.device("meta"):
+        model = create_model(name)
+    assert model.cls_token.is_meta
+    assert sum(p.numel() for p in model.parameters()) == get_model_spec(name).params
+
+
+def test_every_architecture_is_exercised() -> None:
+    assert len(ARCHITECTURES) == 10  # Ti/S/B plain and distilled, DeiT III S/M/B/L
+
+
+@pytest.mark.parametrize("name", ARCHITECTURES)
+def test_forward_backward_reaches_every_parameter(name: str) -> None:
+    torch.manual_seed(0)
+    spec = get_model_spec(name)
+    # Real widths, two blocks, a 2x2 patch grid: every parameter kind, a fraction of the cost.
+    model = create_model(name, img_size=32, depth=2, num_classes=7, drop_path_rate=0.1).train()
+    images = torch.randn(2, 3, 32, 32)
+    output = model(images)
+    if spec.distilled:
+        assert isinstance(output, tuple) and len(output) == 2
+        loss = sum(part.square().mean() for part in output)
+    else:
+        assert output.shape == (2, 7)
+        loss = output.square().mean()
+    loss.backward()
+    for param_name, param in model.named_parameters():
+        assert param.grad is not None, param_name
+        assert torch.isfinite(param.grad).all(), param_name
+        # LayerScale's 1e-6 start and zero-initialised biases still get non-zero gradients somewhere.
+        assert param.grad.abs().sum() > 0, param_name
+    model.eval()
+    with torch.no_grad():
+        assert model(images).shape == (2, 7)
+
+
+def test_unknown_name_suggests_close_matches() -> None:
+    with pytest.raises(DeitError, match="did you mean deit_tiny_distilled_patch16_224"):
+        create_model("deit_tiny_distiled_patch16_224")
+    with pytest.raises(DeitError, match="did you mean .*deit3_small_patch16_224"):
+        get_model_spec("deit3_smal_patch16_224")
+
+
+def test_factory_unknown_name_is_one_line() -> None:
+    with pytest.raises(DeitError) as caught:
+        build_model("deit_tinny_patch16_224", num_classes=10)
+    assert "\n" not in str(caught.value)
+    assert "deit_tiny_patch16_224" in str(caught.value)
