@@ -52,11 +52,13 @@ def tiny_plain_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def image_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An ImageFolder-style tree `<root>/<class>/<n>.png|jpg` with two images per class."""
+def image_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder data set `<root>/{train,val}/<class>/<n>.png|jpg`, two images per class and split."""
     root = tmp_path_factory.mktemp("images")
-    for class_index, name in enumerate(CLASS_NAMES):
-        (root / name).mkdir()
-        write_image(root / name / "0.png", seed=2 * class_index)
-        write_image(root / name / "1.jpg", seed=2 * class_index + 1)
+    for split_index, split in enumerate(("train", "val")):
+        for class_index, name in enumerate(CLASS_NAMES):
+            (root / split / name).mkdir(parents=True)
+            seed = 10 * split_index + 2 * class_index
+            write_image(root / split / name / "0.png", seed=seed)
+            write_image(root / split / name / "1.jpg", seed=seed + 1)
     return root
