@@ -77,7 +77,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         return image
     if mode in _SIXTEEN_BIT_MODES or mode in ("I", "F"):
         return Image.fromarray(_to_uint8(np.asarray(image), mode)).convert("RGB")
-    if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB", "1") and "transparency" in image.info):
+    if mode in _ALPHA_MODES or (mode in ("P", "L", "1") and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, _WHITE + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
