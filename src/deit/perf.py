@@ -1,0 +1,236 @@
+"""Fast paths that keep the math: autocast dtype, torch.compile, channels-last, fused AdamW, pinned transfers,
+CUDA graphs, and an ONNX Runtime runner for CPU inference.
+
+Every helper here changes how the same computation is executed, never what is computed; the benchmarks and
+tests compare each one with the eager model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from deit.errors import DeitError
+
+AMP_CHOICES = ("auto", "bf16", "fp16", "none")
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """`device` as a torch.device (None: CUDA when present, else CPU); asking for a missing CUDA is an error."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise DeitError(f"--device: '{device}' is not a device (use cpu or cuda)") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DeitError("--device cuda: no CUDA device is visible to PyTorch")
+    if resolved.type not in ("cpu", "cuda"):
+        raise DeitError(f"--device: '{device}' is not supported (use cpu or cuda)")
+    return resolved
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `--amp` on `device`; None means full fp32.
+
+    'auto' picks bf16 on CUDA cards that have it (no loss scaling needed), fp16 on older cards, and fp32 on
+    CPU, where autocast rarely pays off for these models.
+    """
+    if amp not in AMP_CHOICES:
+        raise DeitError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got '{amp}'")
+    if amp == "none":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """An autocast context for `dtype` on `device`, or a no-op for fp32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def default_compile(device: torch.device) -> bool:
+    """Whether torch.compile is on by default: yes on CUDA, where it pays back its start-up within a few
+    hundred steps; no on CPU, where compiling takes about a minute and the matrix products dominate anyway."""
+    return device.type == "cuda"
+
+
+def compile_model(model: nn.Module | Callable, *, mode: str | None = None, fullgraph: bool = False,
+                  dynamic: bool | None = False, backend: str = "inductor") -> Any:
+    """`torch.compile(model)`; compilation itself happens on the first call (see `warm_up_or_eager`).
+
+    `dynamic=False` because batch shapes are fixed in training and benchmarking: static shapes give the
+    fastest kernels, and a new shape only costs one recompilation.
+    """
+    if not hasattr(torch, "compile"):
+        raise DeitError("--compile needs PyTorch 2.0 or newer")
+    return torch.compile(model, mode=mode, fullgraph=fullgraph, dynamic=dynamic, backend=backend)
+
+
+def warm_up_or_eager(compiled: Callable, eager: Callable, *inputs: Any) -> tuple[Callable, str | None]:
+    """Run `compiled` once (which compiles it); on failure fall back to `eager` and say why.
+
+    Returns `(callable to use, None)` or `(eager, reason)`, so a benchmark keeps going without the fast path.
+    """
+    try:
+        compiled(*inputs)
+        return compiled, None
+    except Exception as error:  # inductor needs a C++ compiler / Triton; any failure there means "use eager"
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
+        with contextlib.suppress(Exception):
+            torch._dynamo.reset()
+        return eager, reason
+
+
+def channels_last(model: nn.Module) -> nn.Module:
+    """The model with 4-D weights in NHWC layout: convolutions run on faster kernels (cuDNN, oneDNN)."""
+    return model.to(memory_format=torch.channels_last)
+
+
+def adamw(params: Iterable[Any], *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
+          eps: float = 1e-8, fused: bool | None = None) -> torch.optim.AdamW:
+    """AdamW, fused into a few kernels when the parameters live on CUDA (same update rule as the loop version).
+
+    `fused=None` decides from the parameters' device; the fused CPU kernel exists too but gains little there.
+    """
+    groups = list(params)
+    if fused is None:
+        tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
+        fused = bool(tensors) and all(p.is_cuda for p in tensors)
+    # fused=None (not False) leaves PyTorch's own default, the multi-tensor loop, for the unfused case.
+    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, fused=fused or None)
+
+
+def to_device(tensor: Tensor, device: torch.device) -> Tensor:
+    """Copy to `device` without stalling the host: pinned memory plus a non-blocking copy for CUDA."""
+    if device.type != "cuda" or tensor.device == device:
+        return tensor.to(device)
+    if not tensor.is_pinned():
+        tensor = tensor.pin_memory()
+    return tensor.to(device, non_blocking=True)
+
+
+class CudaGraphRunner:
+    """Replays one captured CUDA graph of `fn` for a fixed input shape: no per-kernel launch cost on the host.
+
+    Each call copies the input into the static buffer and replays; the returned tensor is the static output,
+    overwritten by the next call (clone it to keep it). For inference at small batch sizes, where the GPU
+    finishes kernels faster than Python can launch them.
+    """
+
+    def __init__(self, fn: Callable[[Tensor], Tensor], example: Tensor, *, warmup_steps: int = 3) -> None:
+        if not example.is_cuda:
+            raise DeitError("CUDA graphs need a CUDA device (--device cuda)")
+        self.static_input = example.clone()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up off the capture stream, as capture requires
+            for _ in range(warmup_steps):
+                fn(self.static_input)
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_output = fn(self.static_input)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """The output for `images` (same shape as the example), through graph replay."""
+        if images.shape != self.static_input.shape:
+            raise DeitError(f"the CUDA graph was captured for {tuple(self.static_input.shape)}, "
+                            f"got {tuple(images.shape)}")
+        self.static_input.copy_(images, non_blocking=True)
+        self.graph.replay()
+        return self.static_output
+
+
+class OnnxRuntimeModel:
+    """A model exported to ONNX in memory and run by ONNX Runtime's CPU provider, called like the module.
+
+    ONNX Runtime fuses LayerNorm, GELU, bias-adds and attention into single kernels, and its thread pool
+    copes better than OpenMP with a busy machine; outputs match PyTorch to about 1e-6 in fp32.
+    """
+
+    def __init__(self, model: nn.Module, example: Tensor, *, threads: int | None = None,
+                 optimize_for: str | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as error:
+            raise DeitError("the ONNX Runtime path needs onnxruntime: pip install 'deit[export]'") from error
+        onnx_bytes = export_onnx_bytes(model, example)
+        if optimize_for is not None:
+            onnx_bytes = _transformer_fusions(onnx_bytes, model, optimize_for)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+
+    def __call__(self, images: Tensor) -> Tensor:
+        """Fused logits for a (B, C, H, W) float32 CPU batch, as a torch tensor."""
+        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
+
+
+def export_onnx_bytes(model: nn.Module, example: Tensor, *, opset: int = 17) -> bytes:
+    """The eval-mode model as ONNX bytes with a dynamic batch axis (input `images`, output `logits`)."""
+    model = model.eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        # The TorchScript-based exporter takes well under a second for a ViT; the dynamo one is the fallback.
+        warnings.simplefilter("ignore")
+        try:
+            torch.onnx.export(model, (example,), buffer, input_names=["images"], output_names=["logits"],
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
+                              dynamo=False)
+            return buffer.getvalue()
+        except Exception:  # noqa: BLE001 - removed or failing legacy exporter: try the dynamo exporter
+            program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["logits"],
+                                        dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True,
+                                        verbose=False)
+            return program.model_proto.SerializeToString()
+
+
+def _transformer_fusions(onnx_bytes: bytes, model: nn.Module, model_type: str) -> bytes:
+    # onnxruntime.transformers fuses the whole attention block into one Attention op (ViT/BERT patterns).
+    import onnx
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads = getattr(getattr(getattr(model, "blocks", [None])[0], "attn", None), "num_heads", 0)
+    hidden = getattr(model, "embed_dim", 0)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        optimized = optimize_model(onnx.load_from_string(onnx_bytes), model_type=model_type, num_heads=heads,
+                                   hidden_size=hidden, opt_level=0)
+    return optimized.model.SerializeToString()
+
+
+def max_abs_diff(reference: Tensor | tuple, candidate: Tensor | tuple) -> float:
+    """Largest |reference − candidate| over (possibly tuples of) tensors, in fp32."""
+    refs = reference if isinstance(reference, (tuple, list)) else (reference,)
+    cands = candidate if isinstance(candidate, (tuple, list)) else (candidate,)
+    if len(refs) != len(cands):
+        raise DeitError(f"outputs differ in structure: {len(refs)} vs {len(cands)} tensors")
+    return max(float((r.detach().float().cpu() - c.detach().float().cpu()).abs().max()) for r, c in zip(refs, cands))
+
+
+def top1_agreement(reference: Tensor, candidate: Tensor) -> float:
+    """Fraction of rows whose argmax class is the same in both logits tensors."""
+    return float((reference.float().argmax(-1).cpu() == candidate.float().argmax(-1).cpu()).float().mean())
+
+
+@contextlib.contextmanager
+def inference_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+    """inference_mode plus autocast: the cheapest way to run a forward pass whose result is only read."""
+    with torch.inference_mode(), autocast(device, dtype):
+        yield

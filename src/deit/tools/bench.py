@@ -1,0 +1,344 @@
+"""`deit bench`: images/s for inference and for a full training step, warm-up excluded, median over steps.
+
+A training step is what `deit train` does per batch: student forward, the DeiT loss with the teacher's
+prediction, backward, AdamW. Timing uses CUDA events on GPU (no host synchronisation inside the timed steps)
+and perf_counter on CPU, where every operation is synchronous.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from deit import perf
+from deit.errors import DeitError
+
+DEFAULT_BATCH_SIZE = {"cuda": 256, "cpu": 8}
+
+
+@dataclass
+class BenchResult:
+    """One measurement: what ran, how, and how fast (median over the timed steps)."""
+
+    model: str
+    mode: str  # "inference" or "train"
+    device: str
+    device_name: str
+    batch_size: int
+    img_size: int
+    amp: str  # "bf16", "fp16" or "fp32"
+    runtime: str  # "eager", "compiled", "onnxruntime", "cuda-graph", "compiled+cuda-graph"
+    steps: int
+    warmup: int
+    median_ms: float
+    images_per_second: float
+    step_ms: list[float] = field(default_factory=list)
+    teacher: str | None = None
+    distillation_type: str | None = None
+    parity_max_abs_diff: float | None = None  # fast path vs eager (logits, or the first step's loss)
+    fallback_reason: str | None = None  # why the requested fast path was not used
+    torch_version: str = torch.__version__
+
+    def summary(self) -> str:
+        """One line a person can read."""
+        what = f"train step (teacher {self.teacher}, {self.distillation_type})" if self.mode == "train" and \
+            self.teacher else ("train step" if self.mode == "train" else "inference")
+        line = (f"{self.model} {what} on {self.device_name}, {self.amp}, {self.runtime}, batch {self.batch_size}, "
+                f"{self.img_size}px: {self.images_per_second:,.1f} images/s (median {self.median_ms:.2f} ms/step "
+                f"over {self.steps} steps after {self.warmup} warm-up)")
+        if self.parity_max_abs_diff is not None:
+            line += f"; max |diff| vs eager {self.parity_max_abs_diff:.2e}"
+        if self.fallback_reason:
+            line += f"; fast path not used ({self.fallback_reason})"
+        return line
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return asdict(self)
+
+
+def time_steps(step: Callable[[], Any], *, steps: int, warmup: int, device: torch.device) -> list[float]:
+    """Milliseconds of each of `steps` calls of `step` after `warmup` untimed ones.
+
+    On CUDA each step is bracketed by events and the host synchronises once, after the last step, so the
+    timing adds no stall between steps; on CPU the host clock is exact because the work is synchronous.
+    """
+    if steps < 1 or warmup < 0:
+        raise DeitError(f"--steps must be at least 1 and --warmup at least 0, got {steps} and {warmup}")
+    for _ in range(warmup):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        starts = [torch.cuda.Event(enable_timing=True) for _ in range(steps)]
+        ends = [torch.cuda.Event(enable_timing=True) for _ in range(steps)]
+        for start, end in zip(starts, ends):
+            start.record()
+            step()
+            end.record()
+        torch.cuda.synchronize(device)
+        return [start.elapsed_time(end) for start, end in zip(starts, ends)]
+    times = []
+    for _ in range(steps):
+        began = time.perf_counter()
+        step()
+        times.append((time.perf_counter() - began) * 1000.0)
+    return times
+
+
+def device_name(device: torch.device) -> str:
+    """The card's name, or the CPU's with its thread count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"CPU {platform.processor() or platform.machine()} ×{torch.get_num_threads()} threads"
+
+
+def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.device | None = None,
+              amp: str = "auto", compile: bool | None = None, train: bool = False, teacher_model: str | None = None,
+              distillation_type: str = "hard", steps: int = 20, warmup: int = 5, img_size: int | None = None,
+              model_kwargs: dict[str, Any] | None = None, num_classes: int = 1000, onnxruntime: bool = False,
+              cuda_graphs: bool = False, channels_last_teacher: bool = True, seed: int = 0) -> BenchResult:
+    """Images/s of `model` for inference (default) or for a training step (`train=True`) on synthetic data.
+
+    `compile=None` means on for CUDA, off for CPU (see `deit.perf.default_compile`). `onnxruntime` runs
+    inference through ONNX Runtime on the CPU instead of PyTorch.
+    """
+    from deit.models.factory import build_model
+
+    torch_device = perf.resolve_device(device)
+    dtype = perf.autocast_dtype(amp, torch_device)
+    use_compile = perf.default_compile(torch_device) if compile is None else compile
+    if onnxruntime and (train or torch_device.type != "cpu"):
+        raise DeitError("--onnxruntime runs inference on the CPU only (drop --train, use --device cpu)")
+    if cuda_graphs and torch_device.type != "cuda":
+        raise DeitError("--cuda-graphs needs --device cuda")
+    batch = batch_size or DEFAULT_BATCH_SIZE[torch_device.type]
+    if batch < 1:
+        raise DeitError(f"--batch-size must be positive, got {batch}")
+    torch.manual_seed(seed)
+    network = build_model(model, num_classes=num_classes, img_size=img_size, **(model_kwargs or {}))
+    size = int(getattr(network, "img_size", None) or img_size or 224)
+    images = torch.randn(batch, 3, size, size)
+    labels = torch.randint(0, num_classes, (batch,))
+    network = network.to(torch_device)
+    images, labels = perf.to_device(images, torch_device), perf.to_device(labels, torch_device)
+
+    common = dict(model=model, device=torch_device.type, device_name=device_name(torch_device), batch_size=batch,
+                  img_size=size, amp=_amp_name(dtype), steps=steps, warmup=warmup)
+    if train:
+        return _bench_train(network, images, labels, dtype=dtype, use_compile=use_compile, cuda_graphs=cuda_graphs,
+                            teacher_model=teacher_model, distillation_type=distillation_type,
+                            num_classes=num_classes, channels_last_teacher=channels_last_teacher, common=common)
+    if teacher_model is not None:
+        raise DeitError("--teacher-model only matters with --train")
+    return _bench_inference(network, images, dtype=dtype, use_compile=use_compile, cuda_graphs=cuda_graphs,
+                            onnxruntime=onnxruntime, common=common)
+
+
+def _amp_name(dtype: torch.dtype | None) -> str:
+    return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+
+
+def _bench_inference(network: nn.Module, images: Tensor, *, dtype: torch.dtype | None, use_compile: bool,
+                     cuda_graphs: bool, onnxruntime: bool, common: dict[str, Any]) -> BenchResult:
+    device = images.device
+    network.eval()
+    with perf.inference_context(device, dtype):
+        reference = network(images)
+
+    def eager(batch: Tensor) -> Tensor:
+        with perf.inference_context(device, dtype):
+            return network(batch)
+
+    forward, runtime, fallback = eager, "eager", None
+    if onnxruntime:
+        forward, runtime = perf.OnnxRuntimeModel(network, images[:1].cpu()), "onnxruntime"
+    elif use_compile:
+        compiled = perf.compile_model(network, mode="reduce-overhead" if cuda_graphs else None)
+
+        def compiled_forward(batch: Tensor) -> Tensor:
+            with perf.inference_context(device, dtype):
+                return compiled(batch)
+
+        forward, fallback = perf.warm_up_or_eager(compiled_forward, eager, images)
+        if fallback is None:
+            runtime = "compiled+cuda-graph" if cuda_graphs else "compiled"
+    if cuda_graphs and runtime == "eager":
+        forward, runtime = perf.CudaGraphRunner(eager, images), "cuda-graph"
+
+    parity = None if runtime == "eager" else perf.max_abs_diff(reference, forward(images))
+    times = time_steps(lambda: forward(images), steps=common["steps"], warmup=common["warmup"], device=device)
+    return _result(common, "inference", runtime, times, parity=parity, fallback=fallback)
+
+
+def _result(common: dict[str, Any], mode: str, runtime: str, times: list[float], **extra: Any) -> BenchResult:
+    median = statistics.median(times)
+    return BenchResult(**common, mode=mode, runtime=runtime, median_ms=median,
+                       images_per_second=common["batch_size"] * 1000.0 / median, step_ms=times,
+                       parity_max_abs_diff=extra.get("parity"), fallback_reason=extra.get("fallback"),
+                       teacher=extra.get("teacher"), distillation_type=extra.get("distillation_type"))
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """The official recipe's split: no weight decay on biases, norms, tokens and position embeddings."""
+    skip = set(getattr(model, "no_weight_decay", lambda: set())())
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") or name in skip else decay).append(parameter)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+class TrainStep:
+    """One optimisation step of the DeiT recipe with the fast paths: no host synchronisation anywhere in it.
+
+    After `compile()`, the student and the teacher's network run compiled; AdamW is fused on CUDA; fp16 uses a
+    GradScaler whose inf check stays on the device (fused AdamW takes the scale and the inf flag directly).
+    """
+
+    def __init__(self, student: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, *,
+                 device: torch.device, dtype: torch.dtype | None) -> None:
+        self.student, self.criterion, self.optimizer = student, criterion, optimizer
+        self.device, self.dtype = device, dtype
+        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+        self._eager = (student, getattr(criterion.teacher, "model", None))
+
+    def compile(self, *, cuda_graphs: bool = False) -> None:
+        """torch.compile the student and the teacher's network (the wrapper's no_grad and layout stay eager)."""
+        mode = "reduce-overhead" if cuda_graphs else None
+        student, teacher_network = self._eager
+        self.student = perf.compile_model(student, mode=mode)
+        if teacher_network is not None:
+            self.criterion.teacher.model = perf.compile_model(teacher_network, mode=mode)
+
+    def uncompile(self) -> None:
+        """Back to the eager modules (after a failed compilation)."""
+        student, teacher_network = self._eager
+        self.student = student
+        if teacher_network is not None:
+            self.criterion.teacher.model = teacher_network
+
+    def loss(self, images: Tensor, labels: Tensor) -> Tensor:
+        """The loss on one batch without updating anything (for parity checks)."""
+        with torch.no_grad(), perf.autocast(self.device, self.dtype):
+            return self.criterion(images, self.student(images), labels)
+
+    def __call__(self, images: Tensor, labels: Tensor) -> Tensor:
+        """Update the student on one batch; returns the loss as a device tensor (read it only when logging)."""
+        with perf.autocast(self.device, self.dtype):
+            outputs = self.student(images)
+            loss = self.criterion(images, outputs, labels)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        return loss.detach()
+
+
+def build_train_step(student: nn.Module, *, device: torch.device, dtype: torch.dtype | None,
+                     teacher: nn.Module | str | None, distillation_type: str, num_classes: int,
+                     channels_last_teacher: bool = True, batch_size: int = 512) -> TrainStep:
+    """An eager `TrainStep` with the paper's loss (α 0.5, τ 1, label smoothing 0.1) and AdamW
+    (lr 5e-4·B/512, weight decay 0.05, fused on CUDA); call `.compile()` on it for the compiled path."""
+    from deit.distill import DistillationLoss, build_base_criterion, build_teacher
+
+    frozen = None
+    if teacher is not None:
+        frozen = build_teacher(teacher, num_classes=num_classes, device=device, channels_last=channels_last_teacher)
+    base = build_base_criterion(mixup_active=False, smoothing=0.1)
+    criterion = DistillationLoss(base, frozen, distillation_type if teacher is not None else "none",
+                                 alpha=0.5, tau=1.0)
+    student.train()
+    optimizer = perf.adamw(parameter_groups(student, 0.05), lr=5e-4 * batch_size / 512, weight_decay=0.05)
+    return TrainStep(student, criterion, optimizer, device=device, dtype=dtype)
+
+
+def _bench_train(network: nn.Module, images: Tensor, labels: Tensor, *, dtype: torch.dtype | None,
+                 use_compile: bool, cuda_graphs: bool, teacher_model: str | None, distillation_type: str,
+                 num_classes: int, channels_last_teacher: bool, common: dict[str, Any]) -> BenchResult:
+    step = build_train_step(network, device=images.device, dtype=dtype, teacher=teacher_model,
+                            distillation_type=distillation_type, num_classes=num_classes,
+                            channels_last_teacher=channels_last_teacher, batch_size=images.shape[0])
+    runtime, fallback, parity = "eager", None, None
+    if use_compile:
+        reference_loss = step.loss(images, labels).float()
+        step.compile(cuda_graphs=cuda_graphs)
+        try:
+            first_loss = step(images, labels)  # compiles; the weights were not yet updated, so compare losses
+            runtime = "compiled+cuda-graph" if cuda_graphs else "compiled"
+            parity = float((first_loss.float() - reference_loss).abs())
+        except Exception as error:  # noqa: BLE001 - a failed compile: time the eager step instead, and say so
+            step.uncompile()
+            torch._dynamo.reset()
+            fallback = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
+    elif cuda_graphs:
+        raise DeitError("--cuda-graphs for --train works through torch.compile: drop --no-compile")
+    times = time_steps(lambda: step(images, labels), steps=common["steps"], warmup=common["warmup"],
+                       device=images.device)
+    return _result(common, "train", runtime, times, parity=parity, fallback=fallback,
+                   teacher=teacher_model, distillation_type=distillation_type if teacher_model else None)
+
+
+def _parse_model_kwargs(text: str | None) -> dict[str, Any]:
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DeitError(f"--model-kwargs is not valid JSON: {error.msg} at character {error.pos}") from error
+    if not isinstance(parsed, dict):
+        raise DeitError("--model-kwargs must be a JSON object, e.g. '{\"depth\": 2}'")
+    return parsed
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of `deit bench`."""
+    parser.add_argument("--model", required=True, help="model name (ours, timm or torchvision)")
+    parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 256 CUDA, 8 CPU)")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--amp", choices=perf.AMP_CHOICES, default="auto",
+                        help="autocast dtype (auto: bf16 on CUDA, fp32 on CPU)")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile student and teacher (default: on for CUDA; off for CPU, where "
+                             "compiling takes about a minute and gains little over the matrix products)")
+    parser.add_argument("--train", action="store_true",
+                        help="time a full training step (forward, loss with teacher, backward, AdamW) "
+                             "instead of inference")
+    parser.add_argument("--teacher-model", default=None, help="teacher for --train (e.g. regnety_160)")
+    parser.add_argument("--distillation-type", choices=("hard", "soft"), default="hard",
+                        help="distillation loss with --teacher-model")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps (the median is reported)")
+    parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
+    parser.add_argument("--img-size", type=int, default=None, help="input resolution (default: the model's)")
+    parser.add_argument("--num-classes", type=int, default=1000, help="classes of student and teacher")
+    parser.add_argument("--model-kwargs", default=None,
+                        help="JSON constructor overrides, e.g. '{\"depth\": 2, \"patch_size\": 8}'")
+    parser.add_argument("--onnxruntime", action="store_true",
+                        help="CPU inference through ONNX Runtime (exported in memory) instead of PyTorch")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="replay CUDA graphs (with --compile: mode reduce-overhead)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `deit bench` from parsed flags."""
+    result = benchmark(args.model, batch_size=args.batch_size, device=args.device, amp=args.amp,
+                       compile=args.compile, train=args.train, teacher_model=args.teacher_model,
+                       distillation_type=args.distillation_type, steps=args.steps, warmup=args.warmup,
+                       img_size=args.img_size, model_kwargs=_parse_model_kwargs(args.model_kwargs),
+                       num_classes=args.num_classes, onnxruntime=args.onnxruntime, cuda_graphs=args.cuda_graphs)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
+    return 0
