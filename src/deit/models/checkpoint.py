@@ -254,7 +254,7 @@ def _heads_differ(state_dict: dict[str, Tensor], target: dict[str, Tensor]) -> b
     ours, theirs = target.get("head.weight"), state_dict.get("head.weight")
     if ours is None or theirs is None:
         return (ours is None) != (theirs is None)
-    return ours.shape != theirs.shape
+    return ours.shape[0] != theirs.shape[0]  # a different width is a mis-shape, not a new label set
 
 
 def resample_pos_embed(pos_embed: Tensor, *, num_prefix_tokens: int, grid_size: int,
