@@ -62,8 +62,10 @@ def _download_to(url: str, tmp_path: str, *, timeout: float, progress: bool, des
                 bar.close()
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
-        raise DeitError(f"cannot download {url} ({reason}); without network, download it elsewhere and put it "
-                        f"at {destination}, or pass the file's path as pretrained=") from error
+        if isinstance(error, urllib.error.HTTPError):
+            reason = f"HTTP {error.code} {error.reason}"
+        raise DeitError(f"cannot download {url} ({reason}); fetch it by hand (e.g. on a machine with network) and "
+                        f"put it at {destination}, or pass the file's path as pretrained=") from error
     return sha256.hexdigest()
 
 
