@@ -140,3 +140,13 @@ def test_shard_index_cannot_point_outside_the_directory(tmp_path: Path) -> None:
         json.dumps({"weight_map": {"vit.layernorm.weight": "../elsewhere.safetensors"}}))
     with pytest.raises(DeitError, match="is not a file in"):
         read_state_dict(directory)
+
+
+def test_garbled_config_json_is_named(tmp_path: Path) -> None:
+    directory, _ = _save_hf(tmp_path, *CASES[1][:2])
+    (directory / "config.json").write_text("{ not json")
+    with pytest.raises(DeitError, match=r"config\.json: cannot be read as JSON"):
+        load_trained_model(directory)
+    (directory / "config.json").write_text(json.dumps({"architectures": ["ViTForImageClassification"]}))
+    with pytest.raises(DeitError, match=r"config\.json: missing or invalid field 'hidden_size'"):
+        load_trained_model(directory)

@@ -174,7 +174,7 @@ def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfM
 
 def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: dict[str, Any] | None = None,
                  class_names: list[str] | None = None, **preprocessing: Any) -> dict[str, Any]:
-    """The meta of a model without a training record: preprocessing from the registry, generic class names."""
+    """Meta for weights without a training record: registry preprocessing; ImageNet or `class_<i>` names."""
     import deit
 
     spec = get_model_spec(name) if is_registered(name) else None
