@@ -35,10 +35,8 @@ def test_registry_holds_the_official_release() -> None:
 
 
 @pytest.mark.parametrize("name", ALL_NAMES)
-def test_parameter_count_matches_the_release(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    # Build on the meta device (no memory, no init cost); the stochastic-depth schedule still needs real numbers.
-    linspace = torch.linspace
-    monkeypatch.setattr(torch, "linspace", lambda *a, **k: linspace(*a, **{**k, "device": "cpu"}))
+def test_parameter_count_matches_the_release(name: str) -> None:
+    # Build on the meta device: no memory, no init cost (and proof that construction needs no real tensors).
     with torch.device("meta"):
         model = create_model(name)
     assert model.cls_token.is_meta
