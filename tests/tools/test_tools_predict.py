@@ -18,7 +18,7 @@ from deit.tools.preprocess import EvalPreprocessing
 
 @pytest.fixture
 def mixed_folder(tmp_path: Path) -> Path:
-    """Two good images (one in a subfolder), a truncated PNG, a text file and an empty file (plus a hidden file, ignored)."""
+    """Two good images (one in a subfolder), a truncated PNG, a text file, an empty file and a hidden file."""
     good = write_image(tmp_path / "good_a.png", seed=1)
     (tmp_path / "sub").mkdir()
     write_image(tmp_path / "sub" / "good_b.jpg", seed=2)

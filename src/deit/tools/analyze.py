@@ -44,7 +44,7 @@ def embedding_cosine_similarity(model: VisionTransformer) -> float:
     """Cosine similarity of the learned class and distillation token embeddings (before any block)."""
     if not model.distilled or model.dist_token is None:
         raise DeitError(NO_DIST_NOTE)
-    return float(F.cosine_similarity(model.cls_token.flatten(), model.dist_token.flatten(), dim=0))
+    return float(F.cosine_similarity(model.cls_token.detach().flatten(), model.dist_token.detach().flatten(), dim=0))
 
 
 def attention_rollout(attention_maps: list[Tensor]) -> Tensor:
