@@ -57,6 +57,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"deit: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # `deit models | head` closed the pipe: not an error. Point stdout at devnull so the exit flush is quiet.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("deit: interrupted", file=sys.stderr)
         return 130

@@ -36,6 +36,7 @@ def atomic_write(path: str | Path, write: Any) -> None:
         write(tmp_name)
         with open(tmp_name, "rb") as written:
             os.fsync(written.fileno())
+        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_name, path)
         _fsync_directory(path.parent)
     except BaseException:
@@ -59,3 +60,9 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
