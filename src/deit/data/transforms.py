@@ -36,22 +36,29 @@ def build_transform(train: bool, *, input_size: int, mean: Sequence[float] = IMA
                     std: Sequence[float] = IMAGENET_STD, color_jitter: float | None = 0.3,
                     auto_augment: str | None = "rand-m9-mstd0.5-inc1", interpolation: str = "bicubic",
                     reprob: float = 0.25, remode: str = "pixel", recount: int = 1, three_augment: bool = False,
-                    simple_random_crop: bool = False, eval_crop_ratio: float = 0.875) -> Callable:
-    """PIL RGB image -> normalised (3, input_size, input_size) tensor, for training or evaluation."""
+                    simple_random_crop: bool = False, eval_crop_ratio: float = 0.875, hflip: float = 0.5) -> Callable:
+    """PIL RGB image -> normalised (3, input_size, input_size) tensor, for training or evaluation.
+
+    `hflip`: probability of the training horizontal flip (the paper's 0.5; 0 for digits and text, whose mirror
+    image is another or no symbol).
+    """
     if input_size < 1:
         raise DeitError(f"--input-size {input_size}: must be a positive number of pixels")
+    if not 0.0 <= hflip <= 1.0:
+        raise DeitError(f"--hflip {hflip}: must be a probability in [0, 1]")
     mean, std = tuple(float(value) for value in mean), tuple(float(value) for value in std)
     if not train:
         return _eval_transform(input_size, mean, std, interpolation, eval_crop_ratio)
     if three_augment:
-        return _three_augment_transform(input_size, mean, std, color_jitter, interpolation, simple_random_crop)
+        return _three_augment_transform(input_size, mean, std, color_jitter, interpolation, simple_random_crop,
+                                        hflip)
     return _paper_transform(input_size, mean, std, color_jitter, auto_augment, interpolation, reprob, remode,
-                            recount, simple_random_crop)
+                            recount, simple_random_crop, hflip)
 
 
 def _paper_transform(input_size: int, mean: tuple, std: tuple, color_jitter: float | None,
                      auto_augment: str | None, interpolation: str, reprob: float, remode: str, recount: int,
-                     simple_random_crop: bool) -> T.Compose:
+                     simple_random_crop: bool, hflip: float = 0.5) -> T.Compose:
     from timm.data import create_transform
 
     if not 0.0 <= reprob <= 1.0:
@@ -62,7 +69,7 @@ def _paper_transform(input_size: int, mean: tuple, std: tuple, color_jitter: flo
     try:
         transform = create_transform(input_size, is_training=True, color_jitter=color_jitter,
                                      auto_augment=auto_augment, interpolation=interpolation, re_prob=reprob,
-                                     re_mode=remode, re_count=recount, mean=mean, std=std)
+                                     re_mode=remode, re_count=recount, mean=mean, std=std, hflip=hflip)
     except (AssertionError, ValueError, KeyError) as error:
         raise DeitError(f"--aa {auto_augment!r} / --remode {remode!r}: timm rejects them ({error or 'bad value'})"
                         ) from error
@@ -76,11 +83,11 @@ def _paper_transform(input_size: int, mean: tuple, std: tuple, color_jitter: flo
 
 
 def _three_augment_transform(input_size: int, mean: tuple, std: tuple, color_jitter: float | None,
-                             interpolation: str, simple_random_crop: bool) -> T.Compose:
+                             interpolation: str, simple_random_crop: bool, hflip: float = 0.5) -> T.Compose:
     mode = _interpolation_mode(interpolation, "bicubic")
     crop = (_simple_random_crop(input_size, interpolation) if simple_random_crop
             else T.RandomResizedCrop(input_size, scale=(0.08, 1.0), interpolation=mode))
-    steps = [crop, T.RandomHorizontalFlip(),
+    steps = [crop, *([T.RandomHorizontalFlip(hflip)] if hflip > 0 else []),
              T.RandomChoice([T.Grayscale(num_output_channels=3), T.RandomSolarize(threshold=128, p=1.0),
                              RandomGaussianBlur()])]
     if color_jitter:

@@ -38,7 +38,7 @@ def build_datasets(config: TrainConfig, *, report_dir: str | None, need_train: b
             True, input_size=config.input_size, mean=mean, std=std, color_jitter=config.color_jitter,
             auto_augment=config.aa, interpolation=config.train_interpolation, reprob=config.reprob,
             remode=config.remode, recount=config.recount, three_augment=config.three_augment,
-            simple_random_crop=config.src, eval_crop_ratio=config.eval_crop_ratio)
+            simple_random_crop=config.src, eval_crop_ratio=config.eval_crop_ratio, hflip=config.hflip)
         train_set = build_dataset(config.data_set, config.data_path or None, train=True, transform=train_transform,
                                   **common)
     eval_transform = build_transform(False, input_size=config.input_size, mean=mean, std=std,

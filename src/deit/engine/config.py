@@ -86,6 +86,8 @@ class TrainConfig:
                                help="color jitter factor")
     aa: str = _opt("rand-m9-mstd0.5-inc1", "--aa", group="augmentation", metavar="NAME",
                    help="AutoAugment / RandAugment policy ('none' to disable)")
+    hflip: float = _opt(0.5, "--hflip", group="augmentation", metavar="PCT",
+                        help="horizontal flip probability in training (ours, as timm's; 0 for digits and text)")
     smoothing: float = _opt(0.1, "--smoothing", group="augmentation", help="label smoothing")
     train_interpolation: str = _opt("bicubic", "--train-interpolation", group="augmentation",
                                     help="training resize interpolation (random, bilinear, bicubic)")
