@@ -96,13 +96,14 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     if output_dir is not None and env.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_config_yaml(config, output_dir / "config.yaml")
-    _seed_everything(config.seed + env.rank)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
 
     report_dir = str(output_dir) if output_dir is not None and env.is_main else None
     train_set, val_set = builders.build_datasets(config, report_dir=report_dir, need_train=not config.eval)
+    # Seeded after the data sets: their lazy imports (scikit-learn's) draw from the global RNGs.
+    _seed_everything(config.seed + env.rank)
     class_names = [str(name) for name in (train_set or val_set).classes]
     num_classes = len(class_names)
     if config.distillation_type != "none" and config.teacher_path:

@@ -1,0 +1,39 @@
+"""`deit eval`: a checkpoint's class, distillation and fused heads on a validation split (its own preprocessing)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of `deit eval` (data-set flags share `deit train`'s spellings)."""
+    parser.add_argument("--checkpoint", required=True, help="a `deit train` checkpoint, a safetensors export, an "
+                        "official/timm .pth or a Hugging Face directory")
+    parser.add_argument("--data-set", dest="data_set", default=None,
+                        help="data set (default: the one the checkpoint was trained on)")
+    parser.add_argument("--data-path", dest="data_path", default=None, help="data root (folder data sets, CIFAR)")
+    parser.add_argument("--teacher-model", dest="teacher_model", default=None,
+                        help="teacher architecture, to report agreement with it")
+    parser.add_argument("--teacher-path", dest="teacher_path", default=None, help="the teacher's weights")
+    parser.add_argument("--output", default=None, help="write metrics.json and confusion_matrix.png here")
+    parser.add_argument("--batch-size", dest="batch_size", type=int, default=128, help="images per batch")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
+    parser.add_argument("--num_workers", "--num-workers", dest="num_workers", type=int, default=2,
+                        help="data loader workers")
+    parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a training checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Evaluate and print the three heads' top-1/top-5 (and teacher agreement); 0 on success."""
+    from deit.engine.evaluation import evaluate_checkpoint
+    from deit.engine.train import format_metrics
+
+    metrics = evaluate_checkpoint(args.checkpoint, data_set=args.data_set, data_path=args.data_path,
+                                  teacher_model=args.teacher_model, teacher_path=args.teacher_path,
+                                  output=args.output, batch_size=args.batch_size, device=args.device,
+                                  num_workers=args.num_workers, use_ema=args.ema)
+    print(f"{metrics['checkpoint']} on {metrics['data_set']} ({metrics['num_images']} images)")
+    print(format_metrics(metrics))
+    if args.output:
+        print(f"wrote {args.output}/metrics.json and {args.output}/confusion_matrix.png")
+    return 0

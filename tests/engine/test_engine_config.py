@@ -1,0 +1,130 @@
+"""TrainConfig: official flags and defaults, YAML precedence, refusals and the cheap pre-flight checks."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deit.cli import build_parser, main
+from deit.engine.config import TrainConfig, config_from_args, load_yaml_settings, save_config_yaml
+from deit.engine.validation import validate_config
+from deit.errors import DeitError
+
+# Every flag of the official main.py (facebookresearch/deit), with a non-default value where it takes one.
+OFFICIAL_ARGV = [
+    "--batch-size", "32", "--epochs", "7", "--bce-loss", "--unscale-lr", "--model", "deit_small_patch16_224",
+    "--input-size", "192", "--drop", "0.1", "--drop-path", "0.2", "--no-model-ema", "--model-ema-decay", "0.999",
+    "--model-ema-force-cpu", "--opt", "lamb", "--opt-eps", "1e-6", "--opt-betas", "0.9", "0.95", "--clip-grad",
+    "1.0", "--momentum", "0.8", "--weight-decay", "0.02", "--sched", "step", "--lr", "1e-3", "--lr-noise", "0.4",
+    "0.9", "--lr-noise-pct", "0.5", "--lr-noise-std", "0.5", "--warmup-lr", "1e-7", "--min-lr", "1e-6",
+    "--decay-epochs", "20", "--warmup-epochs", "2", "--cooldown-epochs", "3", "--patience-epochs", "4",
+    "--decay-rate", "0.5", "--color-jitter", "0.4", "--aa", "rand-m7", "--smoothing", "0.0",
+    "--train-interpolation", "bilinear", "--no-repeated-aug", "--no-train-mode", "--ThreeAugment", "--src",
+    "--reprob", "0.1", "--remode", "const", "--recount", "2", "--mixup", "0.5", "--cutmix", "0.0",
+    "--cutmix-minmax", "0.2", "0.8", "--mixup-prob", "0.5", "--mixup-switch-prob", "0.3", "--mixup-mode", "elem",
+    "--teacher-model", "resnet50", "--teacher-path", "t.pth", "--distillation-type", "hard",
+    "--distillation-alpha", "0.3", "--distillation-tau", "2.0", "--finetune", "f.pth", "--attn-only",
+    "--data-path", "/data", "--data-set", "IMNET", "--inat-category", "name", "--output_dir", "out",
+    "--device", "cpu", "--seed", "3", "--resume", "r.pth", "--start_epoch", "2", "--eval", "--eval-crop-ratio",
+    "1.0", "--dist-eval", "--num_workers", "4", "--no-pin-mem", "--distributed", "--world_size", "2",
+    "--dist_url", "tcp://127.0.0.1:1234",
+]
+
+
+def parse(argv: list[str]) -> TrainConfig:
+    return config_from_args(build_parser("train").parse_args(["train", *argv]))
+
+
+def test_defaults_are_the_official_recipe_except_the_offline_data_set() -> None:
+    config = parse([])
+    assert (config.batch_size, config.epochs, config.lr, config.weight_decay, config.opt) == (64, 300, 5e-4, 0.05,
+                                                                                             "adamw")
+    assert (config.sched, config.warmup_epochs, config.warmup_lr, config.min_lr) == ("cosine", 5, 1e-6, 1e-5)
+    assert (config.smoothing, config.drop_path, config.reprob, config.mixup, config.cutmix) == (0.1, 0.1, 0.25, 0.8,
+                                                                                                1.0)
+    assert config.aa == "rand-m9-mstd0.5-inc1" and config.repeated_aug and config.model_ema
+    assert config.model_ema_decay == 0.99996 and config.distillation_alpha == 0.5 and config.teacher_model == "regnety_160"
+    assert config.data_set == "DIGITS" and config.model == "deit_base_patch16_224"
+
+
+def test_every_official_flag_is_accepted_with_its_meaning() -> None:
+    config = parse(OFFICIAL_ARGV)
+    assert config.batch_size == 32 and config.bce_loss and config.unscale_lr and not config.model_ema
+    assert config.opt_betas == [0.9, 0.95] and config.lr_noise == [0.4, 0.9] and config.cutmix_minmax == [0.2, 0.8]
+    assert config.three_augment and config.src and not config.repeated_aug and not config.train_mode
+    assert config.distillation_type == "hard" and config.output_dir == "out" and config.start_epoch == 2
+    assert config.dist_eval and not config.pin_mem and config.distributed and config.world_size == 2
+    assert config.decay_rate == 0.5 and config.dist_url == "tcp://127.0.0.1:1234"
+
+
+def test_dashed_aliases_and_model_kwargs_json() -> None:
+    config = parse(["--output-dir", "o", "--num-workers", "1", "--model-kwargs", '{"depth": 2, "patch_size": 4}'])
+    assert config.output_dir == "o" and config.num_workers == 1
+    assert config.model_kwargs == {"depth": 2, "patch_size": 4}
+    with pytest.raises(DeitError, match="--model-kwargs"):
+        parse(["--model-kwargs", "[1, 2"])
+
+
+def test_yaml_overrides_defaults_and_flags_override_yaml(tmp_path: Path) -> None:
+    settings = tmp_path / "run.yaml"
+    settings.write_text("batch-size: 8\nlr: 0.001\nThreeAugment: true\nmodel_kwargs: {depth: 2}\nepochs: 4\n")
+    config = parse(["--config", str(settings), "--epochs", "9"])
+    assert config.batch_size == 8 and config.lr == 0.001 and config.three_augment
+    assert config.model_kwargs == {"depth": 2} and config.epochs == 9
+
+
+def test_yaml_unknown_key_and_wrong_type_name_the_key(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("batch_sise: 8\n")
+    with pytest.raises(DeitError, match="batch_sise.*did you mean.*batch_size"):
+        load_yaml_settings(bad)
+    bad.write_text("epochs: many\n")
+    with pytest.raises(DeitError, match="'epochs' must be an integer"):
+        load_yaml_settings(bad)
+
+
+def test_saved_config_yaml_round_trips(tmp_path: Path) -> None:
+    config = parse(OFFICIAL_ARGV[:20])
+    save_config_yaml(config, tmp_path / "config.yaml")
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["batch_size"] == 32
+    assert parse(["--config", str(tmp_path / "config.yaml")]) == config
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--cosub"], "--cosub"),
+    (["--resplit"], "--resplit"),
+    (["--model", "deit_tiny_patch16_22"], "did you mean deit_tiny_patch16_224"),
+    (["--model", "deit_tiny_patch16_224", "--input-size", "100"], "not divisible by the patch size 16"),
+    (["--model", "resnet18", "--distillation-type", "hard"], "needs --teacher-path"),
+    (["--model", "resnet18", "--teacher-model", "resnet5O", "--distillation-type", "hard", "--teacher-path", "x"],
+     "--teacher-model resnet5O: unknown model; did you mean"),
+    (["--model", "resnet18", "--batch-size", "15"], "even batch size"),
+    (["--model", "resnet18", "--model-kwargs", '{"img_size": 64}'], "use --input-size"),
+])
+def test_bad_settings_fail_before_any_work(flags: list[str], message: str) -> None:
+    with pytest.raises(DeitError, match=message):
+        validate_config(parse(flags))
+
+
+def test_wrong_data_path_layout_is_one_line_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    (tmp_path / "train").mkdir()
+    code = main(["train", "--model", "resnet18", "--data-set", "IMNET", "--data-path", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "missing val/" in err and len(err.strip().splitlines()) == 1
+
+
+def test_help_lists_official_and_own_flags(capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit):
+        build_parser("train").parse_args(["train", "--help"])
+    out = capsys.readouterr().out
+    for flag in ("--teacher-path", "--distillation-type", "--output_dir", "--nan-policy", "--amp", "DIGITS"):
+        assert flag in out
+    assert "--debug-inject-nan-step" not in out
+
+
+def test_unset_flags_stay_absent_so_yaml_can_fill_them() -> None:
+    args = build_parser("train").parse_args(["train", "--epochs", "3"])
+    assert isinstance(args, argparse.Namespace) and "epochs" in vars(args) and "lr" not in vars(args)

@@ -1,0 +1,138 @@
+"""Faults lose nothing: exact resume, Ctrl-C, NaN (stop / skip), disk full, resume of another model."""
+
+from __future__ import annotations
+
+import errno
+import importlib
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import FAST, TINY_STUDENT, log_rows, run_cli
+
+from deit.engine import builders
+from deit.io import load_torch_file
+
+# `deit.engine.train` the attribute is the function; the module is reached through importlib.
+train_module = importlib.import_module("deit.engine.train")
+# Two epochs with the paper's stochastic parts on: mixup/cutmix, RandAugment, random erasing, drop path, EMA.
+TWO_EPOCHS = ["train", *TINY_STUDENT, *FAST, "--epochs", "2", "--model-ema-decay", "0.9"]
+
+
+def interrupt_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, after_batches: int) -> None:
+    """Make Ctrl-C arrive in the middle of `epoch`, after some of its updates were applied."""
+    real = train_module.train_one_epoch
+
+    def interrupted(model, criterion, loader, *args, **kwargs):
+        if args[2] != epoch:
+            return real(model, criterion, loader, *args, **kwargs)
+
+        def batches():
+            for index, batch in enumerate(loader):
+                if index == after_batches:
+                    raise KeyboardInterrupt
+                yield batch
+        return real(model, criterion, batches(), *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
+
+
+def test_ctrl_c_then_resume_gives_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert run_cli([*TWO_EPOCHS, "--output_dir", straight], capsys)[0] == 0
+
+    interrupt_epoch(monkeypatch, epoch=1, after_batches=2)
+    code, out, err = run_cli([*TWO_EPOCHS, "--output_dir", resumed], capsys)
+    assert code == 130 and "interrupted in epoch 2" in out and "holds the last completed epoch (1)" in out
+    assert load_torch_file(resumed / "checkpoint.pth")["epoch"] == 0  # the half epoch was not saved
+    monkeypatch.undo()
+
+    code, out, _ = run_cli([*TWO_EPOCHS, "--output_dir", resumed, "--resume", "auto"], capsys)
+    assert code == 0, out
+    expected, actual = (load_torch_file(d / "checkpoint.pth") for d in (straight, resumed))
+    assert actual["epoch"] == expected["epoch"] == 1
+    for part in ("model", "model_ema"):
+        for key, value in expected[part].items():
+            assert torch.equal(value, actual[part][key]), f"{part}.{key}"
+    assert actual["optimizer"]["state"][0]["exp_avg"].equal(expected["optimizer"]["state"][0]["exp_avg"])
+    assert [r["epoch"] for r in log_rows(resumed)] == [0, 1]
+    assert log_rows(resumed)[1]["test_acc1"] == log_rows(straight)[1]["test_acc1"]
+
+
+def test_ctrl_c_during_the_save_finishes_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture) -> None:
+    real_save, calls = torch.save, []
+
+    def save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    code, out, _ = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path], capsys)
+    assert code == 130 and len(calls) == 2
+    assert load_torch_file(tmp_path / "checkpoint.pth")["epoch"] == 0
+    assert not list(tmp_path.glob(".checkpoint.pth.*"))
+
+
+def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path, "--debug-inject-nan-step", "4"], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "NaN/inf in epoch 2, step 1 of the epoch (global step 4)" in err
+    assert "holds the last completed epoch (1)" in err
+    checkpoint = load_torch_file(tmp_path / "checkpoint.pth")
+    assert checkpoint["epoch"] == 0 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+
+
+def test_nan_skip_policy_drops_the_batch_and_continues(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path, "--debug-inject-nan-step", "4",
+                            "--nan-policy", "skip"], capsys)
+    assert code == 0 and "1 bad batches skipped" in out
+    assert [r["train_skipped_steps"] for r in log_rows(tmp_path)] == [0, 1]
+    checkpoint = load_torch_file(tmp_path / "checkpoint.pth")
+    assert checkpoint["epoch"] == 1 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+
+
+def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture) -> None:
+    real_save, calls = torch.save, []
+
+    def save(obj, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:  # the second epoch's save: half a file, then the disk is full
+            Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_save(obj, path, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    code, _, err = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "no space left on device" in err and "the previous checkpoint.pth (epoch 1) is intact" in err
+    assert load_torch_file(tmp_path / "checkpoint.pth")["epoch"] == 0
+    assert not list(tmp_path.glob(".checkpoint.pth.*"))
+
+
+def test_resume_from_another_model_fails_before_any_work(tmp_path: Path, teacher_checkpoint: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    def no_data(*args, **kwargs):
+        raise AssertionError("data sets were built before the resume check")
+
+    monkeypatch.setattr(builders, "build_datasets", no_data)
+    out_dir = tmp_path / "run"
+    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--resume", teacher_checkpoint, "--output_dir", out_dir],
+                           capsys)
+    assert code == 2 and "'resnet10t' checkpoint, not 'deit_tiny_distilled_patch16_224'" in err
+    assert len(err.strip().splitlines()) == 1 and not out_dir.exists()
+
+
+def test_resume_auto_without_a_checkpoint_starts_fresh(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--resume", "auto", "--output_dir",
+                            tmp_path], capsys)
+    assert code == 0 and "starting from scratch" in out
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--resume", "auto", "--output_dir",
+                            tmp_path], capsys)
+    assert code == 0 and "already completed all 1 epochs" in out

@@ -1,0 +1,112 @@
+"""train_one_epoch (no per-step host sync, NaN guard) and evaluate (three heads, teacher agreement)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from deit import create_model
+from deit.distill import DistillationLoss
+from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
+from deit.engine.precision import Precision, resolve_precision
+from deit.errors import DeitError
+
+CPU = torch.device("cpu")
+
+
+def tiny_vit(distilled: bool = True) -> nn.Module:
+    name = "deit_tiny_distilled_patch16_224" if distilled else "deit_tiny_patch16_224"
+    return create_model(name, img_size=16, patch_size=8, depth=1, embed_dim=16, num_heads=2, num_classes=4)
+
+
+def batches(steps: int, batch: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(seed)
+    return [(torch.randn(batch, 3, 16, 16, generator=generator), torch.randint(0, 4, (batch,), generator=generator))
+            for _ in range(steps)]
+
+
+def run_epoch(model: nn.Module, data: list, optimizer_class: type = torch.optim.AdamW, **kwargs) -> dict:
+    optimizer = optimizer_class(model.parameters(), lr=1e-3)
+    criterion = DistillationLoss(nn.CrossEntropyLoss(), None, "none", 0.0, 1.0)
+    return train_one_epoch(model, criterion, data, optimizer, CPU, 0, precision=Precision("fp32"), **kwargs)
+
+
+def count_device_reads(monkeypatch: pytest.MonkeyPatch, steps: int) -> int:
+    calls = []
+    for name in ("item", "__bool__", "tolist", "__float__"):
+        original = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, _f=original: calls.append(1) or _f(self))
+    # SGD: CPU AdamW reads its own step counters with .item(), which the CUDA fused kernel does not.
+    run_epoch(tiny_vit(), batches(steps), torch.optim.SGD, log_interval=0)
+    monkeypatch.undo()
+    return len(calls)
+
+
+def test_no_host_sync_per_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Reading a device value (`.item()`, `bool()`, ...) is what syncs; their number must not grow with the steps.
+    assert count_device_reads(monkeypatch, 2) == count_device_reads(monkeypatch, 6)
+
+
+def test_epoch_trains_and_reports() -> None:
+    model = tiny_vit()
+    before = model.head.weight.detach().clone()
+    stats = run_epoch(model, batches(4), global_step=10)
+    assert stats["steps"] == 4 and stats["global_step"] == 14 and stats["skipped_steps"] == 0
+    assert 0 < stats["loss"] < 10 and not torch.equal(before, model.head.weight)
+
+
+def test_nan_stops_naming_the_step() -> None:
+    with pytest.raises(NonFiniteLossError, match=r"step 2 of the epoch \(global step 12\)") as info:
+        run_epoch(tiny_vit(), batches(5), global_step=10, inject_nan_step=12, log_interval=0)
+    assert info.value.step == 12 and isinstance(info.value, DeitError)
+
+
+def test_nan_skip_leaves_the_weights_untouched_by_the_bad_batch() -> None:
+    model = tiny_vit()
+    stats = run_epoch(model, batches(4), nan_policy="skip", inject_nan_step=1)
+    assert stats["skipped_steps"] == 1 and stats["steps"] == 3
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_max_steps_caps_the_epoch() -> None:
+    assert run_epoch(tiny_vit(), batches(6), max_steps=2)["steps"] == 2
+
+
+def test_evaluate_reports_three_heads_consistently() -> None:
+    model = tiny_vit().eval()
+    data = batches(3, batch=8, seed=1)
+    metrics = evaluate(model, data, CPU, confusion=True)
+    images = torch.cat([x for x, _ in data])
+    targets = torch.cat([y for _, y in data])
+    with torch.no_grad():
+        cls_logits, dist_logits = model.head_logits(model.forward_features(images))
+        fused = model(images)  # eval mode: the average of both heads
+    assert metrics["num_images"] == 24
+    assert metrics["acc1"] == pytest.approx(100 * (fused.argmax(1) == targets).float().mean().item())
+    assert metrics["cls_acc1"] == pytest.approx(100 * (cls_logits.argmax(1) == targets).float().mean().item())
+    assert metrics["dist_acc1"] == pytest.approx(100 * (dist_logits.argmax(1) == targets).float().mean().item())
+    assert metrics["loss"] == pytest.approx(nn.functional.cross_entropy(fused, targets).item(), rel=1e-5)
+    assert metrics["acc5"] == 100.0  # four classes: top-5 covers them all
+    matrix = torch.tensor(metrics["confusion_matrix"])
+    assert matrix.sum() == 24 and matrix.diag().sum() == round(metrics["acc1"] * 24 / 100)
+
+
+def test_teacher_agreement() -> None:
+    model = tiny_vit().eval()
+    metrics = evaluate(model, batches(2, seed=2), CPU, teacher=model)
+    assert metrics["teacher_agreement"] == 100.0 and metrics["teacher_acc1"] == metrics["acc1"]
+    assert "dist_teacher_agreement" in metrics
+
+
+def test_plain_model_has_one_head() -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 4))
+    metrics = evaluate(model, batches(2), CPU)
+    assert metrics["acc1"] == metrics["cls_acc1"] and "dist_acc1" not in metrics
+
+
+def test_precision_choices() -> None:
+    assert resolve_precision("auto", CPU).dtype is None
+    assert resolve_precision("bf16", CPU).dtype is torch.bfloat16
+    with pytest.raises(DeitError, match="fp16 needs a CUDA"):
+        resolve_precision("fp16", CPU)

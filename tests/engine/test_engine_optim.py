@@ -1,0 +1,78 @@
+"""The optimisation recipe: decay-free groups, linear lr scaling, cosine with warmup stepped per epoch."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from deit import create_model
+from deit.engine.optim import build_optimizer, build_scheduler, current_lr, param_groups, scaled_lr
+from deit.errors import DeitError
+
+
+def tiny_vit() -> nn.Module:
+    return create_model("deit_tiny_distilled_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=32,
+                        num_heads=2, num_classes=10)
+
+
+def test_lr_scales_with_the_total_batch() -> None:
+    assert scaled_lr(5e-4, 1024, 1) == pytest.approx(1e-3)
+    assert scaled_lr(5e-4, 256, 4) == pytest.approx(1e-3)
+    assert scaled_lr(5e-4, 64, 1, unscale=True) == 5e-4
+
+
+def test_no_weight_decay_on_biases_norms_tokens_and_pos_embed() -> None:
+    model = tiny_vit()
+    no_decay, decay = param_groups(model, 0.05)
+    names = {id(p): n for n, p in model.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    decay_names = {names[id(p)] for p in decay["params"]}
+    assert {"cls_token", "dist_token", "pos_embed", "norm.weight", "norm.bias", "head.bias"} <= no_decay_names
+    assert {"patch_embed.proj.weight", "blocks.0.attn.qkv.weight", "head.weight", "head_dist.weight"} <= decay_names
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.05
+    assert len(no_decay_names) + len(decay_names) == len(list(model.parameters()))
+
+
+def test_frozen_parameters_are_left_out() -> None:
+    model = tiny_vit()
+    model.patch_embed.requires_grad_(False)
+    groups = param_groups(model, 0.05)
+    assert all(p.requires_grad for g in groups for p in g["params"])
+
+
+@pytest.mark.parametrize("name, cls", [("adamw", torch.optim.AdamW), ("lamb", None), ("sgd", torch.optim.SGD)])
+def test_optimizers_by_name_keep_the_groups(name: str, cls: type | None) -> None:
+    optimizer = build_optimizer(tiny_vit(), opt=name, lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None,
+                                momentum=0.9, device=torch.device("cpu"))
+    if cls is not None:
+        assert isinstance(optimizer, cls)
+    else:
+        assert "lamb" in type(optimizer).__name__.lower()
+    assert sorted(g["weight_decay"] for g in optimizer.param_groups) == [0.0, 0.05]
+    assert not optimizer.defaults.get("fused")  # the fused kernel is for CUDA only
+
+
+def test_unknown_optimizer_is_a_user_error() -> None:
+    with pytest.raises(DeitError, match="--opt adamz"):
+        build_optimizer(tiny_vit(), opt="adamz", lr=1e-3, weight_decay=0.0, eps=1e-8, betas=None, momentum=0.9,
+                        device=torch.device("cpu"))
+
+
+def test_cosine_with_linear_warmup_per_epoch() -> None:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=1e-3)
+    scheduler = build_scheduler(optimizer, sched="cosine", epochs=10, warmup_epochs=2, warmup_lr=1e-6, min_lr=1e-5,
+                                decay_epochs=30, decay_rate=0.1, cooldown_epochs=10, patience_epochs=10,
+                                lr_noise=None, lr_noise_pct=0.67, lr_noise_std=1.0, seed=0)
+    lrs = [current_lr(optimizer)]
+    for epoch in range(1, 11):
+        scheduler.step(epoch)
+        lrs.append(current_lr(optimizer))
+    assert lrs[0] == pytest.approx(1e-6)
+    assert lrs[1] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)  # linear warmup, halfway
+    expected_5 = 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * 5 / 10))
+    assert lrs[5] == pytest.approx(expected_5)
+    assert lrs[10] == pytest.approx(1e-5)
+    assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))

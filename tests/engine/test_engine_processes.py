@@ -1,0 +1,82 @@
+"""Real processes: kill -9 and SIGINT in the middle of a run, and a 2-process torchrun (gloo, CPU)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import FAST, TINY_STUDENT, log_rows, run_cli
+
+from deit.io import load_torch_file
+
+LONGER_EPOCHS = [a if a != "3" else "12" for a in FAST]  # 12 steps per epoch: time to land inside one
+
+
+def spawn(argv: list, *, module: list[str] | None = None) -> subprocess.Popen:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    command = [sys.executable, *(module or ["-m", "deit"]), *[str(a) for a in argv]]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_first_checkpoint(process: subprocess.Popen, run_dir: Path, timeout: float = 240.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not (run_dir / "checkpoint.pth").exists():
+        if process.poll() is not None:
+            pytest.fail(f"the run ended early: {process.communicate()}")
+        if time.monotonic() > deadline:
+            process.kill()
+            pytest.fail("no checkpoint in time")
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next epoch
+    assert process.poll() is None, "the run finished before it could be interrupted"
+
+
+def test_kill_9_during_an_epoch_then_resume_auto_completes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    argv = ["train", *TINY_STUDENT, *LONGER_EPOCHS, "--epochs", "4", "--output_dir", tmp_path]
+    process = spawn(argv)
+    wait_for_first_checkpoint(process, tmp_path)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    survived = load_torch_file(tmp_path / "checkpoint.pth")["epoch"]  # loadable: the write was atomic
+    assert survived in (0, 1, 2)
+    code, out, _ = run_cli([*argv, "--resume", "auto"], capsys)
+    assert code == 0, out
+    assert load_torch_file(tmp_path / "checkpoint.pth")["epoch"] == 3
+    assert [row["epoch"] for row in log_rows(tmp_path)] == [0, 1, 2, 3]
+
+
+def test_sigint_saves_the_last_completed_epoch_and_exits_130(tmp_path: Path) -> None:
+    process = spawn(["train", *TINY_STUDENT, *LONGER_EPOCHS, "--epochs", "4", "--output_dir", tmp_path])
+    wait_for_first_checkpoint(process, tmp_path)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "interrupted in epoch" in out and "deit: interrupted" in err
+    epoch = load_torch_file(tmp_path / "checkpoint.pth")["epoch"]
+    assert [row["epoch"] for row in log_rows(tmp_path)] == list(range(epoch + 1))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_torchrun_on_cpu(tmp_path: Path) -> None:
+    launcher = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr",
+                "127.0.0.1", "--master_port", str(free_port()), "-m", "deit"]
+    process = spawn(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--dist-eval", "--output_dir", tmp_path],
+                    module=launcher)
+    out, err = process.communicate(timeout=300)
+    assert process.returncode == 0, err[-3000:]
+    assert out.count("2 process(es)") == 1  # only rank 0 speaks
+    checkpoint = load_torch_file(tmp_path / "checkpoint.pth")
+    assert len(checkpoint["rng"]["ranks"]) == 2 and checkpoint["args"]["batch_size"] == 16
+    row = log_rows(tmp_path)[0]
+    assert row["test_num_images"] == 360 and row["train_steps"] == 3

@@ -1,0 +1,120 @@
+"""`deit train` / `deit eval` end to end, in this process: outputs, distillation, folders, eval, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import FAST, TINY_STUDENT, log_rows, run_cli
+from PIL import Image
+
+from deit.io import load_torch_file
+from deit.models.checkpoint import load_trained_model
+
+
+def test_teacher_run_writes_every_output(teacher_checkpoint: Path) -> None:
+    run_dir = teacher_checkpoint.parent
+    for name in ("config.yaml", "checkpoint.pth", "best_checkpoint.pth", "log.txt", "curves.png"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").glob("events.out.tfevents.*"))
+    checkpoint = load_torch_file(teacher_checkpoint)
+    assert {"model", "optimizer", "lr_scheduler", "epoch", "args", "meta", "rng", "best_acc"} <= set(checkpoint)
+    assert "model_ema" not in checkpoint and checkpoint["epoch"] == 0
+    meta = checkpoint["meta"]
+    assert meta["model"] == "resnet10t" and meta["num_classes"] == 10 and meta["input_size"] == 32
+    assert meta["class_names"] == [str(d) for d in range(10)] and not meta["distilled"]
+    assert checkpoint["args"]["model"] == "resnet10t" and isinstance(checkpoint["args"], dict)
+    rows = log_rows(run_dir)
+    assert [r["epoch"] for r in rows] == [0] and {"train_loss", "test_acc1", "test_acc5"} <= set(rows[0])
+
+
+def test_distilled_student_on_digits_with_official_flags(tmp_path: Path, teacher_checkpoint: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", tmp_path,
+                            "--data-set", "DIGITS", "--teacher-model", "resnet10t", "--teacher-path",
+                            teacher_checkpoint, "--distillation-type", "hard", "--distillation-alpha", "0.5",
+                            "--lr", "5e-4", "--smoothing", "0.1", "--mixup", "0.8", "--cutmix", "1.0",
+                            "--reprob", "0.25", "--drop-path", "0.1", "--seed", "0"], capsys)
+    assert code == 0, out
+    row = log_rows(tmp_path)[0]
+    for key in ("test_acc1", "test_cls_acc1", "test_dist_acc1", "test_teacher_agreement", "test_teacher_acc1"):
+        assert 0.0 <= row[key] <= 100.0
+    assert "dist head" in out and "agreement" in out
+    checkpoint = load_torch_file(tmp_path / "checkpoint.pth")
+    assert checkpoint["meta"]["distilled"] and "model_ema" in checkpoint
+    assert checkpoint["args"]["distillation_type"] == "hard"
+
+
+def test_eval_resume_and_deit_eval_agree(tmp_path: Path, teacher_checkpoint: Path,
+                                         capsys: pytest.CaptureFixture) -> None:
+    run_dir = tmp_path / "run"
+    code, _, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", run_dir], capsys)
+    assert code == 0
+    logged = log_rows(run_dir)[0]["test_acc1"]
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--eval", "--resume", run_dir / "checkpoint.pth"], capsys)
+    assert code == 0 and f"test images: {logged:.1f}%" in out
+    code, out, _ = run_cli(["eval", "--checkpoint", run_dir / "checkpoint.pth", "--num_workers", "0", "--output",
+                            tmp_path / "eval", "--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint],
+                           capsys)
+    assert code == 0 and "dist head" in out and "agreement" in out
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["acc1"] == pytest.approx(logged) and metrics["num_images"] == 360
+    assert np.asarray(metrics["confusion_matrix"]).sum() == 360
+    assert Image.open(tmp_path / "eval" / "confusion_matrix.png").size[0] > 100
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", 2)):
+        for label in range(classes):
+            folder = root / split / f"class_{label}"
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+                pixels[..., label] = 255  # each class its own colour, so there is something to learn
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return root
+
+
+def test_one_epoch_on_a_generated_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    data = make_image_folder(tmp_path / "data")
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--data-set", "IMNET", "--data-path",
+                            data, "--batch-size", "8", "--output_dir", tmp_path / "run"], capsys)
+    assert code == 0, out
+    meta = load_torch_file(tmp_path / "run" / "checkpoint.pth")["meta"]
+    assert meta["class_names"] == ["class_0", "class_1", "class_2"] and meta["mean"] == [0.485, 0.456, 0.406]
+    assert log_rows(tmp_path / "run")[0]["test_num_images"] == 6
+
+
+def test_finetune_to_a_larger_input_with_a_teacher(tmp_path: Path, teacher_checkpoint: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    source = tmp_path / "at32"
+    assert run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", source], capsys)[0] == 0
+    student = ["--model", "deit_tiny_distilled_patch16_224", "--model-kwargs", TINY_STUDENT[3]]
+    code, out, _ = run_cli(["train", *student, *FAST, "--input-size", "48", "--epochs", "1", "--finetune",
+                            source / "checkpoint.pth", "--teacher-model", "resnet10t", "--teacher-path",
+                            teacher_checkpoint, "--distillation-type", "hard", "--output_dir", tmp_path / "at48"],
+                           capsys)
+    assert code == 0, out
+    model, meta = load_trained_model(tmp_path / "at48" / "checkpoint.pth")
+    assert meta["input_size"] == 48 and model.pos_embed.shape[1] == 2 + 36
+    # Started from the 32-pixel weights (three tiny steps since), not from a fresh initialisation.
+    original = load_torch_file(source / "checkpoint.pth")["model"]
+    tuned = model.state_dict()
+    assert (tuned["blocks.0.mlp.fc1.weight"] - original["blocks.0.mlp.fc1.weight"]).abs().max() < 1e-3
+    assert tuned["pos_embed"][:, :2].sub(original["pos_embed"][:, :2]).abs().max() < 1e-3  # tokens kept
+
+
+def test_attn_only_freezes_the_mlp(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    source = tmp_path / "base"
+    assert run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", source], capsys)[0] == 0
+    code, _, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--finetune", source / "checkpoint.pth",
+                          "--attn-only", "--output_dir", tmp_path / "ft"], capsys)
+    assert code == 0
+    before = load_torch_file(source / "checkpoint.pth")["model"]
+    after = load_torch_file(tmp_path / "ft" / "checkpoint.pth")["model"]
+    assert torch.equal(before["blocks.0.mlp.fc1.weight"], after["blocks.0.mlp.fc1.weight"])
+    assert not torch.equal(before["blocks.0.attn.qkv.weight"], after["blocks.0.attn.qkv.weight"])
