@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from deit.cli import main
 
@@ -33,6 +35,20 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, s
 def log_rows(run_dir: Path) -> list[dict]:
     """The JSON lines of a run's log.txt."""
     return [json.loads(line) for line in (run_dir / "log.txt").read_text().splitlines()]
+
+
+def make_image_folder(root: Path, classes: int = 3, per_class: int = 8) -> Path:
+    """`root/train/class_k/*.png` and `root/val/...`: random pixels, each class its own saturated colour."""
+    rng = np.random.default_rng(0)
+    for split, count in (("train", per_class), ("val", 2)):
+        for label in range(classes):
+            folder = root / split / f"class_{label}"
+            folder.mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+                pixels[..., label] = 255  # each class its own colour, so there is something to learn
+                Image.fromarray(pixels).save(folder / f"{index}.png")
+    return root
 
 
 @pytest.fixture(scope="session")

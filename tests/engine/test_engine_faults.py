@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, TINY_STUDENT, log_rows, run_cli
+from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
 
 from deit.engine import builders
 from deit.io import load_torch_file
@@ -136,3 +136,17 @@ def test_resume_auto_without_a_checkpoint_starts_fresh(tmp_path: Path, capsys: p
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--resume", "auto", "--output_dir",
                             tmp_path], capsys)
     assert code == 0 and "already completed all 1 epochs" in out
+
+
+def test_teacher_with_other_classes_fails_before_the_student_is_built(tmp_path: Path, teacher_checkpoint: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch,
+                                                                      capsys: pytest.CaptureFixture) -> None:
+    def no_student(*args, **kwargs):
+        raise AssertionError("the student was built before the teacher check")
+
+    monkeypatch.setattr(builders, "build_student", no_student)
+    data = make_image_folder(tmp_path / "data", per_class=2)
+    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--data-set", "IMNET", "--data-path", data,
+                            "--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint,
+                            "--distillation-type", "hard"], capsys)
+    assert code == 2 and "predicts 10 classes but the data has 3" in err

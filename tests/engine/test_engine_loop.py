@@ -69,6 +69,15 @@ def test_nan_skip_leaves_the_weights_untouched_by_the_bad_batch() -> None:
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_bf16_autocast_on_cpu_trains() -> None:
+    model = tiny_vit()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    criterion = DistillationLoss(nn.CrossEntropyLoss(), None, "none", 0.0, 1.0)
+    stats = train_one_epoch(model, criterion, batches(2), optimizer, CPU, 0, precision=resolve_precision("bf16", CPU))
+    assert stats["steps"] == 2 and 0 < stats["loss"] < 10
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, not a cast of the weights
+
+
 def test_max_steps_caps_the_epoch() -> None:
     assert run_epoch(tiny_vit(), batches(6), max_steps=2)["steps"] == 2
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import FAST, TINY_STUDENT, log_rows, run_cli
+from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
 from PIL import Image
 
 from deit.io import load_torch_file
@@ -64,19 +64,6 @@ def test_eval_resume_and_deit_eval_agree(tmp_path: Path, teacher_checkpoint: Pat
     assert metrics["acc1"] == pytest.approx(logged) and metrics["num_images"] == 360
     assert np.asarray(metrics["confusion_matrix"]).sum() == 360
     assert Image.open(tmp_path / "eval" / "confusion_matrix.png").size[0] > 100
-
-
-def make_image_folder(root: Path, classes: int = 3, per_class: int = 8) -> Path:
-    rng = np.random.default_rng(0)
-    for split, count in (("train", per_class), ("val", 2)):
-        for label in range(classes):
-            folder = root / split / f"class_{label}"
-            folder.mkdir(parents=True)
-            for index in range(count):
-                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
-                pixels[..., label] = 255  # each class its own colour, so there is something to learn
-                Image.fromarray(pixels).save(folder / f"{index}.png")
-    return root
 
 
 def test_one_epoch_on_a_generated_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
