@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -127,9 +128,14 @@ def _is_timm(name: str) -> bool:
 def _load_finetune(model: nn.Module, config: TrainConfig) -> None:
     from deit.models.checkpoint import load_pretrained
 
+    source: str | Path = config.finetune
+    if config.finetune.startswith(("http://", "https://")):
+        from deit.models.download import fetch_checkpoint
+
+        source = fetch_checkpoint(config.finetune, progress=True)  # cached; hash-checked when the name has one
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the head-drop warning is expected when the class count changes
-        load_pretrained(model, config.finetune, model_name=config.model)
+        load_pretrained(model, source, model_name=config.model)
 
 
 def _freeze_all_but_attention(model: nn.Module) -> None:

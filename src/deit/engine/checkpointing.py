@@ -72,7 +72,9 @@ def resolve_resume_path(resume: str, output_dir: str) -> Path | None:
         candidate = Path(output_dir) / CHECKPOINT_NAME
         return candidate if candidate.is_file() else None
     if resume.startswith(("http://", "https://")):
-        raise DeitError(f"--resume {resume}: resume from a local file (download it first)")
+        from deit.models.download import fetch_checkpoint
+
+        return fetch_checkpoint(resume, progress=True)  # as official: a URL resumes (or evaluates) too
     path = Path(resume)
     if not path.is_file():
         raise DeitError(f"--resume {resume}: no such file")

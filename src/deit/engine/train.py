@@ -24,7 +24,7 @@ from deit.engine.distributed import (DistributedEnv, any_process, init_distribut
 from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_optimizer, build_scheduler, scaled_lr
-from deit.engine.precision import Precision, resolve_precision, unwrap_model
+from deit.engine.precision import Precision, resolve_precision
 from deit.engine.validation import validate_config
 from deit.errors import DeitError
 
