@@ -80,3 +80,40 @@ def test_two_process_torchrun_on_cpu(tmp_path: Path) -> None:
     assert len(checkpoint["rng"]["ranks"]) == 2 and checkpoint["args"]["batch_size"] == 16
     row = log_rows(tmp_path)[0]
     assert row["test_num_images"] == 360 and row["train_steps"] == 3
+
+
+# Runs `deit train` with a torch.save that, on its second call (epoch 2's checkpoint), writes half a file,
+# announces itself and hangs: the test kills the process right there.
+HANGING_SAVE = """
+import sys, time, pathlib, torch
+from deit.cli import main
+real_save, calls = torch.save, []
+def save(obj, path, *args, **kwargs):
+    calls.append(path)
+    if len(calls) == 2:
+        pathlib.Path(path).write_bytes(b"PK half a checkpoint")
+        pathlib.Path(sys.argv[1]).write_text(str(path))
+        time.sleep(600)
+    return real_save(obj, path, *args, **kwargs)
+torch.save = save
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_kill_9_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    run_dir, marker = tmp_path / "run", tmp_path / "saving"
+    argv = ["train", *TINY_STUDENT, *FAST, "--epochs", "2", "--no-model-ema", "--output_dir", run_dir]
+    process = spawn([marker, *argv], module=["-c", HANGING_SAVE])
+    deadline = time.monotonic() + 240
+    while not marker.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "the second save never started"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert Path(marker.read_text()).exists()  # the half-written temporary is still there ...
+    assert load_torch_file(run_dir / "checkpoint.pth")["epoch"] == 0  # ... and the checkpoint is whole
+    code, out, _ = run_cli([*argv, "--resume", "auto"], capsys)
+    assert code == 0, out
+    assert load_torch_file(run_dir / "checkpoint.pth")["epoch"] == 1
+    assert not list(run_dir.glob(".checkpoint.pth.*.tmp"))  # the resumed run swept it away

@@ -205,3 +205,11 @@ def copy_checkpoint(source: Path, target: Path) -> None:
     except OSError as error:
         reason = "no space left on device" if error.errno == errno.ENOSPC else (error.strerror or str(error))
         raise DeitError(f"could not write {target}: {reason}; {source.name} is intact") from error
+
+
+def remove_stale_temporaries(output_dir: Path) -> list[Path]:
+    """Delete half-written checkpoint temporaries a killed run left behind (`.checkpoint.pth.XXXX.tmp`)."""
+    stale = [p for name in (CHECKPOINT_NAME, BEST_NAME) for p in output_dir.glob(f".{name}.*.tmp")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

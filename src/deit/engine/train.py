@@ -16,8 +16,9 @@ from torch import nn
 
 from deit.engine import builders
 from deit.engine.checkpointing import (BEST_NAME, CHECKPOINT_NAME, capture_rng, check_resume_matches, copy_checkpoint,
-                                       load_model_state, prune_log, read_checkpoint, resolve_resume_path,
-                                       restore_rng, restore_training_state, save_checkpoint, training_state)
+                                       load_model_state, prune_log, read_checkpoint, remove_stale_temporaries,
+                                       resolve_resume_path, restore_rng, restore_training_state, save_checkpoint,
+                                       training_state)
 from deit.engine.config import TrainConfig, save_config_yaml
 from deit.engine.distributed import (DistributedEnv, any_process, init_distributed, read_launcher_env,
                                      resolve_device, shutdown_distributed)
@@ -95,6 +96,7 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     run = _Run(config, env, device, precision, output_dir)
     if output_dir is not None and env.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temporaries(output_dir)
         save_config_yaml(config, output_dir / "config.yaml")
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
