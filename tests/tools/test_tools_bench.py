@@ -88,3 +88,40 @@ def test_benchmark_api_returns_result() -> None:
                        num_classes=3, model_kwargs={"patch_size": 16, "depth": 1})
     assert result.images_per_second > 0 and result.img_size == 32 and result.batch_size == 2
     assert "images/s" in result.summary()
+
+
+def _aot_eager(model, **_: object):  # type: ignore[no-untyped-def]
+    # Traces like inductor (forward and backward graphs) without generating C++, which takes a minute here.
+    return torch.compile(model, backend="aot_eager", dynamic=False)
+
+
+def test_compiled_paths_are_checked_against_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deit import perf
+
+    monkeypatch.setattr(perf, "compile_model", _aot_eager)
+    tiny = dict(device="cpu", batch_size=2, steps=1, warmup=0, img_size=32, num_classes=5,
+                model_kwargs={"patch_size": 8, "depth": 1}, compile=True)
+    inference = benchmark("deit_tiny_distilled_patch16_224", **tiny)
+    assert inference.runtime == "compiled" and inference.fallback_reason is None
+    assert inference.parity_max_abs_diff is not None and inference.parity_max_abs_diff <= 1e-5
+    train = benchmark("deit_tiny_distilled_patch16_224", train=True, teacher_model="test_resnet", **tiny)
+    assert train.runtime == "compiled" and train.parity_max_abs_diff is not None
+    assert train.parity_max_abs_diff <= 1e-5  # the first compiled step's loss is the eager loss
+
+
+def test_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deit import perf
+
+    def broken(model, **_: object):  # type: ignore[no-untyped-def]
+        def fail(*args: object) -> None:
+            raise RuntimeError("inductor: no working C++ compiler")
+        return fail
+
+    monkeypatch.setattr(perf, "compile_model", broken)
+    result = benchmark("deit_tiny_patch16_224", device="cpu", batch_size=2, steps=1, warmup=0, img_size=32,
+                       num_classes=3, model_kwargs={"patch_size": 16, "depth": 1}, compile=True)
+    assert result.runtime == "eager" and "no working C++ compiler" in result.fallback_reason
+    assert result.images_per_second > 0
+    train = benchmark("deit_tiny_patch16_224", device="cpu", batch_size=2, steps=1, warmup=0, img_size=32,
+                      num_classes=3, model_kwargs={"patch_size": 16, "depth": 1}, compile=True, train=True)
+    assert train.runtime == "eager" and "no working C++ compiler" in train.fallback_reason
