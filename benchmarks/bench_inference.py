@@ -172,7 +172,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (timm, ours, ...) × rounds")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: all cores)")
     parser.add_argument("--budget-s", type=float, default=None,
-                        help="skip a row when less than --row-estimate-s of this budget is left")
+                        help="start no further row when less than --row-estimate-s of this is left")
     parser.add_argument("--row-estimate-s", type=float, default=60, help="expected seconds per row (compiling)")
     parser.add_argument("--append", action="store_true", help="add rows to an existing inference.json in --out")
     parser.add_argument("--out", default=None, help="folder for inference.json and inference.md")
@@ -196,7 +196,7 @@ def main() -> None:
     deadline = Deadline(args.budget_s, row_estimate_s=args.row_estimate_s)
     rows = previous_rows(args.out, "inference", args.append)
     for index, (name, batch_size) in enumerate(models):
-        if not deadline.fits_another_row():
+        if index > 0 and not deadline.fits_another_row():  # a pass's first row always runs
             rows.append({"model": name, "batch_size": batch_size, "paths": {}, "parity": {},
                          "error": "skipped: out of time budget"})
         else:

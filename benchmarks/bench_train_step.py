@@ -220,7 +220,7 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="write the first row's kernel profile to --out")
     parser.add_argument("--skip-fp32-parity", action="store_true")
     parser.add_argument("--budget-s", type=float, default=None,
-                        help="skip a row when less than --row-estimate-s of this budget is left")
+                        help="start no further row when less than --row-estimate-s of this is left")
     parser.add_argument("--row-estimate-s", type=float, default=120, help="expected seconds per row (compiling)")
     parser.add_argument("--append", action="store_true", help="add rows to an existing train_step.json in --out")
     parser.add_argument("--out", default=None, help="folder for train_step.json/.md (and the profile)")
@@ -242,7 +242,7 @@ def main() -> None:
     deadline = Deadline(args.budget_s, row_estimate_s=args.row_estimate_s)
     rows: list[dict[str, Any]] = previous_rows(args.out, "train_step", args.append)
     for index, (name, batch_size) in enumerate(students):
-        if not deadline.fits_another_row():
+        if index > 0 and not deadline.fits_another_row():  # a pass's first row always runs
             rows.append({"student": name, "teacher": args.teacher, "batch_size": batch_size,
                          "distillation_type": args.distillation_type, "paths": {},
                          "error": "skipped: out of time budget"})

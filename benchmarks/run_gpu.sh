@@ -1,58 +1,77 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (H100/H200): parity first, then the inference and training-step tables, deit vs timm
-# in the same process. Results land in $OUT (JSON + Markdown, a kernel profile, the log); rows run in order of
-# importance and each script stops starting rows when its share of the budget is spent, so a short lease still
-# returns the goal rows. Run from the repository root:
+# in the same process. Results land in $OUT (inference.{json,md}, train_step.{json,md}, profile_train_step.txt,
+# env.txt, log.txt: 7 files); rows run in order of importance and each pass stops starting rows when its share
+# of the budget is spent, so a short lease still returns the goal rows. From the repository root:
 #
-#     bash benchmarks/run_gpu.sh                 # OUT defaults to benchmarks/results/gpu
+#     bash benchmarks/run_gpu.sh                  # OUT defaults to benchmarks/results/gpu; ~8 minutes
 #     BENCH_BUDGET_S=300 OUT=/tmp/x bash benchmarks/run_gpu.sh
+#     BENCH_SMOKE=1 OUT=/tmp/smoke bash benchmarks/run_gpu.sh   # the plumbing on a CPU: tiny model, eager
 #
-# Needs python3 with torch, timm (and a CUDA GPU); deit itself is taken from ./src, nothing is installed.
+# Needs python3 with torch and timm; deit itself is taken from ./src, nothing is installed.
 set -u
 OUT=${OUT:-benchmarks/results/gpu}
 PY=${PYTHON:-python3}
 BUDGET=${BENCH_BUDGET_S:-480}  # seconds for everything below; device time is scarce
 mkdir -p "$OUT"
 export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-export TORCHINDUCTOR_FX_GRAPH_CACHE=1  # a second pass re-uses the first pass's compiled graphs
+export TORCHINDUCTOR_FX_GRAPH_CACHE=1  # later passes re-use the compiled graphs of earlier ones
+
+DEVICE=cuda
+TINY=deit_tiny_distilled_patch16_224 SMALL=deit_small_distilled_patch16_224
+BASE=deit_base_distilled_patch16_224 BASE384=deit_base_distilled_patch16_384
+TEACHER=regnety_160
+# REFERENCE.md's batch sizes (timm measured on an H200 at these).
+B_TINY=1024 B_SMALL=512 B_BASE=256 B_BASE384=64 T_SMALL=256 T_BASE=128
+INF_PATHS=() TRAIN_PATHS=() LATE_PATHS=(--paths timm,ours-compile,timm-compile,ours-compile-cudagraphs) QUICK=()
+if [ -n "${BENCH_SMOKE:-}" ]; then  # same passes, CPU-sized: checks the script, not the speed
+  DEVICE=cpu SMALL=$TINY BASE=$TINY BASE384=$TINY TEACHER=test_resnet
+  B_TINY=2 B_SMALL=2 B_BASE=2 B_BASE384=2 T_SMALL=2 T_BASE=2
+  INF_PATHS=(--paths timm,ours) TRAIN_PATHS=(--paths official-timm,ours-eager) LATE_PATHS=(--paths timm,ours-ort)
+  QUICK=(--steps 1 --warmup 1 --rounds 1)
+fi
+
 START=$(date +%s)
 left() { echo $(( BUDGET - ($(date +%s) - START) )); }
 LOG="$OUT/log.txt"
 : > "$LOG"
-
 {
-  date -u; nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv
+  date -u
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.max.sm,power.limit --format=csv \
+    || echo "no nvidia-smi"
   "$PY" -c "import torch, timm, sys; print('python', sys.version.split()[0], 'torch', torch.__version__, 'timm', \
-timm.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())"
-  nproc; grep -m1 'model name' /proc/cpuinfo
+timm.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')"
+  echo "cpu cores: $(nproc), $(grep -m1 'model name' /proc/cpuinfo)"
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-run() {  # run <seconds> <command...>: one pass, killed at its limit (rows already written stay)
+run() {  # run <seconds> <command...>: one pass, stopped at its limit (rows already written stay in $OUT)
   local limit=$1; shift
-  if [ "$limit" -lt 45 ]; then echo "skipped (budget): $*" | tee -a "$LOG"; return; fi
-  echo "=== $* (limit ${limit}s)" | tee -a "$LOG"
+  if [ "$limit" -lt 45 ]; then echo "=== skipped (budget): $*" | tee -a "$LOG"; return; fi
+  echo "=== $* (limit ${limit}s, $(( $(date +%s) - START ))s elapsed)" | tee -a "$LOG"
   timeout --signal=INT --kill-after=15 "$limit" "$@" 2>&1 | grep -v -E "^W[0-9]{4} |UserWarning|warnings.warn" \
     | tee -a "$LOG"
 }
+INF=("$PY" benchmarks/bench_inference.py --device "$DEVICE" --amp bf16 --out "$OUT" "${QUICK[@]}")
+TRAIN=("$PY" benchmarks/bench_train_step.py --device "$DEVICE" --amp bf16 --teacher "$TEACHER" --out "$OUT" \
+       "${QUICK[@]}")
+[ "$DEVICE" = cpu ] && INF=("${INF[@]/bf16/none}") TRAIN=("${TRAIN[@]/bf16/none}")
 
-# 0. The CLI on the GPU, eager (seconds): ours vs nothing, just that `deit bench` works there.
-run 60 "$PY" -m deit bench --model deit_tiny_distilled_patch16_224 --device cuda --batch-size 64 --no-compile \
-  --steps 5 --warmup 2
-# 1. Goal rows: inference small⚗ and base⚗ (parity of ours vs timm and of compiled vs eager come first in each row).
-run $(( $(left) * 40 / 100 )) "$PY" benchmarks/bench_inference.py --device cuda --amp bf16 --out "$OUT" \
-  --models deit_small_distilled_patch16_224:512,deit_base_distilled_patch16_224:256 --budget-s 170
-# 2. Goal row: training step small⚗ + RegNetY-16GF, with the breakdown and the kernel profile.
-run $(( $(left) * 60 / 100 )) "$PY" benchmarks/bench_train_step.py --device cuda --amp bf16 --out "$OUT" \
-  --students deit_small_distilled_patch16_224:256 --profile --budget-s 200
+# 0. `deit bench` itself on the card, eager (seconds).
+run 60 "$PY" -m deit bench --model "$TINY" --device "$DEVICE" --batch-size 64 --no-compile --steps 5 --warmup 2
+# 1. Goal rows: inference small⚗ and base⚗; each row checks ours vs timm and compiled vs eager before timing.
+run $(( $(left) * 40 / 100 )) "${INF[@]}" "${INF_PATHS[@]}" --models "$SMALL:$B_SMALL,$BASE:$B_BASE" --budget-s 170
+# 2. Goal row: training step small⚗ + RegNetY-16GF, hard distillation, with the time breakdown and kernel profile.
+run $(( $(left) * 60 / 100 )) "${TRAIN[@]}" "${TRAIN_PATHS[@]}" --students "$SMALL:$T_SMALL" --profile --budget-s 200
 # 3. The rest, while time lasts: tiny⚗ and base⚗-384 inference, base⚗ training, timm compiled and CUDA graphs.
-run $(( $(left) * 40 / 100 )) "$PY" benchmarks/bench_inference.py --device cuda --amp bf16 --out "$OUT" --append \
-  --models deit_tiny_distilled_patch16_224:1024,deit_base_distilled_patch16_384:64 --budget-s 90
-run $(( $(left) * 75 / 100 )) "$PY" benchmarks/bench_train_step.py --device cuda --amp bf16 --out "$OUT" \
-  --append --students deit_base_distilled_patch16_224:128 --budget-s 60
-run $(( $(left) - 5 )) "$PY" benchmarks/bench_inference.py --device cuda --amp bf16 --out "$OUT" --append \
-  --models deit_small_distilled_patch16_224:512 --paths timm,ours-compile,timm-compile,ours-compile-cudagraphs \
-  --budget-s 30
+run $(( $(left) * 40 / 100 )) "${INF[@]}" "${INF_PATHS[@]}" --append --models "$TINY:$B_TINY,$BASE384:$B_BASE384" \
+  --budget-s 90
+run $(( $(left) * 75 / 100 )) "${TRAIN[@]}" "${TRAIN_PATHS[@]}" --append --students "$BASE:$T_BASE" --budget-s 60
+run $(( $(left) * 60 / 100 )) "${INF[@]}" "${LATE_PATHS[@]}" --append --models "$SMALL:$B_SMALL" --budget-s 30
+# 4. The proposed model change (last block on the prefix tokens only), compiled, bf16: printed to the log.
+if [ -z "${BENCH_SMOKE:-}" ]; then
+  run $(( $(left) - 5 )) "$PY" benchmarks/bench_prefix_last_block.py --device cuda --amp bf16 --compile
+fi
 
 echo "=== done in $(( $(date +%s) - START ))s" | tee -a "$LOG"
 cat "$OUT"/inference.md "$OUT"/train_step.md 2>/dev/null

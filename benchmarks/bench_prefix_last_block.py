@@ -1,0 +1,108 @@
+"""A proposed speed-up for the model code, measured: the last block computes only the tokens the heads read.
+
+The heads read the class and distillation tokens after the last block. Each token's output there depends on
+its own query and on every token's key and value, so the last block needs keys/values for all tokens but
+queries, attention output, projection, MLP and the final norm for the 1–2 prefix tokens only: about 85% of the
+last block's work (≈7% of a 12-block model), in the forward pass and, since the patch tokens' last-block
+outputs reach no loss, in the backward pass too. Same arithmetic per output element.
+
+    python benchmarks/bench_prefix_last_block.py --device cpu --threads 1
+    PYTHONPATH=src python benchmarks/bench_prefix_last_block.py --device cuda --amp bf16 --compile
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from common import environment_lines, environment, interleaved, number
+from deit import create_model, perf
+
+
+def prefix_only_block(block: nn.Module, tokens: Tensor, prefix: int) -> Tensor:
+    """`block(tokens)[:, :prefix]`, computing keys/values for all tokens but everything else for the prefix."""
+    attention = block.attn
+    batch, length, dim = tokens.shape
+    qkv = attention.qkv(block.norm1(tokens)).reshape(batch, length, 3, attention.num_heads, attention.head_dim)
+    query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+    mixed = F.scaled_dot_product_attention(query[:, :, :prefix], key, value)
+    kept = tokens[:, :prefix] + block.drop_path1(block.ls1(attention.proj(
+        mixed.transpose(1, 2).reshape(batch, prefix, dim))))
+    return kept + block.drop_path2(block.ls2(block.mlp(block.norm2(kept))))
+
+
+class PrefixLastBlock(nn.Module):
+    """A VisionTransformer's `forward` with the last block restricted to the prefix tokens."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        """Same outputs as `model(images)`."""
+        model = self.model
+        tokens = model.embed(images)
+        for block in model.blocks[:-1]:
+            tokens = block(tokens)
+        prefix = model.norm(prefix_only_block(model.blocks[-1], tokens, model.num_prefix_tokens))
+        return model.forward_head(prefix)
+
+
+def main() -> None:
+    """Parity of outputs and gradients, then interleaved timing of full vs prefix-only last block."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="deit_small_distilled_patch16_224")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--amp", choices=("bf16", "fp16", "none"), default="none")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--compile", action="store_true", help="torch.compile both variants")
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    device = perf.resolve_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    dtype = perf.autocast_dtype(args.amp, device)
+    batch = args.batch_size or (512 if device.type == "cuda" else 16)
+    steps = args.steps or (20 if device.type == "cuda" else 4)
+
+    torch.manual_seed(0)
+    model = create_model(args.model).to(device)
+    pruned = PrefixLastBlock(model)
+    images = torch.randn(batch, 3, model.img_size, model.img_size, device=device)
+
+    model.train()
+    small = images[:4]
+    outputs = model(small)
+    sum(o.float().square().mean() for o in outputs).backward()
+    reference_grads = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    sum(o.float().square().mean() for o in pruned(small)).backward()
+    grad_diff = max(float((g - p.grad).abs().max()) for g, p in zip(reference_grads, model.parameters()))
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+    full, fast = (perf.compile_model(model), perf.compile_model(pruned)) if args.compile else (model, pruned)
+
+    def run(module: nn.Module) -> Tensor:
+        with perf.inference_context(device, dtype):
+            return module(images)
+
+    output_diff = perf.max_abs_diff(run(full), run(fast))
+    times = interleaved({"full": lambda: run(full), "prefix-last-block": lambda: run(fast)}, rounds=args.rounds,
+                        steps=steps, warmup=2, device=device)
+    rates = {name: batch * 1000 / statistics.median(t) for name, t in times.items()}
+    print(environment_lines(environment(device)))
+    print(f"\n{args.model} bs{batch} {args.amp} {'compiled' if args.compile else 'eager'}: "
+          f"full {number(rates['full'])} img/s, prefix-only last block {number(rates['prefix-last-block'])} img/s "
+          f"(×{rates['prefix-last-block'] / rates['full']:.3f}); max abs diff: outputs {output_diff:.1e}, "
+          f"fp32 gradients {grad_diff:.1e}")
+
+
+if __name__ == "__main__":
+    main()
