@@ -31,14 +31,20 @@ GPU_STEP_RATES = {"timm loop, small⚗ + teacher (REFERENCE.md, H200)": 2360.0,
 
 
 def natural_jpeg(rng: np.random.Generator, *, width: int = 500, height: int = 375, quality: int = 90) -> bytes:
-    """A photograph-like JPEG: low-frequency colour fields, a few hard-edged shapes, fine texture."""
-    coarse = rng.uniform(0, 255, size=(6, 8, 3)).astype(np.uint8)
-    canvas = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BICUBIC), dtype=np.float32)
+    """A photograph-like JPEG: colour fields at two scales, a few hard-edged shapes, fine texture.
+
+    The texture is set so the files average about ImageNet's 110 KiB: decoding cost follows the coded size.
+    """
+    def field(rows: int, cols: int) -> np.ndarray:
+        cells = rng.uniform(0, 255, size=(rows, cols, 3)).astype(np.uint8)
+        return np.asarray(Image.fromarray(cells).resize((width, height), Image.BICUBIC), dtype=np.float32)
+
+    canvas = 0.7 * field(6, 8) + 0.3 * field(height // 8, width // 8)
     for _ in range(int(rng.integers(3, 8))):  # shapes give the edges real photos have
         x0, y0 = int(rng.integers(0, width - 60)), int(rng.integers(0, height - 60))
         w, h = int(rng.integers(30, width - x0)), int(rng.integers(30, height - y0))
         canvas[y0:y0 + h, x0:x0 + w] = canvas[y0:y0 + h, x0:x0 + w] * 0.4 + rng.uniform(0, 255, 3) * 0.6
-    canvas += rng.normal(0, 6, size=canvas.shape)  # sensor-like texture
+    canvas += rng.normal(0, 22, size=canvas.shape)  # fine texture
     image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
