@@ -73,7 +73,7 @@ def compile_model(model: nn.Module | Callable, *, mode: str | None = None, fullg
     `dynamic=False` because batch shapes are fixed in training and benchmarking: static shapes give the
     fastest kernels, and a new shape only costs one recompilation. `freeze=True` (inference only) lets
     inductor treat the weights as constants: their autocast copies are made once and, on CPU, the matrix
-    weights are pre-packed for oneDNN — the same arithmetic, less work per call.
+    weights are pre-packed for the BLAS — the same arithmetic, less work per call.
     """
     if not hasattr(torch, "compile"):
         raise DeitError("--compile needs PyTorch 2.0 or newer")
@@ -121,7 +121,7 @@ def adamw(params: Iterable[Any], *, lr: float, weight_decay: float, betas: tuple
 
 def to_device(tensor: Tensor, device: torch.device) -> Tensor:
     """Copy to `device` without stalling the host: pinned memory plus a non-blocking copy for CUDA."""
-    if device.type != "cuda" or tensor.device == device:
+    if device.type != "cuda" or tensor.is_cuda:
         return tensor.to(device)
     if not tensor.is_pinned():
         tensor = tensor.pin_memory()

@@ -98,7 +98,18 @@ def device_name(device: torch.device) -> str:
     """The card's name, or the CPU's with its thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"CPU {platform.processor() or platform.machine()} ×{torch.get_num_threads()} threads"
+    return f"{_cpu_model()}, {torch.get_num_threads()} threads"
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.device | None = None,
@@ -120,6 +131,8 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
         raise DeitError("--onnxruntime runs inference on the CPU only (drop --train, use --device cpu)")
     if cuda_graphs and torch_device.type != "cuda":
         raise DeitError("--cuda-graphs needs --device cuda")
+    if teacher_model is not None and not train:
+        raise DeitError("--teacher-model only matters with --train")
     batch = batch_size or DEFAULT_BATCH_SIZE[torch_device.type]
     if batch < 1:
         raise DeitError(f"--batch-size must be positive, got {batch}")
@@ -137,8 +150,6 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
         return _bench_train(network, images, labels, dtype=dtype, use_compile=use_compile, cuda_graphs=cuda_graphs,
                             teacher_model=teacher_model, distillation_type=distillation_type,
                             num_classes=num_classes, channels_last_teacher=channels_last_teacher, common=common)
-    if teacher_model is not None:
-        raise DeitError("--teacher-model only matters with --train")
     return _bench_inference(network, images, dtype=dtype, use_compile=use_compile, cuda_graphs=cuda_graphs,
                             onnxruntime=onnxruntime, common=common)
 
