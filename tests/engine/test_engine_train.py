@@ -105,3 +105,26 @@ def test_attn_only_freezes_the_mlp(tmp_path: Path, capsys: pytest.CaptureFixture
     after = load_torch_file(tmp_path / "ft" / "checkpoint.pth")["model"]
     assert torch.equal(before["blocks.0.mlp.fc1.weight"], after["blocks.0.mlp.fc1.weight"])
     assert not torch.equal(before["blocks.0.attn.qkv.weight"], after["blocks.0.attn.qkv.weight"])
+
+
+def test_compile_covers_the_student_and_the_teacher(tmp_path: Path, teacher_checkpoint: Path,
+                                                    capsys: pytest.CaptureFixture,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import deit.perf
+
+    compiled = []
+    real_compile = deit.perf.compile_model
+
+    def compile_quickly(model, **kwargs):  # aot_eager: the same graph capture, without inductor's minute on CPU
+        compiled.append(type(model).__name__)
+        return real_compile(model, **{**kwargs, "backend": "aot_eager"})
+
+    monkeypatch.setattr(deit.perf, "compile_model", compile_quickly)
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", tmp_path,
+                            "--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint,
+                            "--distillation-type", "hard", "--compile", "--no-model-ema"], capsys)
+    assert code == 0, out
+    assert compiled == ["VisionTransformer", "ResNet"]
+    # The checkpoint holds the plain module's keys, not the compiled wrapper's `_orig_mod.` ones.
+    state = load_torch_file(tmp_path / "checkpoint.pth")["model"]
+    assert "cls_token" in state and not any(key.startswith("_orig_mod") for key in state)

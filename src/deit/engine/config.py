@@ -170,7 +170,7 @@ class TrainConfig:
                                         help='constructor overrides as JSON/YAML, e.g. \'{"depth": 2, "patch_size": 4}\'')
     amp: str = _opt("auto", "--amp", group="engine", choices=("auto", "bf16", "fp16", "none"),
                     help="mixed precision: auto = bf16 on CUDA, none on CPU; fp16 uses a grad scaler")
-    compile: bool = _opt(False, "--compile", group="engine", help="torch.compile the student")
+    compile: bool = _opt(False, "--compile", group="engine", help="torch.compile the student and the teacher")
     log_format: str = _opt("auto", "--log-format", group="engine", choices=("auto", "bar", "plain"),
                            help="progress bars on a terminal (auto), or one line per --log-interval steps")
     log_interval: int = _opt(50, "--log-interval", group="engine", metavar="N",

@@ -139,7 +139,13 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
         run.train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     if config.compile:
-        run.train_model = torch.compile(run.train_model)
+        from deit.perf import compile_model
+
+        run.train_model = compile_model(run.train_model)
+        if run.teacher is not None:
+            # The teacher's forward is about half of a distillation step: compile its network too (the frozen
+            # wrapper's no_grad and re-normalisation stay eager).
+            run.teacher.model = compile_model(run.teacher.model)
     run.loaders = builders.build_loaders(config, train_set, val_set, env, device)
     run.start_epoch = config.start_epoch
     if checkpoint is not None and not config.eval:
