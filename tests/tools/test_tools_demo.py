@@ -48,7 +48,7 @@ def test_quick_demo_writes_results_table_and_plot(tmp_path: Path, capsys: pytest
     assert results["timings"]["training_seconds"] > 0 and results["machine"]["cores"] >= 1
 
     table = (output / "results.md").read_text()
-    assert "| teacher: ResNet-18, half width |" in table
+    assert "| teacher: ResNet-18, quarter width |" in table
     for kind in STUDENT_KINDS:
         row = next(line for line in table.splitlines() if line.startswith(f"| {demo_report.STUDENT_TITLES[kind]} |"))
         assert row.count("|") == 6

@@ -138,6 +138,10 @@ def markdown_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _kwargs(kwargs: dict[str, Any]) -> str:
+    return ", ".join(f"{key} {value}" for key, value in kwargs.items())
+
+
 def per_seed_table(results: dict[str, Any]) -> str:
     """Fused top-1 of every run, so the spread behind each ± is visible."""
     seeds = sorted({row["seed"] for student in results["students"].values() for row in student["per_seed"]})
@@ -175,7 +179,8 @@ def markdown_report(results: dict[str, Any]) -> str:
         "",
         f"- Data: scikit-learn's 8×8 digits (1,437 train / 360 val images), upsampled to {config['input_size']}×"
         f"{config['input_size']}; training augmentation: random crop with 4 px padding only.",
-        f"- Students: {student['name']} with {student['kwargs']} ({student['grid']}×{student['grid']} patches), "
+        f"- Students: {student['name']} with {_kwargs(student['kwargs'])} ({student['grid']}×{student['grid']} "
+        f"patches), "
         f"{config['epochs']} epochs, batch {config['batch_size']}, AdamW lr {config['lr']:g}; distillation "
         f"α {config['distillation_alpha']}, τ {config['distillation_tau']}.",
         f"- Teacher: {results['teacher']['label']}, {config['teacher_epochs']} epochs, trained by the same engine.",
