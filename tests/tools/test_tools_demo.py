@@ -12,8 +12,9 @@ import pytest
 from deit.cli import main
 from deit.errors import DeitError
 from deit.tools import demo_report
-from deit.tools.demo import (DISTILLED_STUDENT, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings, Job, _PrefixedLines,
-                             execute, student_config, teacher_config)
+from deit.tools.demo import (DISTILLED_STUDENT, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings, student_config,
+                             teacher_config)
+from deit.tools.demo_runs import Job, _PrefixedLines, execute
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -151,3 +152,26 @@ def test_hflip_zero_removes_the_training_flip() -> None:
     assert make_config(hflip=0).hflip == 0.0
     with pytest.raises(DeitError, match="--hflip 1.5"):
         build_transform(True, input_size=32, hflip=1.5)
+
+
+def test_one_job_runs_inline_and_restores_threads(tmp_path: Path) -> None:
+    # The GPU / single-core path: runs one after another in this process, which must be left as it was found.
+    import torch
+
+    from deit.tools.demo import run_demo
+
+    threads = torch.get_num_threads()
+    settings = DemoSettings.quick(output_dir=str(tmp_path), jobs=1, epochs=1, max_steps_per_epoch=3)
+    results = run_demo(settings)
+    assert torch.get_num_threads() == threads
+    assert results["config"]["jobs"] == 1
+    assert [point["epoch"] for point in results["students"]["hard"]["curve"]] == [1]
+    assert (tmp_path / "results.json").is_file()
+
+
+def test_parallelism_plan() -> None:
+    from deit.tools.demo_runs import plan_parallelism, usable_cores
+
+    cores = usable_cores()
+    assert plan_parallelism("cpu", 0, 3) == (min(cores, 6), max(1, cores // min(cores, 6)), "cpu")
+    assert plan_parallelism("cpu", 1, 3) == (1, cores, "cpu")

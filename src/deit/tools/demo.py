@@ -17,25 +17,22 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import os
 import platform
-import shutil
-import sys
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any
 
 from deit.errors import DeitError
+from deit.tools.demo_runs import Job, plan_parallelism, run_jobs, usable_cores
 
 STUDENT_KINDS = ("none", "two_cls_tokens", "soft", "hard")
 PLAIN_STUDENT = "deit_tiny_patch16_224"
 DISTILLED_STUDENT = "deit_tiny_distilled_patch16_224"
 TEACHER_MODEL = "resnet18"
-# ResNet-18 at a quarter of its width (0.7 M parameters): as accurate as the full one on DIGITS, and its forward
-# pass, paid at every step of a distilled student, costs a third of the student's training step instead of 2/3.
+# ResNet-18 at a quarter of its width (0.7 M parameters) reaches ~98% on DIGITS in 8 epochs. Its forward pass is
+# paid at every step of a distilled student: ~1/3 of the student's step, against ~1/2 at half width (~1 point more).
 TEACHER_KWARGS = {"channels": [16, 32, 64, 128], "stem_width": 16}
 
 
@@ -78,20 +75,6 @@ class DemoSettings:
                 raise DeitError(f"{flag} {value}: must be at least 1")
         if self.jobs < 0:
             raise DeitError(f"--jobs {self.jobs}: must be 0 (automatic) or more")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One training run of the demo: the teacher, or one student kind with one seed."""
-
-    kind: str
-    seed: int
-    config: Any  # a deit.engine.TrainConfig (plain data, so it pickles to a worker process)
-
-    @property
-    def label(self) -> str:
-        """How its progress lines are prefixed."""
-        return "teacher" if self.kind == "teacher" else f"{self.kind} seed {self.seed}"
 
 
 # ---------------------------------------------------------------- the runs' configurations
@@ -145,174 +128,17 @@ def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: s
                        output_dir=str(run_dir(settings, f"{kind}_seed{seed}")), **extra)
 
 
-# ---------------------------------------------------------------- one run (in this process or a worker)
-
-
-class _PrefixedLines(io.TextIOBase):
-    """A text stream that prefixes every line, so parallel runs' progress stays readable."""
-
-    def __init__(self, stream: TextIO, prefix: str) -> None:
-        super().__init__()
-        self.stream, self.prefix, self.pending = stream, prefix, ""
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, text: str) -> int:
-        self.pending += text
-        *lines, self.pending = self.pending.split("\n")
-        if lines:
-            self.stream.write("".join(f"{self.prefix}{line}\n" for line in lines))
-            self.stream.flush()
-        return len(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-
-def last_layer_token_similarity(checkpoint: Path, device: str = "auto") -> float | None:
-    """Mean over DIGITS' validation images of cos(token 0, token 1) after the last block; None for one token."""
-    import torch
-    from torch.utils.data import DataLoader
-
-    from deit.data import build_dataset
-    from deit.tools.analyze import token_cosine_similarity
-    from deit.tools.preprocess import EvalPreprocessing, load_inference_model
-
-    model, meta, resolved = load_inference_model(checkpoint, device)
-    if not getattr(model, "distilled", False):
-        return None
-    preprocessing = EvalPreprocessing.from_meta(meta, model)
-    dataset = build_dataset("DIGITS", None, train=False, transform=preprocessing.transform())
-    total, count = 0.0, 0
-    with torch.inference_mode():
-        for images, _ in DataLoader(dataset, batch_size=128):
-            last = model.forward_intermediates(images.to(resolved))[-1]
-            total += float(token_cosine_similarity([last]).sum())
-            count += images.shape[0]
-    return total / count
-
-
-def _curve(log_path: Path) -> list[dict[str, Any]]:
-    from deit.engine.logging_utils import read_log
-
-    points = []
-    for row in read_log(log_path) if log_path.is_file() else []:
-        if "test_acc1" in row:
-            dist = row.get("test_dist_acc1")
-            points.append({"epoch": int(row["epoch"]) + 1, "fused": row["test_acc1"] / 100.0,
-                           "cls": row["test_cls_acc1"] / 100.0, "dist": None if dist is None else dist / 100.0})
-    return points
-
-
-def execute(job: Job, threads: int | None = None) -> dict[str, Any]:
-    """Train one run with the engine and measure it; picklable in and out, so it runs in worker processes."""
-    import torch
-
-    from deit.engine import train
-
-    previous_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    output = Path(job.config.output_dir)
-    if output.exists():  # a fresh run: an old log.txt would be appended to, an old checkpoint resumed from
-        shutil.rmtree(output)
-    started = time.perf_counter()
-    try:
-        with contextlib.redirect_stdout(_PrefixedLines(sys.stdout, f"[{job.label}] ")):
-            metrics = train(job.config)
-            cosine = None
-            if job.kind != "teacher":
-                cosine = last_layer_token_similarity(output / "checkpoint.pth", job.config.device)
-    except Exception as error:  # re-raised as a plain DeitError: every exception type must survive pickling
-        raise DeitError(f"demo run '{job.label}' failed: {type(error).__name__}: {error}") from None
-    finally:
-        torch.set_num_threads(previous_threads)  # this process may go on with other work (inline runs, tests)
-    return {"kind": job.kind, "seed": job.seed, "label": job.label, "model": job.config.model,
-            "distillation_type": job.config.distillation_type, "metrics": _plain(metrics), "cosine": cosine,
-            "curve": _curve(output / "log.txt"), "seconds": time.perf_counter() - started, "run_dir": str(output)}
-
-
-def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in metrics.items() if isinstance(value, (int, float, str)) or value is None}
-
-
-# ---------------------------------------------------------------- scheduling
-
-
-class _InlineExecutor:
-    """Runs each job at once in this process (one job at a time: GPU, or a single core)."""
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
-        future: Future = Future()
-        try:
-            future.set_result(fn(*args))
-        except BaseException as error:  # noqa: BLE001 -- handed to the caller through the future
-            future.set_exception(error)
-        return future
-
-    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Nothing to stop."""
-
-
-def resolve_jobs(settings: DemoSettings) -> tuple[int, int | None, str]:
-    """(parallel runs, threads per run or None for torch's default, the resolved device)."""
-    from deit.engine.distributed import resolve_device
-
-    device = str(resolve_device(settings.device))
-    if device.startswith("cuda"):
-        return 1, None, device  # one GPU: runs one after the other, in this process
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    jobs = settings.jobs or max(1, min(cores, 2 * settings.seeds))
-    return jobs, max(1, cores // jobs), device
-
-
 def _run_all(settings: DemoSettings, jobs: int, threads: int | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Train the teacher and the label-only students, then the distilled ones once the teacher exists."""
-    teacher_job = Job("teacher", 0, teacher_config(settings))
-    first = [teacher_job] + [Job(kind, seed, student_config(settings, kind, seed))
-                             for seed in range(settings.seeds) for kind in ("none", "two_cls_tokens")]
-    executor: Any
-    if jobs == 1:
-        executor = _InlineExecutor()
-    else:
-        import multiprocessing
+    """The teacher and the label-only students first; the distilled students once the teacher is trained."""
+    first = [Job("teacher", 0, teacher_config(settings))] + [
+        Job(kind, seed, student_config(settings, kind, seed))
+        for seed in range(settings.seeds) for kind in ("none", "two_cls_tokens")]
 
-        # spawn, not fork: a forked copy of a process that already started torch's threads can deadlock.
-        executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    teacher: dict[str, Any] = {}
-    students: list[dict[str, Any]] = []
-    total = len(first) + 2 * settings.seeds
-    try:
-        pending = {executor.submit(execute, job, threads): job for job in first}
-        while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for future in done:
-                job = pending.pop(future)
-                result = future.result()
-                if job.kind == "teacher":
-                    teacher = result
-                    checkpoint = str(Path(job.config.output_dir) / "checkpoint.pth")
-                    for seed in range(settings.seeds):
-                        for kind in ("soft", "hard"):
-                            nxt = Job(kind, seed, student_config(settings, kind, seed, checkpoint))
-                            pending[executor.submit(execute, nxt, threads)] = nxt
-                else:
-                    students.append(result)
-                _announce(result, len(students) + bool(teacher), total)
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
-    return teacher, students
+    def distilled(teacher_checkpoint: str) -> list[Job]:
+        return [Job(kind, seed, student_config(settings, kind, seed, teacher_checkpoint))
+                for seed in range(settings.seeds) for kind in ("soft", "hard")]
 
-
-def _announce(result: dict[str, Any], finished: int, total: int) -> None:
-    metrics = result["metrics"]
-    heads = f"class {metrics['cls_acc1']:.1f}%"
-    if "dist_acc1" in metrics:
-        heads += f", distillation {metrics['dist_acc1']:.1f}%"
-    cosine = f", token cosine {result['cosine']:.3f}" if result["cosine"] is not None else ""
-    print(f"[demo] {finished}/{total} done: {result['label']}: fused top-1 {metrics['acc1']:.1f}% ({heads}{cosine}) "
-          f"in {result['seconds']:.0f} s", flush=True)
+    return run_jobs(first, distilled, total=1 + len(STUDENT_KINDS) * settings.seeds, jobs=jobs, threads=threads)
 
 
 # ---------------------------------------------------------------- the experiment
@@ -322,7 +148,7 @@ def machine_description(device: str) -> dict[str, Any]:
     """What the numbers were measured on."""
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     if device.startswith("cuda"):
         hardware = torch.cuda.get_device_name(torch.device(device))
     else:
@@ -347,7 +173,7 @@ def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, An
     settings.validate()
     started = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    jobs, threads, device = resolve_jobs(settings)
+    jobs, threads, device = plan_parallelism(settings.device, settings.jobs, settings.seeds)
     runs = 1 + len(STUDENT_KINDS) * settings.seeds
     print(f"[demo] {runs} runs (teacher + {len(STUDENT_KINDS)} students x {settings.seeds} seeds) on {device}, "
           f"{jobs} at a time; per-run logs under {Path(settings.output_dir) / 'runs'}", flush=True)
@@ -433,5 +259,4 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-__all__ = ["DemoSettings", "Job", "STUDENT_KINDS", "execute", "last_layer_token_similarity", "run_demo",
-           "student_config", "teacher_config"]
+__all__ = ["DemoSettings", "STUDENT_KINDS", "run_demo", "shared_recipe", "student_config", "teacher_config"]
