@@ -22,15 +22,16 @@ AMP_CHOICES = ("auto", "bf16", "fp16", "none")
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`device` as a torch.device (None: CUDA when present, else CPU); asking for a missing CUDA is an error."""
-    if device is None:
+    """`device` as a torch.device (None or `auto`: CUDA when present, else CPU); a missing CUDA is an error."""
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
         raise DeitError(f"--device: '{device}' is not a device (use cpu or cuda)") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeitError("--device cuda: no CUDA device is visible to PyTorch")
+        raise DeitError(f"--device {device}: CUDA is not available here (no CUDA device visible to PyTorch); "
+                        "use --device cpu")
     if resolved.type not in ("cpu", "cuda"):
         raise DeitError(f"--device: '{device}' is not supported (use cpu or cuda)")
     return resolved

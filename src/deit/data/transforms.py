@@ -25,9 +25,8 @@ from torchvision import transforms as T
 
 from deit.data.augment import RandomGaussianBlur, make_posterize_safe
 from deit.errors import DeitError
+from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 SMALL_INPUT = 32
 _INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "hamming", "box")
 

@@ -63,15 +63,10 @@ def read_launcher_env(environ: Mapping[str, str] | None = None) -> DistributedEn
 
 def resolve_device(device: str, local_rank: int = 0) -> torch.device:
     """`auto` -> cuda if available else cpu; `cuda` under a launcher -> this process's GPU."""
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise DeitError(f"--device {device}: {error}") from error
+    from deit.perf import resolve_device as parse_device
+
+    resolved = parse_device(device)
     if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeitError(f"--device {device}: CUDA is not available here; use --device cpu")
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank % torch.cuda.device_count())
         torch.cuda.set_device(resolved)

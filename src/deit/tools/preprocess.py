@@ -12,9 +12,7 @@ from PIL import Image
 from torch import Tensor
 
 from deit.errors import DeitError
-
-_IMAGENET_MEAN = (0.485, 0.456, 0.406)
-_IMAGENET_STD = (0.229, 0.224, 0.225)
+from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass(frozen=True)
@@ -24,8 +22,8 @@ class EvalPreprocessing:
     input_size: int
     crop_pct: float = 0.875
     interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = _IMAGENET_MEAN
-    std: tuple[float, float, float] = _IMAGENET_STD
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any], model: Any = None) -> EvalPreprocessing:
@@ -35,16 +33,16 @@ class EvalPreprocessing:
             input_size=int(input_size),
             crop_pct=float(meta.get("crop_pct") or 0.875),
             interpolation=str(meta.get("interpolation") or "bicubic"),
-            mean=tuple(float(v) for v in (meta.get("mean") or _IMAGENET_MEAN)),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in (meta.get("std") or _IMAGENET_STD)),  # type: ignore[arg-type]
+            mean=tuple(float(v) for v in (meta.get("mean") or IMAGENET_MEAN)),  # type: ignore[arg-type]
+            std=tuple(float(v) for v in (meta.get("std") or IMAGENET_STD)),  # type: ignore[arg-type]
         )
 
     def transform(self) -> Callable[[Image.Image], Tensor]:
-        """PIL image to a normalised (3, input_size, input_size) tensor (timm's eval transform)."""
-        from timm.data.transforms_factory import transforms_imagenet_eval
+        """PIL image to a normalised (3, input_size, input_size) tensor: the transform training evaluated with."""
+        from deit.data import build_transform
 
-        return transforms_imagenet_eval(self.input_size, crop_pct=self.crop_pct, interpolation=self.interpolation,
-                                        mean=self.mean, std=self.std)
+        return build_transform(False, input_size=self.input_size, mean=self.mean, std=self.std,
+                               interpolation=self.interpolation, eval_crop_ratio=self.crop_pct)
 
     def denormalize(self, images: Tensor) -> Tensor:
         """Undo the normalisation of (B, 3, H, W) images, clamped to [0, 1], for display."""
