@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -62,15 +61,9 @@ def test_sigint_saves_the_last_completed_epoch_and_exits_130(tmp_path: Path) -> 
     assert [row["epoch"] for row in log_rows(tmp_path)] == list(range(epoch + 1))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def test_two_process_torchrun_on_cpu(tmp_path: Path) -> None:
-    launcher = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2", "--master_addr",
-                "127.0.0.1", "--master_port", str(free_port()), "-m", "deit"]
+    # --standalone: the launcher picks its own free rendezvous port (no race with a port chosen here).
+    launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "deit"]
     process = spawn(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--dist-eval", "--output_dir", tmp_path],
                     module=launcher)
     out, err = process.communicate(timeout=300)
