@@ -3,3 +3,9 @@
 
 class DeitError(Exception):
     """A user-facing error (bad flag, bad file, bad configuration); its message names the culprit."""
+
+
+def short_list(items: list[str], limit: int = 5) -> str:
+    """`a, b, c (+4 more)`: names for a one-line error message."""
+    shown = ", ".join(items[:limit])
+    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")

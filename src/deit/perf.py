@@ -32,8 +32,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise DeitError(f"--device {device}: CUDA is not available here (no CUDA device visible to PyTorch); "
                         "use --device cpu")
-    if resolved.type not in ("cpu", "cuda"):
-        raise DeitError(f"--device: '{device}' is not supported (use cpu or cuda)")
     return resolved
 
 

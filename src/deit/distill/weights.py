@@ -1,23 +1,21 @@
 """Teacher weights: fetch (file or URL, cached), read safely with their meta, load with a class-count check.
 
-Reading, unwrapping and downloading are the checkpoint module's (`deit.models.checkpoint`, `.download`); what
-is added here is the meta a teacher needs (its normalisation, input size, class count) from the same single read,
-and a class-count mismatch reported as such rather than as a mis-shaped head.
+Reading (with the meta a teacher needs: normalisation, input size, class count), unwrapping and downloading are
+the checkpoint module's (`deit.models.checkpoint`, `.download`); what is added here is a class-count mismatch
+reported as such rather than as a mis-shaped head.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from torch import Tensor, nn
 
 from deit.errors import DeitError
-from deit.io import load_torch_file
-from deit.models.checkpoint import extract_state_dict, load_state_dict_strict, read_state_dict
-from deit.models.download import fetch_checkpoint
+from deit.models.checkpoint import (extract_state_dict, load_state_dict_strict, read_file_with_meta,
+                                   read_state_dict)
+from deit.models.download import fetch_checkpoint, is_url
 
 
 def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -29,13 +27,8 @@ def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], 
         path = path / "model.safetensors"
     if not path.is_file():
         raise DeitError(f"{path}: no such teacher checkpoint file")
-    payload, meta = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
-    return extract_state_dict(payload, source=str(path)), meta
-
-
-def is_url(text: str) -> bool:
-    """Whether `text` names an http(s) resource rather than a local path."""
-    return urlparse(text).scheme in ("http", "https")
+    payload, meta = read_file_with_meta(path)
+    return extract_state_dict(payload, source=str(path)), meta or {}
 
 
 def load_teacher_weights(model: nn.Module, state: dict[str, Tensor], *, label: str, num_classes: int) -> None:
@@ -64,26 +57,3 @@ def _is_classifier(own: Tensor, num_classes: int, theirs: Tensor) -> bool:
     # A head weight (C, D) or bias (C,) that differs only in C, the number of classes.
     return (own.dim() in (1, 2) and own.shape[0] == num_classes and theirs.dim() == own.dim()
             and theirs.shape[1:] == own.shape[1:])
-
-
-def _read_torch(path: Path) -> tuple[Any, dict[str, Any]]:
-    payload = load_torch_file(path)
-    meta = payload.get("meta") if isinstance(payload, dict) else None
-    return payload, meta if isinstance(meta, dict) else {}
-
-
-def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            header = handle.metadata() or {}
-        state = load_file(str(path), device="cpu")
-    except Exception as error:  # SafetensorError, OSError, ValueError ...
-        raise DeitError(f"{path}: cannot be read as safetensors: {str(error).strip().splitlines()[0]}") from error
-    try:
-        meta = json.loads(header["deit"]) if "deit" in header else {}
-    except json.JSONDecodeError as error:
-        raise DeitError(f"{path}: its 'deit' metadata is not valid JSON") from error
-    return state, meta if isinstance(meta, dict) else {}

@@ -15,6 +15,7 @@ from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
 from deit.engine.validation import data_set_key
 from deit.errors import DeitError
+from deit.models.download import fetch_checkpoint, is_url
 
 
 def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -129,9 +130,7 @@ def _load_finetune(model: nn.Module, config: TrainConfig) -> None:
     from deit.models.checkpoint import load_pretrained
 
     source: str | Path = config.finetune
-    if config.finetune.startswith(("http://", "https://")):
-        from deit.models.download import fetch_checkpoint
-
+    if is_url(config.finetune):
         source = fetch_checkpoint(config.finetune, progress=True)  # cached; hash-checked when the name has one
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the head-drop warning is expected when the class count changes

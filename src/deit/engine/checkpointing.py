@@ -13,6 +13,7 @@ from torch import nn
 
 from deit.errors import DeitError
 from deit.io import atomic_torch_save, load_torch_file
+from deit.models.download import fetch_checkpoint, is_url
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "best_checkpoint.pth"
@@ -71,9 +72,7 @@ def resolve_resume_path(resume: str, output_dir: str) -> Path | None:
             raise DeitError("--resume auto needs --output_dir (where checkpoint.pth is looked for)")
         candidate = Path(output_dir) / CHECKPOINT_NAME
         return candidate if candidate.is_file() else None
-    if resume.startswith(("http://", "https://")):
-        from deit.models.download import fetch_checkpoint
-
+    if is_url(resume):
         return fetch_checkpoint(resume, progress=True)  # as official: a URL resumes (or evaluates) too
     path = Path(resume)
     if not path.is_file():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from deit.engine.config import TrainConfig, non_default_unimplemented
 from deit.errors import DeitError
+from deit.models.download import is_url
 
 _FOLDER_DATA_SETS = ("IMNET", "IMAGEFOLDER", "INAT")
 _RESERVED_KWARGS = {"num_classes": "the data set decides it", "img_size": "use --input-size",
@@ -115,7 +116,7 @@ def _check_patch_size(config: TrainConfig) -> None:
 
 
 def _check_file(path: str, flag: str) -> None:
-    if path.startswith(("http://", "https://")):
+    if is_url(path):
         return
     if not Path(path).exists():
         raise DeitError(f"{flag} {path}: no such file")

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from deit.errors import DeitError
+from deit.errors import DeitError, short_list
 from deit.io import atomic_write, load_torch_file
 from deit.models import hf_convert
 from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
@@ -57,6 +57,15 @@ def extract_state_dict(payload: Any, *, source: str) -> dict[str, Tensor]:
     # Official DeiT III blocks hold LayerScale as `gamma_1`/`gamma_2`; ours (and timm's) as `ls1.gamma`/`ls2.gamma`.
     return {re.sub(r"^(blocks\.\d+)\.gamma_([12])$", r"\1.ls\2.gamma", key): value
             for key, value in state_dict.items()}
+
+
+def read_file_with_meta(path: Path) -> tuple[Any, dict[str, Any] | None]:
+    """One safe read of a checkpoint file: its payload, and the deit meta it carries (export or training) if any."""
+    payload, metadata = _read_file(path)
+    meta = _export_meta(metadata, path)
+    if meta is None and isinstance(payload, dict) and isinstance(payload.get("meta"), dict):
+        meta = payload["meta"]
+    return payload, meta
 
 
 def _read_file(path: Path) -> tuple[Any, dict[str, str] | None]:
@@ -119,10 +128,8 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
     if path.is_dir():
         state_dict, hf_config, meta = _read_directory(path)
     else:
-        payload, metadata = _read_file(path)
-        meta = _export_meta(metadata, path)
-        if meta is None and isinstance(payload, dict) and isinstance(payload.get("meta"), dict):
-            meta = payload["meta"]  # a `deit train` checkpoint
+        payload, meta = read_file_with_meta(path)
+        if isinstance(payload, dict) and isinstance(payload.get("meta"), dict):  # a `deit train` checkpoint
             key = "model_ema" if use_ema else "model"
             if key not in payload:
                 raise DeitError(f"{path}: has no '{key}' weights" + (" (trained without EMA)" if use_ema else ""))
@@ -287,9 +294,9 @@ def _check_key_names(state_dict: dict[str, Tensor], target: dict[str, Tensor], *
     unexpected = [key for key in state_dict if key not in target]
     problems = []
     if missing:
-        problems.append(f"missing key(s) {_short_list(missing)}")
+        problems.append(f"missing key(s) {short_list(missing)}")
     if unexpected:
-        problems.append(f"unexpected key(s) {_short_list(unexpected)}")
+        problems.append(f"unexpected key(s) {short_list(unexpected)}")
     if problems:
         raise DeitError(f"{source}: does not fit the model: {'; '.join(problems)}")
 
@@ -298,12 +305,7 @@ def _check_shapes(state_dict: dict[str, Tensor], target: dict[str, Tensor], *, s
     wrong = [f"{key} {tuple(state_dict[key].shape)} vs model {tuple(target[key].shape)}"
              for key in state_dict if key in target and state_dict[key].shape != target[key].shape]
     if wrong:
-        raise DeitError(f"{source}: mis-shaped key(s) {_short_list(wrong)}")
-
-
-def _short_list(items: list[str], limit: int = 5) -> str:
-    shown = ", ".join(items[:limit])
-    return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+        raise DeitError(f"{source}: mis-shaped key(s) {short_list(wrong)}")
 
 
 # ---------------------------------------------------------------- writing

@@ -19,6 +19,11 @@ _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
 _CHUNK = 1 << 20
 
 
+def is_url(text: str) -> bool:
+    """Whether `text` names an http(s) resource rather than a local path."""
+    return urlparse(text).scheme in ("http", "https")
+
+
 def cache_path(url: str) -> Path:
     """Where `url` is kept: `<torch hub dir>/checkpoints/<file name>` (honours TORCH_HOME)."""
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(url).path).name

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from deit.errors import DeitError
+from deit.errors import DeitError, short_list
 
 # Architectures whose forward pass our VisionTransformer reproduces exactly.
 SUPPORTED_ARCHITECTURES = {
@@ -76,7 +76,7 @@ def convert_hf_state_dict(state_dict: dict[str, Tensor], *, source: str) -> dict
         elif not _convert_layer_key(body, tensor, converted, qkv_parts):
             unknown.append(key)
     if unknown:
-        raise DeitError(f"{source}: unrecognised Hugging Face key(s) {_short_list(unknown)}")
+        raise DeitError(f"{source}: unrecognised Hugging Face key(s) {short_list(unknown)}")
     for (layer, kind), parts in sorted(qkv_parts.items()):
         if sorted(parts) != [0, 1, 2]:
             raise DeitError(f"{source}: layer {layer} lacks one of the query/key/value {kind}s")
@@ -223,8 +223,3 @@ def _edge(value: Any) -> int | None:
         edge = value.get("shortest_edge", value.get("height"))
         return int(edge) if isinstance(edge, (int, float)) else None
     return None
-
-
-def _short_list(keys: list[str], limit: int = 5) -> str:
-    shown = ", ".join(keys[:limit])
-    return shown + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")

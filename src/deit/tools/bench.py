@@ -125,6 +125,8 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     from deit.models.factory import build_model
 
     torch_device = perf.resolve_device(device)
+    if torch_device.type not in ("cpu", "cuda"):  # timing is synchronous on CPU, CUDA events on GPU: nothing else
+        raise DeitError(f"--device: '{device}' is not supported by deit bench (use cpu or cuda)")
     dtype = perf.autocast_dtype(amp, torch_device)
     use_compile = perf.default_compile(torch_device) if compile is None else compile
     if onnxruntime and (train or torch_device.type != "cpu"):

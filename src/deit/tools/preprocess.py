@@ -59,19 +59,6 @@ def class_names_from_meta(meta: dict[str, Any], num_classes: int) -> list[str]:
     return [str(index) for index in range(num_classes)]
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """`None`/`"auto"` picks CUDA when present; anything else must be a device torch knows."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise DeitError(f"--device {device}: not a device torch knows ({error})") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeitError(f"--device {device}: CUDA is not available on this machine")
-    return resolved
-
-
 def load_inference_model(checkpoint: str | Path, device: str | torch.device | None = None
                          ) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
     """The trained model in eval mode on `device`, its meta, and the resolved device."""
@@ -80,6 +67,8 @@ def load_inference_model(checkpoint: str | Path, device: str | torch.device | No
     path = Path(checkpoint)
     if not path.exists():
         raise DeitError(f"--checkpoint {path}: no such file or directory")
+    from deit.perf import resolve_device
+
     resolved = resolve_device(device)
     model, meta = load_trained_model(path, resolved)
     return model.eval(), dict(meta or {}), resolved
