@@ -119,15 +119,29 @@ def test_mixed_soft_targets_and_the_teacher_sees_the_mixed_images():
     assert loss.item() == pytest.approx(0.5 * base + 0.5 * soft_term(z_dist, z_t, 2.0, B * C), rel=1e-5)
 
 
-def test_two_class_token_control_averages_both_heads_on_the_labels():
+def test_none_is_the_official_class_head_loss_even_for_a_distilled_student():
     images, z_cls, z_dist, labels = batch(5)
     criterion = DistillationLoss(nn.CrossEntropyLoss(), None, "none", 0.5, 1.0)
+    z_cls.requires_grad_(True)
+    z_dist.requires_grad_(True)
+    loss = criterion(images, (z_cls, z_dist), labels)
+    assert loss.item() == pytest.approx(cross_entropy(z_cls, labels.tolist()), rel=1e-6)
+    loss.backward()
+    assert z_dist.grad is None and z_cls.grad is not None  # the distillation head receives nothing
+    single = criterion(images, z_cls, labels)
+    assert single.item() == pytest.approx(cross_entropy(z_cls, labels.tolist()), rel=1e-6)
+
+
+def test_two_class_token_control_averages_both_heads_on_the_labels():
+    images, z_cls, z_dist, labels = batch(5)
+    criterion = DistillationLoss(nn.CrossEntropyLoss(), None, "labels", 0.5, 1.0)
     loss = criterion(images, (z_cls, z_dist), labels)
     expected = 0.5 * (cross_entropy(z_cls, labels.tolist()) + cross_entropy(z_dist, labels.tolist()))
     assert loss.item() == pytest.approx(expected, rel=1e-5)
-    assert criterion.last_terms["distillation"].item() == 0.0
-    single = criterion(images, z_cls, labels)
-    assert single.item() == pytest.approx(cross_entropy(z_cls, labels.tolist()), rel=1e-5)
+    assert criterion.last_terms["distillation"].item() == pytest.approx(cross_entropy(z_dist, labels.tolist()),
+                                                                        rel=1e-5)
+    with pytest.raises(DeitError, match="distillation token"):
+        criterion(images, z_cls, labels)
 
 
 def test_none_ignores_a_given_teacher():

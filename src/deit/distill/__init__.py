@@ -1,8 +1,8 @@
 """Distillation through attention: the DeiT objective, its base criteria, and the frozen teacher."""
 
 from deit.distill.criteria import build_base_criterion
-from deit.distill.loss import DISTILLATION_TYPES, KL_REDUCTIONS, DistillationLoss
+from deit.distill.loss import DISTILLATION_TYPES, KL_REDUCTIONS, TEACHER_TYPES, DistillationLoss
 from deit.distill.teacher import FrozenTeacher, build_teacher
 
-__all__ = ["DISTILLATION_TYPES", "KL_REDUCTIONS", "DistillationLoss", "FrozenTeacher", "build_base_criterion",
+__all__ = ["DISTILLATION_TYPES", "KL_REDUCTIONS", "TEACHER_TYPES", "DistillationLoss", "FrozenTeacher", "build_base_criterion",
            "build_teacher"]

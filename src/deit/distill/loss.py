@@ -8,8 +8,9 @@ same (mixed) images; y = the labels (indices, or mixed distributions under mixup
     soft:  D = τ² · KL(ψ(z_t / τ) ‖ ψ(z_dist / τ))        summed over batch and classes, then divided by
                                                           B·C ('official', as the released code) or B ('batchmean')
     hard:  D = CE(z_dist, y_t),   y_t = argmax_c z_t     (the teacher's decision taken as a true label)
-    none:  L = base(z, y); with two heads, L = ½ · (base(z_cls, y) + base(z_dist, y))  — the paper's control
-           of a second *class* token: both tokens learn from the labels and nothing distinguishes them.
+    none:  L = base(z_cls, y)                           (official: a distillation head, if any, learns nothing)
+    labels: L = ½ · (base(z_cls, y) + base(z_dist, y))   the paper's control of a second *class* token: both
+                                                          tokens learn from the labels, no teacher (ours)
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from torch import Tensor, nn
 
 from deit.errors import DeitError
 
-DISTILLATION_TYPES = ("none", "soft", "hard")
+DISTILLATION_TYPES = ("none", "soft", "hard", "labels")
+TEACHER_TYPES = ("soft", "hard")
 KL_REDUCTIONS = ("official", "batchmean")
 
 
@@ -39,10 +41,11 @@ class DistillationLoss(nn.Module):
             raise DeitError(f"--distillation-alpha must be in [0, 1], got {alpha}")
         if tau <= 0.0:
             raise DeitError(f"--distillation-tau must be positive, got {tau}")
-        if distillation_type != "none" and teacher_model is None:
+        if distillation_type in TEACHER_TYPES and teacher_model is None:
             raise DeitError(f"--distillation-type {distillation_type} needs a teacher (--teacher-model)")
         self.base_criterion = base_criterion
-        self.teacher = _frozen(teacher_model) if teacher_model is not None and distillation_type != "none" else None
+        self.teacher = (_frozen(teacher_model) if teacher_model is not None and distillation_type in TEACHER_TYPES
+                        else None)
         self.distillation_type = distillation_type
         self.alpha = alpha
         self.tau = tau
@@ -53,13 +56,17 @@ class DistillationLoss(nn.Module):
         """The loss for one batch; `inputs` are the images the student saw (after mixup), for the teacher."""
         z_cls, z_dist = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
 
-        if self.distillation_type == "none":
-            if z_dist is None:
-                loss = self.base_criterion(z_cls, labels)
-            else:  # two class tokens, both on the labels: the paper's control experiment
-                loss = 0.5 * (self.base_criterion(z_cls, labels) + self.base_criterion(z_dist, labels))
+        if self.distillation_type == "none":  # official: the class head alone, whatever the model has
+            loss = self.base_criterion(z_cls, labels)
             self._record(loss, torch.zeros_like(loss))
             return loss
+        if self.distillation_type == "labels":  # two class tokens, both on the labels: the paper's control
+            if z_dist is None:
+                raise DeitError("--distillation-type labels needs a student with a distillation token "
+                                "(a *_distilled_* model)")
+            base, second = self.base_criterion(z_cls, labels), self.base_criterion(z_dist, labels)
+            self._record(base, second)
+            return 0.5 * (base + second)
 
         if z_dist is None:  # a student without a distillation token: "usual" distillation on its class token
             z_dist = z_cls

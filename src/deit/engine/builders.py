@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
 from deit.engine.validation import data_set_key
+from deit.distill.loss import TEACHER_TYPES
 from deit.errors import DeitError
 from deit.models.download import fetch_checkpoint, is_url
 
@@ -152,7 +153,7 @@ def config_name(model: nn.Module) -> str:
 
 def build_teacher_for(config: TrainConfig, num_classes: int, device: torch.device) -> nn.Module | None:
     """The frozen teacher when distilling; its class count and normalisation are checked against the data."""
-    if config.distillation_type == "none":
+    if config.distillation_type not in TEACHER_TYPES:
         return None
     from deit.distill import build_teacher
 

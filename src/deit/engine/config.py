@@ -119,7 +119,10 @@ class TrainConfig:
     teacher_path: str = _opt("", "--teacher-path", group="distillation",
                              help="teacher weights (a file, a URL, or a checkpoint written by `deit train`)")
     distillation_type: str = _opt("none", "--distillation-type", group="distillation",
-                                  choices=("none", "soft", "hard"), help="distillation through the dist token")
+                                  choices=("none", "soft", "hard", "labels"),
+                                  help="what the distillation head learns from: none (official: nothing; the loss "
+                                       "is the class head's), soft / hard (the teacher), labels (ours: the paper's "
+                                       "two-class-token control, both heads on the labels, no teacher)")
     distillation_alpha: float = _opt(0.5, "--distillation-alpha", group="distillation",
                                      help="weight of the distillation term")
     distillation_tau: float = _opt(1.0, "--distillation-tau", group="distillation",

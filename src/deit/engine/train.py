@@ -26,6 +26,7 @@ from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, s
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from deit.engine.precision import Precision, resolve_precision
+from deit.distill.loss import TEACHER_TYPES
 from deit.engine.validation import validate_config
 from deit.errors import DeitError
 
@@ -108,10 +109,12 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     _seed_everything(config.seed + env.rank)
     class_names = [str(name) for name in (train_set or val_set).classes]
     num_classes = len(class_names)
-    if config.distillation_type != "none" and config.teacher_path:
+    if config.distillation_type in TEACHER_TYPES and config.teacher_path:
         run.teacher = builders.build_teacher_for(config, num_classes, device)
 
     model = builders.build_student(config, num_classes, load_finetune=checkpoint is None)
+    if not config.eval:
+        _announce_objective(config, model, is_main=env.is_main)
     if checkpoint is not None:
         load_model_state(model, checkpoint["model"], resume_path)  # type: ignore[arg-type]
     run.model = model.to(device)
@@ -136,8 +139,10 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     run.criterion = builders.build_criterion(config, run.teacher, mixup_active=run.mixup_fn is not None)
     run.train_model = model
     if env.distributed:
+        # With the official `none`, a distilled student's distillation head gets no gradient: DDP must know.
+        idle_head = config.distillation_type == "none" and bool(getattr(model, "distilled", False))
         run.train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None)
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=idle_head)
     if config.compile:
         from deit.perf import compile_model
 
@@ -161,6 +166,23 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
         f"{num_classes} classes; {device}, {precision.name}, {env.world_size} process(es); lr {lr:.3g}",
         is_main=env.is_main)
     return run
+
+
+def _announce_objective(config: TrainConfig, model: nn.Module, *, is_main: bool) -> None:
+    """Say at start what each head learns from when that is not the model's obvious use; refuse the impossible."""
+    distilled = bool(getattr(model, "distilled", False))
+    kind = config.distillation_type
+    if kind == "labels" and not distilled:
+        raise DeitError(f"--distillation-type labels: {config.model} has no distillation token to train on the "
+                        f"labels; use a *_distilled_* model")
+    if kind == "none" and distilled:
+        warnings.warn(f"--distillation-type none: the distillation head of {config.model} receives no training "
+                      f"signal (the loss is the class head's, as in the official code); use soft/hard with a "
+                      f"teacher, or 'labels' for the two-class-token control", stacklevel=3)
+    elif kind in TEACHER_TYPES and not distilled:
+        say(f"--distillation-type {kind}: {config.model} has no distillation token, so the teacher's term "
+            f"trains its class token (classic distillation, the paper's Table 3 'class token only' row)",
+            is_main=is_main)
 
 
 def _restore_rng_for_rank(rng: dict[str, Any] | None, env: DistributedEnv, seed: int, epoch: int) -> None:

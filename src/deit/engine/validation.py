@@ -7,6 +7,7 @@ import warnings
 from pathlib import Path
 
 from deit.engine.config import TrainConfig, non_default_unimplemented
+from deit.distill.loss import TEACHER_TYPES
 from deit.errors import DeitError
 from deit.models.download import is_url
 
@@ -64,7 +65,7 @@ def validate_config(config: TrainConfig) -> None:
         if key in config.model_kwargs:
             raise DeitError(f"--model-kwargs: '{key}' is not allowed there ({why})")
     _check_patch_size(config)
-    if config.distillation_type != "none" and not config.eval:
+    if config.distillation_type in TEACHER_TYPES and not config.eval:
         check_model_name(config.teacher_model, "--teacher-model")
         if not config.teacher_path:
             raise DeitError(f"--distillation-type {config.distillation_type} needs --teacher-path (the teacher's "

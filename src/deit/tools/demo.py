@@ -115,9 +115,9 @@ def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: s
 
     if kind not in STUDENT_KINDS:
         raise DeitError(f"unknown student kind '{kind}'; choose one of {', '.join(STUDENT_KINDS)}")
-    distillation = kind if kind in ("soft", "hard") else "none"
+    distillation = {"two_cls_tokens": "labels"}.get(kind, kind)
     extra: dict[str, Any] = {}
-    if distillation != "none":
+    if distillation in ("soft", "hard"):
         if not teacher_path:
             raise DeitError(f"the {kind} student needs the teacher's checkpoint")
         extra = dict(teacher_model=TEACHER_MODEL, teacher_path=teacher_path)
