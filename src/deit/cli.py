@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from deit.errors import DeitError
@@ -40,10 +41,18 @@ def _wants_debug(argv: Sequence[str]) -> bool:
     return "--debug" in argv
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    return f"deit: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `deit` console script; returns the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = _wants_debug(argv)
+    previous_format = warnings.formatwarning
+    if not debug:  # a user reads one line per warning; the source location is for --debug
+        warnings.formatwarning = _one_line_warning
     try:
         command = next((a for a in argv if not a.startswith("-")), None)
         parser = build_parser(command if command in SUBCOMMANDS else None)
@@ -72,3 +81,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"deit: error: {type(error).__name__}: {error}", file=sys.stderr)
         return 1
+    finally:
+        warnings.formatwarning = previous_format

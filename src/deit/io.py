@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 from pathlib import Path
@@ -18,12 +19,26 @@ def load_torch_file(path: str | Path, *, map_location: str | torch.device = "cpu
     if not path.is_file():
         raise DeitError(f"{path}: no such file")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_PLAIN_ARGUMENT_CONTAINERS):
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         if "weights_only" in str(error) or "Unsupported global" in str(error):
             reason = "it contains pickled Python objects, which are refused (only tensors and plain data load)"
         raise DeitError(f"{path}: cannot be read as a checkpoint: {reason}") from error
+    return _namespaces_as_dicts(payload)
+
+
+# The official main.py saves its `args` as an argparse.Namespace: a bag of attributes that runs no code when
+# unpickled (its contents still pass the weights-only checks). Nothing else beyond tensors and plain data loads.
+_PLAIN_ARGUMENT_CONTAINERS = [argparse.Namespace]
+
+
+def _namespaces_as_dicts(payload: Any) -> Any:
+    """Top-level `argparse.Namespace` values (official `args`) as plain dicts, so readers see one shape."""
+    if not isinstance(payload, dict):
+        return payload
+    return {key: vars(value) if isinstance(value, argparse.Namespace) else value for key, value in payload.items()}
 
 
 def atomic_write(path: str | Path, write: Any) -> None:

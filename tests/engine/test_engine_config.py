@@ -47,7 +47,7 @@ def test_defaults_are_the_official_recipe_except_the_offline_data_set() -> None:
                                                                                                 1.0)
     assert config.aa == "rand-m9-mstd0.5-inc1" and config.repeated_aug and config.model_ema
     assert config.model_ema_decay == 0.99996 and config.distillation_alpha == 0.5 and config.teacher_model == "regnety_160"
-    assert config.data_set == "DIGITS" and config.model == "deit_base_patch16_224"
+    assert config.data_set == "auto" and config.model == "deit_base_patch16_224"
 
 
 def test_every_official_flag_is_accepted_with_its_meaning() -> None:

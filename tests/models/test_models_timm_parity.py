@@ -88,3 +88,11 @@ def test_official_deit3_layer_scale_names_are_mapped(tmp_path: Path) -> None:
     rebuilt, meta = load_trained_model(tmp_path / "deit_3_small_224_1k.pth")
     assert meta["model"] == "deit3_small_patch16_224"
     _assert_same_outputs(rebuilt, reference, torch.randn(2, 3, 32, 32))
+
+
+@pytest.mark.parametrize(("name", "kwargs"), CASES)
+def test_parameters_are_registered_in_timms_order(name: str, kwargs: dict) -> None:
+    # Optimizer state is saved by parameter position: the same order is what lets checkpoints resume both ways.
+    ours = [(key, tuple(p.shape)) for key, p in create_model(name, **kwargs).named_parameters()]
+    reference = [(key, tuple(p.shape)) for key, p in _timm_model(name, **kwargs).named_parameters()]
+    assert ours == reference

@@ -20,7 +20,8 @@ from deit.models.download import fetch_checkpoint, is_url
 
 def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """`(state_dict, meta)` from a local file, directory or http(s) URL; meta is `{}` unless the file has one."""
-    path = fetch_checkpoint(str(checkpoint)) if is_url(str(checkpoint)) else Path(checkpoint)
+    url = str(checkpoint)
+    path = fetch_checkpoint(url, local_option="checkpoint=") if is_url(url) else Path(checkpoint)
     if path.is_dir():
         if not (path / "model.safetensors").is_file():  # a Hugging Face directory: weights, no deit meta
             return read_state_dict(path), {}

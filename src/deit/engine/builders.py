@@ -20,10 +20,15 @@ from deit.models.download import fetch_checkpoint, is_url
 
 
 def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std of the run's data set (see `data_set_normalization`)."""
+    return data_set_normalization(config.data_set)
+
+
+def data_set_normalization(data_set: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Mean and std: DIGITS' own statistics for DIGITS, ImageNet's for everything else (as official)."""
     from deit.data import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
 
-    if data_set_key(config.data_set) == "DIGITS":
+    if data_set_key(data_set) == "DIGITS":
         return tuple(DIGITS_MEAN), tuple(DIGITS_STD)
     return tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
 
@@ -130,12 +135,18 @@ def _is_timm(name: str) -> bool:
 def _load_finetune(model: nn.Module, config: TrainConfig) -> None:
     from deit.models.checkpoint import load_pretrained
 
-    source: str | Path = config.finetune
-    if is_url(config.finetune):
-        source = fetch_checkpoint(config.finetune, progress=True)  # cached; hash-checked when the name has one
+    source = local_copy(config.finetune, "--finetune")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the head-drop warning is expected when the class count changes
         load_pretrained(model, source, model_name=config.model)
+
+
+def local_copy(source: str, flag: str) -> str | Path:
+    """`source` itself, or for a URL its cached download (hash-checked when the name has one).
+
+    Fetched here, on the command line's side, so that a failed download tells the user to pass the file as `flag`.
+    """
+    return fetch_checkpoint(source, progress=True, local_option=flag) if is_url(source) else source
 
 
 def _freeze_all_but_attention(model: nn.Module) -> None:
@@ -158,8 +169,9 @@ def build_teacher_for(config: TrainConfig, num_classes: int, device: torch.devic
     from deit.distill import build_teacher
 
     mean, std = normalization(config)
+    checkpoint = local_copy(config.teacher_path, "--teacher-path")
     # NHWC convolutions are the fast cuDNN path for the CNN teachers; on CPU the default layout is as fast.
-    return build_teacher(config.teacher_model, num_classes=num_classes, checkpoint=config.teacher_path,
+    return build_teacher(config.teacher_model, num_classes=num_classes, checkpoint=checkpoint,
                          student_mean=mean, student_std=std, device=device, channels_last=device.type == "cuda")
 
 
@@ -168,7 +180,9 @@ def build_criterion(config: TrainConfig, teacher: nn.Module | None, *, mixup_act
     from deit.distill import DistillationLoss, build_base_criterion
 
     # As official DeiT III: with BCE, any class present in the mixed target counts as positive.
-    threshold = 0.0 if config.bce_loss and mixup_active else None
+    threshold = config.bce_target_thresh
+    if threshold is None and config.bce_loss and mixup_active:
+        threshold = 0.0
     base = build_base_criterion(mixup_active=mixup_active, smoothing=config.smoothing, bce_loss=config.bce_loss,
                                 bce_target_thresh=threshold)
     return DistillationLoss(base, teacher, config.distillation_type, config.distillation_alpha,

@@ -73,7 +73,7 @@ def resolve_resume_path(resume: str, output_dir: str) -> Path | None:
         candidate = Path(output_dir) / CHECKPOINT_NAME
         return candidate if candidate.is_file() else None
     if is_url(resume):
-        return fetch_checkpoint(resume, progress=True)  # as official: a URL resumes (or evaluates) too
+        return fetch_checkpoint(resume, progress=True, local_option="--resume")  # as official: a URL resumes too
     path = Path(resume)
     if not path.is_file():
         raise DeitError(f"--resume {resume}: no such file")

@@ -38,6 +38,10 @@ class TrainConfig:
     batch_size: int = _opt(64, "--batch-size", group="basics", help="images per process and step")
     epochs: int = _opt(300, "--epochs", group="basics", help="training epochs")
     bce_loss: bool = _opt(False, "--bce-loss", group="basics", help="binary cross-entropy loss (DeiT III)")
+    bce_target_thresh: float | None = _opt(None, "--bce-target-thresh", group="basics", kind=float,
+                                           metavar="THRESH",
+                                           help="with --bce-loss: mixed targets above this become 1 (timm's flag; "
+                                                "default: 0 under mixup/cutmix, as the official DeiT III)")
     unscale_lr: bool = _opt(False, "--unscale-lr", group="basics",
                             help="use --lr as is instead of lr x batch-size x world-size / 512")
     # -- model (official)
@@ -133,12 +137,13 @@ class TrainConfig:
                          help="start from these weights (pos_embed resampled, mismatched heads dropped)")
     attn_only: bool = _opt(False, "--attn-only", group="finetune",
                            help="fine-tune the attention layers, heads and pos_embed only")
-    # -- data (official; the default data set is ours)
+    # -- data (official; 'auto' is the official IMNET default when a --data-path is given, else our DIGITS)
     data_path: str = _opt("", "--data-path", group="data",
                           help="data root (IMNET: train/ and val/ class folders); DIGITS needs none")
-    data_set: str = _opt("DIGITS", "--data-set", group="data",
-                         help="DIGITS (embedded, offline: the default here; official default IMNET), "
-                              "IMNET, CIFAR (CIFAR-100), CIFAR10, INAT, INAT19, FOLDER")
+    data_set: str = _opt("auto", "--data-set", group="data",
+                         help="auto (IMNET, the official default, when --data-path is given; else the embedded, "
+                              "offline DIGITS), IMNET, IMAGEFOLDER, INAT (class folders), CIFAR (CIFAR-100), "
+                              "CIFAR100, CIFAR10, DIGITS, SYNTHETIC")
     inat_category: str = _opt("name", "--inat-category", group="data",
                               choices=("kingdom", "phylum", "class", "order", "supercategory", "family", "genus",
                                        "name"), help="iNaturalist label granularity")

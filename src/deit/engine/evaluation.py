@@ -12,15 +12,16 @@ from torch.utils.data import DataLoader
 from deit.errors import DeitError
 
 
-def _training_args(checkpoint: Path) -> dict[str, Any]:
-    """The `args` a `deit train` checkpoint recorded (empty for other files)."""
-    if checkpoint.is_dir() or checkpoint.suffix not in (".pth", ".pt", ".bin"):
-        return {}
-    from deit.io import load_torch_file
+def _training_record(checkpoint: Path) -> tuple[dict[str, Any], bool]:
+    """The `args` the file recorded (a `deit train` or official checkpoint; else empty), and whether it carries
+    its own preprocessing (deit meta, or a Hugging Face / export directory) rather than weights alone."""
+    if checkpoint.is_dir():
+        return {}, True
+    from deit.models.checkpoint import read_file_with_meta
 
-    payload = load_torch_file(checkpoint)
+    payload, meta = read_file_with_meta(checkpoint)
     args = payload.get("args") if isinstance(payload, dict) else None
-    return args if isinstance(args, dict) else {}
+    return (args if isinstance(args, dict) else {}), meta is not None
 
 
 def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, data_path: str | None = None,
@@ -41,13 +42,18 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     path = Path(checkpoint)
     if not path.exists():
         raise DeitError(f"--checkpoint {path}: no such file or directory")
-    args = _training_args(path)
+    args, has_preprocessing = _training_record(path)
     data_set = data_set or args.get("data_set")
     data_path = data_path or args.get("data_path") or None
     if not data_set:
         raise DeitError(f"--data-set is needed: {path} does not record the data set it was trained on")
     torch_device = resolve_device(device)
     model, meta = load_trained_model(path, torch_device, use_ema=use_ema)
+    if not has_preprocessing:  # weights alone: the data set's normalisation, as `deit train --eval --resume`
+        from deit.engine.builders import data_set_normalization
+
+        mean, std = data_set_normalization(data_set)
+        meta = dict(meta, mean=list(mean), std=list(std))
     transform = build_transform(False, input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"],
                                 interpolation=str(meta.get("interpolation", "bicubic")),
                                 eval_crop_ratio=float(meta.get("crop_pct", 0.875)))
@@ -59,8 +65,10 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     teacher = None
     if teacher_path:
         from deit.distill import build_teacher
+        from deit.engine.builders import local_copy
 
-        teacher = build_teacher(teacher_model or "regnety_160", num_classes=len(classes), checkpoint=teacher_path,
+        teacher = build_teacher(teacher_model or "regnety_160", num_classes=len(classes),
+                                checkpoint=local_copy(teacher_path, "--teacher-path"),
                                 student_mean=meta["mean"], student_std=meta["std"], device=torch_device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=torch_device.type == "cuda")

@@ -25,9 +25,10 @@ from deit.engine.distributed import (DistributedEnv, any_process, init_distribut
 from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_optimizer, build_scheduler, scaled_lr
+from deit.engine.resume_state import check_state_shapes, has_training_state
 from deit.engine.precision import Precision, resolve_precision
 from deit.distill.loss import TEACHER_TYPES
-from deit.engine.validation import validate_config
+from deit.engine.validation import describe_data, resolve_data_set, validate_config
 from deit.errors import DeitError
 
 
@@ -58,8 +59,10 @@ class _Run:
 
 def train(config: TrainConfig) -> dict[str, Any]:
     """Run `config` (train, or evaluate with `config.eval`) and return the final evaluation metrics."""
+    config = resolve_data_set(config)
     validate_config(config)
     env = read_launcher_env()
+    say(describe_data(config), is_main=env.is_main)
     if config.world_size > 1 and not env.distributed:
         raise DeitError(f"--world_size {config.world_size}: start the processes with torchrun or srun "
                         f"(the launcher sets the world size)")
@@ -79,7 +82,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         run = _build(config, env, device, precision, resume_path, checkpoint)
         if config.eval:
             return _evaluate_only(run)
-        return _train_epochs(run, resumed=checkpoint is not None)
+        return _train_epochs(run, resumed=run.last_saved_epoch is not None)
     finally:
         if owns_group:
             shutdown_distributed()
@@ -153,10 +156,15 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
             run.teacher.model = compile_model(run.teacher.model)
     run.loaders = builders.build_loaders(config, train_set, val_set, env, device)
     run.start_epoch = config.start_epoch
-    if checkpoint is not None and not config.eval:
+    if checkpoint is not None and not config.eval and not has_training_state(checkpoint):
+        # As the official main.py: a weights-only file (a released model) resumes at --start_epoch, fresh state.
+        say(f"--resume {resume_path}: weights only (no optimizer, schedule or epoch); training starts at epoch "
+            f"{run.start_epoch + 1} from these weights", is_main=env.is_main)
+    elif checkpoint is not None and not config.eval:
         run.start_epoch, run.best_acc, run.global_step = restore_training_state(
             checkpoint, resume_path, optimizer=run.optimizer, scheduler=run.scheduler,  # type: ignore[arg-type]
             scaler=precision.scaler, model_ema=run.model_ema)
+        check_state_shapes(run.optimizer, model, resume_path)  # type: ignore[arg-type]
         run.scheduler.step(run.start_epoch)
         run.last_saved_epoch = run.start_epoch - 1
         _restore_rng_for_rank(checkpoint.get("rng"), env, config.seed, run.start_epoch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import warnings
 from pathlib import Path
@@ -51,6 +52,23 @@ def data_set_key(name: str) -> str:
     return name.upper().replace("-", "").replace("_", "")
 
 
+def resolve_data_set(config: TrainConfig) -> TrainConfig:
+    """`--data-set auto`: the official default IMNET when `--data-path` names data, the embedded DIGITS otherwise."""
+    if data_set_key(config.data_set) != "AUTO":
+        return config
+    return dataclasses.replace(config, data_set="IMNET" if config.data_path else "DIGITS")
+
+
+def describe_data(config: TrainConfig) -> str:
+    """The run's first line: which data set, from where."""
+    key = data_set_key(config.data_set)
+    if key in ("DIGITS", "SYNTHETIC"):
+        where = "embedded, offline" if key == "DIGITS" else "generated"
+        ignored = f"; --data-path {config.data_path} is not used" if config.data_path else ""
+        return f"data: {config.data_set} ({where}{ignored})"
+    return f"data: {config.data_set} from {Path(config.data_path).resolve() if config.data_path else '(no --data-path)'}"
+
+
 def validate_config(config: TrainConfig) -> None:
     """Every check that needs no data and no model; raises a one-line `DeitError` naming the flag."""
     refused = non_default_unimplemented(config)
@@ -94,6 +112,11 @@ def _check_numbers(config: TrainConfig) -> None:
                         "--distillation-alpha": config.distillation_alpha}.items():
         if not 0.0 <= value <= 1.0:
             raise DeitError(f"{flag} {value}: must be in [0, 1]")
+    if config.bce_target_thresh is not None:
+        if not config.bce_loss:
+            raise DeitError("--bce-target-thresh needs --bce-loss")
+        if not 0.0 <= config.bce_target_thresh < 1.0:
+            raise DeitError(f"--bce-target-thresh {config.bce_target_thresh}: must be in [0, 1)")
     if config.clip_grad is not None and config.clip_grad <= 0:
         raise DeitError(f"--clip-grad {config.clip_grad}: must be positive")
     if not 0.0 < config.model_ema_decay < 1.0:

@@ -35,15 +35,21 @@ def expected_hash_prefix(url: str) -> str | None:
     return match.group(1) if match else None
 
 
-def fetch_checkpoint(url: str, *, timeout: float = 60.0, progress: bool = False) -> Path:
-    """The local copy of `url`, downloading it on first use; a wrong hash or no network is a DeitError."""
+def fetch_checkpoint(url: str, *, timeout: float = 60.0, progress: bool = False,
+                     local_option: str = "pretrained=") -> Path:
+    """The local copy of `url`, downloading it on first use; a wrong hash or no network is a DeitError.
+
+    `local_option` is where the caller's user can give a downloaded file instead (a flag such as `--teacher-path`
+    on the command line, an argument such as `pretrained=` in Python); the no-network error names it.
+    """
     destination = cache_path(url)
     if destination.is_file():
         return destination
     expected = expected_hash_prefix(url)
 
     def download(tmp_path: str) -> None:
-        digest = _download_to(url, tmp_path, timeout=timeout, progress=progress, destination=destination)
+        digest = _download_to(url, tmp_path, timeout=timeout, progress=progress, destination=destination,
+                              local_option=local_option)
         if expected and not digest.startswith(expected):
             raise DeitError(f"{url}: sha256 of the download starts with {digest[:len(expected)]}, expected "
                             f"{expected}; the file was discarded (retry, or fetch it by hand to {destination})")
@@ -52,7 +58,8 @@ def fetch_checkpoint(url: str, *, timeout: float = 60.0, progress: bool = False)
     return destination
 
 
-def _download_to(url: str, tmp_path: str, *, timeout: float, progress: bool, destination: Path) -> str:
+def _download_to(url: str, tmp_path: str, *, timeout: float, progress: bool, destination: Path,
+                 local_option: str) -> str:
     sha256 = hashlib.sha256()
     try:
         with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp_path, "wb") as out:
@@ -70,7 +77,7 @@ def _download_to(url: str, tmp_path: str, *, timeout: float, progress: bool, des
         if isinstance(error, urllib.error.HTTPError):
             reason = f"HTTP {error.code} {error.reason}"
         raise DeitError(f"cannot download {url} ({reason}); fetch it by hand (e.g. on a machine with network) and "
-                        f"put it at {destination}, or pass the file's path as pretrained=") from error
+                        f"put it at {destination}, or pass the file's path as {local_option}") from error
     return sha256.hexdigest()
 
 

@@ -29,10 +29,12 @@ class VisionTransformer(nn.Module):
 
         self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
                                       embed_dim=embed_dim)
+        # Registration order is the official/timm one (cls_token, pos_embed, dist_token): optimizer state in a
+        # checkpoint is matched to parameters by position, so this order is part of the checkpoint format.
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if distilled else None
         pos_len = self.patch_embed.num_patches + (self.num_prefix_tokens if pos_embed_over_prefix else 0)
         self.pos_embed = nn.Parameter(torch.zeros(1, pos_len, embed_dim))
+        self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if distilled else None
         self.pos_drop = nn.Dropout(drop_rate)
 
         # Stochastic depth grows linearly with depth, as in the paper.
