@@ -195,7 +195,7 @@ def test_url_weights_are_downloaded_once_into_the_hub_cache(file_server, tmp_pat
 
 def test_url_errors_name_the_url(file_server):
     served, base_url = file_server
-    with pytest.raises(DeitError, match=r"absent.pth"):
+    with pytest.raises(DeitError, match=r"absent.pth.*pass the file's path as checkpoint=$"):
         build_teacher(tiny_deit(), num_classes=NUM_CLASSES, checkpoint=f"{base_url}/absent.pth")
     torch.save({"model": tiny_deit().state_dict()}, served / "teacher-deadbeef.pth")  # a name promising a hash
     with pytest.raises(DeitError, match=r"teacher-deadbeef.pth.*sha256"):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -103,6 +105,8 @@ def test_saved_config_yaml_round_trips(tmp_path: Path) -> None:
      "--teacher-model resnet5O: unknown model; did you mean"),
     (["--model", "resnet18", "--batch-size", "15"], "even batch size"),
     (["--model", "resnet18", "--model-kwargs", '{"img_size": 64}'], "use --input-size"),
+    (["--model", "resnet18", "--bce-target-thresh", "0.2"], "--bce-target-thresh needs --bce-loss"),
+    (["--model", "resnet18", "--bce-loss", "--bce-target-thresh", "1.5"], r"--bce-target-thresh 1.5: must be in"),
 ])
 def test_bad_settings_fail_before_any_work(flags: list[str], message: str) -> None:
     with pytest.raises(DeitError, match=message):
@@ -128,3 +132,21 @@ def test_help_lists_official_and_own_flags(capsys: pytest.CaptureFixture) -> Non
 def test_unset_flags_stay_absent_so_yaml_can_fill_them() -> None:
     args = build_parser("train").parse_args(["train", "--epochs", "3"])
     assert isinstance(args, argparse.Namespace) and "epochs" in vars(args) and "lr" not in vars(args)
+
+
+def test_help_lists_only_data_sets_that_can_be_built() -> None:
+    from deit.data import DATASET_NAMES
+
+    help_text = next(f for f in dataclasses.fields(TrainConfig) if f.name == "data_set").metadata["help"]
+    listed = set(re.findall(r"\b[A-Z][A-Z0-9]+\b", help_text))
+    assert listed == set(DATASET_NAMES) and help_text.startswith("auto")
+
+
+@pytest.mark.parametrize(("flags", "expected"), [([], 0.0), (["--bce-target-thresh", "0.3"], 0.3)])
+def test_bce_target_threshold_reaches_the_criterion(flags: list[str], expected: float) -> None:
+    from deit.engine.builders import build_criterion
+
+    config = parse(["--bce-loss", *flags])
+    validate_config(config)
+    criterion = build_criterion(config, None, mixup_active=True)
+    assert criterion.base_criterion.target_threshold == expected

@@ -150,3 +150,19 @@ def test_teacher_with_other_classes_fails_before_the_student_is_built(tmp_path: 
                             "--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint,
                             "--distillation-type", "hard"], capsys)
     assert code == 2 and "predicts 10 classes but the data has 3" in err
+
+
+@pytest.mark.parametrize("flag", ["--teacher-path", "--finetune"])
+def test_a_failed_download_says_which_flag_takes_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture, flag: str) -> None:
+    import socket
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    with socket.socket() as probe:  # a port on 127.0.0.1 that nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/regnety_160-a5fe301d.pth"
+    source = (["--teacher-model", "resnet10t", "--distillation-type", "hard"] if flag == "--teacher-path" else [])
+    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, *source, flag, url], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot download {url}" in err and err.strip().endswith(f"pass the file's path as {flag}")

@@ -110,3 +110,14 @@ def test_kill_9_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path, caps
     assert code == 0, out
     assert load_torch_file(run_dir / "checkpoint.pth")["epoch"] == 1
     assert not list(run_dir.glob(".checkpoint.pth.*.tmp"))  # the resumed run swept it away
+
+
+def test_a_distilled_student_trained_with_none_warns_in_one_line() -> None:
+    process = spawn(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--no-model-ema"])
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("deit: warning: --distillation-type none: the distillation head of "
+                               "deit_tiny_distilled_patch16_224 receives no training signal")
+    assert "'labels'" in lines[0] and "epoch 1/1" in out

@@ -76,6 +76,39 @@ def test_one_epoch_on_a_generated_image_folder(tmp_path: Path, capsys: pytest.Ca
     assert log_rows(tmp_path / "run")[0]["test_num_images"] == 6
 
 
+def test_data_path_alone_trains_on_that_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # The official README's command names no --data-set: the official default (IMNET) reads the folder.
+    data = make_image_folder(tmp_path / "data")
+    code, out, err = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--data-path", data, "--batch-size",
+                              "8", "--output_dir", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert out.splitlines()[0] == f"data: IMNET from {data.resolve()}"
+    checkpoint = load_torch_file(tmp_path / "run" / "checkpoint.pth")
+    assert checkpoint["meta"]["class_names"] == ["class_0", "class_1", "class_2"]
+    assert checkpoint["args"]["data_set"] == "IMNET"  # recorded resolved, so `deit eval` finds it again
+    assert log_rows(tmp_path / "run")[0]["test_num_images"] == 6
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--eval"], capsys)  # no data named: the digits
+    assert code == 0 and out.splitlines()[0] == "data: DIGITS (embedded, offline)" and "360 test images" in out
+
+
+def test_deit_eval_of_weights_alone_normalises_like_train_eval(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # One attention head: what `deit eval` assumes when weights alone do not tell (the other sizes they do).
+    student = ["--model", "deit_tiny_distilled_patch16_224", "--input-size", "32", "--model-kwargs",
+               '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 1}']
+    run_dir = tmp_path / "run"
+    assert run_cli(["train", *student, *FAST, "--epochs", "1", "--output_dir", run_dir], capsys)[0] == 0
+    weights = tmp_path / "weights.pth"
+    torch.save({"model": load_torch_file(run_dir / "checkpoint.pth")["model"]}, weights)  # no meta, no args
+    code, out, _ = run_cli(["train", *student, *FAST, "--eval", "--resume", weights], capsys)
+    assert code == 0
+    train_eval = out.strip().splitlines()[-1]
+    code, out, _ = run_cli(["eval", "--checkpoint", weights, "--data-set", "DIGITS", "--batch-size", "24",
+                            "--num_workers", "0", "--device", "cpu"], capsys)
+    assert code == 0
+    # Same images, same normalisation (DIGITS' own), same batches: the same metrics line, loss included.
+    assert out.strip().splitlines()[-1] == train_eval
+
+
 def test_finetune_to_a_larger_input_with_a_teacher(tmp_path: Path, teacher_checkpoint: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     source = tmp_path / "at32"

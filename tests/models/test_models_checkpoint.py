@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import warnings
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from deit.errors import DeitError
+from deit.io import load_torch_file
 from deit.models import create_model
 from deit.models.checkpoint import (
     default_meta,
@@ -208,3 +210,44 @@ def test_export_metadata_that_is_not_json_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DeitError, match="odd.safetensors: its 'deit' metadata is not valid JSON"):
         load_trained_model(tmp_path / "odd.safetensors")
     assert json.loads(json.dumps(default_meta("deit_tiny_patch16_224", img_size=224, num_classes=2)))
+
+
+class _NotAnArgumentContainer(argparse.Namespace):
+    """A class of the user's own: allowing Namespace must not allow its subclasses."""
+
+
+def _official_main_checkpoint(model: torch.nn.Module, args: object) -> dict:
+    """The dict official main.py saves: `args` is its argparse.Namespace."""
+    return {"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []},
+            "lr_scheduler": {"t_initial": 300}, "epoch": 299, "model_ema": model.state_dict(), "scaler": {},
+            "args": args}
+
+
+def test_official_main_checkpoints_load_with_their_namespace_args(tmp_path: Path) -> None:
+    reference = create_model("deit_tiny_distilled_patch16_224", **SMALL).eval()
+    args = argparse.Namespace(model="deit_tiny_distilled_patch16_224", input_size=32, lr=5e-4, opt_betas=None,
+                              cutmix_minmax=None, data_set="IMNET", data_path="/data/imagenet")
+    torch.save(_official_main_checkpoint(reference, args), tmp_path / "official.pth")
+    assert load_torch_file(tmp_path / "official.pth")["args"] == vars(args)  # one shape for every reader
+    assert read_state_dict(tmp_path / "official.pth").keys() == reference.state_dict().keys()
+    rebuilt, meta = load_trained_model(tmp_path / "official.pth", model_name="deit_tiny_distilled_patch16_224",
+                                       num_heads=3)
+    pretrained = create_model("deit_tiny_distilled_patch16_224", pretrained=tmp_path / "official.pth", **SMALL)
+    for model in (rebuilt, pretrained.eval()):
+        torch.testing.assert_close(model(_images()), reference(_images()), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("container", ["namespace_holding_code", "namespace_subclass"])
+def test_only_plain_namespaces_are_allowed(tmp_path: Path, hostile_payload, container: str) -> None:
+    marker = tmp_path / "code_ran"
+    model = create_model("deit_tiny_patch16_224", **SMALL)
+    if container == "namespace_holding_code":
+        args: object = argparse.Namespace(model="deit_tiny_patch16_224", hook=hostile_payload(marker))
+    else:
+        args = _NotAnArgumentContainer(model="deit_tiny_patch16_224")
+    torch.save(_official_main_checkpoint(model, args), tmp_path / "hostile.pth")
+    for load in (read_state_dict, load_trained_model, load_torch_file,
+                 lambda p: create_model("deit_tiny_patch16_224", pretrained=p, **SMALL)):
+        with pytest.raises(DeitError, match="hostile.pth: .*pickled Python objects"):
+            load(tmp_path / "hostile.pth")
+    assert not marker.exists()
