@@ -66,7 +66,8 @@ def describe_data(config: TrainConfig) -> str:
         where = "embedded, offline" if key == "DIGITS" else "generated"
         ignored = f"; --data-path {config.data_path} is not used" if config.data_path else ""
         return f"data: {config.data_set} ({where}{ignored})"
-    return f"data: {config.data_set} from {Path(config.data_path).resolve() if config.data_path else '(no --data-path)'}"
+    where = Path(config.data_path).resolve() if config.data_path else "(no --data-path)"
+    return f"data: {config.data_set} from {where}"
 
 
 def validate_config(config: TrainConfig) -> None:
