@@ -109,3 +109,17 @@ def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
     model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
     with pytest.raises(DeitError, match="DeiT III"):
         hf_config_dict(model, ["a", "b", "c"])
+
+
+def test_deit3_exports_to_timm(tmp_path: Path) -> None:
+    import deit
+    from deit.tools.export_timm import export_timm
+
+    model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
+    meta = {"model": "deit3_small_patch16_224", "model_kwargs": {"patch_size": 8, "depth": 1}, "input_size": 32,
+            "num_classes": 3, "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0, "interpolation": "bicubic",
+            "class_names": ["a", "b", "c"], "distilled": False}
+    torch.save({"model": model.state_dict(), "epoch": 0, "args": {}, "meta": meta}, tmp_path / "d3.pth")
+    _, diff, _ = export_timm(tmp_path / "d3.pth", tmp_path / "out")
+    assert diff <= 1e-4
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 1.0
