@@ -20,6 +20,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "analyze": ("deit.tools.analyze", "token similarity, head agreement and attention maps"),
     "bench": ("deit.tools.bench", "images/s for inference and for a training step"),
     "models": ("deit.tools.models_cmd", "list the registered models"),
+    "data": ("deit.tools.data_cmd", "data tools: `deit data pack` writes WebDataset tar shards"),
     "demo": ("deit.tools.demo", "the paper's distillation experiment on the embedded DIGITS data"),
 }
 

@@ -7,6 +7,11 @@
 | `CIFAR` (CIFAR-100), `CIFAR100`, `CIFAR10` | official binary archives | see `deit.data.cifar` |
 | `DIGITS` | scikit-learn's bundled digits | none (offline); use `DIGITS_MEAN`/`DIGITS_STD` |
 | `SYNTHETIC` | generated | none; 512 train / 128 val images, 10 classes, 64x64 |
+| `WDS` | tar shards of `deit data pack` (`deit.data.shards`) | the shard folder, or a brace pattern of train shards |
+| `HF` | a Hugging Face dataset (`deit.data.hf_datasets`) | a `save_to_disk` folder or a folder of parquet files |
+
+`options` carries the source-specific settings: `shuffle_buffer`, `seed` (WDS); `image_column`, `label_column`,
+`train_split`, `val_split` (HF).
 
 Every data set returned has `.classes` (list of names, its length the number of classes), `.skipped`
 (`(path, reason)` for unusable files) and yields `(transform(PIL RGB image), int label)`.
@@ -21,12 +26,13 @@ from torch.utils.data import Dataset
 
 from deit.errors import DeitError
 
-DATASET_NAMES = ("IMNET", "IMAGEFOLDER", "INAT", "CIFAR", "CIFAR100", "CIFAR10", "DIGITS", "SYNTHETIC")
+DATASET_NAMES = ("IMNET", "IMAGEFOLDER", "INAT", "CIFAR", "CIFAR100", "CIFAR10", "DIGITS", "SYNTHETIC", "WDS", "HF")
 _FOLDER_NAMES = ("IMNET", "IMAGEFOLDER", "INAT")
 
 
 def build_dataset(name: str, data_path: str | None, *, train: bool, transform: Callable | None,
-                  download: bool = False, strict_data: bool = False, report_dir: str | None = None) -> Dataset:
+                  download: bool = False, strict_data: bool = False, report_dir: str | None = None,
+                  options: dict | None = None) -> Dataset:
     """The training (`train=True`) or validation split of data set `name` (see the module docstring)."""
     key = name.upper().replace("-", "").replace("_", "")
     if key not in DATASET_NAMES:
@@ -42,6 +48,9 @@ def build_dataset(name: str, data_path: str | None, *, train: bool, transform: C
     if not data_path:
         raise DeitError(f"--data-set {key} needs --data-path (the folder that holds "
                         f"{'or will hold ' if key.startswith('CIFAR') else ''}the data)")
+    if key in ("WDS", "HF"):
+        return _build_external(key, data_path, train=train, transform=transform, report_dir=report_dir,
+                               options=dict(options or {}))
     if key.startswith("CIFAR"):
         from deit.data.cifar import CifarDataset
 
@@ -49,6 +58,19 @@ def build_dataset(name: str, data_path: str | None, *, train: bool, transform: C
                             transform=transform, download=download)
     return build_folder_split(data_path, train=train, transform=transform, strict_data=strict_data,
                               report_dir=report_dir)
+
+
+def _build_external(key: str, data_path: str, *, train: bool, transform: Callable | None,
+                    report_dir: str | None, options: dict) -> Dataset:
+    if key == "WDS":
+        from deit.data.shards import ShardDataset
+
+        return ShardDataset(data_path, train=train, transform=transform, report_dir=report_dir,
+                            shuffle_buffer=int(options.get("shuffle_buffer", 1000)), seed=int(options.get("seed", 0)))
+    from deit.data.hf_datasets import HfImageDataset
+
+    return HfImageDataset(data_path, train=train, transform=transform, report_dir=report_dir,
+                          **{k: v for k, v in options.items() if k.endswith(("_column", "_split"))})
 
 
 def build_folder_split(data_path: str, *, train: bool, transform: Callable | None, strict_data: bool = False,

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, SequentialSampler
 
 from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
@@ -39,7 +39,10 @@ def build_datasets(config: TrainConfig, *, report_dir: str | None, need_train: b
     from deit.data import build_dataset, build_transform
 
     mean, std = normalization(config)
-    common = dict(download=config.download, strict_data=config.strict_data, report_dir=report_dir)
+    options = dict(shuffle_buffer=config.shuffle_buffer, seed=config.seed, image_column=config.hf_image_column,
+                   label_column=config.hf_label_column, train_split=config.hf_train_split,
+                   val_split=config.hf_val_split)
+    common = dict(download=config.download, strict_data=config.strict_data, report_dir=report_dir, options=options)
     train_set = None
     if need_train:
         train_transform = build_transform(
@@ -77,7 +80,12 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
 
     pin = config.pin_mem and device.type == "cuda"
     train_loader = sampler = None
-    if train_set is not None:
+    if isinstance(train_set, IterableDataset):  # shards: the data set splits itself over ranks and workers
+        train_set.configure(rank=env.rank, world_size=env.world_size, num_workers=config.num_workers)
+        sampler = train_set
+        train_loader = DataLoader(train_set, batch_size=config.batch_size, num_workers=config.num_workers,
+                                  pin_memory=pin, drop_last=True)
+    elif train_set is not None:
         # Both samplers shuffle from seed + epoch alone, so an epoch's order survives a resume exactly.
         if config.repeated_aug:
             sampler = RepeatAugSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
@@ -91,6 +99,12 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
         train_loader = DataLoader(train_set, sampler=sampler, batch_size=config.batch_size,
                                   num_workers=config.num_workers, pin_memory=pin, drop_last=True)
     distributed_eval = config.dist_eval and env.distributed
+    if isinstance(val_set, IterableDataset):
+        val_set.configure(rank=env.rank if distributed_eval else 0,
+                          world_size=env.world_size if distributed_eval else 1, num_workers=config.num_workers)
+        val_loader = DataLoader(val_set, batch_size=int(1.5 * config.batch_size), num_workers=config.num_workers,
+                                pin_memory=pin, drop_last=False)
+        return Loaders(train_loader, sampler, val_loader, distributed_eval)
     if distributed_eval:
         if len(val_set) % env.world_size:
             warnings.warn("--dist-eval: the validation set does not split evenly; a few images are counted twice",

@@ -143,13 +143,20 @@ class TrainConfig:
     data_set: str = _opt("auto", "--data-set", group="data",
                          help="auto (IMNET, the official default, when --data-path is given; else the embedded, "
                               "offline DIGITS), IMNET, IMAGEFOLDER, INAT (class folders), CIFAR (CIFAR-100), "
-                              "CIFAR100, CIFAR10, DIGITS, SYNTHETIC")
+                              "CIFAR100, CIFAR10, DIGITS, SYNTHETIC, WDS (tar shards of `deit data pack`), "
+                              "HF (a Hugging Face dataset on disk)")
     inat_category: str = _opt("name", "--inat-category", group="data",
                               choices=("kingdom", "phylum", "class", "order", "supercategory", "family", "genus",
                                        "name"), help="iNaturalist label granularity")
     download: bool = _opt(False, "--download", group="data", help="allow downloading CIFAR (off: offline)")
     strict_data: bool = _opt(False, "--strict-data", group="data",
                              help="unreadable images are an error before training instead of being skipped")
+    shuffle_buffer: int = _opt(1000, "--shuffle-buffer", group="data",
+                               help="WDS: samples in the webdataset shuffle buffer of each reader")
+    hf_image_column: str = _opt("image", "--hf-image-column", group="data", help="HF: the image column")
+    hf_label_column: str = _opt("label", "--hf-label-column", group="data", help="HF: the class-label column")
+    hf_train_split: str = _opt("train", "--hf-train-split", group="data", help="HF: the training split's name")
+    hf_val_split: str = _opt("validation", "--hf-val-split", group="data", help="HF: the validation split's name")
     # -- run (official)
     output_dir: str = _opt("", "--output_dir", "--output-dir", group="run",
                            help="run directory (empty: save nothing)")

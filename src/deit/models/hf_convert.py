@@ -67,13 +67,7 @@ def convert_hf_state_dict(state_dict: dict[str, Tensor], *, source: str) -> dict
     for key, tensor in state_dict.items():
         if _IGNORED.match(key):
             continue
-        body = re.sub(r"^(?:deit|vit)\.", "", key)
-        head, _, suffix = key.rpartition(".")
-        if head in _HEAD_RULES:
-            converted[f"{_HEAD_RULES[head]}.{suffix}"] = tensor
-        elif body in _FIXED_RULES:
-            converted[_FIXED_RULES[body]] = tensor
-        elif not _convert_layer_key(body, tensor, converted, qkv_parts):
+        if not _convert_layer_key(key, tensor, converted, qkv_parts):
             unknown.append(key)
     if unknown:
         raise DeitError(f"{source}: unrecognised Hugging Face key(s) {short_list(unknown)}")
@@ -86,18 +80,52 @@ def convert_hf_state_dict(state_dict: dict[str, Tensor], *, source: str) -> dict
 
 def _convert_layer_key(body: str, tensor: Tensor, converted: dict[str, Tensor],
                        qkv_parts: dict[tuple[int, str], dict[int, Tensor]]) -> bool:
+    target = our_key_for(body)
+    if target is None:
+        return False
+    key, part = target
+    if part is None:
+        converted[key] = tensor
+    else:
+        layer, kind = int(key.split(".")[1]), key.rpartition(".")[2]
+        qkv_parts.setdefault((layer, kind), {})[part] = tensor
+    return True
+
+
+def our_key_for(hf_key: str) -> tuple[str, int | None] | None:
+    """Our key for one Hugging Face key, and which third of `qkv` it is (query 0, key 1, value 2), or None."""
+    head, _, suffix = hf_key.rpartition(".")
+    if head in _HEAD_RULES:
+        return f"{_HEAD_RULES[head]}.{suffix}", None
+    body = re.sub(r"^(?:deit|vit)\.", "", hf_key)
+    if body in _FIXED_RULES:
+        return _FIXED_RULES[body], None
     for pattern, target in _LAYER_RULES:
         match = pattern.match(body)
         if match is None:
             continue
         groups = match.groups()
         if target.startswith("qkv:"):
-            layer, part, kind = int(groups[0]), groups[1], groups[2]
-            qkv_parts.setdefault((layer, kind), {})[_QKV_ORDER[part]] = tensor
-        else:
-            converted[target.format(*groups)] = tensor
-        return True
-    return False
+            return f"blocks.{groups[0]}.attn.qkv.{groups[2]}", _QKV_ORDER[groups[1]]
+        return target.format(*groups), None
+    return None
+
+
+def to_hf_state_dict(state_dict: dict[str, Tensor], hf_keys: list[str], *, source: str) -> dict[str, Tensor]:
+    """Our weights under the Hugging Face names `hf_keys` (the same rules read backwards; `qkv` split in three)."""
+    converted: dict[str, Tensor] = {}
+    missing: list[str] = []
+    for hf_key in hf_keys:
+        target = our_key_for(hf_key)
+        if target is None or target[0] not in state_dict:
+            missing.append(hf_key)
+            continue
+        key, part = target
+        tensor = state_dict[key]
+        converted[hf_key] = tensor if part is None else tensor.chunk(3, dim=0)[part]
+    if missing:
+        raise DeitError(f"{source}: no weights for Hugging Face key(s) {short_list(missing)}")
+    return {key: tensor.contiguous().clone() for key, tensor in converted.items()}
 
 
 @dataclass

@@ -22,6 +22,7 @@ from deit.errors import DeitError
 from deit.tools.preprocess import load_inference_model
 
 FORMATS = ("onnx", "torchscript", "safetensors")
+FOLDER_FORMATS = ("hf", "timm")  # written as a folder by their own modules (export_hf, export_timm)
 DEFAULT_TOLERANCE = 1e-4
 _EXPORT_EXTRA_HINT = "install the export extra: pip install 'deit[export]'"
 
@@ -157,8 +158,10 @@ def _export_safetensors(model: nn.Module, meta: dict, output: Path
 def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: int | None = None,
            batch_size: int = 4, tolerance: float = DEFAULT_TOLERANCE) -> ExportReport:
     """Export `checkpoint` to `output`, then compare with PyTorch; raises `DeitError` above `tolerance`."""
+    if format in FOLDER_FORMATS:
+        return _export_folder(checkpoint, format, Path(output), tolerance)
     if format not in FORMATS:
-        raise DeitError(f"--format {format}: choose one of {', '.join(FORMATS)}")
+        raise DeitError(f"--format {format}: choose one of {', '.join(FORMATS + FOLDER_FORMATS)}")
     if batch_size < 1:
         raise DeitError(f"--batch-size {batch_size}: must be at least 1")
     output = Path(output)
@@ -189,11 +192,28 @@ def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: in
     return report
 
 
+def _export_folder(checkpoint: str | Path, format: str, output: Path, tolerance: float) -> ExportReport:
+    if format == "hf":
+        from deit.tools.export_hf import export_hf as write
+        exporter = "transformers save_pretrained"
+    else:
+        from deit.tools.export_timm import export_timm as write
+        exporter = "timm local-dir"
+    output, diff, size = write(checkpoint, output)
+    report = ExportReport(format, output, exporter, (3, size, size), (2,), diff, tolerance,
+                          [f"verified by reloading {output} with {'transformers' if format == 'hf' else 'timm'}"])
+    if not report.passed:
+        raise DeitError(f"{output}: the {format} export differs from PyTorch by max |diff| {diff:.3e} "
+                        f"> {tolerance:.0e} (kept for inspection)")
+    return report
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit export`."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
-    parser.add_argument("--format", required=True, choices=FORMATS, help="output format")
-    parser.add_argument("--output", required=True, help="file to write (model.onnx, model.pt, model.safetensors)")
+    parser.add_argument("--format", required=True, choices=FORMATS + FOLDER_FORMATS,
+                        help="output format (hf, timm: a folder)")
+    parser.add_argument("--output", required=True, help="file to write (model.onnx, model.pt, model.safetensors); folder for hf/timm")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--batch-size", type=int, default=4,
                         help="largest batch used to verify the export (batch 1 is always checked; default 4)")

@@ -1,0 +1,77 @@
+"""A model card (README.md) for an exported model: training data, recipe, teacher and evaluation figures."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from deit.errors import DeitError
+
+_RECIPE_KEYS = ("epochs", "batch_size", "opt", "lr", "weight_decay", "sched", "warmup_epochs", "smoothing",
+                "mixup", "cutmix", "aa", "reprob", "drop_path", "repeated_aug", "three_augment", "bce_loss", "seed")
+_METRIC_KEYS = ("acc1", "acc5", "cls_acc1", "dist_acc1", "teacher_acc1", "teacher_agreement")
+
+
+def training_record(checkpoint: str | Path) -> dict[str, Any]:
+    """`args`, `epoch`, `best_acc` of a `deit train` checkpoint and the last `log.txt` row beside it ({} if none)."""
+    from deit.io import load_torch_file
+
+    path = Path(checkpoint)
+    if not path.is_file() or path.suffix == ".safetensors":
+        return {}
+    try:
+        payload = load_torch_file(path)
+    except DeitError:
+        return {}
+    if not isinstance(payload, dict) or not isinstance(payload.get("args"), dict):
+        return {}
+    record = {"args": payload["args"], "epoch": payload.get("epoch"), "best_acc": payload.get("best_acc")}
+    log = path.parent / "log.txt"
+    if log.is_file():
+        rows = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        try:
+            record["last_log"] = json.loads(rows[-1]) if rows else {}
+        except json.JSONDecodeError:
+            pass
+    return record
+
+
+def model_card(checkpoint: str | Path, meta: dict[str, Any], *, fmt: str) -> str:
+    """Markdown stating what the exported weights are, how they were trained and how well they did."""
+    record = training_record(checkpoint)
+    args = record.get("args", {})
+    name = meta.get("model", "model")
+    lines = [f"---\nlibrary_name: {'transformers' if fmt == 'hf' else 'timm'}\ntags: [image-classification, deit]\n"
+             f"---\n", f"# {name}", "",
+             f"Exported by `deit export --format {fmt}` from `{Path(checkpoint).name}`.", "",
+             f"- architecture: `{name}` {json.dumps(meta.get('model_kwargs') or {})}, "
+             f"{'distilled (class + distillation heads, averaged at inference)' if meta.get('distilled') else 'one class head'}",
+             f"- classes: {meta.get('num_classes')} ({', '.join(map(str, (meta.get('class_names') or [])[:10]))}"
+             f"{', ...' if len(meta.get('class_names') or []) > 10 else ''})",
+             f"- preprocessing: resize shorter side to {int(meta.get('input_size', 224) / meta.get('crop_pct', 0.875))} "
+             f"(bicubic), center crop {meta.get('input_size')}, mean {meta.get('mean')}, std {meta.get('std')}", ""]
+    if not args:
+        lines += ["No training record: these weights did not come from a `deit train` checkpoint.", ""]
+        return "\n".join(lines)
+    data = args.get("data_set", "?") + (f" (`{args['data_path']}`)" if args.get("data_path") else "")
+    lines += ["## Training", "", f"- data: {data}, input size {args.get('input_size')}",
+              "- recipe: " + ", ".join(f"{k}={args[k]}" for k in _RECIPE_KEYS if k in args)]
+    distillation = args.get("distillation_type", "none")
+    if distillation != "none":
+        lines.append(f"- teacher: `{args.get('teacher_model')}` from `{args.get('teacher_path') or '-'}`, "
+                     f"{distillation} distillation, alpha={args.get('distillation_alpha')}, "
+                     f"tau={args.get('distillation_tau')}")
+    else:
+        lines.append("- teacher: none (no distillation)")
+    lines += ["", "## Evaluation (validation split, from the checkpoint)", "",
+              f"- epochs completed: {int(record['epoch']) + 1 if record.get('epoch') is not None else '?'}",
+              f"- best top-1: {record.get('best_acc')}"]
+    last = record.get("last_log") or {}
+    for key in _METRIC_KEYS:
+        if f"test_{key}" in last:
+            lines.append(f"- last epoch {key}: {last[f'test_{key}']}")
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["model_card", "training_record"]
