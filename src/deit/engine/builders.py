@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sequential
 
 from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
-from deit.engine.precision import Precision
+from deit.precision import Precision
 from deit.engine.step import TrainStep
 from deit.engine.validation import data_set_key
 from deit.distill.loss import TEACHER_TYPES
@@ -171,7 +171,8 @@ def build_teacher_for(config: TrainConfig, num_classes: int, device: torch.devic
     from deit.distill import build_teacher
 
     mean, std = normalization(config)
-    checkpoint = local_copy(config.teacher_path, "--teacher-path")
+    # No --teacher-path (only `deit bench`, which times an untrained teacher: the speed is the same).
+    checkpoint = local_copy(config.teacher_path, "--teacher-path") if config.teacher_path else None
     # NHWC convolutions are the fast cuDNN path for the CNN teachers; on CPU the default layout is as fast.
     return build_teacher(config.teacher_model, num_classes=num_classes, checkpoint=checkpoint,
                          student_mean=mean, student_std=std, device=device, channels_last=device.type == "cuda")

@@ -13,12 +13,13 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.utils import unwrap_model
 from torch import Tensor, nn
 
 from deit.engine.distributed import all_reduce_sum, any_process, is_distributed
 from deit.engine.logging_utils import Progress
 from deit.engine.optim import current_lr
-from deit.engine.precision import Precision, unwrap_model
+from deit.precision import Precision
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
 

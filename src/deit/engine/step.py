@@ -11,9 +11,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from timm.utils import unwrap_model
 from torch import Tensor, nn
 
-from deit.engine.precision import Precision, unwrap_model
+from deit.precision import Precision
 
 Criterion = Callable[[Tensor, Any, Tensor], Tensor]
 

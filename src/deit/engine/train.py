@@ -26,7 +26,7 @@ from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, s
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_scheduler, scaled_lr
 from deit.engine.resume_state import check_state_shapes, has_training_state
-from deit.engine.precision import Precision, resolve_precision
+from deit.precision import Precision, resolve_precision
 from deit.engine.step import TrainStep
 from deit.distill.loss import TEACHER_TYPES
 from deit.engine.validation import describe_data, resolve_data_set, validate_config
