@@ -1,4 +1,4 @@
-"""Fast paths that keep the math: autocast dtype, torch.compile, channels-last, fused AdamW, pinned transfers,
+"""Fast paths that keep the math: torch.compile, channels-last, pinned transfers,
 CUDA graphs, and an ONNX Runtime runner for CPU inference.
 
 Every helper here changes how the same computation is executed, never what is computed; the benchmarks and
@@ -10,16 +10,14 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from deit.errors import DeitError
-
-AMP_CHOICES = ("auto", "bf16", "fp16", "none")
-
+from deit.precision import Precision
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """`device` as a torch.device (None or `auto`: CUDA when present, else CPU); a missing CUDA is an error."""
@@ -33,30 +31,6 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
         raise DeitError(f"--device {device}: CUDA is not available here (no CUDA device visible to PyTorch); "
                         "use --device cpu")
     return resolved
-
-
-def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `--amp` on `device`; None means full fp32.
-
-    'auto' picks bf16 on CUDA cards that have it (no loss scaling needed), fp16 on older cards, and fp32 on
-    CPU, where autocast rarely pays off for these models.
-    """
-    if amp not in AMP_CHOICES:
-        raise DeitError(f"--amp must be one of {', '.join(AMP_CHOICES)}, got '{amp}'")
-    if amp == "none":
-        return None
-    if amp == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """An autocast context for `dtype` on `device`, or a no-op for fp32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def default_compile(device: torch.device) -> bool:
@@ -102,20 +76,6 @@ def warm_up_or_eager(compiled: Callable, eager: Callable, *inputs: Any) -> tuple
 def channels_last(model: nn.Module) -> nn.Module:
     """The model with 4-D weights in NHWC layout: convolutions run on faster kernels (cuDNN, oneDNN)."""
     return model.to(memory_format=torch.channels_last)
-
-
-def adamw(params: Iterable[Any], *, lr: float, weight_decay: float, betas: tuple[float, float] = (0.9, 0.999),
-          eps: float = 1e-8, fused: bool | None = None) -> torch.optim.AdamW:
-    """AdamW, fused into a few kernels when the parameters live on CUDA (same update rule as the loop version).
-
-    `fused=None` decides from the parameters' device; the fused CPU kernel exists too but gains little there.
-    """
-    groups = list(params)
-    if fused is None:
-        tensors = [p for g in groups for p in (g["params"] if isinstance(g, dict) else [g])]
-        fused = bool(tensors) and all(p.is_cuda for p in tensors)
-    # fused=None (not False) leaves PyTorch's own default, the multi-tensor loop, for the unfused case.
-    return torch.optim.AdamW(groups, lr=lr, weight_decay=weight_decay, betas=betas, eps=eps, fused=fused or None)
 
 
 def to_device(tensor: Tensor, device: torch.device) -> Tensor:
@@ -221,5 +181,5 @@ def top1_agreement(reference: Tensor, candidate: Tensor) -> float:
 @contextlib.contextmanager
 def inference_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
     """inference_mode plus autocast: the cheapest way to run a forward pass whose result is only read."""
-    with torch.inference_mode(), autocast(device, dtype):
+    with torch.inference_mode(), Precision("any", dtype).autocast(device):
         yield

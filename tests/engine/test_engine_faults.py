@@ -11,6 +11,7 @@ import torch
 from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
 
 from deit.engine import builders
+from deit.engine.step import TrainStep
 from deit.io import load_torch_file
 
 # `deit.engine.train` the attribute is the function; the module is reached through importlib.
@@ -23,16 +24,16 @@ def interrupt_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, after_batches: 
     """Make Ctrl-C arrive in the middle of `epoch`, after some of its updates were applied."""
     real = train_module.train_one_epoch
 
-    def interrupted(model, criterion, loader, *args, **kwargs):
-        if args[2] != epoch:
-            return real(model, criterion, loader, *args, **kwargs)
+    def interrupted(step, loader, device, this_epoch, **kwargs):
+        if this_epoch != epoch:
+            return real(step, loader, device, this_epoch, **kwargs)
 
         def batches():
             for index, batch in enumerate(loader):
                 if index == after_batches:
                     raise KeyboardInterrupt
                 yield batch
-        return real(model, criterion, batches(), *args, **kwargs)
+        return real(step, batches(), device, this_epoch, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
 
@@ -77,9 +78,22 @@ def test_ctrl_c_during_the_save_finishes_the_save(tmp_path: Path, monkeypatch: p
     assert not list(tmp_path.glob(".checkpoint.pth.*"))
 
 
-def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path,
+def nan_loss_at_step(monkeypatch: pytest.MonkeyPatch, bad_step: int) -> None:
+    """From outside the product: the training step's loss becomes NaN at global step `bad_step` (0-based)."""
+    real, calls = TrainStep.loss, []
+
+    def loss(self, images, targets):
+        calls.append(1)
+        value = real(self, images, targets)
+        return value * float("nan") if len(calls) - 1 == bad_step else value
+
+    monkeypatch.setattr(TrainStep, "loss", loss)
+
+
+def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path, "--debug-inject-nan-step", "4"], capsys)
+    nan_loss_at_step(monkeypatch, 4)
+    code, _, err = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "NaN/inf in epoch 2, step 1 of the epoch (global step 4)" in err
     assert "holds the last completed epoch (1)" in err
@@ -87,9 +101,10 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path: 
     assert checkpoint["epoch"] == 0 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
 
-def test_nan_skip_policy_drops_the_batch_and_continues(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path, "--debug-inject-nan-step", "4",
-                            "--nan-policy", "skip"], capsys)
+def test_nan_skip_policy_drops_the_batch_and_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    nan_loss_at_step(monkeypatch, 4)
+    code, out, _ = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path, "--nan-policy", "skip"], capsys)
     assert code == 0 and "1 bad batches skipped" in out
     assert [r["train_skipped_steps"] for r in log_rows(tmp_path)] == [0, 1]
     checkpoint = load_torch_file(tmp_path / "checkpoint.pth")

@@ -9,7 +9,8 @@ from torch import nn
 from deit import create_model
 from deit.distill import DistillationLoss
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
-from deit.engine.precision import Precision, resolve_precision
+from deit.precision import Precision, resolve_precision
+from deit.engine.step import TrainStep
 from deit.errors import DeitError
 
 CPU = torch.device("cpu")
@@ -26,10 +27,20 @@ def batches(steps: int, batch: int = 4, seed: int = 0) -> list[tuple[torch.Tenso
             for _ in range(steps)]
 
 
-def run_epoch(model: nn.Module, data: list, optimizer_class: type = torch.optim.AdamW, **kwargs) -> dict:
+def make_step(model: nn.Module, optimizer_class: type = torch.optim.AdamW, precision: str = "none") -> TrainStep:
     optimizer = optimizer_class(model.parameters(), lr=1e-3)
     criterion = DistillationLoss(nn.CrossEntropyLoss(), None, "none", 0.0, 1.0)
-    return train_one_epoch(model, criterion, data, optimizer, CPU, 0, precision=Precision("fp32"), **kwargs)
+    return TrainStep(model, criterion, optimizer, precision=resolve_precision(precision, CPU))
+
+
+def run_epoch(model: nn.Module, data: list, optimizer_class: type = torch.optim.AdamW, **kwargs) -> dict:
+    return train_one_epoch(make_step(model, optimizer_class), data, CPU, 0, **kwargs)
+
+
+def poison(data: list, index: int) -> list:
+    """The same batches with NaN images at position `index`: the fault comes from the data, not a hook."""
+    images, labels = data[index]
+    return data[:index] + [(torch.full_like(images, float("nan")), labels)] + data[index + 1:]
 
 
 def count_device_reads(monkeypatch: pytest.MonkeyPatch, steps: int) -> int:
@@ -58,22 +69,20 @@ def test_epoch_trains_and_reports() -> None:
 
 def test_nan_stops_naming_the_step() -> None:
     with pytest.raises(NonFiniteLossError, match=r"step 2 of the epoch \(global step 12\)") as info:
-        run_epoch(tiny_vit(), batches(5), global_step=10, inject_nan_step=12, log_interval=0)
+        run_epoch(tiny_vit(), poison(batches(5), 2), global_step=10, log_interval=0)
     assert info.value.step == 12 and isinstance(info.value, DeitError)
 
 
 def test_nan_skip_leaves_the_weights_untouched_by_the_bad_batch() -> None:
     model = tiny_vit()
-    stats = run_epoch(model, batches(4), nan_policy="skip", inject_nan_step=1)
+    stats = run_epoch(model, poison(batches(4), 1), nan_policy="skip")
     assert stats["skipped_steps"] == 1 and stats["steps"] == 3
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
 def test_bf16_autocast_on_cpu_trains() -> None:
     model = tiny_vit()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    criterion = DistillationLoss(nn.CrossEntropyLoss(), None, "none", 0.0, 1.0)
-    stats = train_one_epoch(model, criterion, batches(2), optimizer, CPU, 0, precision=resolve_precision("bf16", CPU))
+    stats = train_one_epoch(make_step(model, precision="bf16"), batches(2), CPU, 0)
     assert stats["steps"] == 2 and 0 < stats["loss"] < 10
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast, not a cast of the weights
 

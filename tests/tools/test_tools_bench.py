@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from deit.cli import main
-from deit.tools.bench import benchmark, build_train_step, time_steps
+from deit.engine import make_config
+from deit.engine.step import TrainStep
+from deit.tools.bench import benchmark, build_bench_step, time_steps
 
 TINY = ["--model", "deit_tiny_distilled_patch16_224", "--img-size", "32", "--num-classes", "10",
         "--model-kwargs", '{"patch_size": 8, "depth": 2}', "--device", "cpu", "--batch-size", "4"]
@@ -64,23 +66,45 @@ def test_time_steps_excludes_warmup() -> None:
     assert len(times) == 4 and len(calls) == 7 and all(t >= 0 for t in times)
 
 
-def test_train_step_updates_student_not_teacher() -> None:
-    torch.manual_seed(0)
-    from deit import create_model
+TINY_CONFIG = dict(model="deit_tiny_distilled_patch16_224", input_size=32, batch_size=4, device="cpu",
+                   model_kwargs={"patch_size": 8, "depth": 1}, teacher_model="test_resnet", distillation_type="soft",
+                   clip_grad=0.5, model_ema_decay=0.5)
 
-    student = create_model("deit_tiny_distilled_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=5)
-    step = build_train_step(student, device=torch.device("cpu"), dtype=None, teacher="test_resnet",
-                            distillation_type="soft", num_classes=5, batch_size=4)
+
+def test_the_timed_step_is_the_engines_step_built_from_a_train_config() -> None:
+    config = make_config(**TINY_CONFIG)
+    step = build_bench_step(config, num_classes=5, device=torch.device("cpu"))
+    assert type(step) is TrainStep  # the class the epoch loop runs, not a copy
+    # what deit train configures is what runs: mixup/cutmix on, the DeiT loss with the teacher, EMA, clipping
+    assert step.mixup_fn is not None and step.model_ema is not None and step.clip_grad == 0.5
+    assert step.criterion.distillation_type == "soft" and step.criterion.teacher is not None
+    assert type(step.optimizer).__name__ == "AdamW"
+    assert step.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * 4 / 512)
+    student = step.model
     teacher_before = [p.clone() for p in step.criterion.teacher.parameters()]
     student_before = [p.clone() for p in student.parameters()]
-    images, labels = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,))
-    expected = step.loss(images, labels)
-    loss = step(images, labels)
-    assert torch.isfinite(loss) and not loss.requires_grad
-    assert torch.allclose(loss, expected, atol=1e-6)  # the step's loss is the pre-update loss
+    ema_before = [p.clone() for p in step.model_ema.module.parameters()]
+    loss, updated = step(torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4,)))
+    assert updated and torch.isfinite(loss) and not loss.requires_grad
     assert all(torch.equal(a, b) for a, b in zip(teacher_before, step.criterion.teacher.parameters()))
-    changed = sum(not torch.equal(a, b) for a, b in zip(student_before, student.parameters()))
-    assert changed == len(student_before)  # every student parameter got a gradient and moved
+    assert all(not torch.equal(a, b) for a, b in zip(student_before, student.parameters()))
+    assert all(not torch.equal(a, b) for a, b in zip(ema_before, step.model_ema.module.parameters()))
+
+
+def test_a_benchmark_row_is_a_deit_train_configuration(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text("clip_grad: 1.0\nmixup: 0.0\ncutmix: 0.0\nmodel_ema: false\n")
+    result = _run_json(capsys, "--train", "--teacher-model", "test_resnet", "--steps", "1", "--warmup", "0",
+                       "--config", str(config_file))
+    row = result["train_config"]
+    assert make_config(**row).to_dict() == row  # the recorded row reads back as a deit train config
+    assert row["clip_grad"] == 1.0 and row["mixup"] == 0.0 and row["model_ema"] is False
+    assert row["distillation_type"] == "hard" and row["teacher_model"] == "test_resnet" and row["batch_size"] == 4
+
+
+def test_fp16_on_cpu_is_refused_as_deit_train_refuses_it(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", *TINY, "--amp", "fp16"]) == 2
+    assert "--amp fp16 needs a CUDA device" in capsys.readouterr().err
 
 
 def test_benchmark_api_returns_result() -> None:
@@ -112,10 +136,16 @@ def test_compiled_paths_are_checked_against_eager(monkeypatch: pytest.MonkeyPatc
 def test_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch) -> None:
     from deit import perf
 
-    def broken(model, **_: object):  # type: ignore[no-untyped-def]
-        def fail(*args: object) -> None:
+    class Broken(torch.nn.Module):  # what torch.compile returns: the module, failing on its first call
+        def __init__(self, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, *args: object) -> None:
             raise RuntimeError("inductor: no working C++ compiler")
-        return fail
+
+    def broken(model, **_: object):  # type: ignore[no-untyped-def]
+        return Broken(model)
 
     monkeypatch.setattr(perf, "compile_model", broken)
     result = benchmark("deit_tiny_patch16_224", device="cpu", batch_size=2, steps=1, warmup=0, img_size=32,

@@ -13,6 +13,8 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 
 from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
+from deit.precision import Precision
+from deit.engine.step import TrainStep
 from deit.engine.validation import data_set_key
 from deit.distill.loss import TEACHER_TYPES
 from deit.errors import DeitError
@@ -183,7 +185,8 @@ def build_teacher_for(config: TrainConfig, num_classes: int, device: torch.devic
     from deit.distill import build_teacher
 
     mean, std = normalization(config)
-    checkpoint = local_copy(config.teacher_path, "--teacher-path")
+    # No --teacher-path (only `deit bench`, which times an untrained teacher: the speed is the same).
+    checkpoint = local_copy(config.teacher_path, "--teacher-path") if config.teacher_path else None
     # NHWC convolutions are the fast cuDNN path for the CNN teachers; on CPU the default layout is as fast.
     return build_teacher(config.teacher_model, num_classes=num_classes, checkpoint=checkpoint,
                          student_mean=mean, student_std=std, device=device, channels_last=device.type == "cuda")
@@ -201,6 +204,45 @@ def build_criterion(config: TrainConfig, teacher: nn.Module | None, *, mixup_act
                                 bce_target_thresh=threshold)
     return DistillationLoss(base, teacher, config.distillation_type, config.distillation_alpha,
                             config.distillation_tau)
+
+
+def build_train_step(config: TrainConfig, model: nn.Module, teacher: nn.Module | None, *, num_classes: int,
+                     device: torch.device, precision: Precision, world_size: int = 1,
+                     distributed: bool = False) -> TrainStep:
+    """The one training step of a run (engine/step.py), built from `config` exactly as `deit train` builds it:
+    optimizer (lr scaled by the total batch), mixup, the DeiT criterion, EMA, DDP and `--compile` wrappers.
+
+    `deit bench --train` and benchmarks/ call this too, so what they time is a `deit train` configuration.
+    """
+    from deit.engine.optim import build_optimizer, scaled_lr
+
+    lr = scaled_lr(config.lr, config.batch_size, world_size, unscale=config.unscale_lr)
+    optimizer = build_optimizer(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay, eps=config.opt_eps,
+                                betas=config.opt_betas, momentum=config.momentum, device=device)
+    model_ema = None
+    if config.model_ema and not config.eval:
+        from timm.utils import ModelEmaV3
+
+        model_ema = ModelEmaV3(model, decay=config.model_ema_decay,
+                               device=torch.device("cpu") if config.model_ema_force_cpu else None)
+    mixup_fn = None if config.eval else build_mixup_fn(config, num_classes)
+    criterion = build_criterion(config, teacher, mixup_active=mixup_fn is not None)
+    forward_model: nn.Module = model
+    if distributed:
+        # With the official `none`, a distilled student's distillation head gets no gradient: DDP must know.
+        idle_head = config.distillation_type == "none" and bool(getattr(model, "distilled", False))
+        forward_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=idle_head)
+    if config.compile:
+        from deit.perf import compile_model
+
+        forward_model = compile_model(forward_model)
+        if teacher is not None:
+            # The teacher's forward is about half of a distillation step: compile its network too (the frozen
+            # wrapper's no_grad and re-normalisation stay eager).
+            teacher.model = compile_model(teacher.model)  # type: ignore[assignment]
+    return TrainStep(forward_model, criterion, optimizer, precision=precision, clip_grad=config.clip_grad,
+                     model_ema=model_ema, mixup_fn=mixup_fn)
 
 
 def build_mixup_fn(config: TrainConfig, num_classes: int) -> Any:

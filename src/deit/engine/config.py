@@ -196,8 +196,6 @@ class TrainConfig:
                            help="also keep checkpoint_epochN.pth every N epochs (0: only the latest and best)")
     max_steps_per_epoch: int = _opt(0, "--max-steps-per-epoch", group="engine", metavar="N",
                                     help="cap the steps of each epoch (smoke tests; 0: full epochs)")
-    debug_inject_nan_step: int | None = _opt(None, "--debug-inject-nan-step", group="engine", kind=int,
-                                             hidden=True, help="make the loss NaN at this global step (tests)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data (str/int/float/bool/list/dict/None), as saved in `config.yaml` and checkpoints."""

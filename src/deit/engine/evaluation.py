@@ -36,7 +36,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     from deit.data import build_dataset, build_transform
     from deit.engine.distributed import resolve_device
     from deit.engine.loop import evaluate
-    from deit.engine.precision import resolve_precision
+    from deit.precision import resolve_precision
     from deit.models.checkpoint import load_trained_model
 
     path = Path(checkpoint)

@@ -8,17 +8,19 @@ look at the loss, so it syncs once per step (and agrees across processes, which 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.utils import unwrap_model
 from torch import Tensor, nn
 
 from deit.engine.distributed import all_reduce_sum, any_process, is_distributed
 from deit.engine.logging_utils import Progress
 from deit.engine.optim import current_lr
-from deit.engine.precision import Precision, unwrap_model
+from deit.precision import Precision
+from deit.engine.step import TrainStep
 from deit.errors import DeitError
 
 
@@ -30,18 +32,16 @@ class NonFiniteLossError(DeitError):
         self.epoch, self.step = epoch, step
 
 
-def train_one_epoch(model: nn.Module, criterion: Callable[[Tensor, Any, Tensor], Tensor], loader: Iterable,
-                    optimizer: torch.optim.Optimizer, device: torch.device, epoch: int, *, precision: Precision,
-                    clip_grad: float | None = None, model_ema: Any = None, mixup_fn: Any = None,
+def train_one_epoch(step: TrainStep, loader: Iterable, device: torch.device, epoch: int, *,
                     set_training_mode: bool = True, nan_policy: str = "stop", max_steps: int = 0,
-                    log_interval: int = 50, progress_mode: str = "quiet", global_step: int = 0,
-                    inject_nan_step: int | None = None) -> dict[str, float]:
-    """Train for one epoch; returns mean loss, lr, steps, skipped steps, images/s and the next global step.
+                    log_interval: int = 50, progress_mode: str = "quiet", global_step: int = 0) -> dict[str, float]:
+    """Train for one epoch with `step` (engine/step.py); returns mean loss, lr, steps, skipped steps, images/s
+    and the next global step.
 
-    `criterion(inputs, outputs, targets)` is a `deit.distill.DistillationLoss` (which also covers no teacher).
     Raises `NonFiniteLossError` under `nan_policy="stop"`; the caller then keeps the last good checkpoint.
     """
-    model.train(set_training_mode)
+    optimizer = step.optimizer
+    step.model.train(set_training_mode)
     total = len(loader) if hasattr(loader, "__len__") else 0  # type: ignore[arg-type]
     total = min(total, max_steps) if max_steps else total
     progress = Progress(total=total, desc=f"epoch {epoch + 1}", mode=progress_mode)
@@ -50,39 +50,27 @@ def train_one_epoch(model: nn.Module, criterion: Callable[[Tensor, Any, Tensor],
     device_step = torch.full((), global_step - 1, dtype=torch.long, device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     steps = skipped = interval_steps = 0
-    parameters = [p for p in model.parameters() if p.requires_grad]
-    scaler = precision.scaler
+    # --nan-policy skip must look at the loss before the update (the one host sync per step of that mode), and
+    # every process must agree, which DDP requires.
+    should_update = (lambda loss: not any_process(not bool(torch.isfinite(loss)), device)) \
+        if nan_policy == "skip" else None
     try:
         for images, targets in loader:
             if max_steps and steps + skipped >= max_steps:
                 break
             images = images.to(device, non_blocking=True)
             targets = targets.to(device, non_blocking=True)
-            if mixup_fn is not None:
-                images, targets = mixup_fn(images, targets)
-            with precision.autocast(device):
-                outputs = model(images)
-                loss = criterion(images, outputs, targets)
-            if inject_nan_step is not None and global_step + steps + skipped == inject_nan_step:
-                loss = loss * float("nan")
-            finite = torch.isfinite(loss.detach())
-            if nan_policy == "skip" and any_process(not bool(finite), device):  # the one sync of skip mode
-                optimizer.zero_grad(set_to_none=True)
-                device_step += 1
-                skipped += 1
-                progress.step(images.shape[0])
-                continue
-            optimizer.zero_grad(set_to_none=True)
-            _backward_and_step(loss, optimizer, parameters, scaler, clip_grad)
-            if model_ema is not None:
-                model_ema.update(unwrap_model(model))
+            loss, updated = step(images, targets, should_update=should_update)
             device_step += 1
-            first_bad = torch.where(~finite & (first_bad < 0), device_step, first_bad)
-            loss_sum += loss.detach().float()
-            interval_sum += loss.detach().float()
+            progress.step(images.shape[0])
+            if not updated:
+                skipped += 1
+                continue
+            first_bad = torch.where(~torch.isfinite(loss) & (first_bad < 0), device_step, first_bad)
+            loss_sum += loss.float()
+            interval_sum += loss.float()
             steps += 1
             interval_steps += 1
-            progress.step(images.shape[0])
             if log_interval and steps % log_interval == 0:
                 _check_finite(first_bad, epoch, global_step, device)
                 progress.report({"loss": interval_sum.item() / interval_steps, "lr": current_lr(optimizer)})
@@ -96,22 +84,6 @@ def train_one_epoch(model: nn.Module, criterion: Callable[[Tensor, Any, Tensor],
     return {"loss": loss_sum.item() / max(steps, 1), "lr": current_lr(optimizer), "steps": steps,
             "skipped_steps": skipped, "images_per_second": progress.images_per_second,
             "global_step": global_step + steps + skipped}
-
-
-def _backward_and_step(loss: Tensor, optimizer: torch.optim.Optimizer, parameters: list[Tensor], scaler: Any,
-                       clip_grad: float | None) -> None:
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        if clip_grad:
-            scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(parameters, clip_grad)
-        scaler.step(optimizer)
-        scaler.update()
-        return
-    loss.backward()
-    if clip_grad:
-        nn.utils.clip_grad_norm_(parameters, clip_grad)
-    optimizer.step()
 
 
 def _check_finite(first_bad: Tensor, epoch: int, epoch_start_step: int, device: torch.device) -> None:

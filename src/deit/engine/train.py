@@ -24,9 +24,10 @@ from deit.engine.distributed import (DistributedEnv, any_process, init_distribut
                                      resolve_device, shutdown_distributed)
 from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
-from deit.engine.optim import build_optimizer, build_scheduler, scaled_lr
+from deit.engine.optim import build_scheduler, scaled_lr
 from deit.engine.resume_state import check_state_shapes, has_training_state
-from deit.engine.precision import Precision, resolve_precision
+from deit.precision import Precision, resolve_precision
+from deit.engine.step import TrainStep
 from deit.distill.loss import TEACHER_TYPES
 from deit.engine.validation import describe_data, resolve_data_set, validate_config
 from deit.errors import DeitError
@@ -47,8 +48,7 @@ class _Run:
     model_ema: Any = None
     optimizer: Any = None
     scheduler: Any = None
-    criterion: Any = None
-    mixup_fn: Any = None
+    step: TrainStep = None  # type: ignore[assignment]  # the one training step (engine/step.py)
     loaders: Any = None
     meta: dict[str, Any] = field(default_factory=dict)
     start_epoch: int = 0
@@ -122,38 +122,17 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
         load_model_state(model, checkpoint["model"], resume_path)  # type: ignore[arg-type]
     run.model = model.to(device)
     run.meta = builders.checkpoint_meta(config, model, class_names)
-    if config.model_ema and not config.eval:
-        from timm.utils import ModelEmaV3
-
-        run.model_ema = ModelEmaV3(model, decay=config.model_ema_decay,
-                                   device=torch.device("cpu") if config.model_ema_force_cpu else None)
+    run.step = builders.build_train_step(config, model, run.teacher, num_classes=num_classes, device=device,
+                                         precision=precision, world_size=env.world_size,
+                                         distributed=env.distributed)
+    run.optimizer, run.model_ema, run.train_model = run.step.optimizer, run.step.model_ema, run.step.model
     lr = scaled_lr(config.lr, config.batch_size, env.world_size, unscale=config.unscale_lr)
-    run.optimizer = build_optimizer(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay,
-                                    eps=config.opt_eps, betas=config.opt_betas, momentum=config.momentum,
-                                    device=device)
     run.scheduler = build_scheduler(
         run.optimizer, sched=config.sched, epochs=config.epochs, warmup_epochs=config.warmup_epochs,
         warmup_lr=config.warmup_lr, min_lr=config.min_lr, decay_epochs=config.decay_epochs,
         decay_rate=config.decay_rate, cooldown_epochs=config.cooldown_epochs, patience_epochs=config.patience_epochs,
         lr_noise=config.lr_noise, lr_noise_pct=config.lr_noise_pct, lr_noise_std=config.lr_noise_std,
         seed=config.seed)
-    if not config.eval:
-        run.mixup_fn = builders.build_mixup_fn(config, num_classes)
-    run.criterion = builders.build_criterion(config, run.teacher, mixup_active=run.mixup_fn is not None)
-    run.train_model = model
-    if env.distributed:
-        # With the official `none`, a distilled student's distillation head gets no gradient: DDP must know.
-        idle_head = config.distillation_type == "none" and bool(getattr(model, "distilled", False))
-        run.train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=idle_head)
-    if config.compile:
-        from deit.perf import compile_model
-
-        run.train_model = compile_model(run.train_model)
-        if run.teacher is not None:
-            # The teacher's forward is about half of a distillation step: compile its network too (the frozen
-            # wrapper's no_grad and re-normalisation stay eager).
-            run.teacher.model = compile_model(run.teacher.model)
     run.loaders = builders.build_loaders(config, train_set, val_set, env, device)
     run.start_epoch = config.start_epoch
     if checkpoint is not None and not config.eval and not has_training_state(checkpoint):
@@ -253,11 +232,9 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             started = time.time()
             run.loaders.train_sampler.set_epoch(epoch)
             train_stats = train_one_epoch(
-                run.train_model, run.criterion, run.loaders.train, run.optimizer, run.device, epoch,
-                precision=run.precision, clip_grad=config.clip_grad, model_ema=run.model_ema,
-                mixup_fn=run.mixup_fn, set_training_mode=config.train_mode, nan_policy=config.nan_policy,
-                max_steps=config.max_steps_per_epoch, log_interval=config.log_interval, progress_mode=mode,
-                global_step=run.global_step, inject_nan_step=config.debug_inject_nan_step)
+                run.step, run.loaders.train, run.device, epoch, set_training_mode=config.train_mode,
+                nan_policy=config.nan_policy, max_steps=config.max_steps_per_epoch, log_interval=config.log_interval,
+                progress_mode=mode, global_step=run.global_step)
             run.global_step = int(train_stats["global_step"])
             metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher,
                                precision=run.precision, distributed=run.loaders.distributed_eval)

@@ -1,13 +1,15 @@
 """`deit bench`: images/s for inference and for a full training step, warm-up excluded, median over steps.
 
-A training step is what `deit train` does per batch: student forward, the DeiT loss with the teacher's
-prediction, backward, AdamW. Timing uses CUDA events on GPU (no host synchronisation inside the timed steps)
+A training step is `deit train`'s own step (deit.engine.step.TrainStep), built from a `deit train`
+configuration by the engine's builders: mixup/cutmix, student forward, the DeiT loss with the teacher's
+prediction, backward, clipping, the optimizer, the EMA update. Timing uses CUDA events on GPU (no host synchronisation inside the timed steps)
 and perf_counter on CPU, where every operation is synchronous.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import statistics
@@ -20,6 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from deit import perf
+from deit.engine.step import TrainStep
+from deit.precision import AMP_CHOICES
 from deit.errors import DeitError
 
 DEFAULT_BATCH_SIZE = {"cuda": 256, "cpu": 8}
@@ -47,6 +51,7 @@ class BenchResult:
     parity_max_abs_diff: float | None = None  # fast path vs eager (logits, or the first step's loss)
     fallback_reason: str | None = None  # why the requested fast path was not used
     torch_version: str = torch.__version__
+    train_config: dict[str, Any] | None = None  # the `deit train` settings of a training row
 
     def summary(self) -> str:
         """One line a person can read."""
@@ -116,23 +121,27 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
               amp: str = "auto", compile: bool | None = None, train: bool = False, teacher_model: str | None = None,
               distillation_type: str = "hard", steps: int = 20, warmup: int = 5, img_size: int | None = None,
               model_kwargs: dict[str, Any] | None = None, num_classes: int = 1000, onnxruntime: bool = False,
-              cuda_graphs: bool = False, channels_last_teacher: bool = True, seed: int = 0) -> BenchResult:
-    """Images/s of `model` for inference (default) or for a training step (`train=True`) on synthetic data.
+              cuda_graphs: bool = False, seed: int = 0, train_settings: dict[str, Any] | None = None) -> BenchResult:
+    """Images/s of `model` for inference (default) or for a `deit train` step (`train=True`) on synthetic data.
 
     `compile=None` means on for CUDA, off for CPU (see `deit.perf.default_compile`). `onnxruntime` runs
-    inference through ONNX Runtime on the CPU instead of PyTorch.
+    inference through ONNX Runtime on the CPU instead of PyTorch. `train_settings` are further `deit train`
+    settings for the training step (e.g. `{"clip_grad": 1.0, "model_ema": False}`); the result records them all.
     """
     from deit.models.factory import build_model
+
+    from deit.precision import resolve_precision
 
     torch_device = perf.resolve_device(device)
     if torch_device.type not in ("cpu", "cuda"):  # timing is synchronous on CPU, CUDA events on GPU: nothing else
         raise DeitError(f"--device: '{device}' is not supported by deit bench (use cpu or cuda)")
-    dtype = perf.autocast_dtype(amp, torch_device)
+    dtype = resolve_precision(amp, torch_device).dtype  # the same resolver, and refusals, as deit train
     use_compile = perf.default_compile(torch_device) if compile is None else compile
     if onnxruntime and (train or torch_device.type != "cpu"):
         raise DeitError("--onnxruntime runs inference on the CPU only (drop --train, use --device cpu)")
-    if cuda_graphs and torch_device.type != "cuda":
-        raise DeitError("--cuda-graphs needs --device cuda")
+    if cuda_graphs and (train or torch_device.type != "cuda"):
+        raise DeitError("--cuda-graphs is for inference on --device cuda (deit train does not replay CUDA graphs, "
+                        "so neither does its benchmark)")
     if teacher_model is not None and not train:
         raise DeitError("--teacher-model only matters with --train")
     batch = batch_size or DEFAULT_BATCH_SIZE[torch_device.type]
@@ -141,19 +150,17 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     torch.manual_seed(seed)
     network = build_model(model, num_classes=num_classes, img_size=img_size, **(model_kwargs or {}))
     size = int(getattr(network, "img_size", None) or img_size or 224)
-    images = torch.randn(batch, 3, size, size)
-    labels = torch.randint(0, num_classes, (batch,))
-    network = network.to(torch_device)
-    images, labels = perf.to_device(images, torch_device), perf.to_device(labels, torch_device)
-
+    images = perf.to_device(torch.randn(batch, 3, size, size), torch_device)
+    labels = perf.to_device(torch.randint(0, num_classes, (batch,)), torch_device)
     common = dict(model=model, device=torch_device.type, device_name=device_name(torch_device), batch_size=batch,
                   img_size=size, amp=_amp_name(dtype), steps=steps, warmup=warmup)
     if train:
-        return _bench_train(network, images, labels, dtype=dtype, use_compile=use_compile, cuda_graphs=cuda_graphs,
-                            teacher_model=teacher_model, distillation_type=distillation_type,
-                            num_classes=num_classes, channels_last_teacher=channels_last_teacher, common=common)
-    return _bench_inference(network, images, dtype=dtype, use_compile=use_compile, cuda_graphs=cuda_graphs,
-                            onnxruntime=onnxruntime, common=common)
+        config = train_config(model, batch_size=batch, img_size=size, amp=amp, compile=use_compile,
+                              device=torch_device, teacher_model=teacher_model, distillation_type=distillation_type,
+                              model_kwargs=model_kwargs or {}, seed=seed, **(train_settings or {}))
+        return _bench_train(config, images, labels, num_classes=num_classes, common=common)
+    return _bench_inference(network.to(torch_device), images, dtype=dtype, use_compile=use_compile,
+                            cuda_graphs=cuda_graphs, onnxruntime=onnxruntime, common=common)
 
 
 def _amp_name(dtype: torch.dtype | None) -> str:
@@ -197,112 +204,62 @@ def _result(common: dict[str, Any], mode: str, runtime: str, times: list[float],
     return BenchResult(**common, mode=mode, runtime=runtime, median_ms=median,
                        images_per_second=common["batch_size"] * 1000.0 / median, step_ms=times,
                        parity_max_abs_diff=extra.get("parity"), fallback_reason=extra.get("fallback"),
-                       teacher=extra.get("teacher"), distillation_type=extra.get("distillation_type"))
+                       teacher=extra.get("teacher"), distillation_type=extra.get("distillation_type"),
+                       train_config=extra.get("train_config"))
 
 
-def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """The official recipe's split: no weight decay on biases, norms, tokens and position embeddings."""
-    skip = set(getattr(model, "no_weight_decay", lambda: set())())
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        (no_decay if parameter.ndim <= 1 or name.endswith(".bias") or name in skip else decay).append(parameter)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+def train_config(model: str, *, batch_size: int, img_size: int, amp: str, compile: bool, device: torch.device,
+                 teacher_model: str | None, distillation_type: str, model_kwargs: dict[str, Any],
+                 **settings: Any) -> Any:
+    """The `deit train` configuration a training benchmark runs: the official recipe (AdamW, mixup/cutmix,
+    label smoothing, EMA, ...) with this model, batch, precision and teacher; `settings` override any flag."""
+    from deit.engine import make_config
+
+    distillation = distillation_type if teacher_model is not None else "none"
+    return make_config(model=model, batch_size=batch_size, input_size=img_size, amp=amp, compile=compile,
+                       device=str(device), model_kwargs=dict(model_kwargs), distillation_type=distillation,
+                       **({"teacher_model": teacher_model} if teacher_model is not None else {}), **settings)
 
 
-class TrainStep:
-    """One optimisation step of the DeiT recipe with the fast paths: no host synchronisation anywhere in it.
+def build_bench_step(config: Any, *, num_classes: int, device: torch.device) -> TrainStep:
+    """The engine's training step for `config`, built by the same builders as `deit train` (engine/builders.py);
+    the teacher has random weights unless the config names a `teacher_path` (its speed does not depend on them)."""
+    from deit.engine import builders
+    from deit.precision import resolve_precision
 
-    After `compile()`, the student and the teacher's network run compiled; AdamW is fused on CUDA; fp16 uses a
-    GradScaler whose inf check stays on the device (fused AdamW takes the scale and the inf flag directly).
-    """
-
-    def __init__(self, student: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer, *,
-                 device: torch.device, dtype: torch.dtype | None) -> None:
-        self.student, self.criterion, self.optimizer = student, criterion, optimizer
-        self.device, self.dtype = device, dtype
-        self.scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
-        self._eager = (student, getattr(criterion.teacher, "model", None))
-
-    def compile(self, *, cuda_graphs: bool = False) -> None:
-        """torch.compile the student and the teacher's network (the wrapper's no_grad and layout stay eager)."""
-        mode = "reduce-overhead" if cuda_graphs else None
-        student, teacher_network = self._eager
-        self.student = perf.compile_model(student, mode=mode)
-        if teacher_network is not None:
-            self.criterion.teacher.model = perf.compile_model(teacher_network, mode=mode)
-
-    def uncompile(self) -> None:
-        """Back to the eager modules (after a failed compilation)."""
-        student, teacher_network = self._eager
-        self.student = student
-        if teacher_network is not None:
-            self.criterion.teacher.model = teacher_network
-
-    def loss(self, images: Tensor, labels: Tensor) -> Tensor:
-        """The loss on one batch without updating anything (for parity checks)."""
-        with torch.no_grad(), perf.autocast(self.device, self.dtype):
-            return self.criterion(images, self.student(images), labels)
-
-    def __call__(self, images: Tensor, labels: Tensor) -> Tensor:
-        """Update the student on one batch; returns the loss as a device tensor (read it only when logging)."""
-        with perf.autocast(self.device, self.dtype):
-            outputs = self.student(images)
-            loss = self.criterion(images, outputs, labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is None:
-            loss.backward()
-            self.optimizer.step()
-        else:
-            self.scaler.scale(loss).backward()
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        return loss.detach()
+    precision = resolve_precision(config.amp, device)
+    student = builders.build_student(config, num_classes, load_finetune=False).to(device)
+    teacher = builders.build_teacher_for(config, num_classes, device)
+    return builders.build_train_step(config, student, teacher, num_classes=num_classes, device=device,
+                                     precision=precision)
 
 
-def build_train_step(student: nn.Module, *, device: torch.device, dtype: torch.dtype | None,
-                     teacher: nn.Module | str | None, distillation_type: str, num_classes: int,
-                     channels_last_teacher: bool = True, batch_size: int = 512) -> TrainStep:
-    """An eager `TrainStep` with the paper's loss (α 0.5, τ 1, label smoothing 0.1) and AdamW
-    (lr 5e-4·B/512, weight decay 0.05, fused on CUDA); call `.compile()` on it for the compiled path."""
-    from deit.distill import DistillationLoss, build_base_criterion, build_teacher
-
-    frozen = None
-    if teacher is not None:
-        frozen = build_teacher(teacher, num_classes=num_classes, device=device, channels_last=channels_last_teacher)
-    base = build_base_criterion(mixup_active=False, smoothing=0.1)
-    criterion = DistillationLoss(base, frozen, distillation_type if teacher is not None else "none",
-                                 alpha=0.5, tau=1.0)
-    student.train()
-    optimizer = perf.adamw(parameter_groups(student, 0.05), lr=5e-4 * batch_size / 512, weight_decay=0.05)
-    return TrainStep(student, criterion, optimizer, device=device, dtype=dtype)
-
-
-def _bench_train(network: nn.Module, images: Tensor, labels: Tensor, *, dtype: torch.dtype | None,
-                 use_compile: bool, cuda_graphs: bool, teacher_model: str | None, distillation_type: str,
-                 num_classes: int, channels_last_teacher: bool, common: dict[str, Any]) -> BenchResult:
-    step = build_train_step(network, device=images.device, dtype=dtype, teacher=teacher_model,
-                            distillation_type=distillation_type, num_classes=num_classes,
-                            channels_last_teacher=channels_last_teacher, batch_size=images.shape[0])
-    runtime, fallback, parity = "eager", None, None
-    if use_compile:
-        reference_loss = step.loss(images, labels).float()
-        step.compile(cuda_graphs=cuda_graphs)
+def _bench_train(config: Any, images: Tensor, labels: Tensor, *, num_classes: int,
+                 common: dict[str, Any]) -> BenchResult:
+    device = images.device
+    parity = fallback = None
+    torch.manual_seed(config.seed)
+    step = build_bench_step(dataclasses.replace(config, compile=False), num_classes=num_classes, device=device)
+    runtime = "eager"
+    if config.compile:
+        # The compiled step must compute what the eager one does: compare the first loss on the same mixed batch.
+        mixed_images, mixed_targets = step.mix(images, labels)
+        with torch.no_grad():
+            reference = step.loss(mixed_images, mixed_targets).float()
+        torch.manual_seed(config.seed)  # the same initial weights as the eager step's
+        compiled_step = build_bench_step(config, num_classes=num_classes, device=device)
         try:
-            first_loss = step(images, labels)  # compiles; the weights were not yet updated, so compare losses
-            runtime = "compiled+cuda-graph" if cuda_graphs else "compiled"
-            parity = float((first_loss.float() - reference_loss).abs())
+            with torch.no_grad():
+                parity = float((compiled_step.loss(mixed_images, mixed_targets).float() - reference).abs())
+            step, runtime = compiled_step, "compiled"
         except Exception as error:  # noqa: BLE001 - a failed compile: time the eager step instead, and say so
-            step.uncompile()
             torch._dynamo.reset()
             fallback = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
-    elif cuda_graphs:
-        raise DeitError("--cuda-graphs for --train works through torch.compile: drop --no-compile")
-    times = time_steps(lambda: step(images, labels), steps=common["steps"], warmup=common["warmup"],
-                       device=images.device)
-    return _result(common, "train", runtime, times, parity=parity, fallback=fallback,
-                   teacher=teacher_model, distillation_type=distillation_type if teacher_model else None)
+    times = time_steps(lambda: step(images, labels), steps=common["steps"], warmup=common["warmup"], device=device)
+    teacher = config.teacher_model if config.distillation_type in ("soft", "hard") else None
+    return _result(common, "train", runtime, times, parity=parity, fallback=fallback, teacher=teacher,
+                   distillation_type=config.distillation_type if teacher else None,
+                   train_config=config.to_dict())
 
 
 def _parse_model_kwargs(text: str | None) -> dict[str, Any]:
@@ -322,14 +279,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="model name (ours, timm or torchvision)")
     parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 256 CUDA, 8 CPU)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--amp", choices=perf.AMP_CHOICES, default="auto",
+    parser.add_argument("--amp", choices=AMP_CHOICES, default="auto",
                         help="autocast dtype (auto: bf16 on CUDA, fp32 on CPU)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile student and teacher (default: on for CUDA; off for CPU, where "
                              "compiling takes about a minute and gains little over the matrix products)")
     parser.add_argument("--train", action="store_true",
-                        help="time a full training step (forward, loss with teacher, backward, AdamW) "
-                             "instead of inference")
+                        help="time deit train's own step (mixup, forward, loss with teacher, backward, clip, "
+                             "optimizer, EMA; the official recipe unless --config says otherwise) instead of "
+                             "inference")
+    parser.add_argument("--config", default=None, metavar="YAML",
+                        help="with --train: a deit train config.yaml whose settings the timed step uses (model, "
+                             "batch, precision and teacher come from the flags above)")
     parser.add_argument("--teacher-model", default=None, help="teacher for --train (e.g. regnety_160)")
     parser.add_argument("--distillation-type", choices=("hard", "soft"), default="hard",
                         help="distillation loss with --teacher-model")
@@ -342,16 +303,28 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--onnxruntime", action="store_true",
                         help="CPU inference through ONNX Runtime (exported in memory) instead of PyTorch")
     parser.add_argument("--cuda-graphs", action="store_true",
-                        help="replay CUDA graphs (with --compile: mode reduce-overhead)")
+                        help="inference only: replay CUDA graphs (with --compile: mode reduce-overhead)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+_FLAG_SETTINGS = ("model", "batch_size", "input_size", "amp", "compile", "device", "model_kwargs", "teacher_model",
+                  "distillation_type", "seed")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `deit bench` from parsed flags."""
+    train_settings = None
+    if args.config:
+        if not args.train:
+            raise DeitError("--config only matters with --train")
+        from deit.engine import load_yaml_settings
+
+        train_settings = {k: v for k, v in load_yaml_settings(args.config).items() if k not in _FLAG_SETTINGS}
     result = benchmark(args.model, batch_size=args.batch_size, device=args.device, amp=args.amp,
                        compile=args.compile, train=args.train, teacher_model=args.teacher_model,
                        distillation_type=args.distillation_type, steps=args.steps, warmup=args.warmup,
                        img_size=args.img_size, model_kwargs=_parse_model_kwargs(args.model_kwargs),
-                       num_classes=args.num_classes, onnxruntime=args.onnxruntime, cuda_graphs=args.cuda_graphs)
+                       num_classes=args.num_classes, onnxruntime=args.onnxruntime, cuda_graphs=args.cuda_graphs,
+                       train_settings=train_settings)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0

@@ -1,4 +1,6 @@
-"""Mixed precision: bf16 autocast by default on CUDA, fp16 with a gradient scaler on request, fp32 on CPU."""
+"""Mixed precision, resolved once for every command: bf16 autocast by default on CUDA, fp16 with a gradient
+scaler on request (CUDA only), fp32 on CPU. `deit train`, `deit eval`, `deit bench` and benchmarks/ all call
+`resolve_precision`, so a flag means the same everywhere."""
 
 from __future__ import annotations
 
@@ -7,9 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from deit.errors import DeitError
+
+AMP_CHOICES = ("auto", "bf16", "fp16", "none")
 
 
 @dataclass
@@ -41,15 +44,4 @@ def resolve_precision(amp: str, device: torch.device) -> Precision:
         if device.type != "cuda":
             raise DeitError("--amp fp16 needs a CUDA device; on CPU use --amp bf16 or --amp none")
         return Precision("fp16", torch.float16, torch.amp.GradScaler("cuda"))
-    raise DeitError(f"--amp {amp}: expected auto, bf16, fp16 or none")
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain module under DistributedDataParallel and torch.compile wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
+    raise DeitError(f"--amp {amp}: expected {', '.join(AMP_CHOICES)}")

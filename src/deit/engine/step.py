@@ -1,0 +1,79 @@
+"""One training step of `deit train`: mixup, forward, the DeiT loss with the teacher, backward, clip, optimizer, EMA.
+
+The epoch loop (`engine/loop.py`), `deit bench --train` and the scripts in `benchmarks/` all run this object and
+nothing else, so a benchmark figure describes the code users train with. Nothing here reads a device value:
+the loss comes back as a device tensor and the caller decides when to look at it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from timm.utils import unwrap_model
+from torch import Tensor, nn
+
+from deit.precision import Precision
+
+Criterion = Callable[[Tensor, Any, Tensor], Tensor]
+
+
+class TrainStep:
+    """`step(images, targets)` updates the model on one batch; `mix`, `loss` and `update` are its three parts.
+
+    `model` is what runs forward (possibly DDP- or compile-wrapped); `criterion(inputs, outputs, targets)` is a
+    `deit.distill.DistillationLoss`; `model_ema` is timm's `ModelEmaV3` or None; `mixup_fn` timm's `Mixup` or None.
+    """
+
+    def __init__(self, model: nn.Module, criterion: Criterion, optimizer: torch.optim.Optimizer, *,
+                 precision: Precision, clip_grad: float | None = None, model_ema: Any = None,
+                 mixup_fn: Any = None) -> None:
+        self.model, self.criterion, self.optimizer = model, criterion, optimizer
+        self.precision, self.clip_grad = precision, clip_grad
+        self.model_ema, self.mixup_fn = model_ema, mixup_fn
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+
+    def mix(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+        """Mixup/CutMix on the batch (targets become soft distributions), or the batch unchanged."""
+        return self.mixup_fn(images, targets) if self.mixup_fn is not None else (images, targets)
+
+    def loss(self, images: Tensor, targets: Tensor) -> Tensor:
+        """Forward and the DeiT loss on an already mixed batch; the teacher sees the same images."""
+        with self.precision.autocast(images.device):
+            outputs = self.model(images)
+            return self.criterion(images, outputs, targets)
+
+    def update(self, loss: Tensor) -> None:
+        """Backward, gradient clipping, the optimizer step (through the fp16 scaler) and the EMA update."""
+        self.optimizer.zero_grad(set_to_none=True)
+        scaler = self.precision.scaler
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            if self.clip_grad:
+                scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
+                nn.utils.clip_grad_norm_(self.parameters, self.clip_grad)
+            scaler.step(self.optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            if self.clip_grad:
+                nn.utils.clip_grad_norm_(self.parameters, self.clip_grad)
+            self.optimizer.step()
+        if self.model_ema is not None:
+            self.model_ema.update(unwrap_model(self.model))
+
+    def __call__(self, images: Tensor, targets: Tensor, *,
+                 should_update: Callable[[Tensor], bool] | None = None) -> tuple[Tensor, bool]:
+        """The whole step on a batch already on the device: `(detached loss, whether the weights were updated)`.
+
+        `should_update(loss)`, when given, may veto the update (the loop's `--nan-policy skip`); otherwise no
+        device value is read.
+        """
+        images, targets = self.mix(images, targets)
+        loss = self.loss(images, targets)
+        if should_update is not None and not should_update(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            return loss.detach(), False
+        self.update(loss)
+        return loss.detach(), True
