@@ -1,9 +1,11 @@
-"""Training-step images/s: our fast step versus the official-recipe loop on timm's model, in one process.
+"""Training-step images/s: `deit train`'s own step versus the official loop on timm's model, in one process.
 
-Both start from the same student weights (timm's random init loaded into ours) and the same teacher weights
-(RegNetY-16GF, random init: speed does not depend on the values). One step = student forward, hard
-distillation loss with the teacher's prediction, backward, AdamW. Parity first: fp32 loss and gradients of
-ours vs timm on one small batch, then each path's first (pre-update) loss under autocast.
+Our path is the engine's `TrainStep`, built from a `deit train` configuration by the same builders `deit train`
+uses (deit.tools.bench.build_bench_step): a row here is that configuration, recorded in the JSON. Both sides run
+the official recipe per batch: mixup/cutmix, student forward, hard distillation with the teacher's prediction,
+backward, AdamW, EMA update. They start from the same student weights (timm's random init loaded into ours) and
+the same teacher weights (RegNetY-16GF, random init: speed does not depend on the values). Parity first: fp32
+loss and gradients of ours vs the official formula on timm's model on one small batch (mixup and EMA off).
 
     PYTHONPATH=src python benchmarks/bench_train_step.py --device cuda --out $OUT --profile
 """
@@ -11,7 +13,6 @@ ours vs timm on one small batch, then each path's first (pre-update) loss under 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 import statistics
 from typing import Any
@@ -21,13 +22,16 @@ from torch import Tensor, nn
 
 from common import (Deadline, environment, environment_lines, guarded, interleaved, markdown_table, number,
                     previous_rows, same_weights_pair, write_report)
+from timm.utils import unwrap_model
+
 from deit import perf
-from deit.tools.bench import TrainStep, build_train_step, time_steps
+from deit.precision import resolve_precision
+from deit.tools.bench import build_bench_step, time_steps, train_config
 from official_loop import OfficialStep
 
 GPU_STUDENTS = "deit_small_distilled_patch16_224:256,deit_base_distilled_patch16_224:128"
 CPU_STUDENTS = "deit_tiny_distilled_patch16_224:8"
-ALL_PATHS = ("official-timm", "ours-eager", "ours-compile", "ours-compile-cudagraphs")
+ALL_PATHS = ("official-timm", "ours-eager", "ours-compile")
 PATHS = {"cuda": "official-timm,ours-eager,ours-compile", "cpu": "official-timm,ours-eager"}
 
 
@@ -49,27 +53,45 @@ def _fp32_parity(row: dict[str, Any], timm_student: nn.Module, ours: nn.Module, 
         images = torch.randn(4, 3, size, size, generator=generator).to(device)
         labels = torch.randint(0, 1000, (4,), generator=generator).to(device)
         official = OfficialStep(timm_student, teacher, device=device, dtype=None,
-                                distillation_type=distillation_type, batch_size=4)
-        mine = build_train_step(ours, device=device, dtype=None, teacher=copy.deepcopy(teacher),
-                                distillation_type=distillation_type, num_classes=1000, batch_size=4)
-        losses = []
-        for student, criterion in ((timm_student, official.criterion), (ours, mine.criterion)):
-            student.zero_grad(set_to_none=True)
-            loss = criterion(images, student(images), labels)
-            loss.backward()
-            losses.append(loss.detach())
-        row["fp32_loss_abs_diff"] = float((losses[0] - losses[1]).abs())
+                                distillation_type=distillation_type, batch_size=4, recipe=False)
+        mine = our_step(ours, teacher, amp="none", compile=False, distillation_type=distillation_type, batch_size=4,
+                        device=device, mixup=0.0, cutmix=0.0, model_ema=False)
+        timm_student.zero_grad(set_to_none=True)
+        reference = official.criterion(images, timm_student(images), labels)
+        reference.backward()
+        loss = mine.loss(images, labels)
+        loss.backward()
+        row["fp32_loss_abs_diff"] = float((reference.detach() - loss.detach()).abs())
         grads = {name: p.grad for name, p in timm_student.named_parameters()}
         row["fp32_grad_max_abs_diff"] = max(float((grads[name] - p.grad).abs().max())
-                                            for name, p in ours.named_parameters())
+                                            for name, p in unwrap_model(mine.model).named_parameters())
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
         timm_student.zero_grad(set_to_none=True)
         ours.zero_grad(set_to_none=True)
 
 
+def our_step(student: nn.Module, teacher: nn.Module, *, amp: str, compile: bool, distillation_type: str | None,
+             batch_size: int, device: torch.device, **settings: Any) -> Any:
+    """`deit train`'s step for this student and teacher (copies of their weights), from a deit train config."""
+    # --drop-path 0: timm's baseline student is built without stochastic depth, so both sides compute the same.
+    settings.setdefault("drop_path", 0.0)
+    config = train_config(student.model_name, batch_size=batch_size, img_size=student.img_size, amp=amp,
+                          compile=compile, device=device,
+                          teacher_model=teacher.default_cfg["architecture"] if distillation_type else None,
+                          distillation_type=distillation_type or "none", model_kwargs={}, **settings)
+    step = build_bench_step(config, num_classes=1000, device=device)
+    unwrap_model(step.model).load_state_dict(student.state_dict())
+    if step.model_ema is not None:
+        step.model_ema.module.load_state_dict(student.state_dict())
+    if step.criterion.teacher is not None:
+        unwrap_model(step.criterion.teacher.model).load_state_dict(teacher.state_dict())
+    step.config = config
+    return step
+
+
 def _build_paths(paths: list[str], timm_student: nn.Module, ours: nn.Module, teacher: nn.Module,
-                 images: Tensor, labels: Tensor, dtype: torch.dtype | None, distillation_type: str,
+                 images: Tensor, labels: Tensor, amp: str, distillation_type: str,
                  row: dict[str, Any]) -> dict[str, Any]:
     """Each path's step, warmed up (compiled), with its first pre-update loss recorded for parity."""
     device, batch_size = images.device, images.shape[0]
@@ -78,17 +100,15 @@ def _build_paths(paths: list[str], timm_student: nn.Module, ours: nn.Module, tea
         entry = row["paths"].setdefault(path, {})
         try:
             if path == "official-timm":
+                dtype = resolve_precision(amp, device).dtype
                 step: Any = OfficialStep(timm_student, teacher, device=device, dtype=dtype,
                                          distillation_type=distillation_type, batch_size=batch_size)
                 entry["first_loss"] = step(images, labels)
             else:
-                # Each path its own copy of the untouched student and teacher: every first loss is pre-update.
-                step = build_train_step(copy.deepcopy(ours), device=device, dtype=dtype, teacher=copy.deepcopy(teacher),
-                                        distillation_type=distillation_type, num_classes=1000,
-                                        channels_last_teacher=True, batch_size=batch_size)
-                if path != "ours-eager":
-                    step.compile(cuda_graphs=path.endswith("cudagraphs"))
-                entry["first_loss"] = float(step(images, labels))
+                step = our_step(ours, teacher, amp=amp, compile=path == "ours-compile",
+                                distillation_type=distillation_type, batch_size=batch_size, device=device)
+                entry["first_loss"] = float(step(images, labels)[0])
+                entry["train_config"] = step.config.to_dict()
             steps[path] = step
         except Exception as error:  # noqa: BLE001 - a failed path is reported; the others still run
             entry["error"] = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:300]
@@ -96,28 +116,26 @@ def _build_paths(paths: list[str], timm_student: nn.Module, ours: nn.Module, tea
     return steps
 
 
-def _breakdown(row: dict[str, Any], steps: dict[str, Any], teacher: nn.Module, images: Tensor, labels: Tensor,
-               dtype: torch.dtype | None) -> None:
-    """Where a step's time goes: teacher forward, student step without teacher, AdamW alone (ms)."""
+def _breakdown(row: dict[str, Any], steps: dict[str, Any], ours: nn.Module, teacher: nn.Module, images: Tensor,
+               labels: Tensor, amp: str) -> None:
+    """Where a step's time goes: teacher forward, the same step without a teacher, the optimizer alone (ms)."""
     device = images.device
     parts: dict[str, float] = {}
+    precision = resolve_precision(amp, device)
 
     def median_ms(fn: Any) -> float:
         return statistics.median(time_steps(fn, steps=10, warmup=3, device=device))
 
-    with torch.no_grad(), perf.autocast(device, dtype):
+    fast = steps.get("ours-compile") or steps.get("ours-eager")
+    with torch.no_grad(), precision.autocast(device):
         parts["teacher_forward_timm_eager_nchw"] = median_ms(lambda: teacher(images))
-        fast = steps.get("ours-compile") or steps.get("ours-eager")
         if fast is not None:
             parts["teacher_forward_ours"] = median_ms(lambda: fast.criterion.teacher(images))
     if fast is not None:
-        from deit.distill import DistillationLoss, build_base_criterion
-
-        without_teacher = TrainStep(fast.student, DistillationLoss(build_base_criterion(mixup_active=False),
-                                                                   None, "none", 0.5, 1.0),
-                                    fast.optimizer, device=device, dtype=dtype)
+        without_teacher = our_step(ours, teacher, amp=amp, compile=fast.config.compile, distillation_type=None,
+                                   batch_size=images.shape[0], device=device)
         parts["student_step_ours_no_teacher"] = median_ms(lambda: without_teacher(images, labels))
-        parts["adamw_step_ours"] = median_ms(fast.optimizer.step)
+        parts["optimizer_step_ours"] = median_ms(fast.optimizer.step)
     row["breakdown_ms"] = parts
 
 
@@ -137,7 +155,7 @@ def _profile(step: Any, images: Tensor, labels: Tensor, path: str) -> None:
 
 
 def bench_student(student_name: str, batch_size: int, *, args: argparse.Namespace, device: torch.device,
-                  dtype: torch.dtype | None, paths: list[str], profile_path: str | None) -> dict[str, Any]:
+                  amp: str, paths: list[str], profile_path: str | None) -> dict[str, Any]:
     """One row: parity, then interleaved timing of each path, breakdown and (optionally) a profile."""
     row: dict[str, Any] = {"student": student_name, "teacher": args.teacher, "batch_size": batch_size,
                            "distillation_type": args.distillation_type, "paths": {}}
@@ -151,8 +169,7 @@ def bench_student(student_name: str, batch_size: int, *, args: argparse.Namespac
         generator = torch.Generator().manual_seed(3)
         images = torch.randn(batch_size, 3, size, size, generator=generator).to(device)
         labels = torch.randint(0, 1000, (batch_size,), generator=generator).to(device)
-        steps = _build_paths(paths, timm_student, ours, teacher, images, labels, dtype, args.distillation_type,
-                             row)
+        steps = _build_paths(paths, timm_student, ours, teacher, images, labels, amp, args.distillation_type, row)
         times = interleaved({name: (lambda s: lambda: s(images, labels))(step) for name, step in steps.items()},
                             rounds=args.rounds, steps=args.steps, warmup=args.warmup, device=device)
         base = statistics.median(times["official-timm"]) if "official-timm" in times else None
@@ -165,7 +182,7 @@ def bench_student(student_name: str, batch_size: int, *, args: argparse.Namespac
             f"{n} {number(e.get('images_per_second'))} img/s (x{number(e.get('ratio_vs_official'), 2)})"
             for n, e in row["paths"].items() if "images_per_second" in e), flush=True)
         if args.breakdown:
-            _breakdown(row, steps, teacher, images, labels, dtype)
+            _breakdown(row, steps, ours, teacher, images, labels, amp)
         if profile_path and steps:
             name = next((p for p in ("ours-compile", "ours-eager") if p in steps), next(iter(steps)))
             _profile(steps[name], images, labels, profile_path)
@@ -229,7 +246,6 @@ def main() -> None:
     device = perf.resolve_device(args.device)
     torch.backends.cudnn.benchmark = True  # as the official main.py sets it
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
-    dtype = perf.autocast_dtype(amp, device)
     students = [(spec.split(":")[0], int(spec.split(":")[1]))
                 for spec in (args.students or (GPU_STUDENTS if device.type == "cuda" else CPU_STUDENTS)).split(",")]
     paths = (args.paths or PATHS[device.type]).split(",")
@@ -249,7 +265,7 @@ def main() -> None:
         else:
             profile_path = os.path.join(args.out, "profile_train_step.txt") if args.profile and args.out and \
                 index == 0 else None
-            rows.append(bench_student(name, batch_size, args=args, device=device, dtype=dtype, paths=paths,
+            rows.append(bench_student(name, batch_size, args=args, device=device, amp=amp, paths=paths,
                                       profile_path=profile_path))
         env["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
         payload = {"environment": env, "amp": amp, "steps": args.steps, "warmup": args.warmup,

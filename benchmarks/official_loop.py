@@ -3,8 +3,8 @@
 What the official `train_one_epoch` does per batch, kept here: autocast around forward and loss, the
 distillation loss with the teacher called inside it, `loss.item()` for logging plus the `isfinite` check,
 `optimizer.zero_grad()`, backward and AdamW (timm's `create_optimizer`, the multi-tensor — not fused — kernel)
-through the loss scaler under fp16, and `torch.cuda.synchronize()` at the end of every step. Model EMA and
-mixup are left out here and in our step alike (synthetic labels; EMA is a separate, equal cost).
+through the loss scaler under fp16, `torch.cuda.synchronize()`, then the model EMA update; mixup/cutmix on the
+batch first (timm's `Mixup`, soft-target cross-entropy), as the released recipe does.
 """
 
 from __future__ import annotations
@@ -45,17 +45,23 @@ class OfficialStep:
     """One step of the official loop (see the module docstring); returns the loss as a Python float."""
 
     def __init__(self, student: nn.Module, teacher: nn.Module, *, device: torch.device,
-                 dtype: torch.dtype | None, distillation_type: str, batch_size: int) -> None:
-        from timm.loss import LabelSmoothingCrossEntropy
+                 dtype: torch.dtype | None, distillation_type: str, batch_size: int, num_classes: int = 1000,
+                 recipe: bool = True) -> None:
+        from timm.data import Mixup
+        from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
         from timm.optim import create_optimizer_v2
-        from timm.utils import NativeScaler
+        from timm.utils import ModelEmaV3, NativeScaler
 
         self.student = student.train()
         if hasattr(student, "set_distilled_training"):  # timm returns both heads in training only when asked
             student.set_distilled_training(True)
         self.teacher = teacher.eval()
-        self.criterion = OfficialDistillationLoss(LabelSmoothingCrossEntropy(smoothing=0.1), self.teacher,
-                                                  distillation_type)
+        # `recipe`: the paper's mixup 0.8 / cutmix 1.0 and EMA 0.99996 (official defaults); off for parity checks.
+        self.mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=num_classes) \
+            if recipe else None
+        self.model_ema = ModelEmaV3(student, decay=0.99996) if recipe else None
+        base = SoftTargetCrossEntropy() if recipe else LabelSmoothingCrossEntropy(smoothing=0.1)
+        self.criterion = OfficialDistillationLoss(base, self.teacher, distillation_type)
         # The official recipe: lr 5e-4 × batch / 512, weight decay 0.05 except on 1-D parameters and tokens.
         self.optimizer = create_optimizer_v2(student, opt="adamw", lr=5e-4 * batch_size / 512, weight_decay=0.05)
         self.scaler = NativeScaler() if dtype == torch.float16 else None
@@ -68,6 +74,8 @@ class OfficialStep:
 
     def __call__(self, images: Tensor, labels: Tensor) -> float:
         """Update the student on one batch, as the official loop does."""
+        if self.mixup is not None:
+            images, labels = self.mixup(images, labels)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             outputs = self.student(images)
             loss = self.criterion(images, outputs, labels)
@@ -82,4 +90,6 @@ class OfficialStep:
             self.optimizer.step()
         if self.device.type == "cuda":
             torch.cuda.synchronize()
+        if self.model_ema is not None:
+            self.model_ema.update(self.student)
         return loss_value

@@ -216,6 +216,9 @@ def train_config(model: str, *, batch_size: int, img_size: int, amp: str, compil
     from deit.engine import make_config
 
     distillation = distillation_type if teacher_model is not None else "none"
+    # Synthetic ImageNet-like input: ImageNet normalisation, as the official default data set (teacher and student
+    # then share it, so the teacher does not re-normalise) -- unless `settings` name a data set.
+    settings.setdefault("data_set", "IMNET")
     return make_config(model=model, batch_size=batch_size, input_size=img_size, amp=amp, compile=compile,
                        device=str(device), model_kwargs=dict(model_kwargs), distillation_type=distillation,
                        **({"teacher_model": teacher_model} if teacher_model is not None else {}), **settings)
