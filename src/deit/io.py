@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from deit.errors import DeitError
+from deit.integrity import verify_zip_crc
 
 
 def load_torch_file(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
@@ -17,6 +18,7 @@ def load_torch_file(path: str | Path, *, map_location: str | torch.device = "cpu
     path = Path(path)
     if not path.is_file():
         raise DeitError(f"{path}: no such file")
+    verify_zip_crc(path)
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError ... for bad files

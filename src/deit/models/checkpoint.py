@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deit.errors import DeitError, short_list
+from deit.integrity import check_finite, looks_like_safetensors
 from deit.io import atomic_write, load_torch_file
 from deit.models import hf_convert
 from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
@@ -69,7 +70,7 @@ def read_file_with_meta(path: Path) -> tuple[Any, dict[str, Any] | None]:
 
 
 def _read_file(path: Path) -> tuple[Any, dict[str, str] | None]:
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or looks_like_safetensors(path):  # a safetensors file under another name
         return _read_safetensors(path)
     return load_torch_file(path), None
 
@@ -135,6 +136,7 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
                 raise DeitError(f"{path}: has no '{key}' weights" + (" (trained without EMA)" if use_ema else ""))
             payload = payload[key]
         state_dict = extract_state_dict(payload, source=source)
+    check_finite(state_dict, source=source)
     if meta is not None:
         model = _build_from_meta(meta, source=source, overrides=overrides)
     else:
