@@ -156,6 +156,8 @@ class TrainConfig:
     start_epoch: int = _opt(0, "--start_epoch", "--start-epoch", group="run", metavar="N",
                             help="first epoch (a resumed run starts after the checkpoint's epoch)")
     eval: bool = _opt(False, "--eval", group="run", help="evaluate only (the --resume or --finetune weights)")
+    overwrite_output: bool = _opt(False, "--overwrite-output", group="run",
+                                  help="start a fresh run in an --output_dir that holds another run's checkpoint")
     eval_crop_ratio: float = _opt(0.875, "--eval-crop-ratio", group="run", help="center-crop ratio at evaluation")
     dist_eval: bool = _opt(False, "--dist-eval", group="run", help="split evaluation across processes")
     num_workers: int = _opt(10, "--num_workers", "--num-workers", group="run", help="data loader workers")
