@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -66,3 +67,11 @@ def looks_like_safetensors(path: str | Path) -> bool:
     except OSError:
         return False
     return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 100_000_000
+
+
+def check_finite_metrics(metrics: dict[str, Any], *, source: str) -> None:
+    """Refuse an evaluation whose loss is NaN/inf: accuracies over NaN logits mean nothing."""
+    loss = metrics.get("loss")
+    if isinstance(loss, float) and not math.isfinite(loss):
+        raise DeitError(f"{source}: the evaluation loss is {loss} (the model's outputs are not finite); the "
+                        f"accuracies are meaningless")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -68,3 +70,19 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def finite_or_null(value: Any) -> Any:
+    """`value` with every NaN/inf float (nested in dicts, lists, tuples) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    return value
+
+
+def dumps_strict(value: Any, **kwargs: Any) -> str:
+    """Standard JSON (RFC 8259): NaN/inf become null instead of Python's invalid bare `NaN`/`Infinity`."""
+    return json.dumps(finite_or_null(value), allow_nan=False, **kwargs)

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from deit.errors import DeitError
+from deit.yaml_load import safe_load_no_aliases
 
 
 def _opt(default: Any, *flags: str, group: str, help: str, kind: type | str | None = None,
@@ -250,7 +251,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if kind == "mapping":
         if isinstance(value, str):
             try:
-                value = yaml.safe_load(value) if value.strip() else {}
+                value = safe_load_no_aliases(value) if value.strip() else {}
             except yaml.YAMLError as error:
                 raise DeitError(f"{where} is not valid JSON/YAML: {str(error).splitlines()[0]}") from error
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -287,7 +288,7 @@ def load_yaml_settings(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DeitError(f"--config {path}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = safe_load_no_aliases(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise DeitError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(raw, dict):

@@ -30,6 +30,7 @@ from deit.distill.loss import TEACHER_TYPES
 from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
 from deit.engine.validation import validate_config
 from deit.errors import DeitError
+from deit.integrity import check_finite_metrics
 
 
 @dataclass
@@ -230,6 +231,7 @@ def _evaluate_only(run: _Run) -> dict[str, Any]:
     say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%",
         is_main=run.env.is_main)
     say(format_metrics(metrics), is_main=run.env.is_main)
+    check_finite_metrics(metrics, source="--eval")
     return metrics
 
 

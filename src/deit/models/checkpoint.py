@@ -19,8 +19,9 @@ from torch import Tensor, nn
 
 from deit.errors import DeitError, short_list
 from deit.integrity import check_finite, looks_like_safetensors
-from deit.io import atomic_write, load_torch_file
+from deit.io import atomic_write, dumps_strict, load_torch_file
 from deit.models import hf_convert
+from deit.models.meta_check import validate_meta
 from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
 from deit.models.registry import get_model_spec, is_registered
 
@@ -138,6 +139,7 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
         state_dict = extract_state_dict(payload, source=source)
     check_finite(state_dict, source=source)
     if meta is not None:
+        validate_meta(meta, state_dict, source=source)  # before any allocation: the meta is untrusted
         model = _build_from_meta(meta, source=source, overrides=overrides)
     else:
         model, meta = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
@@ -318,7 +320,7 @@ def save_weights(model: nn.Module, path: Source, meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     try:
-        meta_json = json.dumps(meta)
+        meta_json = dumps_strict(meta)
     except (TypeError, ValueError) as error:
         raise DeitError(f"{path}: meta is not JSON-serialisable: {error}") from error
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
