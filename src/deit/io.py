@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -11,6 +13,7 @@ from typing import Any
 import torch
 
 from deit.errors import DeitError
+from deit.integrity import verify_zip_crc
 
 
 def load_torch_file(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
@@ -18,6 +21,7 @@ def load_torch_file(path: str | Path, *, map_location: str | torch.device = "cpu
     path = Path(path)
     if not path.is_file():
         raise DeitError(f"{path}: no such file")
+    verify_zip_crc(path)
     try:
         with torch.serialization.safe_globals(_PLAIN_ARGUMENT_CONTAINERS):
             payload = torch.load(path, map_location=map_location, weights_only=True)
@@ -81,3 +85,19 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def finite_or_null(value: Any) -> Any:
+    """`value` with every NaN/inf float (nested in dicts, lists, tuples) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(item) for item in value]
+    return value
+
+
+def dumps_strict(value: Any, **kwargs: Any) -> str:
+    """Standard JSON (RFC 8259): NaN/inf become null instead of Python's invalid bare `NaN`/`Infinity`."""
+    return json.dumps(finite_or_null(value), allow_nan=False, **kwargs)

@@ -6,6 +6,7 @@ import functools
 import http.server
 import json
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -200,3 +201,18 @@ def test_url_errors_name_the_url(file_server):
     torch.save({"model": tiny_deit().state_dict()}, served / "teacher-deadbeef.pth")  # a name promising a hash
     with pytest.raises(DeitError, match=r"teacher-deadbeef.pth.*sha256"):
         build_teacher(tiny_deit(), num_classes=NUM_CLASSES, checkpoint=f"{base_url}/teacher-deadbeef.pth")
+
+
+def test_teacher_meta_is_checked_against_its_tensors_before_building(tmp_path: Path) -> None:
+    import deit
+    from deit.distill.teacher import build_teacher
+    from deit.errors import DeitError
+    from deit.models.checkpoint import save_weights
+
+    kwargs = {"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}
+    model = deit.create_model("deit_tiny_patch16_224", img_size=32, num_classes=3, **kwargs)
+    path = tmp_path / "teacher.safetensors"
+    save_weights(model, path, {"model": "deit_tiny_patch16_224", "model_kwargs": {**kwargs, "depth": 5000},
+                               "input_size": 32, "num_classes": 3})
+    with pytest.raises(DeitError, match="depth=5000"):
+        build_teacher("deit_tiny_patch16_224", num_classes=3, checkpoint=path)

@@ -16,6 +16,7 @@ than trained on half grey.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,9 @@ _WHITE = (255, 255, 255)
 def read_image(path: str | os.PathLike) -> Image.Image:
     """Decode the image at `path` fully and return it as RGB; raise `DeitError` naming the file if unusable."""
     path = Path(path)
+    special = _not_a_regular_file(path)
+    if special:
+        raise DeitError(f"{path}: {special}")
     try:
         with Image.open(path) as image:
             too_large = _size_problem(image)
@@ -50,6 +54,18 @@ def read_image(path: str | os.PathLike) -> Image.Image:
         raise DeitError(f"{path}: {error}") from error
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError ... for damaged files
         raise DeitError(f"{path}: {describe_image_error(path, error)}") from error
+
+
+def _not_a_regular_file(path: Path) -> str | None:
+    # Opening a FIFO or a device blocks or reads forever: only regular files are images.
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return None  # reported by the open below, with its reason
+    if stat.S_ISDIR(mode):
+        readable = os.access(path, os.R_OK | os.X_OK)
+        return "is a directory, not an image" if readable else "folder cannot be read (permission denied)"
+    return None if stat.S_ISREG(mode) else "not a regular file (a FIFO, socket or device); skipped"
 
 
 def probe_image(path: str | os.PathLike) -> str | None:
@@ -97,6 +113,8 @@ def describe_image_error(path: Path, error: BaseException) -> str:
         return "no such file"
     if isinstance(error, IsADirectoryError):
         return "is a directory, not an image"
+    if isinstance(error, PermissionError):
+        return "cannot be read (permission denied)"
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     text = text.replace(str(path), "").strip(" :'\"") or type(error).__name__
     if "truncated" in text.lower():

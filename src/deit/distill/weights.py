@@ -13,9 +13,11 @@ from typing import Any
 from torch import Tensor, nn
 
 from deit.errors import DeitError
+from deit.integrity import check_finite
 from deit.models.checkpoint import (extract_state_dict, load_state_dict_strict, read_file_with_meta,
                                    read_state_dict)
 from deit.models.download import fetch_checkpoint, is_url
+from deit.models.meta_check import validate_meta
 
 
 def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
@@ -29,7 +31,11 @@ def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], 
     if not path.is_file():
         raise DeitError(f"{path}: no such teacher checkpoint file")
     payload, meta = read_file_with_meta(path)
-    return extract_state_dict(payload, source=str(path)), meta or {}
+    state = extract_state_dict(payload, source=str(path))
+    check_finite(state, source=str(path))
+    if meta:
+        validate_meta(meta, state, source=str(path))  # untrusted: checked before the teacher is built from it
+    return state, meta or {}
 
 
 def load_teacher_weights(model: nn.Module, state: dict[str, Tensor], *, label: str, num_classes: int) -> None:

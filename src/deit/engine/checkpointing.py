@@ -12,6 +12,8 @@ import torch
 from torch import nn
 
 from deit.errors import DeitError
+from deit.engine.checkpoint_structure import check_scheduler_state, validate_checkpoint_structure
+from deit.integrity import DIGEST_KEY, check_finite, tensor_digest, verify_digest
 from deit.io import atomic_torch_save, load_torch_file
 from deit.models.download import fetch_checkpoint, is_url
 
@@ -91,6 +93,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         raise DeitError(f"{path}: no 'model' entry; not a training checkpoint")
     if "model" not in checkpoint:
         checkpoint = dict(checkpoint, model=checkpoint["state_dict"])
+    validate_checkpoint_structure(checkpoint, path)
+    verify_digest(checkpoint["model"], checkpoint.get(DIGEST_KEY), source=str(path))
+    check_finite(checkpoint["model"], source=str(path))
     return checkpoint
 
 
@@ -161,6 +166,7 @@ def training_state(*, model: nn.Module, optimizer: torch.optim.Optimizer, schedu
     state: dict[str, Any] = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                              "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": args, "meta": meta,
                              "rng": rng, "best_acc": best_acc, "global_step": global_step}
+    state[DIGEST_KEY] = tensor_digest(state["model"])  # verified on resume: bytes flipped on disk are caught
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
     if model_ema is not None:
@@ -180,6 +186,7 @@ def restore_training_state(checkpoint: dict[str, Any], path: Path, *, optimizer:
     except (ValueError, KeyError) as error:
         raise DeitError(f"--resume {path}: its optimizer state does not fit (--opt or --attn-only changed?): "
                         f"{error}") from error
+    check_scheduler_state(checkpoint["lr_scheduler"], scheduler.state_dict(), path)
     scheduler.load_state_dict(checkpoint["lr_scheduler"])
     if scaler is not None and "scaler" in checkpoint:
         scaler.load_state_dict(checkpoint["scaler"])

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from deit.errors import DeitError
+from deit.yaml_load import safe_load_no_aliases
 
 
 def _opt(default: Any, *flags: str, group: str, help: str, kind: type | str | None = None,
@@ -168,6 +169,8 @@ class TrainConfig:
     start_epoch: int = _opt(0, "--start_epoch", "--start-epoch", group="run", metavar="N",
                             help="first epoch (a resumed run starts after the checkpoint's epoch)")
     eval: bool = _opt(False, "--eval", group="run", help="evaluate only (the --resume or --finetune weights)")
+    overwrite_output: bool = _opt(False, "--overwrite-output", group="run",
+                                  help="start a fresh run in an --output_dir that holds another run's checkpoint")
     eval_crop_ratio: float = _opt(0.875, "--eval-crop-ratio", group="run", help="center-crop ratio at evaluation")
     dist_eval: bool = _opt(False, "--dist-eval", group="run", help="split evaluation across processes")
     num_workers: int = _opt(10, "--num_workers", "--num-workers", group="run", help="data loader workers")
@@ -258,7 +261,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     if kind == "mapping":
         if isinstance(value, str):
             try:
-                value = yaml.safe_load(value) if value.strip() else {}
+                value = safe_load_no_aliases(value) if value.strip() else {}
             except yaml.YAMLError as error:
                 raise DeitError(f"{where} is not valid JSON/YAML: {str(error).splitlines()[0]}") from error
         if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
@@ -295,7 +298,7 @@ def load_yaml_settings(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise DeitError(f"--config {path}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = safe_load_no_aliases(path.read_text()) or {}
     except yaml.YAMLError as error:
         raise DeitError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(raw, dict):

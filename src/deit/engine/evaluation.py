@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +9,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from deit.errors import DeitError
+from deit.integrity import check_finite_metrics
+from deit.io import dumps_strict
 
 
 def _training_record(checkpoint: Path) -> tuple[dict[str, Any], bool]:
@@ -76,7 +77,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
                        precision=resolve_precision("auto", torch_device), confusion=True)
     metrics.update(checkpoint=str(path), data_set=data_set, class_names=classes)
     if output is not None:
-        write_outputs(metrics, Path(output))
+        write_outputs(metrics, Path(output))  # NaN is written as null, and the run still fails below
+    check_finite_metrics(metrics, source=str(path))
     return metrics
 
 
@@ -85,7 +87,7 @@ def write_outputs(metrics: dict[str, Any], output: Path) -> None:
     from deit.io import atomic_write
 
     output.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(metrics, indent=2)
+    text = dumps_strict(metrics, indent=2)
     atomic_write(output / "metrics.json", lambda tmp: Path(tmp).write_text(text))
     plot_confusion(metrics["confusion_matrix"], metrics["class_names"], output / "confusion_matrix.png")
 

@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from deit.io import dumps_strict
+
 
 def resolve_log_format(log_format: str, *, is_main: bool, stream: Any = None) -> str:
     """`bar`, `plain` or `quiet` (every rank but 0); `auto` means bars on a terminal, plain lines otherwise."""
@@ -101,7 +103,7 @@ class RunLog:
         if self.path is None:
             return
         with self.path.open("a") as handle:
-            handle.write(json.dumps(stats) + "\n")
+            handle.write(dumps_strict(stats) + "\n")
         if self._writer is not None:
             step = int(stats.get("epoch", 0))
             for key, value in stats.items():

@@ -29,8 +29,10 @@ from deit.engine.resume_state import check_state_shapes, has_training_state
 from deit.precision import Precision, resolve_precision
 from deit.engine.step import TrainStep
 from deit.distill.loss import TEACHER_TYPES
+from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
 from deit.engine.validation import describe_data, resolve_data_set, validate_config
 from deit.errors import DeitError
+from deit.integrity import check_finite_metrics
 
 
 @dataclass
@@ -76,16 +78,32 @@ def train(config: TrainConfig) -> dict[str, Any]:
                              input_size=config.input_size)
     elif config.resume == "auto":
         say(f"--resume auto: no {CHECKPOINT_NAME} in {config.output_dir} yet; starting from scratch", is_main=env.is_main)
+    folder_lock = None
+    if config.output_dir:
+        if not config.eval:
+            refuse_replacing_a_run(config.output_dir, CHECKPOINT_NAME, resuming=checkpoint is not None,
+                                   overwrite=config.overwrite_output)
+        if env.is_main:  # only rank 0 writes, so only rank 0 locks
+            folder_lock = lock_run_folder(config.output_dir)
     owns_group = not torch.distributed.is_initialized()
-    init_distributed(env, device, dist_url=config.dist_url, require=config.distributed)
     try:
+        init_distributed(env, device, dist_url=config.dist_url, require=config.distributed)
         run = _build(config, env, device, precision, resume_path, checkpoint)
         if config.eval:
             return _evaluate_only(run)
+        if output_dir_is_main(run):
+            save_config_yaml(config, run.output_dir / "config.yaml")  # only once the run is known to start
         return _train_epochs(run, resumed=run.last_saved_epoch is not None)
     finally:
+        if folder_lock is not None:
+            folder_lock.release()
         if owns_group:
             shutdown_distributed()
+
+
+def output_dir_is_main(run: _Run) -> bool:
+    """Whether this process writes the run folder (rank 0 with an --output_dir)."""
+    return run.output_dir is not None and run.env.is_main
 
 
 def _seed_everything(seed: int) -> None:
@@ -100,8 +118,7 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     run = _Run(config, env, device, precision, output_dir)
     if output_dir is not None and env.is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        remove_stale_temporaries(output_dir)
-        save_config_yaml(config, output_dir / "config.yaml")
+        remove_stale_temporaries(output_dir)  # the folder lock is held: these are dead runs' temporaries
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.set_float32_matmul_precision("high")
@@ -201,6 +218,7 @@ def _evaluate_only(run: _Run) -> dict[str, Any]:
     say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%",
         is_main=run.env.is_main)
     say(format_metrics(metrics), is_main=run.env.is_main)
+    check_finite_metrics(metrics, source="--eval")
     return metrics
 
 

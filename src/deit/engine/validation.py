@@ -83,6 +83,7 @@ def validate_config(config: TrainConfig) -> None:
     for key, why in _RESERVED_KWARGS.items():
         if key in config.model_kwargs:
             raise DeitError(f"--model-kwargs: '{key}' is not allowed there ({why})")
+    _check_model_kwargs(config)
     _check_patch_size(config)
     if config.distillation_type in TEACHER_TYPES and not config.eval:
         check_model_name(config.teacher_model, "--teacher-model")
@@ -109,10 +110,11 @@ def _check_numbers(config: TrainConfig) -> None:
                         "--log-interval": config.log_interval}.items():
         if value < 0:
             raise DeitError(f"{flag} {value}: must not be negative")
-    for flag, value in {"--drop": config.drop, "--drop-path": config.drop_path,
-                        "--distillation-alpha": config.distillation_alpha}.items():
-        if not 0.0 <= value <= 1.0:
-            raise DeitError(f"{flag} {value}: must be in [0, 1]")
+    for flag, value in {"--drop": config.drop, "--drop-path": config.drop_path}.items():
+        if not 0.0 <= value < 1.0:  # 1 drops every activation / residual branch: NaN or nothing learnt
+            raise DeitError(f"{flag} {value}: must be in [0, 1)")
+    if not 0.0 <= config.distillation_alpha <= 1.0:
+        raise DeitError(f"--distillation-alpha {config.distillation_alpha}: must be in [0, 1]")
     if config.bce_target_thresh is not None:
         if not config.bce_loss:
             raise DeitError("--bce-target-thresh needs --bce-loss")
@@ -123,10 +125,19 @@ def _check_numbers(config: TrainConfig) -> None:
     if not 0.0 < config.model_ema_decay < 1.0:
         raise DeitError(f"--model-ema-decay {config.model_ema_decay}: must be in (0, 1)")
     mixup_on = config.mixup > 0 or config.cutmix > 0 or config.cutmix_minmax is not None
-    if mixup_on and config.mixup_mode in ("batch", "pair") and config.batch_size % 2:
+    if mixup_on and config.batch_size % 2:  # timm's Mixup pairs samples in every mode
         raise DeitError(f"--batch-size {config.batch_size}: mixup/cutmix needs an even batch size")
     if config.start_epoch >= config.epochs and not config.eval:
         raise DeitError(f"--start_epoch {config.start_epoch}: the run has only --epochs {config.epochs}")
+
+
+def _check_model_kwargs(config: TrainConfig) -> None:
+    from deit.models.kwargs_check import check_no_download_keys, check_vit_kwargs
+    from deit.models.registry import is_registered
+
+    check_no_download_keys(config.model_kwargs, where="--model-kwargs")
+    if is_registered(config.model):
+        check_vit_kwargs(config.model_kwargs, where="--model-kwargs")
 
 
 def _check_patch_size(config: TrainConfig) -> None:

@@ -18,8 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deit.errors import DeitError, short_list
-from deit.io import atomic_write, load_torch_file
+from deit.integrity import check_finite, looks_like_safetensors
+from deit.io import atomic_write, dumps_strict, load_torch_file
 from deit.models import hf_convert
+from deit.models.meta_check import validate_meta
 from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
 from deit.models.registry import get_model_spec, is_registered
 
@@ -69,7 +71,7 @@ def read_file_with_meta(path: Path) -> tuple[Any, dict[str, Any] | None]:
 
 
 def _read_file(path: Path) -> tuple[Any, dict[str, str] | None]:
-    if path.suffix == ".safetensors":
+    if path.suffix == ".safetensors" or looks_like_safetensors(path):  # a safetensors file under another name
         return _read_safetensors(path)
     return load_torch_file(path), None
 
@@ -135,7 +137,9 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
                 raise DeitError(f"{path}: has no '{key}' weights" + (" (trained without EMA)" if use_ema else ""))
             payload = payload[key]
         state_dict = extract_state_dict(payload, source=source)
+    check_finite(state_dict, source=source)
     if meta is not None:
+        validate_meta(meta, state_dict, source=source)  # before any allocation: the meta is untrusted
         model = _build_from_meta(meta, source=source, overrides=overrides)
     else:
         model, meta = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
@@ -316,7 +320,7 @@ def save_weights(model: nn.Module, path: Source, meta: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     try:
-        meta_json = json.dumps(meta)
+        meta_json = dumps_strict(meta)
     except (TypeError, ValueError) as error:
         raise DeitError(f"{path}: meta is not JSON-serialisable: {error}") from error
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from deit.errors import DeitError
+from deit.models.kwargs_check import check_vit_kwargs
 from deit.models.vit import VisionTransformer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -124,6 +125,7 @@ def create_model(name: str, pretrained: bool | str | Path | None = None, num_cla
     if img_size is not None:
         kwargs["img_size"] = img_size
     kwargs.update(overrides)
+    check_vit_kwargs(kwargs, where=f"model '{name}'")
     if kwargs["img_size"] % kwargs["patch_size"]:
         raise DeitError(f"img_size {kwargs['img_size']} is not divisible by the patch size {kwargs['patch_size']}")
     model = VisionTransformer(**kwargs)

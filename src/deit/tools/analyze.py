@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from deit.errors import DeitError
+from deit.io import dumps_strict
 from deit.models.vit import VisionTransformer
 from deit.tools.preprocess import EvalPreprocessing, class_names_from_meta, load_inference_model
 
@@ -113,7 +113,7 @@ def _write_similarity(output: Path, embedding: float, per_layer: list[float], nu
         for index, value in enumerate(per_layer, start=1):
             stage = f"after block {index}" + (" (final norm)" if index == len(per_layer) else "")
             writer.writerow([index, stage, f"{value:.6f}"])
-    json_path.write_text(json.dumps({
+    json_path.write_text(dumps_strict({
         "num_images": num_images, "embedding": embedding, "layers": per_layer, "last_layer": per_layer[-1],
         "paper_deit_b_distilled": {"embedding": PAPER_EMBEDDING_SIMILARITY, "last_layer": PAPER_LAST_LAYER_SIMILARITY},
     }, indent=2) + "\n")
@@ -246,7 +246,7 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
     if teacher is not None:
         agreement["teacher"] = {"model": teacher_model, "checkpoint": str(teacher_path)}
     agreement["notes"] = notes
-    (output / "agreement.json").write_text(json.dumps(agreement, indent=2) + "\n")
+    (output / "agreement.json").write_text(dumps_strict(agreement, indent=2) + "\n")
     files.append(output / "agreement.json")
     summary["agreement"] = agreement
 
@@ -267,7 +267,7 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
         files += _write_attention(output, preprocessing.denormalize(images).cpu(),
                                   {k: v.cpu() for k, v in grids.items()}, titles)
     summary["files"] = [str(path) for path in files]
-    (output / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (output / "summary.json").write_text(dumps_strict(summary, indent=2) + "\n")
     return summary
 
 

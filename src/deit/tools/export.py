@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from deit.errors import DeitError
+from deit.tools.export_target import check_export_target
 from deit.tools.preprocess import load_inference_model
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -79,6 +80,12 @@ def _max_abs_diff(model: nn.Module, inputs: Sequence[torch.Tensor],
             if actual.shape != expected.shape:
                 raise DeitError(f"exported model returned shape {actual.shape}, PyTorch {expected.shape} "
                                 f"(batch {images.shape[0]})")
+            if not (np.isfinite(expected).all() and np.isfinite(actual).all()):
+                # max() would silently skip a NaN difference and report a perfect match
+                raise DeitError(f"non-finite outputs (NaN or inf) at batch {images.shape[0]}: "
+                                f"PyTorch {'finite' if np.isfinite(expected).all() else 'non-finite'}, exported "
+                                f"{'finite' if np.isfinite(actual).all() else 'non-finite'}; the export is not "
+                                "verified")
             worst = max(worst, float(np.abs(actual - expected).max()))
     return worst
 
@@ -156,7 +163,7 @@ def _export_safetensors(model: nn.Module, meta: dict, output: Path
 
 
 def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: int | None = None,
-           batch_size: int = 4, tolerance: float = DEFAULT_TOLERANCE) -> ExportReport:
+           batch_size: int = 4, tolerance: float = DEFAULT_TOLERANCE, overwrite: bool = False) -> ExportReport:
     """Export `checkpoint` to `output`, then compare with PyTorch; raises `DeitError` above `tolerance`."""
     if format in FOLDER_FORMATS:
         return _export_folder(checkpoint, format, Path(output), tolerance)
@@ -164,9 +171,7 @@ def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: in
         raise DeitError(f"--format {format}: choose one of {', '.join(FORMATS + FOLDER_FORMATS)}")
     if batch_size < 1:
         raise DeitError(f"--batch-size {batch_size}: must be at least 1")
-    output = Path(output)
-    if output.is_dir():
-        raise DeitError(f"--output {output}: is a folder; give a file name")
+    output = check_export_target(checkpoint, output, format, overwrite=overwrite)
     if format == "onnx":
         _require_onnx()  # fail before the (slow) model load
     model, meta, _ = load_inference_model(checkpoint, "cpu")
@@ -219,12 +224,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="largest batch used to verify the export (batch 1 is always checked; default 4)")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
                         help="largest max |diff| against PyTorch accepted (default 1e-4, fp32)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace --output if it exists (never allowed when it is the input checkpoint)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `deit export`; prints the verification, exits 2 when it fails."""
     report = export(args.checkpoint, args.format, args.output, opset=args.opset, batch_size=args.batch_size,
-                    tolerance=args.tolerance)
+                    tolerance=args.tolerance, overwrite=args.overwrite)
     print(report.summary())
     return 0
 

@@ -7,7 +7,6 @@ predicted); 2 nothing could be predicted (missing checkpoint, no readable image,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -19,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deit.data import read_image
 from deit.errors import DeitError
+from deit.io import dumps_strict
 from deit.tools.preprocess import EvalPreprocessing, class_names_from_meta, load_inference_model
 
 EXIT_SOME_INPUTS_FAILED = 1
@@ -53,8 +53,8 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
     files: list[Path] = []
     for raw in paths:
         path = Path(raw)
-        if not path.is_dir():
-            files.append(path)  # missing or unreadable files are reported when read
+        if not path.is_dir() or not os.access(path, os.R_OK | os.X_OK):
+            files.append(path)  # missing or unreadable files and folders are reported when read, one by one
             continue
         found = sorted(p for p in path.rglob("*")
                        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
@@ -123,7 +123,12 @@ def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, 
                 images = torch.stack([image for _, image in good]).to(resolved)
                 probabilities = model(images).float().softmax(dim=-1)
                 top_p, top_i = probabilities.topk(min(topk, probabilities.shape[-1]), dim=-1)
-                for (index, _), p_row, i_row in zip(good, top_p.cpu().tolist(), top_i.cpu().tolist()):
+                finite = probabilities.isfinite().all(dim=-1).cpu().tolist()
+                for (index, _), p_row, i_row, ok in zip(good, top_p.cpu().tolist(), top_i.cpu().tolist(), finite):
+                    if not ok:  # NaN probabilities are no prediction: report them as a failure, never print them
+                        predictions[index] = Prediction(str(files[index]), error=f"{files[index]}: the model's "
+                                                        "output is not finite (NaN or inf); no prediction")
+                        continue
                     classes = [names[i] if i < len(names) else str(i) for i in i_row]
                     predictions[index] = Prediction(str(files[index]), classes, i_row, p_row)
             bar.update(len(batch))
@@ -163,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
     if len(failed) == len(predictions):
         raise DeitError(f"none of the {len(predictions)} inputs could be read as an image")
     if args.json:
-        json.dump([p.to_json() for p in predictions], sys.stdout, indent=2)
+        sys.stdout.write(dumps_strict([p.to_json() for p in predictions], indent=2))
         print()
     else:
         _print_text(predictions)

@@ -1,0 +1,60 @@
+"""Constructor arguments of our VisionTransformer, checked before any allocation: known keys, types and bounds.
+
+Bounds keep a typo (or a hostile file) from asking for a model that exhausts the machine before it fails.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from deit.errors import DeitError
+
+_INTEGERS = {"img_size": (1, 4096), "patch_size": (1, 512), "in_chans": (1, 64), "num_classes": (0, 1_000_000),
+             "embed_dim": (1, 8192), "depth": (1, 256), "num_heads": (1, 512)}
+_FRACTIONS = ("drop_rate", "attn_drop_rate", "drop_path_rate")  # [0, 1): 1 drops everything and gives NaN
+_BOOLEANS = ("qkv_bias", "distilled", "pos_embed_over_prefix")
+_MAX_MLP_RATIO = 64.0
+# Keys that would make a constructor fetch weights from the network (timm / torchvision spellings).
+DOWNLOAD_KEYS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "checkpoint_path",
+                 "weights", "weights_backbone", "progress", "cache_dir")
+
+
+def check_vit_kwargs(kwargs: dict[str, Any], *, where: str) -> None:
+    """Refuse unknown keys, wrong types and out-of-range values; `where` names the file or flag at fault."""
+    for key, value in kwargs.items():
+        if key in _INTEGERS:
+            low, high = _INTEGERS[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise DeitError(f"{where}: '{key}' must be a whole number in [{low}, {high}], got {value!r}")
+        elif key in _FRACTIONS:
+            if not _number(value) or not 0.0 <= value < 1.0:
+                raise DeitError(f"{where}: '{key}' must be a number in [0, 1), got {value!r}")
+        elif key in _BOOLEANS:
+            if not isinstance(value, bool):
+                raise DeitError(f"{where}: '{key}' must be true or false, got {value!r}")
+        elif key == "mlp_ratio":
+            if not _number(value) or not 0.0 < value <= _MAX_MLP_RATIO:
+                raise DeitError(f"{where}: 'mlp_ratio' must be a number in (0, {_MAX_MLP_RATIO:g}], got {value!r}")
+        elif key == "layer_scale_init":
+            if value is not None and not (_number(value) and value > 0):
+                raise DeitError(f"{where}: 'layer_scale_init' must be null or a positive number, got {value!r}")
+        else:
+            raise DeitError(f"{where}: unknown model argument '{key}'")
+    dim, heads = kwargs.get("embed_dim"), kwargs.get("num_heads")
+    if isinstance(dim, int) and isinstance(heads, int) and dim % heads:
+        raise DeitError(f"{where}: embed_dim {dim} is not divisible by num_heads {heads}")
+    if "mlp_ratio" in kwargs and isinstance(dim, int) and int(dim * kwargs["mlp_ratio"]) < 1:
+        raise DeitError(f"{where}: mlp_ratio {kwargs['mlp_ratio']} gives an MLP of no units at embed_dim {dim}")
+
+
+def check_no_download_keys(kwargs: dict[str, Any], *, where: str) -> None:
+    """Refuse arguments that would make a model constructor download weights."""
+    for key in DOWNLOAD_KEYS:
+        if key in kwargs:
+            raise DeitError(f"{where}: '{key}' is refused (nothing read from a file or a kwargs mapping may "
+                            f"trigger a download; load weights with --finetune or --resume)")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,84 @@
+"""A checkpoint's `deit` meta is untrusted input: checked against the tensors actually present, before any model
+is built (so `depth: 5000` over a 2-block file fails in milliseconds, not after gigabytes), and never a download."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from torch import Tensor
+
+from deit.errors import DeitError
+from deit.models.architecture import _DEFAULTS, architecture_of
+from deit.models.kwargs_check import check_no_download_keys, check_vit_kwargs
+from deit.models.registry import get_model_spec, is_registered
+
+_MIN_CROP_PCT = 0.05  # below this the eval resize (input / crop_pct) asks for a gigantic image
+
+
+def validate_meta(meta: dict[str, Any], state_dict: dict[str, Tensor], *, source: str) -> None:
+    """Refuse meta whose types, ranges or architecture disagree with `state_dict`; names the file and the key."""
+    where = f"{source}: meta"
+    model = meta.get("model")
+    if not isinstance(model, str) or not model:
+        raise DeitError(f"{where} 'model' must be a model name, got {model!r}")
+    num_classes = meta.get("num_classes")
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 0 <= num_classes <= 1_000_000:
+        raise DeitError(f"{where} 'num_classes' must be a whole number in [0, 1000000], got {num_classes!r}")
+    kwargs = meta.get("model_kwargs") or {}
+    if not isinstance(kwargs, dict) or not all(isinstance(key, str) for key in kwargs):
+        raise DeitError(f"{where} 'model_kwargs' must be a mapping, got {type(kwargs).__name__}")
+    check_no_download_keys(kwargs, where=f"{where} 'model_kwargs'")
+    _check_preprocessing(meta, num_classes, where)
+    if is_registered(model):
+        _check_against_tensors(meta, model, kwargs, state_dict, where=where, source=source)
+
+
+def _check_preprocessing(meta: dict[str, Any], num_classes: int, where: str) -> None:
+    if meta.get("input_size") is not None:
+        size = meta["input_size"]
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 4096:
+            raise DeitError(f"{where} 'input_size' must be a whole number in [1, 4096], got {size!r}")
+    crop = meta.get("crop_pct")
+    if crop is not None and not (_number(crop) and _MIN_CROP_PCT <= crop <= 1.0):
+        raise DeitError(f"{where} 'crop_pct' must be a number in [{_MIN_CROP_PCT}, 1], got {crop!r}")
+    for key in ("mean", "std"):
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, (list, tuple)) and len(value) in (1, 3)
+                                      and all(_number(v) for v in value)
+                                      and (key == "mean" or all(v > 0 for v in value))):
+            raise DeitError(f"{where} '{key}' must be 1 or 3 {'positive ' if key == 'std' else ''}numbers, "
+                            f"got {value!r}")
+    names = meta.get("class_names")
+    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)
+                                  and len(names) in (0, num_classes)):
+        raise DeitError(f"{where} 'class_names' must be a list of {num_classes} strings, got "
+                        f"{type(names).__name__}{f' of {len(names)}' if isinstance(names, list) else ''}")
+
+
+def _check_against_tensors(meta: dict[str, Any], model: str, kwargs: dict[str, Any],
+                           state_dict: dict[str, Tensor], *, where: str, source: str) -> None:
+    spec = get_model_spec(model)
+    config = {**_DEFAULTS, **spec.kwargs, **kwargs, "num_classes": meta["num_classes"]}
+    if meta.get("input_size") is not None:
+        config["img_size"] = meta["input_size"]
+    config.setdefault("img_size", spec.img_size)
+    arch = architecture_of(state_dict, source=source)
+    observed = {"embed_dim": arch.embed_dim, "depth": arch.depth, "patch_size": arch.patch_size,
+                "in_chans": arch.in_chans, "distilled": arch.distilled, "img_size": arch.img_size,
+                "pos_embed_over_prefix": arch.pos_embed_over_prefix, "mlp_ratio": arch.mlp_ratio}
+    if arch.num_classes or "head.weight" in state_dict:
+        observed["num_classes"] = arch.num_classes
+    for key, seen in observed.items():
+        claimed = config.get(key)
+        same = (math.isclose(claimed, seen, rel_tol=1e-3) if key == "mlp_ratio" and _number(claimed)
+                else claimed == seen and type(claimed) is type(seen))
+        if not same:
+            raise DeitError(f"{where} says {key}={claimed!r}, but its tensors are of a model with {key}={seen!r}; "
+                            f"the file is inconsistent")
+    # What the tensors cannot tell (heads, drop rates, ...) is still bounded and typed.
+    check_vit_kwargs(config, where=f"{where} 'model_kwargs'")
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
