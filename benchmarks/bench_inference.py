@@ -25,14 +25,15 @@ from torch import Tensor
 from common import (Deadline, environment, environment_lines, guarded, interleaved, markdown_table, number,
                     previous_rows, same_weights_pair, write_report)
 from deit import perf
+from deit.tools.onnx_runtime import OnnxRuntimeModel
 
 # REFERENCE.md's timm measurements were taken at these batch sizes on an H200.
 GPU_MODELS = "deit_small_distilled_patch16_224:512,deit_base_distilled_patch16_224:256," \
              "deit_tiny_distilled_patch16_224:1024,deit_base_distilled_patch16_384:64"
 CPU_MODELS = "deit_tiny_distilled_patch16_224:32,deit_small_distilled_patch16_224:16,deit_base_distilled_patch16_224:8"
-PATHS = {"cuda": "timm,ours,ours-compile", "cpu": "timm,ours,ours-ort,ours-compile"}
-ALL_PATHS = ("timm", "ours", "ours-compile", "ours-compile-freeze", "ours-compile-cudagraphs", "ours-ort",
-             "timm-compile")
+PATHS = {"cuda": "timm,ours,ours-compile", "cpu": "timm,ours,ours-bf16,ours-ort,ours-ort-int8"}
+ALL_PATHS = ("timm", "ours", "ours-bf16", "ours-compile", "ours-compile-freeze", "ours-compile-cudagraphs",
+             "ours-ort", "ours-ort-int8", "timm-compile")
 
 
 def _forward(model: Callable[[Tensor], Tensor], device: torch.device, dtype: torch.dtype | None
@@ -52,10 +53,13 @@ def _build_path(name: str, timm_model: Any, ours: Any, images: Tensor, dtype: to
         return _forward(timm_model, device, dtype), None
     if name == "ours":
         return _forward(ours, device, dtype), None
-    if name == "ours-ort":
+    if name == "ours-bf16":  # bf16 autocast on CPU (AVX-512 BF16 / AMX), whatever --amp says for the others
+        return _forward(ours, device, torch.bfloat16), None
+    if name in ("ours-ort", "ours-ort-int8"):
         if device.type != "cpu" or dtype is not None:
-            raise ValueError("ours-ort is the fp32 CPU path")
-        return perf.OnnxRuntimeModel(ours, images[:1]), None
+            raise ValueError(f"{name} is the fp32-input CPU path")
+        quantize = "int8" if name.endswith("int8") else "none"
+        return OnnxRuntimeModel.from_module(ours, images[:2], quantize=quantize), None
     source = timm_model if name.startswith("timm") else ours
     options: dict[str, Any] = {}
     if name.endswith("-freeze"):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (H100/H200): parity first, then the inference and training-step tables, deit vs timm
 # in the same process. Results land in $OUT (inference.{json,md}, train_step.{json,md}, profile_train_step.txt,
-# env.txt, log.txt: 7 files); rows run in order of importance and each pass stops starting rows when its share
+# dali.{json,md}, env.txt, log.txt: 9 files); rows run in order of importance and each pass stops starting rows when its share
 # of the budget is spent, so a short lease still returns the goal rows. From the repository root:
 #
 #     bash benchmarks/run_gpu.sh                  # OUT defaults to benchmarks/results/gpu; ~8 minutes
@@ -63,6 +63,14 @@ run 60 "$PY" -m deit bench --model "$TINY" --device "$DEVICE" --batch-size 64 --
 run $(( $(left) * 40 / 100 )) "${INF[@]}" "${INF_PATHS[@]}" --models "$SMALL:$B_SMALL,$BASE:$B_BASE" --budget-s 170
 # 2. Goal row: training step small⚗ + RegNetY-16GF, hard distillation, with the time breakdown and kernel profile.
 run $(( $(left) * 60 / 100 )) "${TRAIN[@]}" "${TRAIN_PATHS[@]}" --students "$SMALL:$T_SMALL" --profile --budget-s 200
+# 2b. The DALI input pipeline on the card (JPEG folder -> decode + train transform + RandAugment), if installed.
+DALI=("$PY" benchmarks/bench_dali.py --device "$DEVICE" --out "$OUT")
+[ -n "${BENCH_SMOKE:-}" ] && DALI+=(--images 8 --batch-size 4 --epochs 1 --threads 1)
+if "$PY" -c "import nvidia.dali" 2>/dev/null; then
+  run $(( $(left) * 25 / 100 )) "${DALI[@]}"
+else
+  echo "=== skipped: DALI not installed (pip install 'nvidia-dali-cuda130>=2.4')" | tee -a "$LOG"
+fi
 # 3. The rest, while time lasts: tiny⚗ and base⚗-384 inference, base⚗ training, timm compiled and CUDA graphs.
 run $(( $(left) * 40 / 100 )) "${INF[@]}" "${INF_PATHS[@]}" --append --models "$TINY:$B_TINY,$BASE384:$B_BASE384" \
   --budget-s 90
@@ -74,4 +82,4 @@ if [ -z "${BENCH_SMOKE:-}" ]; then
 fi
 
 echo "=== done in $(( $(date +%s) - START ))s" | tee -a "$LOG"
-cat "$OUT"/inference.md "$OUT"/train_step.md 2>/dev/null
+cat "$OUT"/inference.md "$OUT"/train_step.md "$OUT"/dali.md 2>/dev/null

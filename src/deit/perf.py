@@ -1,5 +1,5 @@
-"""Fast paths that keep the math: torch.compile, channels-last, pinned transfers,
-CUDA graphs, and an ONNX Runtime runner for CPU inference.
+"""Fast paths that keep the math: torch.compile, channels-last, pinned transfers, CUDA graphs. (The ONNX
+Runtime runner lives with export: `deit.tools.onnx_runtime`; precision is resolved in `deit.precision`.)
 
 Every helper here changes how the same computation is executed, never what is computed; the benchmarks and
 tests compare each one with the eager model.
@@ -8,8 +8,6 @@ tests compare each one with the eager model.
 from __future__ import annotations
 
 import contextlib
-import io
-import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -117,51 +115,6 @@ class CudaGraphRunner:
         self.static_input.copy_(images, non_blocking=True)
         self.graph.replay()
         return self.static_output
-
-
-class OnnxRuntimeModel:
-    """A model exported to ONNX in memory and run by ONNX Runtime's CPU provider, called like the module.
-
-    ONNX Runtime fuses the residual add with LayerNorm, bias-adds and GELU into single kernels and prepacks
-    the weights; outputs match PyTorch to about 1e-6 in fp32.
-    """
-
-    def __init__(self, model: nn.Module, example: Tensor, *, threads: int | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as error:
-            raise DeitError("the ONNX Runtime path needs onnxruntime: pip install 'deit[export]'") from error
-        onnx_bytes = export_onnx_bytes(model, example)
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-
-    def __call__(self, images: Tensor) -> Tensor:
-        """Fused logits for a (B, C, H, W) float32 CPU batch, as a torch tensor."""
-        array = images.detach().to("cpu", torch.float32).contiguous().numpy()
-        return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
-
-
-def export_onnx_bytes(model: nn.Module, example: Tensor, *, opset: int = 17) -> bytes:
-    """The eval-mode model as ONNX bytes with a dynamic batch axis (input `images`, output `logits`)."""
-    model = model.eval()
-    buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
-        # The TorchScript-based exporter takes well under a second for a ViT; the dynamo one is the fallback.
-        warnings.simplefilter("ignore")
-        try:
-            torch.onnx.export(model, (example,), buffer, input_names=["images"], output_names=["logits"],
-                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, opset_version=opset,
-                              dynamo=False)
-            return buffer.getvalue()
-        except Exception:  # noqa: BLE001 - removed or failing legacy exporter: try the dynamo exporter
-            program = torch.onnx.export(model, (example,), input_names=["images"], output_names=["logits"],
-                                        dynamic_shapes={"images": {0: torch.export.Dim("batch")}}, dynamo=True,
-                                        verbose=False)
-            return program.model_proto.SerializeToString()
 
 
 def max_abs_diff(reference: Tensor | tuple, candidate: Tensor | tuple) -> float:

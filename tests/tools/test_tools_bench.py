@@ -155,3 +155,22 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch)
     train = benchmark("deit_tiny_patch16_224", device="cpu", batch_size=2, steps=1, warmup=0, img_size=32,
                       num_classes=3, model_kwargs={"patch_size": 16, "depth": 1}, compile=True, train=True)
     assert train.runtime == "eager" and "no working C++ compiler" in train.fallback_reason
+
+
+def test_onnxruntime_int8_is_timed_and_flagged(capsys: pytest.CaptureFixture[str]) -> None:
+    result = _run_json(capsys, "--onnxruntime", "--quantize", "int8", "--steps", "2", "--warmup", "1")
+    assert result["runtime"] == "onnxruntime-int8" and result["quantize"] == "int8"
+    assert result["images_per_second"] > 0 and result["top1_agreement"] is None
+
+
+def test_int8_agreement_on_a_checkpoint(capsys: pytest.CaptureFixture[str], tiny_checkpoint, image_dataset) -> None:
+    assert main(["bench", "--checkpoint", str(tiny_checkpoint), "--onnxruntime", "--quantize", "int8",
+                 "--data-set", "IMAGEFOLDER", "--data-path", str(image_dataset), "--device", "cpu",
+                 "--batch-size", "2", "--steps", "1", "--warmup", "0"]) == 0
+    line = capsys.readouterr().out
+    assert "top-1 agreement with fp32" in line and "/6 IMAGEFOLDER validation images" in line
+
+
+def test_quantize_without_onnxruntime_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", *TINY, "--quantize", "int8"]) == 2
+    assert "--onnxruntime" in capsys.readouterr().err

@@ -87,3 +87,34 @@ def test_missing_onnxruntime_names_the_export_extra(tiny_checkpoint: Path, tmp_p
     assert code == 2 and err.count("\n") == 1
     assert "onnxruntime" in err and "deit[export]" in err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_int8_onnx_export_reports_top1_agreement_on_the_validation_split(tiny_checkpoint: Path, tmp_path: Path,
+                                                                         image_dataset: Path) -> None:
+    import onnx
+
+    output = tmp_path / "model.int8.onnx"
+    report = export(tiny_checkpoint, "onnx", output, quantize="int8", data_set="IMAGEFOLDER",
+                    data_path=str(image_dataset), min_agreement=0.0)
+    assert "MatMulInteger" in {node.op_type for node in onnx.load(str(output)).graph.node}
+    assert report.agreement is not None and report.agreement.images == 2 * len(CLASS_NAMES)
+    assert 0 <= report.agreement.agreeing <= report.agreement.images
+    assert "top-1 agreement with fp32 on IMAGEFOLDER validation" in report.summary()
+    assert not list(tmp_path.glob("deit-onnx-*"))  # the fp32 intermediate is cleaned up
+
+
+def test_int8_export_below_the_agreement_floor_fails_and_keeps_the_file(tiny_checkpoint: Path, tmp_path: Path,
+                                                                       image_dataset: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    output = tmp_path / "model.int8.onnx"
+    code = main(["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx", "--output", str(output),
+                 "--quantize", "int8", "--data-set", "IMAGEFOLDER", "--data-path", str(image_dataset),
+                 "--min-agreement", "1.01"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "below --min-agreement 101.0%" in err
+    assert output.exists()
+
+
+def test_quantize_needs_onnx(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(DeitError, match="--quantize int8 needs --format onnx"):
+        export(tiny_checkpoint, "torchscript", tmp_path / "m.pt", quantize="int8")

@@ -10,6 +10,7 @@ import torch
 from conftest import save_tiny_checkpoint
 
 from deit.cli import main
+from deit.errors import DeitError
 
 
 def _export(*argv: str) -> int:
@@ -70,3 +71,24 @@ def test_nan_outputs_fail_the_parity_check(tiny_checkpoint: Path, tmp_path: Path
     assert _export("--checkpoint", str(tiny_checkpoint), "--format", "torchscript", "--output",
                    str(tmp_path / "m.pt")) == 2
     assert "non-finite outputs" in capsys.readouterr().err
+
+
+def test_a_folder_export_never_writes_into_the_input_folder_or_a_full_folder(tmp_path: Path) -> None:
+    from deit.tools.export_target import check_export_folder
+
+    run = tmp_path / "run"
+    run.mkdir()
+    checkpoint = run / "checkpoint.pth"
+    checkpoint.write_bytes(b"weights")
+    with pytest.raises(DeitError, match="holds the input checkpoint"):
+        check_export_folder(checkpoint, run, overwrite=True)
+    with pytest.raises(DeitError, match="is a file"):
+        check_export_folder(checkpoint, checkpoint)
+    full = tmp_path / "hf"
+    full.mkdir()
+    (full / "config.json").write_text("{}")
+    with pytest.raises(DeitError, match="not empty; pass --overwrite"):
+        check_export_folder(checkpoint, full)
+    assert check_export_folder(checkpoint, full, overwrite=True) == full
+    assert check_export_folder(checkpoint, tmp_path / "new") == tmp_path / "new"
+    assert checkpoint.read_bytes() == b"weights"

@@ -49,6 +49,8 @@ class BenchResult:
     teacher: str | None = None
     distillation_type: str | None = None
     parity_max_abs_diff: float | None = None  # fast path vs eager (logits, or the first step's loss)
+    quantize: str = "none"  # "int8": ONNX Runtime int8 (see deit.tools.onnx_runtime)
+    top1_agreement: dict[str, Any] | None = None  # quantized vs fp32 on a trained model's validation split
     fallback_reason: str | None = None  # why the requested fast path was not used
     torch_version: str = torch.__version__
     train_config: dict[str, Any] | None = None  # the `deit train` settings of a training row
@@ -64,6 +66,11 @@ class BenchResult:
             line += f"; max |diff| vs eager {self.parity_max_abs_diff:.2e}"
         if self.fallback_reason:
             line += f"; fast path not used ({self.fallback_reason})"
+        if self.quantize != "none":
+            agreement = self.top1_agreement
+            line += (f"; {self.quantize}, top-1 agreement with fp32 {100 * agreement['rate']:.2f}% "
+                     f"({agreement['agreeing']}/{agreement['images']} {agreement['data_set']} validation images)"
+                     if agreement else f"; {self.quantize}, top-1 agreement not measured (give --checkpoint)")
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -121,12 +128,17 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
               amp: str = "auto", compile: bool | None = None, train: bool = False, teacher_model: str | None = None,
               distillation_type: str = "hard", steps: int = 20, warmup: int = 5, img_size: int | None = None,
               model_kwargs: dict[str, Any] | None = None, num_classes: int = 1000, onnxruntime: bool = False,
-              cuda_graphs: bool = False, seed: int = 0, train_settings: dict[str, Any] | None = None) -> BenchResult:
+              cuda_graphs: bool = False, seed: int = 0, train_settings: dict[str, Any] | None = None,
+              quantize: str = "none", checkpoint: str | None = None, data_set: str | None = None,
+              data_path: str | None = None) -> BenchResult:
     """Images/s of `model` for inference (default) or for a `deit train` step (`train=True`) on synthetic data.
 
     `compile=None` means on for CUDA, off for CPU (see `deit.perf.default_compile`). `onnxruntime` runs
-    inference through ONNX Runtime on the CPU instead of PyTorch. `train_settings` are further `deit train`
-    settings for the training step (e.g. `{"clip_grad": 1.0, "model_ema": False}`); the result records them all.
+    inference through ONNX Runtime on the CPU instead of PyTorch; `quantize='int8'` makes it int8 and, given a
+    trained `checkpoint` (which then replaces `model`), measures the top-1 agreement with fp32 on its validation
+    split (`data_set`/`data_path`, default: the ones it was trained on). `train_settings` are further
+    `deit train` settings for the training step (e.g. `{"clip_grad": 1.0, "model_ema": False}`); the result
+    records them all.
     """
     from deit.models.factory import build_model
 
@@ -139,6 +151,10 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     use_compile = perf.default_compile(torch_device) if compile is None else compile
     if onnxruntime and (train or torch_device.type != "cpu"):
         raise DeitError("--onnxruntime runs inference on the CPU only (drop --train, use --device cpu)")
+    if quantize != "none" and not onnxruntime:
+        raise DeitError(f"--quantize {quantize} needs --onnxruntime")
+    if checkpoint is not None and (train or quantize == "none"):
+        raise DeitError("--checkpoint is for measuring --quantize int8 agreement (with --onnxruntime)")
     if cuda_graphs and (train or torch_device.type != "cuda"):
         raise DeitError("--cuda-graphs is for inference on --device cuda (deit train does not replay CUDA graphs, "
                         "so neither does its benchmark)")
@@ -148,7 +164,14 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     if batch < 1:
         raise DeitError(f"--batch-size must be positive, got {batch}")
     torch.manual_seed(seed)
-    network = build_model(model, num_classes=num_classes, img_size=img_size, **(model_kwargs or {}))
+    meta: dict[str, Any] = {}
+    if checkpoint is not None:
+        from deit.tools.preprocess import load_inference_model
+
+        network, meta, _ = load_inference_model(checkpoint, "cpu")
+        model, num_classes = str(meta.get("model") or model), int(meta["num_classes"])
+    else:
+        network = build_model(model, num_classes=num_classes, img_size=img_size, **(model_kwargs or {}))
     size = int(getattr(network, "img_size", None) or img_size or 224)
     images = perf.to_device(torch.randn(batch, 3, size, size), torch_device)
     labels = perf.to_device(torch.randint(0, num_classes, (batch,)), torch_device)
@@ -159,8 +182,16 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
                               device=torch_device, teacher_model=teacher_model, distillation_type=distillation_type,
                               model_kwargs=model_kwargs or {}, seed=seed, **(train_settings or {}))
         return _bench_train(config, images, labels, num_classes=num_classes, common=common)
-    return _bench_inference(network.to(torch_device), images, dtype=dtype, use_compile=use_compile,
-                            cuda_graphs=cuda_graphs, onnxruntime=onnxruntime, common=common)
+    result, forward = _bench_inference(network.to(torch_device), images, dtype=dtype, use_compile=use_compile,
+                                       cuda_graphs=cuda_graphs, onnxruntime=onnxruntime, quantize=quantize,
+                                       common=common)
+    if checkpoint is not None:
+        from deit.tools.agreement import checkpoint_agreement
+
+        agreement = checkpoint_agreement(network, meta, forward, checkpoint=checkpoint, data_set=data_set,
+                                         data_path=data_path)
+        result.top1_agreement = None if agreement is None else dict(asdict(agreement), rate=agreement.rate)
+    return result
 
 
 def _amp_name(dtype: torch.dtype | None) -> str:
@@ -168,7 +199,8 @@ def _amp_name(dtype: torch.dtype | None) -> str:
 
 
 def _bench_inference(network: nn.Module, images: Tensor, *, dtype: torch.dtype | None, use_compile: bool,
-                     cuda_graphs: bool, onnxruntime: bool, common: dict[str, Any]) -> BenchResult:
+                     cuda_graphs: bool, onnxruntime: bool, quantize: str, common: dict[str, Any]
+                     ) -> tuple[BenchResult, Callable[[Tensor], Tensor]]:
     device = images.device
     network.eval()
     with perf.inference_context(device, dtype):
@@ -180,7 +212,10 @@ def _bench_inference(network: nn.Module, images: Tensor, *, dtype: torch.dtype |
 
     forward, runtime, fallback = eager, "eager", None
     if onnxruntime:
-        forward, runtime = perf.OnnxRuntimeModel(network, images[:1].cpu()), "onnxruntime"
+        from deit.tools.onnx_runtime import OnnxRuntimeModel
+
+        forward = OnnxRuntimeModel.from_module(network, images[:2].cpu(), quantize=quantize)
+        runtime = "onnxruntime" if quantize == "none" else f"onnxruntime-{quantize}"
     elif use_compile:
         compiled = perf.compile_model(network, mode="reduce-overhead" if cuda_graphs else None)
 
@@ -196,7 +231,9 @@ def _bench_inference(network: nn.Module, images: Tensor, *, dtype: torch.dtype |
 
     parity = None if runtime == "eager" else perf.max_abs_diff(reference, forward(images))
     times = time_steps(lambda: forward(images), steps=common["steps"], warmup=common["warmup"], device=device)
-    return _result(common, "inference", runtime, times, parity=parity, fallback=fallback)
+    result = _result(common, "inference", runtime, times, parity=parity, fallback=fallback)
+    result.quantize = quantize
+    return result, forward
 
 
 def _result(common: dict[str, Any], mode: str, runtime: str, times: list[float], **extra: Any) -> BenchResult:
@@ -279,7 +316,8 @@ def _parse_model_kwargs(text: str | None) -> dict[str, Any]:
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit bench`."""
-    parser.add_argument("--model", required=True, help="model name (ours, timm or torchvision)")
+    parser.add_argument("--model", default=None, help="model name (ours, timm or torchvision); required "
+                                                      "unless --checkpoint")
     parser.add_argument("--batch-size", type=int, default=None, help="images per step (default 256 CUDA, 8 CPU)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--amp", choices=AMP_CHOICES, default="auto",
@@ -305,6 +343,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="JSON constructor overrides, e.g. '{\"depth\": 2, \"patch_size\": 8}'")
     parser.add_argument("--onnxruntime", action="store_true",
                         help="CPU inference through ONNX Runtime (exported in memory) instead of PyTorch")
+    parser.add_argument("--quantize", choices=("none", "int8"), default="none",
+                        help="with --onnxruntime: int8 (ONNX Runtime fusion + int8 weight products)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="with --quantize int8: a trained checkpoint (replaces --model) whose validation "
+                             "split measures the top-1 agreement with fp32")
+    parser.add_argument("--data-set", default=None, help="validation data for the agreement (default: the "
+                                                         "checkpoint's)")
+    parser.add_argument("--data-path", default=None, help="folder of --data-set (default: the checkpoint's)")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="inference only: replay CUDA graphs (with --compile: mode reduce-overhead)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -316,6 +362,8 @@ _FLAG_SETTINGS = ("model", "batch_size", "input_size", "amp", "compile", "device
 
 def run(args: argparse.Namespace) -> int:
     """Run `deit bench` from parsed flags."""
+    if args.model is None and args.checkpoint is None:
+        raise DeitError("--model is required (or --checkpoint with --onnxruntime --quantize int8)")
     train_settings = None
     if args.config:
         if not args.train:
@@ -328,6 +376,7 @@ def run(args: argparse.Namespace) -> int:
                        distillation_type=args.distillation_type, steps=args.steps, warmup=args.warmup,
                        img_size=args.img_size, model_kwargs=_parse_model_kwargs(args.model_kwargs),
                        num_classes=args.num_classes, onnxruntime=args.onnxruntime, cuda_graphs=args.cuda_graphs,
-                       train_settings=train_settings)
+                       train_settings=train_settings, quantize=args.quantize, checkpoint=args.checkpoint,
+                       data_set=args.data_set, data_path=args.data_path)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -19,13 +19,14 @@ import torch
 from torch import nn
 
 from deit.errors import DeitError
-from deit.tools.export_target import check_export_target
+from deit.tools.agreement import DEFAULT_MIN_AGREEMENT, Agreement, checkpoint_agreement
+from deit.tools.export_target import check_export_folder, check_export_target
+from deit.tools.onnx_runtime import QUANTIZE_CHOICES, require_onnx
 from deit.tools.preprocess import load_inference_model
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 FOLDER_FORMATS = ("hf", "timm")  # written as a folder by their own modules (export_hf, export_timm)
 DEFAULT_TOLERANCE = 1e-4
-_EXPORT_EXTRA_HINT = "install the export extra: pip install 'deit[export]'"
 
 
 @dataclass
@@ -40,10 +41,15 @@ class ExportReport:
     max_abs_diff: float
     tolerance: float
     notes: list[str] = field(default_factory=list)
+    quantize: str = "none"
+    agreement: Agreement | None = None
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
 
     @property
     def passed(self) -> bool:
-        """Whether the exported model matches PyTorch within the tolerance."""
+        """Whether the exported model matches PyTorch: within the tolerance (fp32), or on top-1 (int8)."""
+        if self.quantize != "none":  # int8 logits differ by design; what must hold is the predicted class
+            return self.agreement is None or self.agreement.rate >= self.min_agreement
         return self.max_abs_diff <= self.tolerance
 
     def summary(self) -> str:
@@ -53,6 +59,12 @@ class ExportReport:
                  f"input: (batch, {', '.join(str(d) for d in self.input_shape)}) float32, output: fused logits",
                  f"verified at batch sizes {sizes}: max |diff| vs PyTorch = {self.max_abs_diff:.3e} "
                  f"(tolerance {self.tolerance:.0e}) {'OK' if self.passed else 'FAILED'}"]
+        if self.quantize != "none":
+            lines[-1] = (f"verified at batch sizes {sizes}: max |diff| vs PyTorch fp32 = {self.max_abs_diff:.3e} "
+                         f"({self.quantize}: logits differ by design; the check is top-1 agreement)")
+            lines.append(self.agreement.summary() + f" (needs {100 * self.min_agreement:.1f}%)"
+                         if self.agreement else "top-1 agreement not measured: the checkpoint records no data "
+                         "set; give --data-set (and --data-path)")
         return "\n".join(lines + self.notes)
 
 
@@ -90,49 +102,19 @@ def _max_abs_diff(model: nn.Module, inputs: Sequence[torch.Tensor],
     return worst
 
 
-def _require_onnx() -> None:
-    missing = []
-    for module in ("onnx", "onnxruntime"):
-        try:
-            __import__(module)
-        except ImportError:
-            missing.append(module)
-    if missing:
-        raise DeitError(f"ONNX export needs {' and '.join(missing)}: {_EXPORT_EXTRA_HINT}")
-
-
-def _onnx_with_dynamo(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None) -> None:
-    batch = torch.export.Dim("batch", min=1, max=65536)
-    # One self-contained file (weights inline) while under protobuf's 2 GB limit.
-    external = sum(p.numel() * p.element_size() for p in model.parameters()) > 1_900_000_000
-    torch.onnx.export(model, (example,), str(output), dynamo=True, input_names=["images"],
-                      output_names=["logits"], dynamic_shapes=({0: batch},), opset_version=opset,
-                      external_data=external, verbose=False)
-
-
-def _onnx_with_tracing(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None) -> None:
-    torch.onnx.export(model, (example,), str(output), dynamo=False, input_names=["images"],
-                      output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=opset or 17)
-
-
-def _export_onnx(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None,
+def _export_onnx(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None, quantize: str,
                  notes: list[str]) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
-    _require_onnx()
-    import onnxruntime
+    from deit.tools.onnx_runtime import OnnxRuntimeModel, export_onnx, quantize_int8
 
-    exporter = "torch.onnx dynamo"
-    try:
-        with _quiet_exporters(), contextlib.redirect_stdout(io.StringIO()):
-            _onnx_with_dynamo(model, example, output, opset)
-    except Exception as error:  # the dynamo exporter fails on some graphs; the TorchScript-based one still works
-        notes.append(f"note: the dynamo exporter failed ({type(error).__name__}); used the TorchScript-based one")
-        exporter = "torch.onnx TorchScript-based"
-        with _quiet_exporters():
-            _onnx_with_tracing(model, example, output, opset)
-    session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
-    input_name = session.get_inputs()[0].name
-    return exporter, lambda images: session.run(None, {input_name: images.numpy()})[0]
+    if quantize == "none":
+        exporter = export_onnx(model, example, output, opset=opset, notes=notes)
+    else:
+        with tempfile.TemporaryDirectory(prefix="deit-onnx-", dir=output.parent) as scratch:
+            fp32_path = Path(scratch) / "fp32.onnx"
+            exporter = export_onnx(model, example, fp32_path, opset=opset, notes=notes) + " + ONNX Runtime int8"
+            notes += quantize_int8(fp32_path, output, model)
+    runner = OnnxRuntimeModel(output)
+    return exporter, lambda images: runner(images).numpy()
 
 
 def _export_torchscript(model: nn.Module, example: torch.Tensor, output: Path
@@ -163,17 +145,28 @@ def _export_safetensors(model: nn.Module, meta: dict, output: Path
 
 
 def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: int | None = None,
-           batch_size: int = 4, tolerance: float = DEFAULT_TOLERANCE, overwrite: bool = False) -> ExportReport:
-    """Export `checkpoint` to `output`, then compare with PyTorch; raises `DeitError` above `tolerance`."""
+           batch_size: int = 4, tolerance: float = DEFAULT_TOLERANCE, overwrite: bool = False,
+           quantize: str = "none", data_set: str | None = None, data_path: str | None = None,
+           min_agreement: float = DEFAULT_MIN_AGREEMENT) -> ExportReport:
+    """Export `checkpoint` to `output`, then compare with PyTorch; raises `DeitError` above `tolerance`.
+
+    With `quantize='int8'` (ONNX only) the check is instead the top-1 agreement with the fp32 model on the
+    validation split of `data_set` (default: the one the checkpoint was trained on), at least `min_agreement`.
+    """
+    if quantize not in QUANTIZE_CHOICES:
+        raise DeitError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)}")
+    if quantize != "none" and format != "onnx":
+        raise DeitError(f"--quantize {quantize} needs --format onnx")
     if format in FOLDER_FORMATS:
-        return _export_folder(checkpoint, format, Path(output), tolerance)
+        return _export_folder(checkpoint, format, check_export_folder(checkpoint, output, overwrite=overwrite),
+                              tolerance)
     if format not in FORMATS:
         raise DeitError(f"--format {format}: choose one of {', '.join(FORMATS + FOLDER_FORMATS)}")
     if batch_size < 1:
         raise DeitError(f"--batch-size {batch_size}: must be at least 1")
     output = check_export_target(checkpoint, output, format, overwrite=overwrite)
     if format == "onnx":
-        _require_onnx()  # fail before the (slow) model load
+        require_onnx()  # fail before the (slow) model load
     model, meta, _ = load_inference_model(checkpoint, "cpu")
     model = model.float()
     size = int(meta.get("input_size") or getattr(model, "img_size", 224))
@@ -183,15 +176,22 @@ def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: in
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(1))
     notes: list[str] = []
     if format == "onnx":
-        exporter, run_exported = _export_onnx(model, example, output, opset, notes)
+        exporter, run_exported = _export_onnx(model, example, output, opset, quantize, notes)
     elif format == "torchscript":
         exporter, run_exported = _export_torchscript(model, example, output)
     else:
         exporter, run_exported = _export_safetensors(model, meta, output)
     inputs = _verification_inputs(input_shape, batch_size)
     report = ExportReport(format, output, exporter, input_shape, tuple(x.shape[0] for x in inputs),
-                          _max_abs_diff(model, inputs, run_exported), tolerance, notes)
-    if not report.passed:
+                          _max_abs_diff(model, inputs, run_exported), tolerance, notes, quantize,
+                          min_agreement=min_agreement)
+    if quantize != "none":
+        report.agreement = checkpoint_agreement(model, meta, lambda images: torch.from_numpy(run_exported(images)),
+                                                checkpoint=checkpoint, data_set=data_set, data_path=data_path)
+        if not report.passed:
+            raise DeitError(f"{output}: {report.agreement.summary()}, below --min-agreement "
+                            f"{100 * min_agreement:.1f}% (the file is kept for inspection)")
+    elif not report.passed:
         raise DeitError(f"{output}: exported model differs from PyTorch by max |diff| {report.max_abs_diff:.3e} "
                         f"> {tolerance:.0e} (the file is kept for inspection)")
     return report
@@ -226,12 +226,21 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="largest max |diff| against PyTorch accepted (default 1e-4, fp32)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --output if it exists (never allowed when it is the input checkpoint)")
+    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none",
+                        help="int8: ONNX Runtime fusion + int8 weight products (CPU fast path); checked by top-1 "
+                             "agreement with fp32 on the validation split")
+    parser.add_argument("--data-set", default=None,
+                        help="validation data for the int8 agreement check (default: the checkpoint's)")
+    parser.add_argument("--data-path", default=None, help="folder of --data-set (default: the checkpoint's)")
+    parser.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
+                        help="lowest int8 top-1 agreement with fp32 accepted (default 0.995)")
 
 
 def run(args: argparse.Namespace) -> int:
     """Run `deit export`; prints the verification, exits 2 when it fails."""
     report = export(args.checkpoint, args.format, args.output, opset=args.opset, batch_size=args.batch_size,
-                    tolerance=args.tolerance, overwrite=args.overwrite)
+                    tolerance=args.tolerance, overwrite=args.overwrite, quantize=args.quantize,
+                    data_set=args.data_set, data_path=args.data_path, min_agreement=args.min_agreement)
     print(report.summary())
     return 0
 

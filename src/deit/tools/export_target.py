@@ -27,3 +27,17 @@ def check_export_target(checkpoint: str | Path, output: str | Path, format: str,
     if output.exists() and not overwrite:
         raise DeitError(f"--output {output}: already exists; pass --overwrite to replace it")
     return output
+
+
+def check_export_folder(checkpoint: str | Path, output: str | Path, *, overwrite: bool = False) -> Path:
+    """`output` for a folder export (hf, timm): never the folder holding the input, never a non-empty folder
+    unless asked, never a file."""
+    output, source = Path(output), Path(checkpoint).resolve()
+    if output.exists() and not output.is_dir():
+        raise DeitError(f"--output {output}: is a file; a folder export needs a folder name")
+    if output.exists() and (output.resolve() == source or output.resolve() in source.parents):
+        raise DeitError(f"--output {output}: holds the input checkpoint {checkpoint}; an export never writes over "
+                        f"its input, choose another folder")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise DeitError(f"--output {output}: is not empty; pass --overwrite to write into it")
+    return output
