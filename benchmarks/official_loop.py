@@ -27,8 +27,10 @@ class OfficialDistillationLoss(nn.Module):
 
     def forward(self, inputs: Tensor, outputs: tuple[Tensor, Tensor], labels: Tensor) -> Tensor:
         """The loss of one batch; the teacher sees the same inputs as the student."""
-        class_logits, distillation_logits = outputs
+        class_logits, distillation_logits = (outputs, None) if isinstance(outputs, Tensor) else outputs
         base_loss = self.base_criterion(class_logits, labels)
+        if self.distillation_type == "none":
+            return base_loss
         with torch.no_grad():
             teacher_logits = self.teacher(inputs)
         if self.distillation_type == "hard":
@@ -44,7 +46,7 @@ class OfficialDistillationLoss(nn.Module):
 class OfficialStep:
     """One step of the official loop (see the module docstring); returns the loss as a Python float."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module, *, device: torch.device,
+    def __init__(self, student: nn.Module, teacher: nn.Module | None, *, device: torch.device,
                  dtype: torch.dtype | None, distillation_type: str, batch_size: int, num_classes: int = 1000,
                  recipe: bool = True) -> None:
         from timm.data import Mixup
@@ -55,7 +57,7 @@ class OfficialStep:
         self.student = student.train()
         if hasattr(student, "set_distilled_training"):  # timm returns both heads in training only when asked
             student.set_distilled_training(True)
-        self.teacher = teacher.eval()
+        self.teacher = teacher.eval() if teacher is not None else None
         # `recipe`: the paper's mixup 0.8 / cutmix 1.0 and EMA 0.99996 (official defaults); off for parity checks.
         self.mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=num_classes) \
             if recipe else None

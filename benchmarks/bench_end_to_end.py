@@ -1,0 +1,119 @@
+"""End to end from JPEG files: `deit train` images/s versus the official loop's, in one process.
+
+A generated ImageFolder of natural-looking JPEGs (benchmarks/bench_data.py's generator) is read by both sides
+with the paper's training augmentation (RandomResizedCrop, flip, RandAugment, random erasing), repeated
+augmentation, DataLoader workers, mixup/cutmix, and the training step. Ours is `deit.engine.train` itself on a
+`deit train` configuration (recorded in the JSON); the official side is its `train_one_epoch` rebuilt from timm
+(`create_transform`, `RepeatAugSampler`, `Mixup`) with benchmarks/official_loop.py's step. Images/s counts from
+the moment the epoch starts (worker start-up included on both sides) to its last step.
+
+    PYTHONPATH=src python benchmarks/bench_end_to_end.py --device cpu --out benchmarks/results/cpu-zen4
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from bench_data import natural_jpeg
+from common import environment, environment_lines, markdown_table, number, same_weights_pair, write_report
+from deit.engine import make_config, train
+from deit.precision import resolve_precision
+from official_loop import OfficialStep
+
+
+def make_jpeg_folder(root: Path, *, classes: int, per_class: int, seed: int = 0) -> Path:
+    """`root/{train,val}/class_k/*.jpg`: natural-looking 500x375 JPEGs (ImageNet's typical size)."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", per_class), ("val", 2)):
+        for label in range(classes):
+            folder = root / split / f"class_{label}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                (folder / f"{index}.jpg").write_bytes(natural_jpeg(rng))
+    return root
+
+
+def ours(data: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+    """`deit train` for one epoch of `--steps` steps; images/s as its own log reports it."""
+    config = make_config(model=args.model, data_set="IMNET", data_path=str(data), batch_size=args.batch_size,
+                         epochs=1, warmup_epochs=0, max_steps_per_epoch=args.steps, num_workers=args.workers,
+                         device=args.device, amp=args.amp, drop_path=0.0, log_interval=0, log_format="plain",
+                         output_dir=str(out), overwrite_output=True, seed=0)
+    train(config)
+    row = json.loads((out / "log.txt").read_text().splitlines()[-1])
+    return {"images_per_second": row["train_images_per_second"], "steps": row["train_steps"],
+            "train_config": config.to_dict()}
+
+
+def official(data: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The official `train_one_epoch` over the same folder: timm's transform, RA sampler, mixup, the step."""
+    from timm.data import create_transform
+    from timm.data.distributed_sampler import RepeatAugSampler
+    from torchvision.datasets import ImageFolder
+
+    device = torch.device(args.device)
+    transform = create_transform(224, is_training=True, color_jitter=0.3, auto_augment="rand-m9-mstd0.5-inc1",
+                                 interpolation="bicubic", re_prob=0.25, re_mode="pixel", re_count=1)
+    dataset = ImageFolder(str(data / "train"), transform=transform)
+    sampler = RepeatAugSampler(dataset, num_replicas=1, rank=0, shuffle=True)
+    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=args.batch_size,
+                                         num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=True)
+    student, _ = same_weights_pair(args.model, device, num_classes=len(dataset.classes))
+    step = OfficialStep(student, None, device=device, dtype=resolve_precision(args.amp, device).dtype,
+                        distillation_type="none", batch_size=args.batch_size, num_classes=len(dataset.classes))
+    started, steps = time.perf_counter(), 0
+    for images, labels in loader:
+        if steps == args.steps:
+            break
+        step(images.to(device, non_blocking=True), labels.to(device, non_blocking=True))
+        steps += 1
+    return {"images_per_second": steps * args.batch_size / (time.perf_counter() - started), "steps": steps}
+
+
+def main() -> None:
+    """Generate the folder, run both sides `--rounds` times alternately, write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--model", default="deit_tiny_patch16_224")
+    parser.add_argument("--amp", default="auto")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=6, help="training steps per epoch timed")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers on both sides")
+    parser.add_argument("--classes", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        per_class = -(-args.batch_size * args.steps // (3 * args.classes)) + 1  # repeated aug: 3 views per image
+        data = make_jpeg_folder(root / "data", classes=args.classes, per_class=per_class)
+        results: dict[str, list[dict[str, Any]]] = {"official": [], "deit train": []}
+        for round_index in range(args.rounds):
+            results["official"].append(official(data, args))
+            results["deit train"].append(ours(data, args, root / f"run{round_index}"))
+            print(f"round {round_index + 1}: " + ", ".join(
+                f"{name} {number(runs[-1]['images_per_second'])} img/s" for name, runs in results.items()), flush=True)
+    medians = {name: statistics.median(r["images_per_second"] for r in runs) for name, runs in results.items()}
+    env = environment(device)
+    row = [args.model, args.batch_size, args.workers, number(medians["official"]), number(medians["deit train"]),
+           f"×{medians['deit train'] / medians['official']:.2f}"]
+    headers = ["student (no teacher)", "batch", "workers", "official loop img/s", "deit train img/s", "ratio"]
+    table = ("### End to end from JPEG files (decode + paper augmentation + step), median over rounds\n\n"
+             + environment_lines(env) + "\n\n" + markdown_table(headers, [row]))
+    payload = {"environment": env, "rounds": results, "medians": medians,
+               "train_config": results["deit train"][0]["train_config"]}
+    write_report(args.out, "end_to_end", payload, table, echo=True)
+
+
+if __name__ == "__main__":
+    main()
