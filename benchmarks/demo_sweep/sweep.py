@@ -1,9 +1,15 @@
-"""The recipe sweep behind `deit demo` (docs/demo.md): named engine runs, 2 single-thread processes, JSONL out."""
+"""The recipe sweep behind `deit demo` (docs/demo.md): named engine runs, 2 single-thread processes, JSONL out.
+
+Run from the repository root: `PYTHONPATH=src python benchmarks/demo_sweep/sweep.py benchmarks/demo_sweep/stage1.py`.
+A stage file is Python run here with `run`, `teacher`, `student`, `ROOT`, `MIX` in scope; results go to
+runs/demo_sweep/ (one folder per run) and runs/demo_sweep/sweep.jsonl (one line per run).
+"""
 import json, sys, time, multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent / "runs"
+ROOT = Path("runs/demo_sweep")
+LOG = str(ROOT / "sweep.jsonl")
 STUDENT = {"embed_dim": 128, "depth": 2, "num_heads": 4, "patch_size": 8}
 TEACHER_KW = {"channels": [16, 32, 64, 128], "stem_width": 16}
 MIX = dict(mixup=0.8, cutmix=1.0)
@@ -31,7 +37,7 @@ def one(name, settings):
                 "distillation_tau", "distillation_kl_reduction", "mixup", "cutmix", "batch_size")}}
 
 
-def run(specs, log):
+def run(specs, log=LOG):
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=ctx) as pool:
         futures = [pool.submit(one, n, s) for n, s in specs]
@@ -57,4 +63,5 @@ def student(kind, frac, epochs, seed, tpath=None, tag="", **kw):
 
 
 if __name__ == "__main__":
+    ROOT.mkdir(parents=True, exist_ok=True)
     exec(open(sys.argv[1]).read())
