@@ -12,22 +12,24 @@ import pytest
 from deit.cli import main
 from deit.errors import DeitError
 from deit.tools import demo_report
-from deit.tools.demo import (DISTILLED_STUDENT, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings, student_config,
-                             teacher_config)
+from deit.io import load_torch_file
+from deit.tools.demo import (DISTILLED_STUDENT, HEADLINE_KIND, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings, plan_runs,
+                             student_config, teacher_config)
 from deit.tools.demo_runs import Job, _PrefixedLines, execute
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def test_quick_demo_writes_results_table_and_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # The default CPU path: one spawned process per run, the distilled students after the teacher.
+def test_quick_demo_writes_results_tables_and_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The default CPU path: one spawned process per run, each size's distilled students after its teacher.
     output = tmp_path / "demo"
     assert main(["demo", "--quick", "--jobs", "2", "--output-dir", str(output)]) == 0
     printed = capsys.readouterr().out
-    assert "[demo] 5/5 done" in printed and "Hard distillation" in printed
+    assert "[demo] 8/8 done" in printed and "soft distillation vs no distillation at 50%" in printed
 
     results = json.loads((output / "results.json").read_text())
-    assert 0.0 <= results["teacher"]["top1"] <= 1.0
+    # the full-size row keeps the old keys: teacher.top1 and students.<kind>.fused
+    assert 0.0 <= results["teacher"]["top1"] <= 1.0 and results["teacher"]["fraction"] == 1.0
     assert set(results["students"]) == set(STUDENT_KINDS)
     for kind, student in results["students"].items():
         assert 0.0 <= student["cls"] <= 1.0 and 0.0 <= student["fused"] <= 1.0
@@ -35,6 +37,7 @@ def test_quick_demo_writes_results_table_and_plot(tmp_path: Path, capsys: pytest
         assert [point["epoch"] for point in student["curve"]] == [1, 2]
         run_dir = Path(student["per_seed"][0]["run_dir"])
         assert (run_dir / "checkpoint.pth").is_file() and (run_dir / "log.txt").is_file()
+        assert run_dir.parent.name == "f100"
         if kind == "none":  # the plain architecture has one head: fused is its class head
             assert student["dist"] is None and student["cosine"] is None
             assert student["fused"] == student["cls"]
@@ -44,16 +47,36 @@ def test_quick_demo_writes_results_table_and_plot(tmp_path: Path, capsys: pytest
             assert -1.0 <= student["cosine"] <= 1.0
             assert student["model"] == DISTILLED_STUDENT
     assert results["students"]["hard"]["distillation_type"] == "hard"
-    assert results["students"]["two_cls_tokens"]["distillation_type"] == "none"
-    assert results["comparison"]["seeds"] == 1
+    assert results["students"]["two_cls_tokens"]["distillation_type"] == "labels"
+
+    # per-size rows: the subset trained on its own images, its own teacher, the subset kinds only
+    half, full = results["sizes"]
+    assert (half["fraction"], half["images"], full["fraction"], full["images"]) == (0.5, 718, 1.0, 1437)
+    assert half["epochs"] == 4 and full["epochs"] == 2  # epochs / fraction: the same number of steps
+    assert set(half["students"]) == {"none", "soft"} and set(full["students"]) == set(STUDENT_KINDS)
+    assert 0.0 <= half["teacher"]["top1"] <= 1.0 and "f050" in half["teacher"]["run_dir"]
+    assert half["students"]["soft"]["cosine"] is None  # the token similarity is measured at the full size only
+    soft_run = Path(half["students"]["soft"]["per_seed"][0]["run_dir"])
+    args = load_torch_file(soft_run / "checkpoint.pth")["args"]
+    assert args["train_subset"] == 0.5 and args["teacher_path"] == str(Path(half["teacher"]["run_dir"]) /
+                                                                           "checkpoint.pth")
+    assert args["distillation_kl_reduction"] == "batchmean" and args["distillation_tau"] == 3.0
+
+    headline = results["headline"]
+    assert (headline["fraction"], headline["kind"]) == (0.5, HEADLINE_KIND)
+    gap = half["students"]["soft"]["fused"] - half["students"]["none"]["fused"]
+    assert headline["per_seed_gain"] == pytest.approx([gap]) and headline["gain"] == pytest.approx(gap)
+    assert results["verdict"].startswith("Not resolved") and "single seed" in results["verdict"]
     assert results["timings"]["training_seconds"] > 0 and results["machine"]["cores"] >= 1
 
-    table = (output / "results.md").read_text()
-    assert "| teacher: ResNet-18, quarter width |" in table
+    report = (output / "results.md").read_text()
+    assert "| 50% (718 images, 4 epochs) | 100% (1,437 images, 2 epochs) |" in report
     for kind in STUDENT_KINDS:
-        row = next(line for line in table.splitlines() if line.startswith(f"| {demo_report.STUDENT_TITLES[kind]} |"))
-        assert row.count("|") == 6
-    assert (output / "curves.png").read_bytes()[:8] == PNG_MAGIC
+        row = next(line for line in report.splitlines() if line.startswith(f"| {demo_report.STUDENT_TITLES[kind]} |"))
+        assert row.count("|") == 4  # the size table: the kind and two sizes
+    assert "| teacher: ResNet-18, quarter width |" in report  # the full-size Table 3 analogue
+    for picture in ("data_efficiency.png", "curves.png"):
+        assert (output / picture).read_bytes()[:8] == PNG_MAGIC
 
 
 def test_student_configurations_follow_the_paper() -> None:
@@ -61,30 +84,54 @@ def test_student_configurations_follow_the_paper() -> None:
     configs = {kind: student_config(settings, kind, 1, teacher_path="t.pth") for kind in STUDENT_KINDS}
     assert configs["none"].model == PLAIN_STUDENT and configs["none"].distillation_type == "none"
     assert configs["two_cls_tokens"].model == DISTILLED_STUDENT
-    assert configs["two_cls_tokens"].distillation_type == "none" and not configs["two_cls_tokens"].teacher_path
+    assert configs["two_cls_tokens"].distillation_type == "labels" and not configs["two_cls_tokens"].teacher_path
     assert configs["soft"].distillation_type == "soft" and configs["hard"].teacher_path == "t.pth"
+    assert (configs["soft"].distillation_alpha, configs["soft"].distillation_tau) == (0.7, 3.0)
+    assert configs["soft"].distillation_kl_reduction == "batchmean" and configs["hard"].distillation_alpha == 0.5
     for config in configs.values():
         # the same student dims for every row, digits are never mirrored, one run directory per kind and seed
         assert config.model_kwargs == settings.student_kwargs
         assert config.hflip == 0.0 and config.seed == 1 and config.epochs == settings.epochs
+        assert config.train_subset == 1.0
     assert len({config.output_dir for config in configs.values()}) == len(STUDENT_KINDS)
+    quarter = student_config(settings, "soft", 0, teacher_path="t.pth", fraction=0.25)
+    assert quarter.train_subset == 0.25 and quarter.epochs == 4 * settings.epochs
+    assert quarter.train_subset_seed == settings.subset_seed and "f025" in quarter.output_dir
     teacher = teacher_config(settings)
     assert teacher.distillation_type == "none" and teacher.epochs == settings.teacher_epochs
+    assert teacher_config(settings, 0.5).epochs == 2 * settings.teacher_epochs
     with pytest.raises(DeitError, match="teacher"):
         student_config(settings, "hard", 0)
     with pytest.raises(DeitError, match="unknown student kind"):
         student_config(settings, "medium", 0)
 
 
+def test_plan_runs_trains_each_size_with_its_own_teacher() -> None:
+    settings = DemoSettings(output_dir="out", seeds=2, sizes=(1.0, 0.25, 0.5))
+    first, distilled, total = plan_runs(settings)
+    teachers = [job for job in first if job.kind == "teacher"]
+    assert [job.fraction for job in teachers] == [0.25, 0.5, 1.0] and first[:3] == teachers  # teachers start first
+    labels_only = {(job.kind, job.fraction, job.seed) for job in first[3:]}
+    assert labels_only == {(kind, fraction, seed) for seed in (0, 1) for fraction in (0.25, 0.5, 1.0)
+                           for kind in ("none", "two_cls_tokens") if kind == "none" or fraction == 1.0}
+    unlocked = distilled(teachers[0], "t25.pth")
+    assert {(job.kind, job.fraction, job.seed) for job in unlocked} == {("soft", 0.25, 0), ("soft", 0.25, 1)}
+    assert all(job.config.teacher_path == "t25.pth" and not job.measure_cosine for job in unlocked)
+    full = distilled(teachers[2], "t100.pth")
+    assert {job.kind for job in full} == {"soft", "hard"} and all(job.measure_cosine for job in full)
+    assert total == 3 + 2 * (2 + 2 + 4) == len(first) + len(unlocked) + len(distilled(teachers[1], "x")) + len(full)
+    assert settings.headline_fraction == 0.25
+
+
 def test_a_failed_run_names_itself(tmp_path: Path) -> None:
     settings = DemoSettings.quick(output_dir=str(tmp_path))
     job = Job("hard", 2, student_config(settings, "hard", 2, teacher_path=str(tmp_path / "missing.pth")))
-    with pytest.raises(DeitError, match="demo run 'hard seed 2' failed.*--teacher-path"):
+    with pytest.raises(DeitError, match="demo run 'hard 100% seed 2' failed.*--teacher-path"):
         execute(job)
 
 
 @pytest.mark.parametrize("flags, message", [(["--seeds", "0"], "--seeds 0"), (["--epochs", "0"], "--epochs 0"),
-                                            (["--jobs", "-1"], "--jobs -1")])
+                                            (["--jobs", "-1"], "--jobs -1"), (["--sizes", "0.5,2"], "--sizes 0.5,2")])
 def test_bad_flags_are_one_line_errors(flags: list[str], message: str, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", *flags, "--output-dir", str(tmp_path)]) == 2
@@ -101,28 +148,62 @@ def _student(kind: str, fused: list[float], cosine: float | None = 0.9) -> dict:
     return demo_report.summarise_student(kind, runs)
 
 
+def _size(fraction: float, images: int, fused: dict[str, list[float]]) -> dict:
+    runs = [{"seed": seed, "kind": kind, "model": "m", "distillation_type": kind, "cosine": None, "seconds": 1.0,
+             "run_dir": "r", "metrics": {"acc1": 100 * value, "cls_acc1": 100 * value},
+             "curve": [{"epoch": 1, "fused": value, "cls": value, "dist": None}]}
+            for kind, values in fused.items() for seed, value in enumerate(values)]
+    teacher = {"metrics": {"acc1": 97.5}, "seconds": 2.0, "run_dir": "t"}
+    return demo_report.summarise_size(fraction, teacher, runs, images=images, epochs=10, teacher_epochs=8)
+
+
 def test_summary_uses_sample_std_and_pairs_seeds() -> None:
     none = _student("none", [0.90, 0.92, 0.94], cosine=None)
     hard = _student("hard", [0.93, 0.95, 0.93])
     assert none["fused"] == pytest.approx(0.92) and none["fused_std"] == pytest.approx(0.02)
     assert none["dist"] is None and none["cosine"] is None
     assert hard["curve"][0]["fused_min"] == pytest.approx(0.93)
-    comparison = demo_report.paired_comparison({"none": none, "hard": hard})
-    assert comparison["per_seed"] == pytest.approx({0: 0.03, 1: 0.03, 2: -0.01})
-    assert comparison["wins"] == 2 and comparison["mean"] == pytest.approx(0.05 / 3)
-    sentence = demo_report.verdict(comparison)
-    assert sentence.startswith("Hard distillation beat no distillation, within the seed-to-seed spread")
-    assert "+1.7 ± 2.3 points" in sentence and "better on 2 of 3 seeds" in sentence
-
-
-def test_verdict_says_when_hard_distillation_loses() -> None:
-    none = _student("none", [0.95, 0.96])
-    hard = _student("hard", [0.90, 0.91])
-    sentence = demo_report.verdict(demo_report.paired_comparison({"none": none, "hard": hard}))
-    assert sentence.startswith("Hard distillation did not beat no distillation: fused top-1 -5.0 ± 0.0")
-    assert demo_report.verdict(None).endswith("not measured in this run.")
+    comparison = demo_report.paired_comparison({"none": none, "hard": hard}, "hard")
+    assert comparison["per_seed"] == pytest.approx([0.03, 0.03, -0.01])
+    assert comparison["wins"] == 2 and comparison["losses"] == 1 and comparison["mean"] == pytest.approx(0.05 / 3)
     assert demo_report.mean_std([]) == (None, None) and demo_report.mean_std([0.5])[1] is None
     assert math.isclose(demo_report.mean_std([0.0, 1.0])[1], math.sqrt(0.5))
+
+
+def test_headline_and_verdict_when_every_seed_gains() -> None:
+    sizes = [_size(0.25, 359, {"none": [0.70, 0.74, 0.72], "soft": [0.78, 0.79, 0.73]}),
+             _size(1.0, 1437, {"none": [0.90, 0.91, 0.92], "soft": [0.93, 0.90, 0.95], "hard": [0.80, 0.85, 0.88]})]
+    headline = demo_report.headline(sizes, 0.25, "soft")
+    assert set(headline) >= {"fraction", "kind", "gain", "per_seed_gain"}
+    assert headline["per_seed_gain"] == pytest.approx([0.08, 0.05, 0.01]) and headline["gain"] == pytest.approx(0.14 / 3)
+    sentence = demo_report.verdict(headline)
+    assert sentence == ("Soft distillation beat no distillation at 25% of the training set (359 images): fused top-1 "
+                        "+4.7 ± 3.5 points (paired by seed), better on 3 of 3 seeds.")
+    assert demo_report.every_seed_sentence(sizes) == "Better than no distillation on every seed: soft distillation at 25%."
+    assert demo_report.headline(sizes, 0.5, "soft") is None and demo_report.headline(sizes, 0.25, "hard") is None
+    assert demo_report.verdict(None) == "The headline comparison was not measured in this run."
+    gains = demo_report.gain_table({"sizes": sizes})
+    assert "| soft | +4.7 ± 3.5 (3/3 seeds better) | +1.7 ± 2.3 (2/3 seeds better) |" in gains
+    assert "| hard | – | -6.7 ± 3.1 (0/3 seeds better) |" in gains
+
+
+def test_verdict_says_not_resolved_when_seeds_disagree() -> None:
+    sizes = [_size(0.25, 359, {"none": [0.70, 0.74, 0.72], "soft": [0.78, 0.72, 0.72]})]
+    sentence = demo_report.verdict(demo_report.headline(sizes, 0.25, "soft"))
+    assert sentence.startswith("Not resolved: soft distillation vs no distillation at 25% of the training set")
+    assert "better on 1 of 3 seeds, tied on 1; the seeds disagree." in sentence
+    assert demo_report.every_seed_sentence(sizes) == ("No variant beat no distillation on every seed at any "
+                                                       "training-set size.")
+
+
+def test_verdict_says_plainly_when_distillation_loses() -> None:
+    sizes = [_size(0.1, 144, {"none": [0.95, 0.96], "hard": [0.90, 0.91]})]
+    sentence = demo_report.verdict(demo_report.headline(sizes, 0.1, "hard"))
+    assert sentence == ("Hard distillation did not beat no distillation at 10% of the training set (144 images): "
+                        "fused top-1 -5.0 ± 0.0 points (paired by seed), worse on 2 of 2 seeds.")
+    single = [_size(1.0, 1437, {"none": [0.9], "soft": [0.95]})]
+    assert "single seed" in demo_report.verdict(demo_report.headline(single, 1.0, "soft"))
+    assert demo_report.every_seed_sentence(single) == "With a single seed no comparison is resolved."
 
 
 def test_prefixed_lines_keep_parallel_output_readable() -> None:
@@ -161,7 +242,7 @@ def test_one_job_runs_inline_and_restores_threads(tmp_path: Path) -> None:
     from deit.tools.demo import run_demo
 
     threads = torch.get_num_threads()
-    settings = DemoSettings.quick(output_dir=str(tmp_path), jobs=1, epochs=1, max_steps_per_epoch=3)
+    settings = DemoSettings.quick(output_dir=str(tmp_path), jobs=1, epochs=1, max_steps_per_epoch=3, sizes=(1.0,))
     results = run_demo(settings)
     assert torch.get_num_threads() == threads
     assert results["config"]["jobs"] == 1

@@ -54,6 +54,10 @@ def build_datasets(config: TrainConfig, *, report_dir: str | None, need_train: b
             simple_random_crop=config.src, eval_crop_ratio=config.eval_crop_ratio, hflip=config.hflip)
         train_set = build_dataset(config.data_set, config.data_path or None, train=True, transform=train_transform,
                                   **common)
+        if config.train_subset != 1.0 and len(train_set) > 0:
+            from deit.data.subset import stratified_subset
+
+            train_set = stratified_subset(train_set, config.train_subset, config.train_subset_seed)
     eval_transform = build_transform(False, input_size=config.input_size, mean=mean, std=std,
                                      eval_crop_ratio=config.eval_crop_ratio)
     val_set = build_dataset(config.data_set, config.data_path or None, train=False, transform=eval_transform,
@@ -203,7 +207,7 @@ def build_criterion(config: TrainConfig, teacher: nn.Module | None, *, mixup_act
     base = build_base_criterion(mixup_active=mixup_active, smoothing=config.smoothing, bce_loss=config.bce_loss,
                                 bce_target_thresh=threshold)
     return DistillationLoss(base, teacher, config.distillation_type, config.distillation_alpha,
-                            config.distillation_tau)
+                            config.distillation_tau, kl_reduction=config.distillation_kl_reduction)
 
 
 def build_train_step(config: TrainConfig, model: nn.Module, teacher: nn.Module | None, *, num_classes: int,

@@ -132,6 +132,11 @@ class TrainConfig:
                                      help="weight of the distillation term")
     distillation_tau: float = _opt(1.0, "--distillation-tau", group="distillation",
                                    help="temperature of soft distillation")
+    distillation_kl_reduction: str = _opt("official", "--distillation-kl-reduction", group="distillation",
+                                          choices=("official", "batchmean"),
+                                          help="soft distillation's KL scaling: official (summed KL / (batch x "
+                                               "classes) x tau^2, as released) or batchmean (Hinton et al.: / batch "
+                                               "x tau^2; `classes` times stronger)")
     cosub: bool = _opt(False, "--cosub", group="distillation", help="co-training (cosub): not implemented")
     # -- fine-tuning (official)
     finetune: str = _opt("", "--finetune", group="finetune",
@@ -149,6 +154,10 @@ class TrainConfig:
     inat_category: str = _opt("name", "--inat-category", group="data",
                               choices=("kingdom", "phylum", "class", "order", "supercategory", "family", "genus",
                                        "name"), help="iNaturalist label granularity")
+    train_subset: float = _opt(1.0, "--train-subset", group="data", metavar="SIZE",
+                               help="train on a stratified, seeded subset of the training split: a fraction in "
+                                    "(0, 1] or a number of images (ours; 1 = all; nested across sizes)")
+    train_subset_seed: int = _opt(0, "--train-subset-seed", group="data", help="seed that draws --train-subset")
     download: bool = _opt(False, "--download", group="data", help="allow downloading CIFAR (off: offline)")
     strict_data: bool = _opt(False, "--strict-data", group="data",
                              help="unreadable images are an error before training instead of being skipped")

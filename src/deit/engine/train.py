@@ -166,6 +166,8 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
         _restore_rng_for_rank(checkpoint.get("rng"), env, config.seed, run.start_epoch)
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     sizes = f"{len(train_set)} train / " if train_set is not None else ""
+    if getattr(train_set, "description", None):
+        sizes = f"{len(train_set)} train ({train_set.description}) / "  # type: ignore[union-attr]
     say(f"{config.model}: {n_parameters:,} trainable parameters; {config.data_set}: {sizes}{len(val_set)} val images, "
         f"{num_classes} classes; {device}, {precision.name}, {env.world_size} process(es); lr {lr:.3g}",
         is_main=env.is_main)

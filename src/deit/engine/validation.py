@@ -120,6 +120,10 @@ def _check_numbers(config: TrainConfig) -> None:
             raise DeitError("--bce-target-thresh needs --bce-loss")
         if not 0.0 <= config.bce_target_thresh < 1.0:
             raise DeitError(f"--bce-target-thresh {config.bce_target_thresh}: must be in [0, 1)")
+    if config.train_subset != 1.0:
+        from deit.data.subset import check_subset_flag
+
+        check_subset_flag(config.train_subset)  # the size against the data is checked when the data is built
     if config.clip_grad is not None and config.clip_grad <= 0:
         raise DeitError(f"--clip-grad {config.clip_grad}: must be positive")
     if not 0.0 < config.model_ema_decay < 1.0:

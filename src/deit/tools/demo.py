@@ -1,16 +1,19 @@
-"""`deit demo`: the paper's central experiment (its Table 3) at laptop scale, on the embedded DIGITS data.
+"""`deit demo`: what distillation through attention buys, measured at laptop scale on the embedded DIGITS data.
 
-A small CNN teacher, then one small DeiT student trained four ways, over several seeds:
+A data-efficiency experiment in the spirit of the paper's Table 3: at several training-set sizes (nested,
+stratified subsets of DIGITS' training split, `--train-subset`), a small CNN teacher trained on those images, and
+one small DeiT student trained on the same images several ways, over several paired seeds:
 
 - `none`: the plain architecture (one class token), labels only -- the paper's "no distillation";
-- `two_cls_tokens`: the distilled architecture with `--distillation-type none`, so both tokens learn from the
+- `two_cls_tokens`: the distilled architecture with `--distillation-type labels`, so both tokens learn from the
   labels -- the paper's control of a second *class* token instead of a distillation token;
 - `soft`, `hard`: the distilled architecture with the teacher (DeiT⚗).
 
-Every run, the teacher's included, is a real `deit.engine.train` run with its own directory under
+The headline comparison (`HEADLINE_KIND` against `none` at the smallest size) is fixed here, before any run.
+Every run, the teachers' included, is a real `deit.engine.train` run with its own directory under
 `<output>/runs/`, so its `log.txt`, `checkpoint.pth` and `curves.png` are there to inspect or `deit eval`.
 On a CPU the runs go to parallel processes of one thread each (tiny models use one core far better than two);
-the distilled students start as soon as the teacher is trained.
+the distilled students of a size start as soon as that size's teacher is trained.
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ from deit.errors import DeitError
 from deit.tools.demo_runs import Job, plan_parallelism, run_jobs, usable_cores
 
 STUDENT_KINDS = ("none", "two_cls_tokens", "soft", "hard")
+#: The comparison the demo's verdict is about, fixed before any run: soft distillation against none, at the
+#: smallest training-set size of the run (the data-starved regime, where the paper's thesis predicts the gain).
+HEADLINE_KIND = "soft"
 PLAIN_STUDENT = "deit_tiny_patch16_224"
 DISTILLED_STUDENT = "deit_tiny_distilled_patch16_224"
 TEACHER_MODEL = "resnet18"
@@ -38,11 +44,17 @@ TEACHER_KWARGS = {"channels": [16, 32, 64, 128], "stem_width": 16}
 
 @dataclass
 class DemoSettings:
-    """The experiment's size and recipe; the defaults fit the training in about 5 minutes on 2 CPU cores."""
+    """The experiment's sizes and recipe (chosen by the sweep in docs/demo.md); about 5 minutes on 2 CPU cores."""
 
     output_dir: str = "runs/demo"
     seeds: int = 3
-    epochs: int = 22
+    #: Training-set sizes as fractions of DIGITS' 1,437 training images (nested subsets, one draw).
+    sizes: tuple[float, ...] = (0.25, 1.0)
+    #: Student kinds trained below the full size (all of STUDENT_KINDS at the full size): the budget's choice.
+    subset_kinds: tuple[str, ...] = ("none", "soft")
+    subset_seed: int = 0
+    #: Student epochs on the full training set; a fraction f of it gets epochs / f (the same number of steps).
+    epochs: int = 16
     teacher_epochs: int = 8
     input_size: int = 32
     # A 4x4 grid of 8x8 patches (2x2 of the original pixels each); wide and shallow trains fastest per second here.
@@ -52,16 +64,20 @@ class DemoSettings:
     teacher_batch_size: int = 32
     lr: float = 1e-3
     warmup_epochs: int = 2
-    distillation_alpha: float = 0.5
-    distillation_tau: float = 1.0
+    # Soft: Hinton et al.'s batch-mean KL at temperature 3, weight 0.7 (the sweep's choice; the official scaling
+    # is 10x weaker at 10 classes). Hard: the paper's equal weighting.
+    soft_alpha: float = 0.7
+    hard_alpha: float = 0.5
+    distillation_tau: float = 3.0
+    kl_reduction: str = "batchmean"
     device: str = "auto"
     jobs: int = 0
     max_steps_per_epoch: int = 0
 
     @classmethod
     def quick(cls, **changes: Any) -> DemoSettings:
-        """A smoke-test size: one seed, two short epochs, a narrow student (its numbers mean nothing)."""
-        settings = cls(seeds=1, epochs=2, teacher_epochs=1, warmup_epochs=0, max_steps_per_epoch=8,
+        """A smoke-test size: one seed, two sizes, short epochs, a narrow student (its numbers mean nothing)."""
+        settings = cls(seeds=1, sizes=(0.5, 1.0), epochs=2, teacher_epochs=1, warmup_epochs=0, max_steps_per_epoch=8,
                        student_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8})
         for name, value in changes.items():
             setattr(settings, name, value)
@@ -75,6 +91,32 @@ class DemoSettings:
                 raise DeitError(f"{flag} {value}: must be at least 1")
         if self.jobs < 0:
             raise DeitError(f"--jobs {self.jobs}: must be 0 (automatic) or more")
+        if not self.sizes or any(not 0.0 < size <= 1.0 for size in self.sizes):
+            raise DeitError(f"--sizes {','.join(f'{size:g}' for size in self.sizes)}: fractions in (0, 1], e.g. "
+                            f"0.25,0.5,1")
+        unknown = [kind for kind in self.subset_kinds if kind not in STUDENT_KINDS]
+        if unknown:
+            raise DeitError(f"unknown student kind '{unknown[0]}'; choose from {', '.join(STUDENT_KINDS)}")
+
+    @property
+    def fractions(self) -> list[float]:
+        """The sizes, smallest first, without repeats."""
+        return sorted(set(self.sizes))
+
+    @property
+    def headline_fraction(self) -> float:
+        """The size of the headline comparison: the smallest of the run (known before anything trains)."""
+        return self.fractions[0]
+
+    def kinds_at(self, fraction: float) -> tuple[str, ...]:
+        """The student kinds trained at this size: all at the full size (or a run's largest), else `subset_kinds`."""
+        if fraction == self.fractions[-1]:
+            return STUDENT_KINDS
+        return tuple(kind for kind in STUDENT_KINDS if kind in self.subset_kinds or kind == "none")
+
+    def epochs_at(self, fraction: float, teacher: bool = False) -> int:
+        """Epochs at a size: the full-size epochs / fraction, so every size trains about the same number of steps."""
+        return max(1, round((self.teacher_epochs if teacher else self.epochs) / fraction))
 
 
 # ---------------------------------------------------------------- the runs' configurations
@@ -85,31 +127,40 @@ def shared_recipe(settings: DemoSettings) -> dict[str, Any]:
 
     The augmentation is the official small-image crop alone (resize, then a random crop with 4 px of padding).
     No flip: a mirrored digit is not a digit. RandAugment, mixup/cutmix, random erasing, colour jitter and
-    repeated augmentation are off: on DIGITS at this budget they slow training far more than they regularise
-    (measured: RandAugment gave 54% instead of 82% after 20 epochs).
+    repeated augmentation are off: at this budget they slow training far more than they regularise
+    (measured: RandAugment gave 54% instead of 82% after 20 epochs; mixup + cutmix 52% instead of 73% at 25% of
+    the data, docs/demo.md).
     """
     return dict(data_set="DIGITS", input_size=settings.input_size, aa="none", hflip=0.0, reprob=0.0, mixup=0.0,
                 cutmix=0.0, repeated_aug=False, color_jitter=0.0, eval_crop_ratio=1.0, smoothing=0.1,
                 model_ema=False, drop_path=0.0, unscale_lr=True, lr=settings.lr, warmup_epochs=settings.warmup_epochs,
                 min_lr=1e-5, weight_decay=0.05, device=settings.device, num_workers=0, log_format="plain",
-                log_interval=100_000, max_steps_per_epoch=settings.max_steps_per_epoch)
+                log_interval=100_000, max_steps_per_epoch=settings.max_steps_per_epoch,
+                train_subset=1.0, train_subset_seed=settings.subset_seed)
 
 
-def run_dir(settings: DemoSettings, name: str) -> Path:
+def size_tag(fraction: float) -> str:
+    """A size as a folder name: `f025` for 25%, `f100` for the full set."""
+    return f"f{round(100 * fraction):03d}"
+
+
+def run_dir(settings: DemoSettings, name: str, fraction: float = 1.0) -> Path:
     """Where one run writes its checkpoint and logs."""
-    return Path(settings.output_dir) / "runs" / name
+    return Path(settings.output_dir) / "runs" / size_tag(fraction) / name
 
 
-def teacher_config(settings: DemoSettings) -> Any:
-    """The teacher: a quarter-width ResNet-18 trained by the same engine on the same data."""
+def teacher_config(settings: DemoSettings, fraction: float = 1.0) -> Any:
+    """A teacher: a quarter-width ResNet-18 trained by the same engine on the same images as its students."""
     from deit.engine import make_config
 
-    return make_config(**shared_recipe(settings), model=TEACHER_MODEL, model_kwargs=dict(TEACHER_KWARGS),
-                       epochs=settings.teacher_epochs, batch_size=settings.teacher_batch_size, seed=0,
-                       output_dir=str(run_dir(settings, "teacher")))
+    recipe = {**shared_recipe(settings), "train_subset": fraction}
+    return make_config(**recipe, model=TEACHER_MODEL, model_kwargs=dict(TEACHER_KWARGS),
+                       epochs=settings.epochs_at(fraction, teacher=True), batch_size=settings.teacher_batch_size,
+                       seed=0, output_dir=str(run_dir(settings, "teacher", fraction)))
 
 
-def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: str | None = None) -> Any:
+def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: str | None = None,
+                   fraction: float = 1.0) -> Any:
     """One student run: the plain architecture for `none`, the distilled one otherwise; same dims for all."""
     from deit.engine import make_config
 
@@ -120,25 +171,39 @@ def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: s
     if distillation in ("soft", "hard"):
         if not teacher_path:
             raise DeitError(f"the {kind} student needs the teacher's checkpoint")
-        extra = dict(teacher_model=TEACHER_MODEL, teacher_path=teacher_path)
-    return make_config(**shared_recipe(settings), model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
-                       model_kwargs=dict(settings.student_kwargs), epochs=settings.epochs,
+        extra = dict(teacher_model=TEACHER_MODEL, teacher_path=teacher_path,
+                     distillation_alpha=settings.soft_alpha if kind == "soft" else settings.hard_alpha)
+    recipe = {**shared_recipe(settings), "train_subset": fraction}
+    return make_config(**recipe, model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
+                       model_kwargs=dict(settings.student_kwargs), epochs=settings.epochs_at(fraction),
                        batch_size=settings.batch_size, seed=seed, distillation_type=distillation,
-                       distillation_alpha=settings.distillation_alpha, distillation_tau=settings.distillation_tau,
-                       output_dir=str(run_dir(settings, f"{kind}_seed{seed}")), **extra)
+                       distillation_tau=settings.distillation_tau,
+                       distillation_kl_reduction=settings.kl_reduction,
+                       output_dir=str(run_dir(settings, f"{kind}_seed{seed}", fraction)), **extra)
 
 
-def _run_all(settings: DemoSettings, jobs: int, threads: int | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The teacher and the label-only students first; the distilled students once the teacher is trained."""
-    first = [Job("teacher", 0, teacher_config(settings))] + [
-        Job(kind, seed, student_config(settings, kind, seed))
-        for seed in range(settings.seeds) for kind in ("none", "two_cls_tokens")]
+def plan_runs(settings: DemoSettings) -> tuple[list[Job], Any, int]:
+    """(the runs that start at once, the runs each trained teacher unlocks, the number of runs in all).
 
-    def distilled(teacher_checkpoint: str) -> list[Job]:
-        return [Job(kind, seed, student_config(settings, kind, seed, teacher_checkpoint))
-                for seed in range(settings.seeds) for kind in ("soft", "hard")]
+    The teachers go first, then the label-only students; a size's distilled students are queued when its teacher
+    is trained. The token similarity is measured on the full-size students (the Table 3 analogue).
+    """
+    largest = settings.fractions[-1]
 
-    return run_jobs(first, distilled, total=1 + len(STUDENT_KINDS) * settings.seeds, jobs=jobs, threads=threads)
+    def job(kind: str, seed: int, fraction: float, teacher_path: str | None = None) -> Job:
+        return Job(kind, seed, student_config(settings, kind, seed, teacher_path, fraction), fraction,
+                   measure_cosine=fraction == largest and kind != "none")
+
+    first = [Job("teacher", 0, teacher_config(settings, fraction), fraction) for fraction in settings.fractions]
+    first += [job(kind, seed, fraction) for fraction in settings.fractions for seed in range(settings.seeds)
+              for kind in settings.kinds_at(fraction) if kind in ("none", "two_cls_tokens")]
+
+    def distilled(teacher: Job, checkpoint: str) -> list[Job]:
+        return [job(kind, seed, teacher.fraction, checkpoint) for seed in range(settings.seeds)
+                for kind in settings.kinds_at(teacher.fraction) if kind in ("soft", "hard")]
+
+    total = len(settings.fractions) + settings.seeds * sum(len(settings.kinds_at(f)) for f in settings.fractions)
+    return first, distilled, total
 
 
 # ---------------------------------------------------------------- the experiment
@@ -167,37 +232,47 @@ def _cpu_name() -> str:
 
 
 def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, Any]:
-    """Train everything, then write `results.json`, `results.md` and `curves.png` into the output directory."""
+    """Train everything, then write `results.json`, `results.md` and the pictures into the output directory."""
     from deit.tools import demo_report
 
     settings.validate()
     started = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     jobs, threads, device = plan_parallelism(settings.device, settings.jobs, settings.seeds)
-    runs = 1 + len(STUDENT_KINDS) * settings.seeds
-    print(f"[demo] {runs} runs (teacher + {len(STUDENT_KINDS)} students x {settings.seeds} seeds) on {device}, "
-          f"{jobs} at a time; per-run logs under {Path(settings.output_dir) / 'runs'}", flush=True)
+    first, distilled, total = plan_runs(settings)
+    sizes_text = ", ".join(f"{100 * fraction:g}%" for fraction in settings.fractions)
+    print(f"[demo] {total} runs: at each training-set size ({sizes_text} of DIGITS' training images) a teacher and "
+          f"the students x {settings.seeds} seed(s); on {device}, {jobs} at a time; per-run logs under "
+          f"{Path(settings.output_dir) / 'runs'}", flush=True)
     training_started = time.perf_counter()
-    teacher, student_runs = _run_all(settings, jobs, threads)
+    teachers, student_runs = run_jobs(first, distilled, total=total, jobs=jobs, threads=threads)
     training_seconds = time.perf_counter() - training_started
 
-    students = {kind: demo_report.summarise_student(kind, [r for r in student_runs if r["kind"] == kind])
-                for kind in STUDENT_KINDS}
-    comparison = demo_report.paired_comparison(students)
+    images = _training_images()
+    sizes = [demo_report.summarise_size(
+        fraction, teachers[fraction], [run for run in student_runs if run["fraction"] == fraction],
+        images=_subset_images(fraction, images), epochs=settings.epochs_at(fraction),
+        teacher_epochs=settings.epochs_at(fraction, teacher=True)) for fraction in settings.fractions]
+    full, teacher = sizes[-1], teachers[settings.fractions[-1]]
+    headline = demo_report.headline(sizes, settings.headline_fraction, HEADLINE_KIND)
     machine = machine_description(device)
     machine["load_average_start"] = load_start
     machine["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     grid = settings.input_size // int(settings.student_kwargs.get("patch_size", 16))
     results: dict[str, Any] = {
         "teacher": {"model": TEACHER_MODEL, "model_kwargs": dict(TEACHER_KWARGS),
-                    "label": "ResNet-18, quarter width", "top1": teacher["metrics"]["acc1"] / 100.0,
-                    "epochs": settings.teacher_epochs, "seconds": round(teacher["seconds"], 2),
-                    "curve": teacher["curve"], "run_dir": teacher["run_dir"]},
-        "students": students,
-        "comparison": comparison,
-        "verdict": demo_report.verdict(comparison),
+                    "label": "ResNet-18, quarter width", "top1": full["teacher"]["top1"],
+                    "fraction": full["fraction"], "epochs": full["teacher"]["epochs"],
+                    "seconds": full["teacher"]["seconds"], "curve": teacher["curve"],
+                    "run_dir": teacher["run_dir"]},
+        "students": full["students"],
+        "sizes": sizes,
+        "headline": headline,
+        "verdict": demo_report.verdict(headline),
+        "every_seed": demo_report.every_seed_sentence(sizes),
         "paper": demo_report.PAPER_COSINE,
         "config": {**asdict(settings), "jobs": jobs, "threads_per_run": threads or "default",
+                   "headline_kind": HEADLINE_KIND, "headline_fraction": settings.headline_fraction,
                    "student": {"name": f"{PLAIN_STUDENT} / {DISTILLED_STUDENT}", "kwargs": settings.student_kwargs,
                                "grid": grid},
                    "recipe": shared_recipe(settings)},
@@ -207,11 +282,24 @@ def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, An
     }
     results["timings"]["total_seconds"] = round(time.perf_counter() - started, 2)
     paths = demo_report.write_results(results, Path(settings.output_dir))
-    print(demo_report.markdown_table(results), flush=True)
+    print(demo_report.size_table(results), flush=True)
     print(results["verdict"], flush=True)
+    print(results["every_seed"], flush=True)
     print(f"[demo] {results['timings']['total_seconds']:.0f} s in all ({training_seconds:.0f} s training); wrote "
           f"{', '.join(str(path) for path in paths.values())}", flush=True)
     return results
+
+
+def _training_images() -> int:
+    from deit.data.digits import DigitsDataset
+
+    return len(DigitsDataset(train=True))
+
+
+def _subset_images(fraction: float, total: int) -> int:
+    from deit.data.subset import subset_size
+
+    return subset_size(fraction, total)
 
 
 # ---------------------------------------------------------------- the command
@@ -223,21 +311,33 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", "--output_dir", default=defaults.output_dir,
                         help=f"where results and per-run folders go (default {defaults.output_dir})")
     parser.add_argument("--seeds", type=int, default=None, help=f"seeds per student (default {defaults.seeds})")
+    parser.add_argument("--sizes", type=_fractions, default=None, metavar="F,F,...",
+                        help="training-set sizes as fractions of DIGITS' training split (default "
+                             f"{','.join(f'{size:g}' for size in defaults.sizes)})")
     parser.add_argument("--epochs", type=int, default=None,
-                        help=f"student training epochs (default {defaults.epochs})")
+                        help=f"student epochs on the full training set; a fraction f trains epochs / f "
+                             f"(default {defaults.epochs})")
     parser.add_argument("--teacher-epochs", type=int, default=None,
-                        help=f"teacher training epochs (default {defaults.teacher_epochs})")
+                        help=f"teacher epochs on the full training set, scaled as --epochs "
+                             f"(default {defaults.teacher_epochs})")
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
     parser.add_argument("--jobs", type=int, default=0,
                         help="runs trained at once on a CPU, one process each (default: one per core)")
     parser.add_argument("--quick", action="store_true",
-                        help="a smoke test: 1 seed, 2 short epochs, a 2-block student (numbers meaningless)")
+                        help="a smoke test: 1 seed, 2 sizes, short epochs, a narrow student (numbers meaningless)")
+
+
+def _fractions(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of fractions") from None
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment from the command line."""
     changes = {"output_dir": args.output_dir, "device": args.device, "jobs": args.jobs}
-    for name in ("seeds", "epochs", "teacher_epochs"):
+    for name in ("seeds", "sizes", "epochs", "teacher_epochs"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     settings = DemoSettings.quick(**changes) if args.quick else DemoSettings(**changes)
@@ -248,9 +348,11 @@ def run(args: argparse.Namespace) -> int:
 def _command_line(args: argparse.Namespace) -> str:
     """The command as typed, reconstructed (flags at their defaults left out)."""
     parts = ["deit demo"] + (["--quick"] if args.quick else [])
-    for name in ("seeds", "epochs", "teacher_epochs"):
-        if getattr(args, name) is not None:
-            parts.append(f"--{name.replace('_', '-')} {getattr(args, name)}")
+    for name in ("seeds", "sizes", "epochs", "teacher_epochs"):
+        value = getattr(args, name)
+        if value is not None:
+            text = ",".join(f"{size:g}" for size in value) if name == "sizes" else value
+            parts.append(f"--{name.replace('_', '-')} {text}")
     if args.jobs:
         parts.append(f"--jobs {args.jobs}")
     if args.device != "auto":
@@ -259,4 +361,5 @@ def _command_line(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-__all__ = ["DemoSettings", "STUDENT_KINDS", "run_demo", "shared_recipe", "student_config", "teacher_config"]
+__all__ = ["DemoSettings", "HEADLINE_KIND", "STUDENT_KINDS", "plan_runs", "run_demo", "shared_recipe",
+           "student_config", "teacher_config"]

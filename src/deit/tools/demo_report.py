@@ -1,8 +1,9 @@
-"""What `deit demo` writes: per-student means and spreads over seeds, `results.json`, `results.md`, `curves.png`.
+"""What `deit demo` writes: means and spreads over seeds per size and kind, the paired gains over no distillation,
+the verdict, `results.json`, `results.md`, `data_efficiency.png` (the headline picture) and `curves.png`.
 
-Accuracies are fractions in [0, 1] in the JSON and percentages in the Markdown table. The spread is the sample
+Accuracies are fractions in [0, 1] in the JSON and percentages in the Markdown tables. The spread is the sample
 standard deviation over seeds (null with a single seed). No run is selected on the validation set: every number
-is the last epoch's.
+is the last epoch's. Gains are paired by seed: the same seed trains every kind at a size.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ STUDENT_TITLES = {
     "soft": "DeiT⚗ soft distillation",
     "hard": "DeiT⚗ hard distillation",
 }
+#: How a verdict sentence names a kind.
+KIND_NAMES = {"two_cls_tokens": "The two-class-token control", "soft": "Soft distillation",
+              "hard": "Hard distillation", "none": "No distillation"}
 PAPER_COSINE = {"distillation_token_last_layer": 0.93, "two_class_tokens_last_layer": 0.999}
 HEADS = ("cls", "dist", "fused")
 
@@ -70,7 +74,7 @@ def mean_curve(curves: list[list[dict[str, Any]]]) -> list[dict[str, float]]:
     return points
 
 
-def paired_comparison(students: dict[str, Any], first: str = "hard", second: str = "none") -> dict[str, Any] | None:
+def paired_comparison(students: dict[str, Any], first: str, second: str = "none") -> dict[str, Any] | None:
     """Fused top-1 of `first` minus `second`, seed by seed (same seeds): the mean gap and how many seeds won."""
     if first not in students or second not in students:
         return None
@@ -81,30 +85,75 @@ def paired_comparison(students: dict[str, Any], first: str = "hard", second: str
         return None
     gaps = [a[seed] - b[seed] for seed in seeds]
     mean, std = mean_std(gaps)
-    return {"first": first, "second": second, "metric": "fused top-1", "per_seed": dict(zip(seeds, gaps)),
+    return {"first": first, "second": second, "metric": "fused top-1", "seeds_used": seeds, "per_seed": gaps,
             "mean": mean, "std": std, "wins": sum(gap > 0 for gap in gaps), "ties": sum(gap == 0 for gap in gaps),
-            "seeds": len(seeds)}
+            "losses": sum(gap < 0 for gap in gaps), "seeds": len(seeds)}
 
 
-def verdict(comparison: dict[str, Any] | None) -> str:
-    """One honest sentence on whether hard distillation beat no distillation in this run."""
-    if comparison is None:
-        return "hard distillation vs no distillation: not measured in this run."
-    gap = 100.0 * comparison["mean"]
-    spread = f" ± {100.0 * comparison['std']:.1f}" if comparison["std"] is not None else ""
-    seeds = comparison["seeds"]
-    tally = f"better on {comparison['wins']} of {seeds} seed{'s' if seeds > 1 else ''}"
-    if comparison["ties"]:
-        tally += f", tied on {comparison['ties']}"
-    noisy = comparison["std"] is not None and abs(comparison["mean"]) <= comparison["std"]
-    if gap > 0:
-        word = "beat no distillation, within the seed-to-seed spread" if noisy else "beat no distillation"
-    elif gap < 0:
-        word = ("did not beat no distillation (behind, within the seed-to-seed spread)" if noisy
-                else "did not beat no distillation")
-    else:
-        word = "tied with no distillation"
-    return f"Hard distillation {word}: fused top-1 {gap:+.1f}{spread} points (paired by seed; {tally})."
+def summarise_size(fraction: float, teacher: dict[str, Any], runs: list[dict[str, Any]], *, images: int,
+                   epochs: int, teacher_epochs: int) -> dict[str, Any]:
+    """One training-set size: its teacher, each student kind over seeds, and each kind's paired gain over none."""
+    kinds = [kind for kind in STUDENT_ORDER if any(run["kind"] == kind for run in runs)]
+    students = {kind: summarise_student(kind, [run for run in runs if run["kind"] == kind]) for kind in kinds}
+    gains = {kind: paired_comparison(students, kind) for kind in kinds if kind != "none"}
+    return {"fraction": fraction, "images": images, "epochs": epochs,
+            "teacher": {"top1": teacher["metrics"]["acc1"] / 100.0, "epochs": teacher_epochs,
+                        "seconds": round(teacher["seconds"], 2), "run_dir": teacher["run_dir"]},
+            "students": students, "gains": {kind: gain for kind, gain in gains.items() if gain is not None}}
+
+
+def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[str, Any] | None:
+    """The comparison fixed before the run: `kind` minus no distillation at `fraction`, paired by seed."""
+    row = next((size for size in sizes if size["fraction"] == fraction), None)
+    gain = row["gains"].get(kind) if row is not None else None
+    if gain is None:
+        return None
+    return {"fraction": fraction, "images": row["images"], "kind": kind, "gain": gain["mean"],
+            "gain_std": gain["std"], "per_seed_gain": gain["per_seed"], "seeds": gain["seeds"],
+            "wins": gain["wins"], "losses": gain["losses"], "ties": gain["ties"]}
+
+
+def _size_words(fraction: float, images: int) -> str:
+    return f"{100 * fraction:g}% of the training set ({images:,} images)"
+
+
+def verdict(result: dict[str, Any] | None) -> str:
+    """One sentence generated from the headline numbers: resolved only when every seed agrees."""
+    if result is None:
+        return "The headline comparison was not measured in this run."
+    name = KIND_NAMES.get(result["kind"], result["kind"])
+    seeds, wins, losses = result["seeds"], result["wins"], result["losses"]
+    spread = f" ± {100.0 * result['gain_std']:.1f}" if result["gain_std"] is not None else ""
+    numbers = f"fused top-1 {100.0 * result['gain']:+.1f}{spread} points (paired by seed)"
+    where = _size_words(result["fraction"], result["images"])
+    if seeds < 2:
+        return (f"Not resolved: {name.lower()} vs no distillation at {where}, {numbers}, on a single seed "
+                f"(a spread needs --seeds 2 or more).")
+    tally = f"better on {wins} of {seeds} seeds"
+    if wins == seeds:
+        return f"{name} beat no distillation at {where}: {numbers}, {tally}."
+    if losses == seeds:
+        return f"{name} did not beat no distillation at {where}: {numbers}, worse on {losses} of {seeds} seeds."
+    ties = f", tied on {result['ties']}" if result["ties"] else ""
+    return (f"Not resolved: {name.lower()} vs no distillation at {where}: {numbers}, {tally}{ties}; "
+            f"the seeds disagree.")
+
+
+def every_seed_sentence(sizes: list[dict[str, Any]]) -> str:
+    """Which kinds beat no distillation on every seed, at which sizes; plainly 'none' when nothing did."""
+    found: dict[str, list[str]] = {}
+    seeds = 0
+    for size in sizes:
+        for kind, gain in size["gains"].items():
+            seeds = max(seeds, gain["seeds"])
+            if gain["seeds"] >= 2 and gain["wins"] == gain["seeds"]:
+                found.setdefault(kind, []).append(f"{100 * size['fraction']:g}%")
+    if seeds < 2:
+        return "With a single seed no comparison is resolved."
+    if not found:
+        return "No variant beat no distillation on every seed at any training-set size."
+    parts = [f"{KIND_NAMES[kind].lower()} at {', '.join(found[kind])}" for kind in STUDENT_ORDER if kind in found]
+    return f"Better than no distillation on every seed: {'; '.join(parts)}."
 
 
 def _pct(value: float | None, std: float | None = None) -> str:
@@ -142,48 +191,107 @@ def _kwargs(kwargs: dict[str, Any]) -> str:
     return ", ".join(f"{key} {value}" for key, value in kwargs.items())
 
 
+def _size_header(size: dict[str, Any]) -> str:
+    return f"{100 * size['fraction']:g}% ({size['images']:,} images, {size['epochs']} epochs)"
+
+
+def size_table(results: dict[str, Any]) -> str:
+    """Fused top-1 per kind (rows) and training-set size (columns): the numbers of the headline picture."""
+    sizes, seeds = results["sizes"], results["config"]["seeds"]
+    lines = [f"| fused top-1 %, mean ± std over {seeds} seed{'s' if seeds > 1 else ''} | "
+             + " | ".join(_size_header(size) for size in sizes) + " |",
+             "|---|" + "---|" * len(sizes),
+             f"| teacher: {results['teacher']['label']}, trained on the same images | "
+             + " | ".join(_pct(size["teacher"]["top1"]) for size in sizes) + " |"]
+    for kind in STUDENT_ORDER:
+        cells = [size["students"].get(kind) for size in sizes]
+        if any(cells):
+            lines.append(f"| {STUDENT_TITLES[kind]} | "
+                         + " | ".join(_pct(cell["fused"], cell["fused_std"]) if cell else "–" for cell in cells)
+                         + " |")
+    return "\n".join(lines)
+
+
+def _gain_cell(gain: dict[str, Any] | None) -> str:
+    if gain is None:
+        return "–"
+    spread = f" ± {100.0 * gain['std']:.1f}" if gain["std"] is not None else ""
+    return f"{100.0 * gain['mean']:+.1f}{spread} ({gain['wins']}/{gain['seeds']} seeds better)"
+
+
+def gain_table(results: dict[str, Any]) -> str:
+    """Each kind minus no distillation, fused top-1 points paired by seed, and on how many seeds it was better."""
+    sizes = results["sizes"]
+    lines = ["| gain over no distillation, points (seeds better) | "
+             + " | ".join(f"{100 * size['fraction']:g}%" for size in sizes) + " |",
+             "|---|" + "---|" * len(sizes)]
+    for kind in STUDENT_ORDER[1:]:
+        gains = [size["gains"].get(kind) for size in sizes]
+        if any(gains):
+            lines.append(f"| {kind} | " + " | ".join(_gain_cell(gain) for gain in gains) + " |")
+    return "\n".join(lines)
+
+
 def per_seed_table(results: dict[str, Any]) -> str:
     """Fused top-1 of every run, so the spread behind each ± is visible."""
-    seeds = sorted({row["seed"] for student in results["students"].values() for row in student["per_seed"]})
+    rows = [(size, kind, student) for size in results["sizes"] for kind, student in size["students"].items()]
+    seeds = sorted({row["seed"] for _, _, student in rows for row in student["per_seed"]})
     lines = ["| fused top-1 % | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
              "|---|" + "---|" * len(seeds)]
-    for kind in STUDENT_ORDER:
-        student = results["students"].get(kind)
-        if student is None:
-            continue
+    for size, kind, student in rows:
         by_seed = {row["seed"]: row["fused"] for row in student["per_seed"]}
-        lines.append(f"| {kind} | " + " | ".join(_pct(by_seed.get(seed)) for seed in seeds) + " |")
+        lines.append(f"| {kind}, {100 * size['fraction']:g}% | "
+                     + " | ".join(_pct(by_seed.get(seed)) for seed in seeds) + " |")
     return "\n".join(lines)
 
 
 def markdown_report(results: dict[str, Any]) -> str:
-    """`results.md`: the table, the verdict, what ran, on what, and how long it took."""
+    """`results.md`: the tables, the verdict, what ran, on what, and how long it took."""
     config, timings, machine = results["config"], results["timings"], results["machine"]
     student = config["student"]
     load = machine.get("load_average_start"), machine.get("load_average_end")
     load_text = (f"; 1-minute load average {load[0]:.2f} at the start, {load[1]:.2f} at the end"
                  if None not in load else "")
+    full = results["sizes"][-1]
     return "\n".join([
-        "# deit demo: distillation through attention on DIGITS",
+        "# deit demo: what distillation through attention buys, on DIGITS",
         "",
         f"Command: `{results['command']}`",
         "",
+        "## Top-1 vs training-set size",
+        "",
+        size_table(results),
+        "",
+        gain_table(results),
+        "",
+        f"**{results['verdict']}** {results['every_seed']}",
+        f"(Headline fixed before the run: {config['headline_kind']} against no distillation at the smallest size.)",
+        "",
+        "![top-1 vs training-set size](data_efficiency.png)",
+        "",
+        f"## The paper's Table 3 at laptop scale: {_size_header(full)}",
+        "",
         markdown_table(results),
         "",
-        results["verdict"],
         f"Paper (ImageNet, DeiT-B⚗): cosine {PAPER_COSINE['distillation_token_last_layer']} between the class and "
         f"distillation tokens at the last layer; {PAPER_COSINE['two_class_tokens_last_layer']} with two class "
         f"tokens.",
         "",
+        "## Every run",
+        "",
         per_seed_table(results),
         "",
         f"- Data: scikit-learn's 8×8 digits (1,437 train / 360 val images), upsampled to {config['input_size']}×"
-        f"{config['input_size']}; training augmentation: random crop with 4 px padding only.",
+        f"{config['input_size']}; smaller sizes are nested stratified subsets (`--train-subset`, seed "
+        f"{config['subset_seed']}); every size is evaluated on all 360 validation images. Training augmentation: "
+        f"random crop with 4 px padding only.",
         f"- Students: {student['name']} with {_kwargs(student['kwargs'])} ({student['grid']}×{student['grid']} "
-        f"patches), "
-        f"{config['epochs']} epochs, batch {config['batch_size']}, AdamW lr {config['lr']:g}; distillation "
-        f"α {config['distillation_alpha']}, τ {config['distillation_tau']}.",
-        f"- Teacher: {results['teacher']['label']}, {config['teacher_epochs']} epochs, trained by the same engine.",
+        f"patches), {config['epochs']} epochs on the full set and epochs / fraction on a subset (the same number "
+        f"of steps), batch {config['batch_size']}, AdamW lr {config['lr']:g}. Soft: α {config['soft_alpha']}, "
+        f"τ {config['distillation_tau']}, KL {config['kl_reduction']}; hard: α {config['hard_alpha']}. Below the "
+        f"full size: {', '.join(config['subset_kinds'])} only (the time budget).",
+        f"- Teachers: {results['teacher']['label']}, one per size trained on the same images, "
+        f"{config['teacher_epochs']} epochs on the full set (epochs / fraction on a subset), by the same engine.",
         f"- Time: {timings['total_seconds']:.0f} s in all, {timings['training_seconds']:.0f} s of training "
         f"({config['jobs']} parallel run(s), {config['threads_per_run']} thread(s) each).",
         f"- Machine: {machine['description']}{load_text}.",
@@ -191,47 +299,17 @@ def markdown_report(results: dict[str, Any]) -> str:
     ])
 
 
-def plot_curves(results: dict[str, Any], path: Path) -> Path:
-    """`curves.png`: each student's fused validation top-1 per epoch (mean over seeds, band = min..max)."""
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    figure = Figure(figsize=(7, 4.2), dpi=110)
-    axes = figure.subplots()
-    for kind in STUDENT_ORDER:
-        student = results["students"].get(kind)
-        if not student or not student["curve"]:
-            continue
-        curve = student["curve"]
-        epochs = [point["epoch"] for point in curve]
-        line, = axes.plot(epochs, [100 * point["fused"] for point in curve], marker="o", markersize=3,
-                          label=student["title"])
-        if student["seeds"] > 1:
-            axes.fill_between(epochs, [100 * point["fused_min"] for point in curve],
-                              [100 * point["fused_max"] for point in curve], color=line.get_color(), alpha=0.15)
-    teacher = results["teacher"]
-    if teacher.get("top1") is not None:
-        axes.axhline(100 * teacher["top1"], color="black", linestyle="--", linewidth=1,
-                     label=f"teacher ({100 * teacher['top1']:.1f}%)")
-    seeds = results["config"]["seeds"]
-    axes.set(xlabel="epoch", ylabel="validation top-1 (%)",
-             title=f"DIGITS: fused top-1, mean of {seeds} seed{'s' if seeds > 1 else ''} (band: min–max)")
-    axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes.grid(alpha=0.3)
-    axes.legend(loc="lower right", fontsize=8)
-    figure.tight_layout()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
-    return path
-
-
 def write_results(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
-    """Write `results.json`, `results.md` and `curves.png` into `output_dir`; returns their paths."""
+    """Write `results.json`, `results.md`, `data_efficiency.png` and `curves.png`; returns their paths."""
+    from deit.tools.demo_plots import plot_curves, plot_data_efficiency
+
     output_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": output_dir / "results.json", "markdown": output_dir / "results.md",
-             "plot": output_dir / "curves.png"}
+             "headline_plot": output_dir / "data_efficiency.png", "plot": output_dir / "curves.png"}
     text = json.dumps(results, indent=2) + "\n"
     atomic_write(paths["json"], lambda tmp: Path(tmp).write_text(text))
     report = markdown_report(results)
     atomic_write(paths["markdown"], lambda tmp: Path(tmp).write_text(report))
+    plot_data_efficiency(results, paths["headline_plot"])
     plot_curves(results, paths["plot"])
     return paths

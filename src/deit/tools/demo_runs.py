@@ -1,9 +1,10 @@
 """One `deit demo` run (in this process or a worker process) and the scheduling of all of them.
 
-Each run is `deit.engine.train` on its own configuration, then the token similarity of the trained student.
+Each run is `deit.engine.train` on its own configuration, then (full-size students) the token similarity.
 Runs go to parallel single-threaded processes on a CPU (tiny models use one core far better than two, and
 two-thread runs sharing a busy 2-core machine stall: one epoch took 179 s instead of ~3 s), or one after the
-other in this process (a GPU, or `jobs=1`). The distilled students are queued when the teacher is trained.
+other in this process (a GPU, or `jobs=1`). The distilled students of a training-set size are queued when that
+size's teacher is trained.
 """
 
 from __future__ import annotations
@@ -24,16 +25,19 @@ from deit.errors import DeitError
 
 @dataclass(frozen=True)
 class Job:
-    """One training run of the demo: the teacher, or one student kind with one seed."""
+    """One training run of the demo: a teacher, or one student kind with one seed, at one training-set size."""
 
     kind: str
     seed: int
     config: Any  # a deit.engine.TrainConfig (plain data, so it pickles to a worker process)
+    fraction: float = 1.0
+    measure_cosine: bool = False
 
     @property
     def label(self) -> str:
         """How its progress lines are prefixed."""
-        return "teacher" if self.kind == "teacher" else f"{self.kind} seed {self.seed}"
+        size = f"{100 * self.fraction:g}%"
+        return f"teacher {size}" if self.kind == "teacher" else f"{self.kind} {size} seed {self.seed}"
 
 
 class _PrefixedLines(io.TextIOBase):
@@ -110,13 +114,13 @@ def execute(job: Job, threads: int | None = None) -> dict[str, Any]:
         with contextlib.redirect_stdout(_PrefixedLines(sys.stdout, f"[{job.label}] ")):
             metrics = train(job.config)
             cosine = None
-            if job.kind != "teacher":
+            if job.measure_cosine:
                 cosine = last_layer_token_similarity(output / "checkpoint.pth", job.config.device)
     except Exception as error:  # re-raised as a plain DeitError: every exception type must survive pickling
         raise DeitError(f"demo run '{job.label}' failed: {type(error).__name__}: {error}") from None
     finally:
         torch.set_num_threads(previous_threads)  # this process may go on with other work (inline runs, tests)
-    return {"kind": job.kind, "seed": job.seed, "label": job.label, "model": job.config.model,
+    return {"kind": job.kind, "seed": job.seed, "fraction": job.fraction, "label": job.label, "model": job.config.model,
             "distillation_type": job.config.distillation_type, "metrics": _plain(metrics), "cosine": cosine,
             "curve": _curve(output / "log.txt"), "seconds": time.perf_counter() - started, "run_dir": str(output)}
 
@@ -160,11 +164,11 @@ def plan_parallelism(device: str, jobs: int, seeds: int) -> tuple[int, int | Non
     return jobs, max(1, cores // jobs), resolved
 
 
-def run_jobs(first: list[Job], after_teacher: Callable[[str], list[Job]], *, total: int, jobs: int,
-             threads: int | None) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Run `first` (the teacher among them); when the teacher is done, `after_teacher(its checkpoint)` too.
+def run_jobs(first: list[Job], after_teacher: Callable[[Job, str], list[Job]], *, total: int, jobs: int,
+             threads: int | None) -> tuple[dict[float, dict[str, Any]], list[dict[str, Any]]]:
+    """Run `first` (the teachers among them); when a teacher is done, `after_teacher(it, its checkpoint)` too.
 
-    Returns the teacher's result and the students' results, in the order they finished.
+    Returns the teachers' results by training-set fraction and the students' results, in the order they finished.
     """
     executor: Any
     if jobs == 1:
@@ -174,7 +178,7 @@ def run_jobs(first: list[Job], after_teacher: Callable[[str], list[Job]], *, tot
 
         # spawn, not fork: a forked copy of a process that already started torch's threads can deadlock.
         executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    teacher: dict[str, Any] = {}
+    teachers: dict[float, dict[str, Any]] = {}
     students: list[dict[str, Any]] = []
     try:
         pending = {executor.submit(execute, job, threads): job for job in first}
@@ -184,15 +188,15 @@ def run_jobs(first: list[Job], after_teacher: Callable[[str], list[Job]], *, tot
                 job = pending.pop(future)
                 result = future.result()
                 if job.kind == "teacher":
-                    teacher = result
-                    for nxt in after_teacher(str(Path(job.config.output_dir) / "checkpoint.pth")):
+                    teachers[job.fraction] = result
+                    for nxt in after_teacher(job, str(Path(job.config.output_dir) / "checkpoint.pth")):
                         pending[executor.submit(execute, nxt, threads)] = nxt
                 else:
                     students.append(result)
-                _announce(result, len(students) + bool(teacher), total)
+                _announce(result, len(students) + len(teachers), total)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
-    return teacher, students
+    return teachers, students
 
 
 def _announce(result: dict[str, Any], finished: int, total: int) -> None:
