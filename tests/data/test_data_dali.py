@@ -125,3 +125,33 @@ def test_rank_outside_the_world_is_refused(folder: Path) -> None:
     with pytest.raises(DeitError, match="shard 2 of 2"):
         build_pipeline(FolderDataset(folder), DaliSettings(input_size=32), train=False, batch_size=4, shard_id=2,
                        num_shards=2)
+
+
+def test_deit_train_runs_an_epoch_through_dali_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from deit.cli import main
+
+    root = tmp_path / "data"
+    rng = np.random.default_rng(1)
+    for split, count in (("train", 12), ("val", 3)):
+        for label in range(2):
+            (root / split / f"c{label}").mkdir(parents=True)
+            for index in range(count):
+                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
+                pixels[..., label] = 255
+                Image.fromarray(pixels).save(root / split / f"c{label}" / f"{index}.jpg")
+    argv = ["train", "--data-loader", "dali", "--data-path", str(root), "--model", "deit_tiny_patch16_224",
+            "--model-kwargs", '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}', "--input-size", "32",
+            "--batch-size", "8", "--epochs", "1", "--warmup-epochs", "0", "--num_workers", "1", "--device", "cpu",
+            "--log-format", "plain", "--output_dir", str(tmp_path / "run")]
+    assert main(argv) == 0, capsys.readouterr().err
+    row = __import__("json").loads((tmp_path / "run" / "log.txt").read_text().splitlines()[-1])
+    # 24 training images, repeated augmentation does not apply to DALI's reader: 3 full batches of 8
+    assert row["train_steps"] == 3 and row["test_num_images"] == 6
+
+
+def test_dali_needs_a_class_folder_data_set(capsys: pytest.CaptureFixture) -> None:
+    from deit.cli import main
+
+    assert main(["train", "--data-loader", "dali", "--data-set", "DIGITS", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--data-loader dali reads class folders" in err and len(err.strip().splitlines()) == 1

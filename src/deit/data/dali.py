@@ -117,7 +117,8 @@ class DaliLoader:
 
     def __init__(self, source: SampleSource, settings: DaliSettings, *, train: bool, batch_size: int,
                  shard_id: int = 0, num_shards: int = 1, device_id: int | None = None, num_threads: int = 2,
-                 seed: int = 0) -> None:
+                 seed: int = 0, drop_last: bool = False) -> None:
+        self.drop_last = drop_last  # training: full batches only (mixup pairs samples), as the torch loader
         self.pipeline = build_pipeline(source, settings, train=train, batch_size=batch_size, shard_id=shard_id,
                                        num_shards=num_shards, device_id=device_id, num_threads=num_threads,
                                        seed=seed)
@@ -127,13 +128,18 @@ class DaliLoader:
         self.classes = source.classes
 
     def __len__(self) -> int:
+        if self.drop_last:
+            return self.shard_size // self.batch_size
         return -(-self.shard_size // self.batch_size)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The engine's sampler hook: DALI's reader reshuffles its shard by itself at every epoch."""
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         remaining = self.shard_size
-        while remaining > 0:
+        for _ in range(len(self)):
             images, labels = self.pipeline.run()
-            take = min(remaining, self.batch_size)
+            take = min(remaining, self.batch_size)  # DALI pads the shard's last batch: keep its own images only
             yield (_to_torch(images)[:take], _to_torch(labels).reshape(-1)[:take].long())
             remaining -= take
         self.pipeline.reset()

@@ -84,6 +84,8 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
     """Repeated-augmentation (or plain distributed) sampling for training, sequential or split evaluation."""
     from deit.data import RepeatAugSampler
 
+    if config.data_loader == "dali":
+        return _dali_loaders(config, train_set, val_set, env, device)
     pin = config.pin_mem and device.type == "cuda"
     train_loader = sampler = None
     if isinstance(train_set, IterableDataset):  # shards: the data set splits itself over ranks and workers
@@ -121,6 +123,33 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
     val_loader = DataLoader(val_set, sampler=val_sampler, batch_size=int(1.5 * config.batch_size),
                             num_workers=config.num_workers, pin_memory=pin, drop_last=False)
     return Loaders(train_loader, sampler, val_loader, distributed_eval)
+
+
+def _dali_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Dataset, env: DistributedEnv,
+                  device: torch.device) -> Loaders:
+    """DALI pipelines over the same file lists (bad files already skipped by the folder scan); each rank reads
+    its own shard, so every image is seen once per epoch across ranks. DALI's RandAugment replaces timm's."""
+    from deit.data.dali import DaliLoader, DaliSettings
+
+    if config.repeated_aug and train_set is not None:
+        warnings.warn("--data-loader dali reads each image once per epoch: repeated augmentation (--repeated-aug) "
+                      "is not applied; pass --no-repeated-aug to silence this", stacklevel=2)
+    mean, std = normalization(config)
+    settings = DaliSettings(input_size=config.input_size, mean=mean, std=std, hflip=config.hflip,
+                            rand_augment=config.aa not in ("", "none", "None"), eval_crop_ratio=config.eval_crop_ratio)
+    common = dict(shard_id=env.rank, num_shards=env.world_size, num_threads=max(config.num_workers, 1),
+                  device_id=device.index if device.type == "cuda" else None, seed=config.seed)
+    train = None
+    if train_set is not None:
+        train = DaliLoader(train_set, settings, train=True, batch_size=config.batch_size, drop_last=True,  # type: ignore[arg-type]
+                           **common)
+        if len(train) == 0:
+            raise DeitError(f"--batch-size {config.batch_size}: larger than the {train.shard_size} training images "
+                            f"each process sees per epoch")
+    distributed_eval = config.dist_eval and env.distributed
+    eval_shards = dict(common) if distributed_eval else dict(common, shard_id=0, num_shards=1)
+    val = DaliLoader(val_set, settings, train=False, batch_size=int(1.5 * config.batch_size), **eval_shards)  # type: ignore[arg-type]
+    return Loaders(train, train, val, distributed_eval)  # type: ignore[arg-type]
 
 
 def build_student(config: TrainConfig, num_classes: int, *, load_finetune: bool) -> nn.Module:

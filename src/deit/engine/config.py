@@ -161,6 +161,9 @@ class TrainConfig:
     download: bool = _opt(False, "--download", group="data", help="allow downloading CIFAR (off: offline)")
     strict_data: bool = _opt(False, "--strict-data", group="data",
                              help="unreadable images are an error before training instead of being skipped")
+    data_loader: str = _opt("torch", "--data-loader", group="data", choices=("torch", "dali"),
+                            help="torch: DataLoader workers decode and augment (the official loader); dali: NVIDIA "
+                                 "DALI decodes and augments on the GPU (extra [dali]; class-folder data sets)")
     shuffle_buffer: int = _opt(1000, "--shuffle-buffer", group="data",
                                help="WDS: samples in the webdataset shuffle buffer of each reader")
     hf_image_column: str = _opt("image", "--hf-image-column", group="data", help="HF: the image column")

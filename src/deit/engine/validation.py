@@ -164,6 +164,13 @@ def _check_file(path: str, flag: str) -> None:
 
 def _check_data_layout(config: TrainConfig) -> None:
     key = data_set_key(config.data_set)
+    if config.data_loader == "dali":
+        if key not in _FOLDER_DATA_SETS:
+            raise DeitError(f"--data-loader dali reads class folders (--data-set {', '.join(_FOLDER_DATA_SETS)}), "
+                            f"not --data-set {config.data_set}; use --data-loader torch")
+        from deit.data.dali import require_dali
+
+        require_dali()  # the missing extra is named now, before any work
     if key not in _FOLDER_DATA_SETS:
         return
     if not config.data_path:
