@@ -22,7 +22,7 @@ _LAZY_EXPORTS = {
     "build_dataset": "deit.data",
     "build_transform": "deit.data",
     "TrainConfig": "deit.engine.config",
-    "train": "deit.engine.train",
+    "train": "deit.engine",
 }
 
 

@@ -13,8 +13,8 @@ from deit.errors import DeitError
 # Each subcommand lives in its own module exposing `configure_parser(parser)` and `run(args) -> int`.
 # Imported lazily so `deit models` does not pay for torch.compile, onnx, matplotlib ...
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("deit.engine.train_cli", "train a DeiT student, a teacher or any timm/torchvision model"),
-    "eval": ("deit.engine.eval_cli", "evaluate a checkpoint: class, distillation and fused heads"),
+    "train": ("deit.tools.train_cmd", "train a DeiT student, a teacher or any timm/torchvision model"),
+    "eval": ("deit.tools.eval_cmd", "evaluate a checkpoint: class, distillation and fused heads"),
     "predict": ("deit.tools.predict", "top-k classes for images or folders"),
     "export": ("deit.tools.export", "export a checkpoint to ONNX, TorchScript or safetensors"),
     "analyze": ("deit.tools.analyze", "token similarity, head agreement and attention maps"),

@@ -14,8 +14,7 @@ from deit.engine import builders
 from deit.engine.step import TrainStep
 from deit.io import load_torch_file
 
-# `deit.engine.train` the attribute is the function; the module is reached through importlib.
-train_module = importlib.import_module("deit.engine.train")
+train_module = importlib.import_module("deit.engine.run")  # the run's module; `deit.engine.train` is the function
 # Two epochs with the paper's stochastic parts on: mixup/cutmix, RandAugment, random erasing, drop path, EMA.
 TWO_EPOCHS = ["train", *TINY_STUDENT, *FAST, "--epochs", "2", "--model-ema-decay", "0.9"]
 

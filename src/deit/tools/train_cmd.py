@@ -17,7 +17,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Resolve the configuration (defaults < YAML < flags) and train; 0 on success."""
-    from deit.engine.train import train
+    from deit.engine import train
 
     train(config_from_args(args))
     return 0
