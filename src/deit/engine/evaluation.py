@@ -13,7 +13,7 @@ from deit.integrity import check_finite_metrics
 from deit.io import dumps_strict
 
 
-def _training_record(checkpoint: Path) -> tuple[dict[str, Any], bool]:
+def training_record(checkpoint: Path) -> tuple[dict[str, Any], bool]:
     """The `args` the file recorded (a `deit train` or official checkpoint; else empty), and whether it carries
     its own preprocessing (deit meta, or a Hugging Face / export directory) rather than weights alone."""
     if checkpoint.is_dir():
@@ -43,7 +43,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     path = Path(checkpoint)
     if not path.exists():
         raise DeitError(f"--checkpoint {path}: no such file or directory")
-    args, has_preprocessing = _training_record(path)
+    args, has_preprocessing = training_record(path)
     data_set = data_set or args.get("data_set")
     data_path = data_path or args.get("data_path") or None
     if not data_set:

@@ -43,9 +43,9 @@ class Agreement:
 
 def recorded_data(checkpoint: str | Path) -> tuple[str | None, str | None]:
     """(data set, data path) a `deit train` checkpoint was trained on, or Nones."""
-    from deit.engine.evaluation import _training_args
+    from deit.engine.evaluation import training_record
 
-    args = _training_args(Path(checkpoint))
+    args, _ = training_record(Path(checkpoint))
     return args.get("data_set"), args.get("data_path") or None
 
 
