@@ -138,6 +138,26 @@ def test_models_never_imports_the_root_engine_or_tools(forbidden: str) -> None:
     assert not offenders, f"{offenders} import {forbidden}"
 
 
+def reachable(module: str) -> set[str]:
+    """Every module that importing `module` may load, through any chain of imports."""
+    seen: set[str] = set()
+    stack = [module]
+    while stack:
+        for target in GRAPH[stack.pop()] - seen:
+            seen.add(target)
+            stack.append(target)
+    return seen
+
+
+@pytest.mark.parametrize("module, never", [
+    ("deit.models.registry", {"deit.models.vit", "deit.models.factory", "deit.models.checkpoint"}),  # data only
+    ("deit.models.checkpoint", {"deit.models.vit", "deit.models.factory"}),  # state dicts only, builds nothing
+    ("deit.models.meta_check", {"deit.models.vit", "deit.models.factory"}),
+])
+def test_only_the_factory_builds_models(module: str, never: set[str]) -> None:
+    assert not reachable(module) & never, f"{module} reaches {sorted(reachable(module) & never)}"
+
+
 def test_allowed_upward_edges_still_exist() -> None:
     stale = [edge for edge in ALLOWED_UPWARD if edge[1] not in GRAPH.get(edge[0], set())]
     assert not stale, f"remove these from ALLOWED_UPWARD, they are gone: {stale}"
