@@ -1,6 +1,8 @@
 """The import picture of src/deit (docs/architecture.md, "Layers"): no circle, nothing imports upward.
 
-Every `import` counts, function-level ones included: a lazy import still ties two modules together.
+Every `import` counts, function-level ones included: a lazy import still ties two modules together. Imports by
+string (`importlib.import_module`) are not seen; only the front doors use them (cli's subcommand table, the root's
+lazy re-exports), and those sit at the top, where every edge points down.
 """
 
 from __future__ import annotations
