@@ -7,8 +7,7 @@ from typing import Any
 
 from deit.errors import DeitError
 from deit.models import ModelSpec, VisionTransformer, create_model, get_model_spec, list_models
-
-__version__ = "0.1.0"
+from deit.version import __version__
 
 # Heavier parts (timm, the engine) load on first use, so `import deit` and `deit models` stay quick.
 _LAZY_EXPORTS = {
@@ -17,7 +16,7 @@ _LAZY_EXPORTS = {
     "build_teacher": "deit.distill",
     "build_base_criterion": "deit.distill",
     "build_model": "deit.models.factory",
-    "load_trained_model": "deit.models.checkpoint",
+    "load_trained_model": "deit.models.factory",
     "save_weights": "deit.models.checkpoint",
     "build_dataset": "deit.data",
     "build_transform": "deit.data",

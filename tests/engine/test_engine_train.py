@@ -12,7 +12,7 @@ from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
 from PIL import Image
 
 from deit.io import load_torch_file
-from deit.models.checkpoint import load_trained_model
+from deit.models.factory import load_trained_model
 
 
 def test_teacher_run_writes_every_output(teacher_checkpoint: Path) -> None:

@@ -13,10 +13,9 @@ import torch.nn.functional as F
 
 from deit.errors import DeitError
 from deit.io import load_torch_file
-from deit.models import create_model
+from deit.models import create_model, load_trained_model
 from deit.models.checkpoint import (
     default_meta,
-    load_trained_model,
     read_state_dict,
     resample_pos_embed,
     save_weights,

@@ -12,7 +12,8 @@ import transformers
 
 from deit.errors import DeitError
 from deit.models import create_model
-from deit.models.checkpoint import load_trained_model, read_state_dict
+from deit.models.checkpoint import read_state_dict
+from deit.models.factory import load_trained_model
 
 CLASS_NAMES = ["cat", "dog", "bird", "fish"]
 # layer_norm_eps 1e-6 is what DeiT was trained with (and what our model uses); transformers' default is 1e-12.

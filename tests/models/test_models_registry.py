@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from deit.errors import DeitError
-from deit.models import create_model, get_model_spec, list_models
+from deit.models import VisionTransformer, create_model, get_model_spec, list_models
 from deit.models.factory import build_model
+from deit.models.registry import check_model_name, model_source
 
 ALL_NAMES = list_models()
 
@@ -84,3 +85,25 @@ def test_factory_unknown_name_is_one_line() -> None:
         build_model("deit_tinny_patch16_224", num_classes=10)
     assert "\n" not in str(caught.value)
     assert "deit_tiny_patch16_224" in str(caught.value)
+
+
+@pytest.mark.parametrize("name, source", [("deit_tiny_patch16_224", "deit"), ("vit_tiny_patch16_224", "timm"),
+                                          ("resnet18", "timm"), ("regnet_y_400mf", "torchvision"),
+                                          ("deit_tinny_patch16_224", None)])
+def test_model_source_searches_registry_then_timm_then_torchvision(name: str, source: str | None) -> None:
+    assert model_source(name) == source
+
+
+def test_check_model_name_names_the_flag_and_the_close_matches() -> None:
+    check_model_name("resnet18", where="--teacher-model")  # known: no error
+    with pytest.raises(DeitError, match=r"^--teacher-model resnet5O: unknown model; did you mean .*resnet50"):
+        check_model_name("resnet5O", where="--teacher-model")
+
+
+@pytest.mark.parametrize("build", [
+    lambda: create_model("deit_tiny_patch16_224", img_size=30, patch_size=8, depth=1),
+    lambda: VisionTransformer(img_size=30, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=2),
+])
+def test_an_image_that_cuts_into_no_whole_patches_is_refused(build) -> None:  # noqa: ANN001
+    with pytest.raises(DeitError, match="img_size 30 is not divisible by the patch size 8; use a multiple of 8"):
+        build()

@@ -9,7 +9,7 @@ import timm
 import torch
 
 from deit.models import create_model
-from deit.models.checkpoint import load_trained_model
+from deit.models.factory import load_trained_model
 
 SMALL = dict(img_size=32, patch_size=8, depth=2, num_classes=10)
 CASES = [

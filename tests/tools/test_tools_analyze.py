@@ -66,7 +66,7 @@ def test_analyze_writes_similarity_agreement_and_attention(tiny_checkpoint: Path
     table = json.loads((output / "token_similarity.json").read_text())
     assert table["num_images"] == 2 * len(CLASS_NAMES)
     assert table["layers"] == pytest.approx(values[1:], abs=1e-6)
-    model, _ = deit.models.checkpoint.load_trained_model(tiny_checkpoint)
+    model, _ = deit.models.factory.load_trained_model(tiny_checkpoint)
     assert table["embedding"] == pytest.approx(embedding_cosine_similarity(model), abs=1e-6)
 
     agreement = json.loads((output / "agreement.json").read_text())

@@ -14,7 +14,7 @@ from conftest import CLASS_NAMES, TINY_SIZE
 import deit.tools.export as export_module
 from deit.cli import main
 from deit.errors import DeitError
-from deit.models.checkpoint import load_trained_model
+from deit.models.factory import load_trained_model
 from deit.tools.export import export
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 from deit.cli import main
 from deit.errors import DeitError
-from deit.models.checkpoint import load_trained_model
+from deit.models.factory import load_trained_model
 from deit.tools.preprocess import EvalPreprocessing
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

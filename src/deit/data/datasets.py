@@ -27,14 +27,19 @@ from torch.utils.data import Dataset
 from deit.errors import DeitError
 
 DATASET_NAMES = ("IMNET", "IMAGEFOLDER", "INAT", "CIFAR", "CIFAR100", "CIFAR10", "DIGITS", "SYNTHETIC", "WDS", "HF")
-_FOLDER_NAMES = ("IMNET", "IMAGEFOLDER", "INAT")
+FOLDER_DATA_SETS = ("IMNET", "IMAGEFOLDER", "INAT")  # read from `--data-path`'s train/ and val/ class folders
+
+
+def data_set_key(name: str) -> str:
+    """The canonical spelling of a `--data-set` name (`cifar-10` -> `CIFAR10`)."""
+    return name.upper().replace("-", "").replace("_", "")
 
 
 def build_dataset(name: str, data_path: str | None, *, train: bool, transform: Callable | None,
                   download: bool = False, strict_data: bool = False, report_dir: str | None = None,
                   options: dict | None = None) -> Dataset:
     """The training (`train=True`) or validation split of data set `name` (see the module docstring)."""
-    key = name.upper().replace("-", "").replace("_", "")
+    key = data_set_key(name)
     if key not in DATASET_NAMES:
         raise DeitError(f"--data-set {name!r}: unknown; choose one of {', '.join(DATASET_NAMES)}")
     if key == "DIGITS":

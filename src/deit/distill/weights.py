@@ -1,8 +1,8 @@
 """Teacher weights: fetch (file or URL, cached), read safely with their meta, load with a class-count check.
 
-Reading (with the meta a teacher needs: normalisation, input size, class count), unwrapping and downloading are
-the checkpoint module's (`deit.models.checkpoint`, `.download`); what is added here is a class-count mismatch
-reported as such rather than as a mis-shaped head.
+Reading (with the meta a teacher needs: normalisation, input size, class count, checked against the tensors),
+unwrapping and downloading are the checkpoint module's (`deit.models.checkpoint`, `.download`); what is added
+here is a class-count mismatch reported as such rather than as a mis-shaped head.
 """
 
 from __future__ import annotations
@@ -13,28 +13,18 @@ from typing import Any
 from torch import Tensor, nn
 
 from deit.errors import DeitError
-from deit.integrity import check_finite
-from deit.models.checkpoint import (extract_state_dict, load_state_dict_strict, read_file_with_meta,
-                                   read_state_dict)
+from deit.models.checkpoint import load_state_dict_strict, read_trained_weights
 from deit.models.download import fetch_checkpoint, is_url
-from deit.models.meta_check import validate_meta
 
 
 def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
     """`(state_dict, meta)` from a local file, directory or http(s) URL; meta is `{}` unless the file has one."""
     url = str(checkpoint)
     path = fetch_checkpoint(url, local_option="checkpoint=") if is_url(url) else Path(checkpoint)
-    if path.is_dir():
-        if not (path / "model.safetensors").is_file():  # a Hugging Face directory: weights, no deit meta
-            return read_state_dict(path), {}
-        path = path / "model.safetensors"
-    if not path.is_file():
+    if not path.exists():
         raise DeitError(f"{path}: no such teacher checkpoint file")
-    payload, meta = read_file_with_meta(path)
-    state = extract_state_dict(payload, source=str(path))
-    check_finite(state, source=str(path))
-    if meta:
-        validate_meta(meta, state, source=str(path))  # untrusted: checked before the teacher is built from it
+    # Tensors checked finite and the (untrusted) meta against them, before the teacher is built from it.
+    state, _, meta = read_trained_weights(path)
     return state, meta or {}
 
 

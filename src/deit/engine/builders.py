@@ -15,10 +15,11 @@ from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
 from deit.precision import Precision
 from deit.engine.step import TrainStep
-from deit.engine.validation import data_set_key
 from deit.distill.loss import TEACHER_TYPES
+from deit.data.datasets import data_set_key
 from deit.errors import DeitError
 from deit.models.download import fetch_checkpoint, is_url
+from deit.version import __version__
 
 
 def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -155,14 +156,15 @@ def _dali_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
 def build_student(config: TrainConfig, num_classes: int, *, load_finetune: bool) -> nn.Module:
     """The model to train, with `--finetune` weights (pos_embed resampled, other heads dropped) and `--attn-only`."""
     from deit.models.factory import build_model
-    from deit.models.registry import is_registered
+    from deit.models.registry import model_source
 
     overrides = dict(config.model_kwargs)
     if config.drop:
         overrides["drop_rate"] = config.drop
-    img_size = config.input_size if is_registered(config.model) else None
+    source = model_source(config.model)
+    img_size = config.input_size if source == "deit" else None
     # torchvision models have no stochastic depth: the recipe's default --drop-path does not apply to them.
-    drop_path = config.drop_path if is_registered(config.model) or _is_timm(config.model) else 0.0
+    drop_path = config.drop_path if source in ("deit", "timm") else 0.0
     try:
         model = build_model(config.model, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path,
                             **overrides)
@@ -175,19 +177,13 @@ def build_student(config: TrainConfig, num_classes: int, *, load_finetune: bool)
     return model
 
 
-def _is_timm(name: str) -> bool:
-    import timm
-
-    return timm.is_model(name)
-
-
 def _load_finetune(model: nn.Module, config: TrainConfig) -> None:
     from deit.models.checkpoint import load_pretrained
 
     source = local_copy(config.finetune, "--finetune")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the head-drop warning is expected when the class count changes
-        load_pretrained(model, source, model_name=config.model)
+        load_pretrained(model, source)
 
 
 def local_copy(source: str, flag: str) -> str | Path:
@@ -203,10 +199,10 @@ def _freeze_all_but_attention(model: nn.Module) -> None:
     for name, parameter in model.named_parameters():
         parameter.requires_grad = (".attn." in name or name == "pos_embed" or name.startswith(("head.", "head_dist.")))
     if not any(p.requires_grad for p in model.parameters()):
-        raise DeitError(f"--attn-only: {config_name(model)} has no attention layers to fine-tune")
+        raise DeitError(f"--attn-only: {model_name_of(model)} has no attention layers to fine-tune")
 
 
-def config_name(model: nn.Module) -> str:
+def model_name_of(model: nn.Module) -> str:
     """A model's registry name, or its class name."""
     return str(getattr(model, "model_name", type(model).__name__))
 
@@ -289,10 +285,8 @@ def build_mixup_fn(config: TrainConfig, num_classes: int) -> Any:
 
 def checkpoint_meta(config: TrainConfig, model: nn.Module, class_names: list[str]) -> dict[str, Any]:
     """What `deit predict`/`eval`/`export` need to use the checkpoint alone (docs/architecture.md)."""
-    import deit
-
     mean, std = normalization(config)
     return {"model": config.model, "model_kwargs": dict(config.model_kwargs), "input_size": config.input_size,
             "num_classes": len(class_names), "mean": list(mean), "std": list(std),
             "crop_pct": config.eval_crop_ratio, "interpolation": "bicubic", "class_names": list(class_names),
-            "distilled": bool(getattr(model, "distilled", False)), "deit_version": deit.__version__}
+            "distilled": bool(getattr(model, "distilled", False)), "deit_version": __version__}

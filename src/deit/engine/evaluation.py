@@ -38,7 +38,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     from deit.engine.distributed import resolve_device
     from deit.engine.loop import evaluate
     from deit.precision import resolve_precision
-    from deit.models.checkpoint import load_trained_model
+    from deit.models.factory import load_trained_model
 
     path = Path(checkpoint)
     if not path.exists():

@@ -3,53 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import warnings
 from pathlib import Path
 
+from deit.data.datasets import FOLDER_DATA_SETS, data_set_key
 from deit.engine.config import TrainConfig, non_default_unimplemented
 from deit.distill.loss import TEACHER_TYPES
 from deit.errors import DeitError
 from deit.models.download import is_url
-
-_FOLDER_DATA_SETS = ("IMNET", "IMAGEFOLDER", "INAT")
+from deit.models.kwargs_check import check_no_download_keys, check_patch_grid, check_vit_kwargs
+from deit.models.registry import check_model_name, get_model_spec, is_registered
 _RESERVED_KWARGS = {"num_classes": "the data set decides it", "img_size": "use --input-size",
                     "drop_path_rate": "use --drop-path", "drop_rate": "use --drop"}
-
-
-def model_exists(name: str) -> bool:
-    """Whether `name` is ours, timm's or torchvision's (no model is built)."""
-    from deit.models.registry import is_registered
-
-    if is_registered(name):
-        return True
-    import timm
-
-    if timm.is_model(name):
-        return True
-    import torchvision
-
-    return name in torchvision.models.list_models()
-
-
-def check_model_name(name: str, flag: str) -> None:
-    """An unknown model name is an error that lists the close matches."""
-    if model_exists(name):
-        return
-    import timm
-    import torchvision
-
-    from deit.models.registry import list_models
-
-    candidates = list(dict.fromkeys(list_models() + timm.list_models() + torchvision.models.list_models()))
-    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
-    hint = f"; did you mean {', '.join(close)}?" if close else "; see `deit models` or timm.list_models()"
-    raise DeitError(f"{flag} {name}: unknown model{hint}")
-
-
-def data_set_key(name: str) -> str:
-    """The canonical spelling of a `--data-set` name (`cifar-10` -> `CIFAR10`)."""
-    return name.upper().replace("-", "").replace("_", "")
 
 
 def resolve_data_set(config: TrainConfig) -> TrainConfig:
@@ -79,14 +44,14 @@ def validate_config(config: TrainConfig) -> None:
     if refused:
         raise DeitError(refused[0])
     _check_numbers(config)
-    check_model_name(config.model, "--model")
+    check_model_name(config.model, where="--model")
     for key, why in _RESERVED_KWARGS.items():
         if key in config.model_kwargs:
             raise DeitError(f"--model-kwargs: '{key}' is not allowed there ({why})")
     _check_model_kwargs(config)
     _check_patch_size(config)
     if config.distillation_type in TEACHER_TYPES and not config.eval:
-        check_model_name(config.teacher_model, "--teacher-model")
+        check_model_name(config.teacher_model, where="--teacher-model")
         if not config.teacher_path:
             raise DeitError(f"--distillation-type {config.distillation_type} needs --teacher-path (the teacher's "
                             f"trained weights; train one with `deit train --model {config.teacher_model}`)")
@@ -136,23 +101,16 @@ def _check_numbers(config: TrainConfig) -> None:
 
 
 def _check_model_kwargs(config: TrainConfig) -> None:
-    from deit.models.kwargs_check import check_no_download_keys, check_vit_kwargs
-    from deit.models.registry import is_registered
-
     check_no_download_keys(config.model_kwargs, where="--model-kwargs")
     if is_registered(config.model):
         check_vit_kwargs(config.model_kwargs, where="--model-kwargs")
 
 
 def _check_patch_size(config: TrainConfig) -> None:
-    from deit.models.registry import get_model_spec, is_registered
-
     if not is_registered(config.model):
         return
-    patch = int(config.model_kwargs.get("patch_size", get_model_spec(config.model).kwargs.get("patch_size", 16)))
-    if patch <= 0 or config.input_size % patch:
-        raise DeitError(f"--input-size {config.input_size} is not divisible by the patch size {patch} of "
-                        f"{config.model}; use a multiple of {patch}")
+    patch = int(config.model_kwargs.get("patch_size", get_model_spec(config.model).kwargs["patch_size"]))
+    check_patch_grid(config.input_size, patch, where=f"--input-size {config.input_size} ({config.model})")
 
 
 def _check_file(path: str, flag: str) -> None:
@@ -165,13 +123,13 @@ def _check_file(path: str, flag: str) -> None:
 def _check_data_layout(config: TrainConfig) -> None:
     key = data_set_key(config.data_set)
     if config.data_loader == "dali":
-        if key not in _FOLDER_DATA_SETS:
-            raise DeitError(f"--data-loader dali reads class folders (--data-set {', '.join(_FOLDER_DATA_SETS)}), "
+        if key not in FOLDER_DATA_SETS:
+            raise DeitError(f"--data-loader dali reads class folders (--data-set {', '.join(FOLDER_DATA_SETS)}), "
                             f"not --data-set {config.data_set}; use --data-loader torch")
         from deit.data.dali import require_dali
 
         require_dali()  # the missing extra is named now, before any work
-    if key not in _FOLDER_DATA_SETS:
+    if key not in FOLDER_DATA_SETS:
         return
     if not config.data_path:
         raise DeitError(f"--data-set {config.data_set} needs --data-path (a folder with train/ and val/)")

@@ -1,5 +1,7 @@
 """Checkpoints in and out: our training checkpoints and safetensors exports, official/timm files, HF directories.
 
+State dicts only: read, adapt to a given model, write. Building a model from a file is `deit.models.factory`'s.
+
 Nothing here unpickles arbitrary objects: `.pth`/`.bin` go through `torch.load(weights_only=True)`, the rest is
 safetensors and JSON. Every refusal is a one-line DeitError naming the file (and the key, where one is at fault).
 """
@@ -22,8 +24,8 @@ from deit.integrity import check_finite, looks_like_safetensors
 from deit.io import atomic_write, dumps_strict, load_torch_file
 from deit.models import hf_convert
 from deit.models.meta_check import validate_meta
-from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
 from deit.models.registry import get_model_spec, is_registered
+from deit.version import __version__
 
 Source = str | Path
 _HEAD_PREFIXES = ("head.", "head_dist.")
@@ -113,16 +115,15 @@ def _all_tensors(mapping: dict[Any, Any]) -> bool:
     return all(isinstance(value, Tensor) for value in mapping.values())
 
 
-# ---------------------------------------------------------------- rebuilding a trained model
+# ---------------------------------------------------------------- a trained model's weights and meta
 
 
-def load_trained_model(path: Source, device: str | torch.device = "cpu", *, model_name: str | None = None,
-                       use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model saved at `path` and its meta (preprocessing, class names); the model is in eval mode.
+def read_trained_weights(path: Source, *, use_ema: bool = False
+                         ) -> tuple[dict[str, Tensor], hf_convert.HfModelConfig | None, dict[str, Any] | None]:
+    """(state dict, HF config or None, deit meta or None) of a trained model's file or directory, checked.
 
-    `path` is a `deit train` checkpoint, a safetensors export, an official/timm `.pth`/`.safetensors` (the model
-    is named by `model_name` or read off the tensor shapes) or a Hugging Face directory. `use_ema` picks the EMA
-    weights of a training checkpoint; `overrides` (e.g. `num_heads=`) fix what weights alone cannot tell.
+    The tensors are checked finite and the meta against the tensors (it is untrusted) before anyone builds a
+    model from them. `use_ema` picks the EMA weights of a `deit train` checkpoint.
     """
     path = Path(path)
     source = str(path)
@@ -140,54 +141,12 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
     check_finite(state_dict, source=source)
     if meta is not None:
         validate_meta(meta, state_dict, source=source)  # before any allocation: the meta is untrusted
-        model = _build_from_meta(meta, source=source, overrides=overrides)
-    else:
-        model, meta = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
-                                          overrides=overrides)
-    load_state_dict_strict(model, state_dict, source=source)
-    return model.to(device).eval(), meta
-
-
-def _build_from_meta(meta: dict[str, Any], *, source: str, overrides: dict[str, Any]) -> nn.Module:
-    from deit.models.factory import build_model
-
-    try:
-        name, num_classes = str(meta["model"]), int(meta["num_classes"])
-        kwargs = dict(meta.get("model_kwargs") or {}, **overrides)
-        img_size = meta.get("input_size")
-    except (KeyError, TypeError, ValueError) as error:
-        raise DeitError(f"{source}: its meta lacks a valid {error}") from error
-    if not is_registered(name):
-        img_size = None  # timm/torchvision models take no img_size argument here
-    return build_model(name, num_classes=num_classes, img_size=img_size, **kwargs)
-
-
-def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfModelConfig | None, *,
-                        source: str, model_name: str | None,
-                        overrides: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
-    from deit.models.registry import create_model
-
-    arch = architecture_of(state_dict, source=source)
-    preprocessing: dict[str, Any] = {}
-    class_names = None
-    if hf_config is not None:
-        arch = Architecture(**{**arch.__dict__, "num_heads": hf_config.num_heads})
-        preprocessing, class_names = hf_config.preprocessing, hf_config.class_names
-    elif "num_heads" in overrides:
-        arch = Architecture(**{**arch.__dict__, "num_heads": int(overrides["num_heads"])})
-    name = model_name or closest_registered(arch)
-    model_kwargs = dict(overrides_for(name, arch, source=source), **overrides)
-    model = create_model(name, num_classes=arch.num_classes, img_size=arch.img_size, **model_kwargs)
-    meta = default_meta(name, img_size=arch.img_size, num_classes=arch.num_classes, model_kwargs=model_kwargs,
-                        class_names=class_names, **preprocessing)
-    return model, meta
+    return state_dict, hf_config, meta
 
 
 def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: dict[str, Any] | None = None,
                  class_names: list[str] | None = None, **preprocessing: Any) -> dict[str, Any]:
     """Meta for weights without a training record: registry preprocessing; ImageNet or `class_<i>` names."""
-    import deit
-
     spec = get_model_spec(name) if is_registered(name) else None
     kwargs = dict(model_kwargs or {})
     if class_names is None:
@@ -204,7 +163,7 @@ def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: di
         "interpolation": "bicubic",
         "class_names": list(class_names),
         "distilled": bool(kwargs.get("distilled", spec.distilled if spec else False)),
-        "deit_version": deit.__version__,
+        "deit_version": __version__,
     }
 
 
@@ -221,21 +180,13 @@ def _imagenet_class_names() -> list[str] | None:
 # ---------------------------------------------------------------- loading into an existing model
 
 
-def load_pretrained(model: nn.Module, source: bool | Source, *, model_name: str) -> None:
-    """Load weights into `model`: True = the official release file of `model_name`, else a file or HF directory.
+def load_pretrained(model: nn.Module, source: Source) -> None:
+    """Load the weights of a file or HF directory into `model` (`create_model(pretrained=True)` fetches the file).
 
     A different class count drops both heads (with a warning); a different resolution resamples the position
     embedding the way the official fine-tuning code does. Any other mismatch is a DeitError naming the keys.
     """
-    if source is True:
-        from deit.models.download import fetch_checkpoint
-
-        url = get_model_spec(model_name).url
-        if not url:
-            raise DeitError(f"model '{model_name}' has no official checkpoint; pass a file as pretrained=")
-        path: Path = fetch_checkpoint(url, progress=True)
-    else:
-        path = Path(source)
+    path = Path(source)
     state_dict = adapt_state_dict(read_state_dict(path), model, source=str(path))
     model.load_state_dict(state_dict, strict=False)
 

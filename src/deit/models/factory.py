@@ -1,41 +1,127 @@
-"""Build any model by name: our DeiT registry first, then timm, then torchvision (teachers, CNN baselines)."""
+"""The one door from a name or a file to a model: our DeiT registry first, then timm, then torchvision.
+
+`create_model` builds a registered DeiT (optionally with weights), `build_model` any known name (teachers, CNN
+baselines; never downloads), `load_trained_model` rebuilds whatever a checkpoint file or directory holds.
+Reading and adapting the weights is `deit.models.checkpoint`'s; the names are `deit.models.registry`'s.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
+from torch import Tensor, nn
 
 from deit.errors import DeitError
-from deit.models.registry import create_model, is_registered, list_models
+from deit.models import hf_convert
+from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
+from deit.models.checkpoint import Source, default_meta, load_pretrained, load_state_dict_strict, read_trained_weights
+from deit.models.kwargs_check import check_vit_kwargs
+from deit.models.registry import get_model_spec, is_registered, model_source, unknown_model_error
+from deit.models.vit import VisionTransformer
+
+
+def create_model(name: str, pretrained: bool | str | Path | None = None, num_classes: int = 1000,
+                 img_size: int | None = None, drop_path_rate: float = 0.0, in_chans: int = 3,
+                 **overrides: Any) -> VisionTransformer:
+    """Build a registered model; `pretrained` is True (official weights), a file/directory path, or None.
+
+    `overrides` replace constructor arguments (e.g. `depth=2`, `patch_size=4`) for small experiments.
+    """
+    spec = get_model_spec(name)
+    kwargs = dict(spec.kwargs, num_classes=num_classes, drop_path_rate=drop_path_rate, in_chans=in_chans)
+    if img_size is not None:
+        kwargs["img_size"] = img_size
+    kwargs.update(overrides)
+    check_vit_kwargs(kwargs, where=f"model '{name}'")
+    model = VisionTransformer(**kwargs)
+    model.model_name = name  # type: ignore[assignment]
+    if pretrained:
+        load_pretrained(model, official_weights(name) if pretrained is True else pretrained)
+    return model
+
+
+def official_weights(name: str) -> Path:
+    """The local copy of registered `name`'s official release file (downloaded once, hash-checked)."""
+    from deit.models.download import fetch_checkpoint
+
+    url = get_model_spec(name).url
+    if not url:
+        raise DeitError(f"model '{name}' has no official checkpoint; pass a file as pretrained=")
+    return fetch_checkpoint(url, progress=True)
 
 
 def build_model(name: str, *, num_classes: int, img_size: int | None = None, drop_path_rate: float = 0.0,
                 **overrides: Any) -> nn.Module:
     """A freshly initialised model called `name` with `num_classes` outputs (no weights are downloaded)."""
-    if is_registered(name):
+    source = model_source(name)
+    if source == "deit":
         return create_model(name, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate,
                             **overrides)
-    import timm
+    if source == "timm":
+        import timm
 
-    if timm.is_model(name):
         kwargs: dict[str, Any] = dict(overrides)
         if drop_path_rate:
             kwargs["drop_path_rate"] = drop_path_rate
         return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
-    import torchvision
+    if source == "torchvision":
+        import torchvision
 
-    if name in torchvision.models.list_models():
         return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **overrides)
-    raise DeitError(f"unknown model '{name}'{_close_matches_hint(name)}")
+    raise unknown_model_error(name)
 
 
-def _close_matches_hint(name: str) -> str:
-    import difflib
+# ---------------------------------------------------------------- rebuilding a trained model
 
-    import timm
-    import torchvision
 
-    candidates = list(dict.fromkeys(list_models() + timm.list_models() + torchvision.models.list_models()))
-    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
-    return f"; did you mean {', '.join(close)}?" if close else "; see `deit models` or timm.list_models()"
+def load_trained_model(path: Source, device: str | torch.device = "cpu", *, model_name: str | None = None,
+                       use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model saved at `path` and its meta (preprocessing, class names); the model is in eval mode.
+
+    `path` is a `deit train` checkpoint, a safetensors export, an official/timm `.pth`/`.safetensors` (the model
+    is named by `model_name` or read off the tensor shapes) or a Hugging Face directory. `use_ema` picks the EMA
+    weights of a training checkpoint; `overrides` (e.g. `num_heads=`) fix what weights alone cannot tell.
+    """
+    path = Path(path)
+    source = str(path)
+    state_dict, hf_config, meta = read_trained_weights(path, use_ema=use_ema)
+    if meta is not None:
+        model = _build_from_meta(meta, source=source, overrides=overrides)
+    else:
+        model, meta = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
+                                          overrides=overrides)
+    load_state_dict_strict(model, state_dict, source=source)
+    return model.to(device).eval(), meta
+
+
+def _build_from_meta(meta: dict[str, Any], *, source: str, overrides: dict[str, Any]) -> nn.Module:
+    try:
+        name, num_classes = str(meta["model"]), int(meta["num_classes"])
+        kwargs = dict(meta.get("model_kwargs") or {}, **overrides)
+        img_size = meta.get("input_size")
+    except (KeyError, TypeError, ValueError) as error:
+        raise DeitError(f"{source}: its meta lacks a valid {error}") from error
+    if not is_registered(name):
+        img_size = None  # timm/torchvision models take no img_size argument here
+    return build_model(name, num_classes=num_classes, img_size=img_size, **kwargs)
+
+
+def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfModelConfig | None, *,
+                        source: str, model_name: str | None,
+                        overrides: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+    arch = architecture_of(state_dict, source=source)
+    preprocessing: dict[str, Any] = {}
+    class_names = None
+    if hf_config is not None:
+        arch = Architecture(**{**arch.__dict__, "num_heads": hf_config.num_heads})
+        preprocessing, class_names = hf_config.preprocessing, hf_config.class_names
+    elif "num_heads" in overrides:
+        arch = Architecture(**{**arch.__dict__, "num_heads": int(overrides["num_heads"])})
+    name = model_name or closest_registered(arch)
+    model_kwargs = dict(overrides_for(name, arch, source=source), **overrides)
+    model = create_model(name, num_classes=arch.num_classes, img_size=arch.img_size, **model_kwargs)
+    meta = default_meta(name, img_size=arch.img_size, num_classes=arch.num_classes, model_kwargs=model_kwargs,
+                        class_names=class_names, **preprocessing)
+    return model, meta

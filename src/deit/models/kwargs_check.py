@@ -41,11 +41,21 @@ def check_vit_kwargs(kwargs: dict[str, Any], *, where: str) -> None:
                 raise DeitError(f"{where}: 'layer_scale_init' must be null or a positive number, got {value!r}")
         else:
             raise DeitError(f"{where}: unknown model argument '{key}'")
+    image, patch = kwargs.get("img_size"), kwargs.get("patch_size")
+    if isinstance(image, int) and isinstance(patch, int):
+        check_patch_grid(image, patch, where=where)
     dim, heads = kwargs.get("embed_dim"), kwargs.get("num_heads")
     if isinstance(dim, int) and isinstance(heads, int) and dim % heads:
         raise DeitError(f"{where}: embed_dim {dim} is not divisible by num_heads {heads}")
     if "mlp_ratio" in kwargs and isinstance(dim, int) and int(dim * kwargs["mlp_ratio"]) < 1:
         raise DeitError(f"{where}: mlp_ratio {kwargs['mlp_ratio']} gives an MLP of no units at embed_dim {dim}")
+
+
+def check_patch_grid(img_size: int, patch_size: int, *, where: str) -> None:
+    """An image must cut into whole patches: refuse an `img_size` that `patch_size` does not divide."""
+    if patch_size <= 0 or img_size % patch_size:
+        raise DeitError(f"{where}: img_size {img_size} is not divisible by the patch size {patch_size}; "
+                        f"use a multiple of {patch_size}")
 
 
 def check_no_download_keys(kwargs: dict[str, Any], *, where: str) -> None:

@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deit.errors import DeitError
+from deit.models.kwargs_check import check_patch_grid
 
 
 class PatchEmbed(nn.Module):
@@ -14,8 +15,7 @@ class PatchEmbed(nn.Module):
 
     def __init__(self, *, img_size: int, patch_size: int, in_chans: int, embed_dim: int) -> None:
         super().__init__()
-        if img_size % patch_size:
-            raise DeitError(f"img_size {img_size} is not divisible by patch_size {patch_size}")
+        check_patch_grid(img_size, patch_size, where="PatchEmbed")
         self.img_size = img_size
         self.patch_size = patch_size
         self.grid_size = img_size // patch_size

@@ -1,15 +1,15 @@
-"""Named configurations (deit_*, deit3_*) and the one constructor underneath them."""
+"""Named configurations (deit_*, deit3_*) as data, and the one model-name lookup (with close matches).
+
+Nothing here builds a model: `deit.models.factory` turns a name into one.
+"""
 
 from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from deit.errors import DeitError
-from deit.models.kwargs_check import check_vit_kwargs
-from deit.models.vit import VisionTransformer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -100,11 +100,7 @@ def list_models(pattern: str | None = None) -> list[str]:
 def get_model_spec(name: str) -> ModelSpec:
     """The registered spec for `name`; an unknown name gets an error listing the close matches."""
     if name not in _REGISTRY:
-        import difflib
-
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=4, cutoff=0.5)
-        hint = f"; did you mean {', '.join(close)}?" if close else "; see `deit models`"
-        raise DeitError(f"unknown model '{name}'{hint}")
+        raise unknown_model_error(name, registered_only=True)
     return _REGISTRY[name]
 
 
@@ -113,25 +109,36 @@ def is_registered(name: str) -> bool:
     return name in _REGISTRY
 
 
-def create_model(name: str, pretrained: bool | str | Path | None = None, num_classes: int = 1000,
-                 img_size: int | None = None, drop_path_rate: float = 0.0, in_chans: int = 3,
-                 **overrides: Any) -> VisionTransformer:
-    """Build a registered model; `pretrained` is True (official weights), a file/directory path, or None.
+def model_source(name: str) -> str | None:
+    """Who provides `name`: "deit" (this registry), "timm" or "torchvision", searched in that order; else None."""
+    if name in _REGISTRY:
+        return "deit"
+    import timm
 
-    `overrides` replace constructor arguments (e.g. `depth=2`, `patch_size=4`) for small experiments.
-    """
-    spec = get_model_spec(name)
-    kwargs = dict(spec.kwargs, num_classes=num_classes, drop_path_rate=drop_path_rate, in_chans=in_chans)
-    if img_size is not None:
-        kwargs["img_size"] = img_size
-    kwargs.update(overrides)
-    check_vit_kwargs(kwargs, where=f"model '{name}'")
-    if kwargs["img_size"] % kwargs["patch_size"]:
-        raise DeitError(f"img_size {kwargs['img_size']} is not divisible by the patch size {kwargs['patch_size']}")
-    model = VisionTransformer(**kwargs)
-    model.model_name = name  # type: ignore[assignment]
-    if pretrained:
-        from deit.models.checkpoint import load_pretrained
+    if timm.is_model(name):
+        return "timm"
+    import torchvision
 
-        load_pretrained(model, pretrained, model_name=name)
-    return model
+    return "torchvision" if name in torchvision.models.list_models() else None
+
+
+def check_model_name(name: str, *, where: str) -> None:
+    """Refuse a name that neither this registry, timm nor torchvision provides; `where` names the flag."""
+    if model_source(name) is None:
+        raise unknown_model_error(name, where=where)
+
+
+def unknown_model_error(name: str, *, where: str | None = None, registered_only: bool = False) -> DeitError:
+    """The one-line error for an unknown model name, listing the closest known names."""
+    import difflib
+
+    candidates = list(_REGISTRY)
+    if not registered_only:
+        import timm
+        import torchvision
+
+        candidates = list(dict.fromkeys(candidates + timm.list_models() + torchvision.models.list_models()))
+    close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
+    hint = (f"; did you mean {', '.join(close)}?" if close
+            else "; see `deit models`" + ("" if registered_only else " or timm.list_models()"))
+    return DeitError((f"{where} {name}: unknown model" if where else f"unknown model '{name}'") + hint)

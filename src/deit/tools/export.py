@@ -134,7 +134,8 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, output: Path
 def _export_safetensors(model: nn.Module, meta: dict, output: Path
                         ) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
     try:
-        from deit.models.checkpoint import load_trained_model, save_weights
+        from deit.models.checkpoint import save_weights
+        from deit.models.factory import load_trained_model
     except ImportError as error:
         raise DeitError("--format safetensors needs deit.models.checkpoint.save_weights, which this build "
                         "lacks") from error

@@ -62,7 +62,7 @@ def class_names_from_meta(meta: dict[str, Any], num_classes: int) -> list[str]:
 def load_inference_model(checkpoint: str | Path, device: str | torch.device | None = None
                          ) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
     """The trained model in eval mode on `device`, its meta, and the resolved device."""
-    from deit.models.checkpoint import load_trained_model
+    from deit.models.factory import load_trained_model
 
     path = Path(checkpoint)
     if not path.exists():
