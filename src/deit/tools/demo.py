@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from deit.errors import DeitError
+from deit.tools.demo_kinds import STUDENT_KINDS
 from deit.tools.demo_runs import Job, plan_parallelism, run_jobs, usable_cores
 
-STUDENT_KINDS = ("none", "two_cls_tokens", "soft", "hard")
 #: The comparison the demo's verdict is about, fixed before any run: soft distillation against none, at the
 #: smallest training-set size of the run (the data-starved regime, where the paper's thesis predicts the gain).
 HEADLINE_KIND = "soft"
@@ -233,7 +233,7 @@ def _cpu_name() -> str:
 
 def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, Any]:
     """Train everything, then write `results.json`, `results.md` and the pictures into the output directory."""
-    from deit.tools import demo_report
+    from deit.tools import demo_plots, demo_report
 
     settings.validate()
     started = time.perf_counter()
@@ -281,7 +281,10 @@ def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, An
         "command": command,
     }
     results["timings"]["total_seconds"] = round(time.perf_counter() - started, 2)
-    paths = demo_report.write_results(results, Path(settings.output_dir))
+    output_dir = Path(settings.output_dir)
+    paths = demo_report.write_results(results, output_dir)
+    paths["headline_plot"] = demo_plots.plot_data_efficiency(results, output_dir / "data_efficiency.png")
+    paths["plot"] = demo_plots.plot_curves(results, output_dir / "curves.png")
     print(demo_report.size_table(results), flush=True)
     print(results["verdict"], flush=True)
     print(results["every_seed"], flush=True)

@@ -15,16 +15,9 @@ from typing import Any
 
 from deit.io import atomic_write
 
-STUDENT_ORDER = ("none", "two_cls_tokens", "soft", "hard")
-STUDENT_TITLES = {
-    "none": "no distillation (plain DeiT, one class token)",
-    "two_cls_tokens": "two class tokens, both on labels (control)",
-    "soft": "DeiT⚗ soft distillation",
-    "hard": "DeiT⚗ hard distillation",
-}
-#: How a verdict sentence names a kind.
-KIND_NAMES = {"two_cls_tokens": "The two-class-token control", "soft": "Soft distillation",
-              "hard": "Hard distillation", "none": "No distillation"}
+from deit.tools.demo_kinds import KIND_NAMES, STUDENT_TITLES
+from deit.tools.demo_kinds import STUDENT_KINDS as STUDENT_ORDER
+
 PAPER_COSINE = {"distillation_token_last_layer": 0.93, "two_class_tokens_last_layer": 0.999}
 HEADS = ("cls", "dist", "fused")
 
@@ -300,16 +293,11 @@ def markdown_report(results: dict[str, Any]) -> str:
 
 
 def write_results(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:
-    """Write `results.json`, `results.md`, `data_efficiency.png` and `curves.png`; returns their paths."""
-    from deit.tools.demo_plots import plot_curves, plot_data_efficiency
-
+    """Write `results.json` and `results.md` (the pictures: demo_plots); returns their paths."""
     output_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"json": output_dir / "results.json", "markdown": output_dir / "results.md",
-             "headline_plot": output_dir / "data_efficiency.png", "plot": output_dir / "curves.png"}
+    paths = {"json": output_dir / "results.json", "markdown": output_dir / "results.md"}
     text = json.dumps(results, indent=2) + "\n"
     atomic_write(paths["json"], lambda tmp: Path(tmp).write_text(text))
     report = markdown_report(results)
     atomic_write(paths["markdown"], lambda tmp: Path(tmp).write_text(report))
-    plot_data_efficiency(results, paths["headline_plot"])
-    plot_curves(results, paths["plot"])
     return paths
