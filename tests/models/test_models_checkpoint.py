@@ -60,6 +60,9 @@ def test_resample_224_to_384_grid() -> None:
     pos_embed = torch.randn(1, 2 + 14 * 14, 8)
     resampled = resample_pos_embed(pos_embed, num_prefix_tokens=2, grid_size=24)
     torch.testing.assert_close(resampled, _official_resample(pos_embed, 2, 24), rtol=0, atol=0)
+    # Downsampling too (where timm's default antialiasing would differ from the official recipe).
+    downsampled = resample_pos_embed(resampled, num_prefix_tokens=2, grid_size=7)
+    torch.testing.assert_close(downsampled, _official_resample(resampled, 2, 7), rtol=0, atol=0)
     with pytest.raises(DeitError, match="not 1 prefix row"):
         resample_pos_embed(pos_embed, num_prefix_tokens=1, grid_size=24)
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deit.errors import DeitError, short_list
@@ -271,17 +270,17 @@ def _heads_differ(state_dict: dict[str, Tensor], target: dict[str, Tensor]) -> b
 def resample_pos_embed(pos_embed: Tensor, *, num_prefix_tokens: int, grid_size: int,
                        source: str = "pos_embed") -> Tensor:
     """The official fine-tuning resampling: prefix rows kept, the patch grid resized bicubically."""
-    length, dim = pos_embed.shape[1] - num_prefix_tokens, pos_embed.shape[-1]
+    from timm.layers import resample_abs_pos_embed  # lazy: timm costs seconds at `import deit`
+
+    length = pos_embed.shape[1] - num_prefix_tokens
     old_grid = math.isqrt(max(length, 0))
     if length <= 0 or old_grid * old_grid != length:
         raise DeitError(f"{source}: pos_embed has {pos_embed.shape[1]} rows, which is not {num_prefix_tokens} "
                         "prefix row(s) plus a square grid")
-    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    grid = patches.reshape(-1, old_grid, old_grid, dim).permute(0, 3, 1, 2)
-    # Interpolation runs in float32: bicubic has no half-precision CPU kernel.
-    grid = F.interpolate(grid.float(), size=(grid_size, grid_size), mode="bicubic", align_corners=False)
-    patches = grid.to(pos_embed.dtype).permute(0, 2, 3, 1).flatten(1, 2)
-    return torch.cat([prefix, patches], dim=1)
+    # The official recipe interpolates without antialiasing (timm's default is on), so turn it off to match.
+    return resample_abs_pos_embed(pos_embed, [grid_size, grid_size], [old_grid, old_grid],
+                                  num_prefix_tokens=num_prefix_tokens, interpolation="bicubic", antialias=False,
+                                  align_corners=False)
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: dict[str, Tensor], *, source: str) -> None:
