@@ -120,7 +120,7 @@ def test_finetune_to_a_larger_input_with_a_teacher(tmp_path: Path, teacher_check
                            capsys)
     assert code == 0, out
     model, meta = load_trained_model(tmp_path / "at48" / "checkpoint.pth")
-    assert meta["input_size"] == 48 and model.pos_embed.shape[1] == 2 + 36
+    assert meta.input_size == 48 and model.pos_embed.shape[1] == 2 + 36
     # Started from the 32-pixel weights (three tiny steps since), not from a fresh initialisation.
     original = load_torch_file(source / "checkpoint.pth")["model"]
     tuned = model.state_dict()

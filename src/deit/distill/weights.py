@@ -8,7 +8,6 @@ reported as such rather than as a mis-shaped head.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor, nn
 
@@ -17,25 +16,26 @@ from deit.integrity import check_finite
 from deit.models.checkpoint import (extract_state_dict, load_state_dict_strict, read_file_with_meta,
                                    read_state_dict)
 from deit.models.download import fetch_checkpoint, is_url
-from deit.models.meta_check import validate_meta
+from deit.models.meta import CheckpointMeta
 
 
-def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """`(state_dict, meta)` from a local file, directory or http(s) URL; meta is `{}` unless the file has one."""
+def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta | None]:
+    """`(state_dict, meta)` from a local file, directory or http(s) URL; meta is None unless the file has one."""
     url = str(checkpoint)
     path = fetch_checkpoint(url, local_option="checkpoint=") if is_url(url) else Path(checkpoint)
     if path.is_dir():
         if not (path / "model.safetensors").is_file():  # a Hugging Face directory: weights, no deit meta
-            return read_state_dict(path), {}
+            return read_state_dict(path), None
         path = path / "model.safetensors"
     if not path.is_file():
         raise DeitError(f"{path}: no such teacher checkpoint file")
     payload, meta = read_file_with_meta(path)
     state = extract_state_dict(payload, source=str(path))
     check_finite(state, source=str(path))
-    if meta:
-        validate_meta(meta, state, source=str(path))  # untrusted: checked before the teacher is built from it
-    return state, meta or {}
+    if not meta:
+        return state, None
+    # untrusted: checked against the tensors before the teacher is built from it
+    return state, CheckpointMeta.from_dict(meta, source=str(path), state_dict=state)
 
 
 def load_teacher_weights(model: nn.Module, state: dict[str, Tensor], *, label: str, num_classes: int) -> None:

@@ -20,7 +20,7 @@ from deit.errors import DeitError, short_list
 from deit.integrity import check_finite, looks_like_safetensors
 from deit.io import atomic_write, dumps_strict, load_torch_file
 from deit.models import hf_convert
-from deit.models.meta_check import validate_meta
+from deit.models.meta import CheckpointMeta
 from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
 from deit.models.registry import get_model_spec, is_registered
 
@@ -116,7 +116,7 @@ def _all_tensors(mapping: dict[Any, Any]) -> bool:
 
 
 def load_trained_model(path: Source, device: str | torch.device = "cpu", *, model_name: str | None = None,
-                       use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
+                       use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model saved at `path` and its meta (preprocessing, class names); the model is in eval mode.
 
     `path` is a `deit train` checkpoint, a safetensors export, an official/timm `.pth`/`.safetensors` (the model
@@ -138,32 +138,28 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
         state_dict = extract_state_dict(payload, source=source)
     check_finite(state_dict, source=source)
     if meta is not None:
-        validate_meta(meta, state_dict, source=source)  # before any allocation: the meta is untrusted
-        model = _build_from_meta(meta, source=source, overrides=overrides)
+        # Checked against the tensors before any allocation: the meta is untrusted.
+        checked = CheckpointMeta.from_dict(meta, source=source, state_dict=state_dict)
+        model = _build_from_meta(checked, overrides=overrides)
     else:
-        model, meta = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
-                                          overrides=overrides)
+        model, checked = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
+                                             overrides=overrides)
     load_state_dict_strict(model, state_dict, source=source)
-    return model.to(device).eval(), meta
+    return model.to(device).eval(), checked
 
 
-def _build_from_meta(meta: dict[str, Any], *, source: str, overrides: dict[str, Any]) -> nn.Module:
+def _build_from_meta(meta: CheckpointMeta, *, overrides: dict[str, Any]) -> nn.Module:
     from deit.models.factory import build_model
 
-    try:
-        name, num_classes = str(meta["model"]), int(meta["num_classes"])
-        kwargs = dict(meta.get("model_kwargs") or {}, **overrides)
-        img_size = meta.get("input_size")
-    except (KeyError, TypeError, ValueError) as error:
-        raise DeitError(f"{source}: its meta lacks a valid {error}") from error
-    if not is_registered(name):
-        img_size = None  # timm/torchvision models take no img_size argument here
-    return build_model(name, num_classes=num_classes, img_size=img_size, **kwargs)
+    # timm/torchvision models take no img_size argument here
+    img_size = meta.input_size if is_registered(meta.model) else None
+    return build_model(meta.model, num_classes=meta.num_classes, img_size=img_size,
+                       **dict(meta.model_kwargs, **overrides))
 
 
 def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfModelConfig | None, *,
                         source: str, model_name: str | None,
-                        overrides: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+                        overrides: dict[str, Any]) -> tuple[nn.Module, CheckpointMeta]:
     from deit.models.registry import create_model
 
     arch = architecture_of(state_dict, source=source)
@@ -178,12 +174,13 @@ def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfM
     model_kwargs = dict(overrides_for(name, arch, source=source), **overrides)
     model = create_model(name, num_classes=arch.num_classes, img_size=arch.img_size, **model_kwargs)
     meta = default_meta(name, img_size=arch.img_size, num_classes=arch.num_classes, model_kwargs=model_kwargs,
-                        class_names=class_names, **preprocessing)
+                        class_names=class_names, source=source, **preprocessing)
     return model, meta
 
 
 def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: dict[str, Any] | None = None,
-                 class_names: list[str] | None = None, **preprocessing: Any) -> dict[str, Any]:
+                 class_names: list[str] | None = None, source: str | None = None,
+                 **preprocessing: Any) -> CheckpointMeta:
     """Meta for weights without a training record: registry preprocessing; ImageNet or `class_<i>` names."""
     import deit
 
@@ -192,19 +189,11 @@ def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: di
     if class_names is None:
         class_names = _imagenet_class_names() if num_classes == 1000 and spec is not None else None
         class_names = class_names or [f"class_{index}" for index in range(num_classes)]
-    return {
-        "model": name,
-        "model_kwargs": kwargs,
-        "input_size": int(img_size),
-        "num_classes": int(num_classes),
-        "mean": list(preprocessing.get("mean", spec.mean if spec else (0.485, 0.456, 0.406))),
-        "std": list(preprocessing.get("std", spec.std if spec else (0.229, 0.224, 0.225))),
-        "crop_pct": float(preprocessing.get("crop_pct", spec.crop_pct if spec else 0.875)),
-        "interpolation": "bicubic",
-        "class_names": list(class_names),
-        "distilled": bool(kwargs.get("distilled", spec.distilled if spec else False)),
-        "deit_version": deit.__version__,
-    }
+    data = {"model": name, "model_kwargs": kwargs, "input_size": int(img_size), "num_classes": int(num_classes),
+            **({"mean": spec.mean, "std": spec.std, "crop_pct": spec.crop_pct} if spec else {}), **preprocessing,
+            "class_names": list(class_names), "deit_version": deit.__version__,
+            "distilled": bool(kwargs.get("distilled", spec.distilled if spec else False))}
+    return CheckpointMeta.from_dict(data, source=source or name)  # HF preprocessing files are untrusted too
 
 
 def _imagenet_class_names() -> list[str] | None:
@@ -314,12 +303,12 @@ def _check_shapes(state_dict: dict[str, Tensor], target: dict[str, Tensor], *, s
 # ---------------------------------------------------------------- writing
 
 
-def save_weights(model: nn.Module, path: Source, meta: dict[str, Any]) -> None:
+def save_weights(model: nn.Module, path: Source, meta: CheckpointMeta) -> None:
     """Write `model`'s weights as safetensors with `meta` as JSON under the metadata key "deit" (atomically)."""
     from safetensors.torch import save_file
 
     try:
-        meta_json = dumps_strict(meta)
+        meta_json = dumps_strict(meta.to_dict())
     except (TypeError, ValueError) as error:
         raise DeitError(f"{path}: meta is not JSON-serialisable: {error}") from error
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
