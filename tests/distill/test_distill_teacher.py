@@ -17,9 +17,10 @@ from deit import create_model
 from deit.distill import FrozenTeacher, build_teacher
 from deit.errors import DeitError
 from deit.models.meta import CheckpointMeta
+from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 NUM_CLASSES = 5
-STUDENT_MEAN, STUDENT_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+STUDENT_MEAN, STUDENT_STD = IMAGENET_MEAN, IMAGENET_STD
 TEACHER_MEAN, TEACHER_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 TINY = dict(patch_size=8, depth=1, embed_dim=16, num_heads=2)
 

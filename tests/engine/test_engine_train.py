@@ -13,6 +13,7 @@ from PIL import Image
 
 from deit.io import load_torch_file
 from deit.models.checkpoint import load_trained_model
+from deit.models.registry import IMAGENET_MEAN
 
 
 def test_teacher_run_writes_every_output(teacher_checkpoint: Path) -> None:
@@ -72,7 +73,7 @@ def test_one_epoch_on_a_generated_image_folder(tmp_path: Path, capsys: pytest.Ca
                             data, "--batch-size", "8", "--output_dir", tmp_path / "run"], capsys)
     assert code == 0, out
     meta = load_torch_file(tmp_path / "run" / "checkpoint.pth")["meta"]
-    assert meta["class_names"] == ["class_0", "class_1", "class_2"] and meta["mean"] == [0.485, 0.456, 0.406]
+    assert meta["class_names"] == ["class_0", "class_1", "class_2"] and meta["mean"] == list(IMAGENET_MEAN)
     assert log_rows(tmp_path / "run")[0]["test_num_images"] == 6
 
 
