@@ -143,8 +143,8 @@ def training_state(*, model: nn.Module, optimizer: torch.optim.Optimizer, schedu
                    best_acc: float, global_step: int) -> dict[str, Any]:
     """The checkpoint dict of docs/architecture.md (plus `global_step`), tensors and plain data only."""
     state: dict[str, Any] = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": args, "meta": meta.to_dict(),
-                             "rng": rng, "best_acc": best_acc, "global_step": global_step}
+                             "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": args,
+                             "meta": meta.to_dict(), "rng": rng, "best_acc": best_acc, "global_step": global_step}
     state[DIGEST_KEY] = tensor_digest(state["model"])  # verified on resume: bytes flipped on disk are caught
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
