@@ -18,6 +18,7 @@ _LAZY_EXPORTS = {
     "build_model": "deit.models.factory",
     "load_trained_model": "deit.models.factory",
     "save_weights": "deit.models.checkpoint",
+    "CheckpointMeta": "deit.models.meta",
     "build_dataset": "deit.data",
     "build_transform": "deit.data",
     "TrainConfig": "deit.engine.config",

@@ -50,6 +50,21 @@ def test_single_process_keeps_copies_adjacent_and_reshuffles_per_epoch():
     assert unshuffled[:6] == [0, 0, 0, 1, 1, 1]
 
 
+def test_resumed_epoch_draws_the_same_order_and_seed_zero_is_the_official_one():
+    trained = RepeatAugSampler(range(300), seed=5)
+    for epoch in range(3):
+        trained.set_epoch(epoch)
+        before_resume = list(trained)
+    resumed = RepeatAugSampler(range(300), seed=5)
+    resumed.set_epoch(2)
+    assert list(resumed) == before_resume
+    # official RASampler: torch.randperm seeded by the epoch, each index repeated in place
+    official = torch.randperm(300, generator=torch.Generator().manual_seed(4)).repeat_interleave(3)
+    official_sampler = RepeatAugSampler(range(300), seed=0)
+    official_sampler.set_epoch(4)
+    assert list(official_sampler) == official[:len(official_sampler)].tolist()
+
+
 def test_drives_a_data_loader():
     dataset = TensorDataset(torch.arange(50))
     loader = DataLoader(dataset, batch_size=8, sampler=RepeatAugSampler(dataset, num_repeats=2))

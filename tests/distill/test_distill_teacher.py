@@ -16,9 +16,11 @@ from torch import nn
 from deit import create_model
 from deit.distill import FrozenTeacher, build_teacher
 from deit.errors import DeitError
+from deit.models.meta import CheckpointMeta
+from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 NUM_CLASSES = 5
-STUDENT_MEAN, STUDENT_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+STUDENT_MEAN, STUDENT_STD = IMAGENET_MEAN, IMAGENET_STD
 TEACHER_MEAN, TEACHER_STD = (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)
 TINY = dict(patch_size=8, depth=1, embed_dim=16, num_heads=2)
 
@@ -38,11 +40,10 @@ def tiny_deit(num_classes: int = NUM_CLASSES) -> nn.Module:
 
 
 def train_checkpoint(model: nn.Module, *, num_classes: int = NUM_CLASSES, mean=TEACHER_MEAN, std=TEACHER_STD):
-    meta = {"model": "deit_tiny_patch16_224", "model_kwargs": dict(TINY), "input_size": 16,
-            "num_classes": num_classes, "mean": list(mean), "std": list(std), "crop_pct": 0.875,
-            "interpolation": "bicubic", "class_names": [str(i) for i in range(num_classes)], "distilled": False,
-            "deit_version": "0.1.0"}
-    return {"model": model.state_dict(), "epoch": 3, "args": {"lr": 5e-4}, "meta": meta}
+    meta = CheckpointMeta(model="deit_tiny_patch16_224", model_kwargs=dict(TINY), input_size=16,
+                          num_classes=num_classes, mean=tuple(mean), std=tuple(std),
+                          class_names=tuple(str(i) for i in range(num_classes)), deit_version="0.1.0")
+    return {"model": model.state_dict(), "epoch": 3, "args": {"lr": 5e-4}, "meta": meta.to_dict()}
 
 
 def test_frozen_in_a_training_parent_bn_stats_unchanged_and_no_gradient():
@@ -212,7 +213,7 @@ def test_teacher_meta_is_checked_against_its_tensors_before_building(tmp_path: P
     kwargs = {"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}
     model = deit.create_model("deit_tiny_patch16_224", img_size=32, num_classes=3, **kwargs)
     path = tmp_path / "teacher.safetensors"
-    save_weights(model, path, {"model": "deit_tiny_patch16_224", "model_kwargs": {**kwargs, "depth": 5000},
-                               "input_size": 32, "num_classes": 3})
+    save_weights(model, path, CheckpointMeta(model="deit_tiny_patch16_224", model_kwargs={**kwargs, "depth": 5000},
+                                             input_size=32, num_classes=3))
     with pytest.raises(DeitError, match="depth=5000"):
         build_teacher("deit_tiny_patch16_224", num_classes=3, checkpoint=path)

@@ -13,6 +13,7 @@ from PIL import Image
 
 from deit.io import load_torch_file
 from deit.models.factory import load_trained_model
+from deit.models.registry import IMAGENET_MEAN
 
 
 def test_teacher_run_writes_every_output(teacher_checkpoint: Path) -> None:
@@ -72,7 +73,7 @@ def test_one_epoch_on_a_generated_image_folder(tmp_path: Path, capsys: pytest.Ca
                             data, "--batch-size", "8", "--output_dir", tmp_path / "run"], capsys)
     assert code == 0, out
     meta = load_torch_file(tmp_path / "run" / "checkpoint.pth")["meta"]
-    assert meta["class_names"] == ["class_0", "class_1", "class_2"] and meta["mean"] == [0.485, 0.456, 0.406]
+    assert meta["class_names"] == ["class_0", "class_1", "class_2"] and meta["mean"] == list(IMAGENET_MEAN)
     assert log_rows(tmp_path / "run")[0]["test_num_images"] == 6
 
 
@@ -120,7 +121,7 @@ def test_finetune_to_a_larger_input_with_a_teacher(tmp_path: Path, teacher_check
                            capsys)
     assert code == 0, out
     model, meta = load_trained_model(tmp_path / "at48" / "checkpoint.pth")
-    assert meta["input_size"] == 48 and model.pos_embed.shape[1] == 2 + 36
+    assert meta.input_size == 48 and model.pos_embed.shape[1] == 2 + 36
     # Started from the 32-pixel weights (three tiny steps since), not from a fresh initialisation.
     original = load_torch_file(source / "checkpoint.pth")["model"]
     tuned = model.state_dict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -59,6 +60,9 @@ def test_resample_224_to_384_grid() -> None:
     pos_embed = torch.randn(1, 2 + 14 * 14, 8)
     resampled = resample_pos_embed(pos_embed, num_prefix_tokens=2, grid_size=24)
     torch.testing.assert_close(resampled, _official_resample(pos_embed, 2, 24), rtol=0, atol=0)
+    # Downsampling too (where timm's default antialiasing would differ from the official recipe).
+    downsampled = resample_pos_embed(resampled, num_prefix_tokens=2, grid_size=7)
+    torch.testing.assert_close(downsampled, _official_resample(resampled, 2, 7), rtol=0, atol=0)
     with pytest.raises(DeitError, match="not 1 prefix row"):
         resample_pos_embed(pos_embed, num_prefix_tokens=1, grid_size=24)
 
@@ -115,7 +119,7 @@ def test_training_checkpoint_rebuilds_model_and_meta(tmp_path: Path) -> None:
     optimizer = torch.optim.AdamW(model.parameters())
     # The layout `deit train` writes (docs/architecture.md), loadable with weights_only=True.
     torch.save({"model": model.state_dict(), "model_ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": 3, "args": {"lr": 5e-4, "model": meta["model"]}, "meta": meta, "best_acc": 91.5},
+                "epoch": 3, "args": {"lr": 5e-4, "model": meta.model}, "meta": meta.to_dict(), "best_acc": 91.5},
                tmp_path / "checkpoint.pth")
     rebuilt, rebuilt_meta = load_trained_model(tmp_path / "checkpoint.pth")
     assert rebuilt_meta == meta and not rebuilt.training
@@ -137,29 +141,29 @@ def test_safetensors_export_round_trip(tmp_path: Path) -> None:
         with torch.no_grad():
             torch.testing.assert_close(rebuilt(_images()), model(_images()))
     with pytest.raises(DeitError, match="not JSON-serialisable"):
-        save_weights(model, tmp_path / "bad.safetensors", {"x": object()})
+        save_weights(model, tmp_path / "bad.safetensors", dataclasses.replace(meta, extra={"x": object()}))
 
 
 def test_weights_alone_are_matched_to_a_registered_model(tmp_path: Path) -> None:
     model = create_model("deit3_medium_patch16_224", **SMALL)
     torch.save({"model": model.state_dict()}, tmp_path / "deit3.pth")
     rebuilt, meta = load_trained_model(tmp_path / "deit3.pth")
-    assert meta["model"] == "deit3_medium_patch16_224"
-    assert meta["model_kwargs"] == {"depth": 2, "patch_size": 8}
-    assert meta["class_names"] == [f"class_{i}" for i in range(10)]
-    assert meta["crop_pct"] == 0.875 and meta["input_size"] == 32
+    assert meta.model == "deit3_medium_patch16_224"
+    assert meta.model_kwargs == {"depth": 2, "patch_size": 8}
+    assert meta.class_names == tuple(f"class_{i}" for i in range(10))
+    assert meta.crop_pct == 0.875 and meta.input_size == 32
     # A width no registered model has: the head count cannot be read off the weights, so it must be given.
     custom = create_model("deit_tiny_patch16_224", **SMALL, embed_dim=64, num_heads=4)
     torch.save(custom.state_dict(), tmp_path / "custom.pth")
     with pytest.warns(UserWarning, match="assuming 1"):
         load_trained_model(tmp_path / "custom.pth")
     rebuilt, meta = load_trained_model(tmp_path / "custom.pth", num_heads=4)
-    assert meta["model_kwargs"]["num_heads"] == 4
+    assert meta.model_kwargs["num_heads"] == 4
     with torch.no_grad():
         torch.testing.assert_close(rebuilt(_images()), custom.eval()(_images()))
     with pytest.warns(UserWarning, match="assuming 8"):
         named, meta = load_trained_model(tmp_path / "deit3.pth", model_name="deit3_small_patch16_224")
-    assert meta["model"] == "deit3_small_patch16_224" and meta["model_kwargs"]["embed_dim"] == 512
+    assert meta.model == "deit3_small_patch16_224" and meta.model_kwargs["embed_dim"] == 512
 
 
 @pytest.mark.parametrize("wrapper", ["state_dict", "model_ema", "module"])
@@ -208,7 +212,7 @@ def test_export_metadata_that_is_not_json_is_refused(tmp_path: Path) -> None:
     save_file({"w": torch.zeros(2)}, str(tmp_path / "odd.safetensors"), metadata={"deit": "{oops"})
     with pytest.raises(DeitError, match="odd.safetensors: its 'deit' metadata is not valid JSON"):
         load_trained_model(tmp_path / "odd.safetensors")
-    assert json.loads(json.dumps(default_meta("deit_tiny_patch16_224", img_size=224, num_classes=2)))
+    assert json.loads(json.dumps(default_meta("deit_tiny_patch16_224", img_size=224, num_classes=2).to_dict()))
 
 
 class _NotAnArgumentContainer(argparse.Namespace):

@@ -56,17 +56,17 @@ def test_hf_directory_rebuilds_with_meta(tmp_path: Path, config_class: str, mode
         {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_center_crop": True,
          "size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32}}))
     model, meta = load_trained_model(directory)
-    assert meta["model"] == name
-    assert meta["input_size"] == 32 and meta["num_classes"] == 4
-    assert meta["class_names"] == CLASS_NAMES
-    assert meta["mean"] == [0.5, 0.5, 0.5] and meta["crop_pct"] == pytest.approx(0.8)
-    assert meta["distilled"] == (model_class == "DeiTForImageClassificationWithTeacher")
+    assert meta.model == name
+    assert meta.input_size == 32 and meta.num_classes == 4
+    assert list(meta.class_names) == CLASS_NAMES
+    assert meta.mean == (0.5, 0.5, 0.5) and meta.crop_pct == pytest.approx(0.8)
+    assert meta.distilled == (model_class == "DeiTForImageClassificationWithTeacher")
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(images), _hf_logits(hf_model, images), rtol=1e-5, atol=1e-5)
     # The meta alone rebuilds the same network (what `deit eval`/`predict` rely on).
-    rebuilt = create_model(meta["model"], num_classes=meta["num_classes"], img_size=meta["input_size"],
-                           **meta["model_kwargs"])
+    rebuilt = create_model(meta.model, num_classes=meta.num_classes, img_size=meta.input_size,
+                           **meta.model_kwargs)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
 
 

@@ -69,8 +69,8 @@ def test_real_size_distilled_tiny_matches_timm(tmp_path: Path) -> None:
     ours = create_model("deit_tiny_distilled_patch16_224", pretrained=tmp_path / "deit_tiny_distilled.pth")
     _assert_same_outputs(ours, reference, torch.randn(2, 3, 224, 224))
     rebuilt, meta = load_trained_model(tmp_path / "deit_tiny_distilled.pth")
-    assert meta["model"] == "deit_tiny_distilled_patch16_224" and meta["model_kwargs"] == {}
-    assert len(meta["class_names"]) == 1000 and meta["class_names"][0] != "class_0"  # ImageNet names
+    assert meta.model == "deit_tiny_distilled_patch16_224" and meta.model_kwargs == {}
+    assert len(meta.class_names) == 1000 and meta.class_names[0] != "class_0"  # ImageNet names
     reference.load_state_dict(rebuilt.state_dict(), strict=True)
     _assert_same_outputs(rebuilt, reference, torch.randn(2, 3, 224, 224))
 
@@ -86,7 +86,7 @@ def test_official_deit3_layer_scale_names_are_mapped(tmp_path: Path) -> None:
     ours = create_model("deit3_small_patch16_224", pretrained=tmp_path / "deit_3_small_224_1k.pth", **SMALL)
     _assert_same_outputs(ours, reference, torch.randn(2, 3, 32, 32))
     rebuilt, meta = load_trained_model(tmp_path / "deit_3_small_224_1k.pth")
-    assert meta["model"] == "deit3_small_patch16_224"
+    assert meta.model == "deit3_small_patch16_224"
     _assert_same_outputs(rebuilt, reference, torch.randn(2, 3, 32, 32))
 
 

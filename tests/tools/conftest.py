@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 import deit
+from deit.models.meta import CheckpointMeta
 
 TINY_MODEL = "deit_tiny_distilled_patch16_224"
 TINY_OVERRIDES = {"patch_size": 8, "depth": 2}
@@ -22,13 +23,10 @@ def save_tiny_checkpoint(path: Path, *, distilled: bool = True, seed: int = 0) -
     torch.manual_seed(seed)
     name = TINY_MODEL if distilled else "deit_tiny_patch16_224"
     model = deit.create_model(name, img_size=TINY_SIZE, num_classes=len(CLASS_NAMES), **TINY_OVERRIDES)
-    meta = {
-        "model": name, "model_kwargs": dict(TINY_OVERRIDES), "input_size": TINY_SIZE,
-        "num_classes": len(CLASS_NAMES), "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
-        "crop_pct": 0.875, "interpolation": "bicubic", "class_names": list(CLASS_NAMES), "distilled": distilled,
-        "deit_version": deit.__version__,
-    }
-    torch.save({"model": model.state_dict(), "epoch": 0, "args": {"model": name}, "meta": meta}, path)
+    meta = CheckpointMeta(model=name, model_kwargs=dict(TINY_OVERRIDES), input_size=TINY_SIZE,
+                          num_classes=len(CLASS_NAMES), class_names=tuple(CLASS_NAMES), distilled=distilled,
+                          deit_version=deit.__version__)
+    torch.save({"model": model.state_dict(), "epoch": 0, "args": {"model": name}, "meta": meta.to_dict()}, path)
     return path
 
 

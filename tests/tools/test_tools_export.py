@@ -58,7 +58,7 @@ def test_safetensors_export_round_trips_weights_and_meta(tiny_checkpoint: Path, 
     report = export(tiny_checkpoint, "safetensors", tmp_path / "model.safetensors")
     assert report.max_abs_diff == 0.0
     model, meta = load_trained_model(tmp_path / "model.safetensors")
-    assert meta["class_names"] == CLASS_NAMES and meta["input_size"] == TINY_SIZE
+    assert list(meta.class_names) == CLASS_NAMES and meta.input_size == TINY_SIZE
     images, expected = _reference(tiny_checkpoint, 2)
     with torch.inference_mode():
         np.testing.assert_array_equal(model(images).numpy(), expected)

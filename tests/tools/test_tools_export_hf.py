@@ -51,7 +51,7 @@ def test_transformers_reproduces_our_logits_and_preprocessing(trained: Path, tmp
     expected = "DeiTForImageClassificationWithTeacher" if ours.distilled else "ViTForImageClassification"
     assert type(theirs).__name__ == expected
     config = json.loads((tmp_path / "hf" / "config.json").read_text())
-    assert config["layer_norm_eps"] == 1e-6 and config["id2label"]["3"] == meta["class_names"][3]
+    assert config["layer_norm_eps"] == 1e-6 and config["id2label"]["3"] == meta.class_names[3]
     transform = EvalPreprocessing.from_meta(meta, ours).transform()
     pil_processor = AutoImageProcessor.from_pretrained(tmp_path / "hf", backend="pil")
     default_processor = AutoImageProcessor.from_pretrained(tmp_path / "hf")
@@ -59,7 +59,7 @@ def test_transformers_reproduces_our_logits_and_preprocessing(trained: Path, tmp
     pil_batch = pil_processor(_images(), return_tensors="pt")["pixel_values"]
     assert (pil_batch - ours_batch).abs().max() <= 1e-5
     # torchvision's tensor bicubic resize (transformers' default backend) rounds some pixels one 8-bit level off
-    one_level = 1 / 255 / min(meta["std"])
+    one_level = 1 / 255 / min(meta.std)
     assert (default_processor(_images(), return_tensors="pt")["pixel_values"] - ours_batch).abs().max() <= (
         one_level + 1e-5)
     with torch.inference_mode():
@@ -76,11 +76,11 @@ def test_timm_loads_the_export_with_classes_mean_std_and_crop(trained: Path, tmp
     ours, meta = load_trained_model(trained)
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     overlay = dict(config["pretrained_cfg"], file=str(tmp_path / "t" / "model.safetensors"))
-    model = timm.create_model(meta["model"], pretrained=True, pretrained_cfg_overlay=overlay,
+    model = timm.create_model(meta.model, pretrained=True, pretrained_cfg_overlay=overlay,
                               **config["model_args"]).eval()
     assert model.num_classes == 10
     data_config = timm.data.resolve_data_config(model=model)
-    assert list(data_config["mean"]) == list(meta["mean"]) and data_config["crop_pct"] == meta["crop_pct"]
+    assert list(data_config["mean"]) == list(meta.mean) and data_config["crop_pct"] == meta.crop_pct
     images = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         assert (model(images) - ours(images)).abs().max() <= 1e-4
@@ -113,13 +113,13 @@ def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
 
 def test_deit3_exports_to_timm(tmp_path: Path) -> None:
     import deit
+    from deit.models.meta import CheckpointMeta
     from deit.tools.export_timm import export_timm
 
     model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
-    meta = {"model": "deit3_small_patch16_224", "model_kwargs": {"patch_size": 8, "depth": 1}, "input_size": 32,
-            "num_classes": 3, "mean": [0.5] * 3, "std": [0.5] * 3, "crop_pct": 1.0, "interpolation": "bicubic",
-            "class_names": ["a", "b", "c"], "distilled": False}
-    torch.save({"model": model.state_dict(), "epoch": 0, "args": {}, "meta": meta}, tmp_path / "d3.pth")
+    meta = CheckpointMeta(model="deit3_small_patch16_224", model_kwargs={"patch_size": 8, "depth": 1}, input_size=32,
+                          num_classes=3, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0, class_names=("a", "b", "c"))
+    torch.save({"model": model.state_dict(), "epoch": 0, "args": {}, "meta": meta.to_dict()}, tmp_path / "d3.pth")
     _, diff, _ = export_timm(tmp_path / "d3.pth", tmp_path / "out")
     assert diff <= 1e-4
     assert json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 1.0

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from deit.distill.weights import class_count_of, load_teacher_weights, read_teacher_checkpoint
 from deit.errors import DeitError
+from deit.models.meta import CheckpointMeta
 from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 
@@ -73,10 +74,10 @@ def build_teacher(model: str | nn.Module, *, num_classes: int, checkpoint: str |
     input size and class count; explicit `teacher_mean`/`teacher_std`/`input_size` win over it.
     """
     name = model if isinstance(model, str) else type(model).__name__
-    state, meta = read_teacher_checkpoint(checkpoint) if checkpoint is not None else (None, {})
+    state, meta = read_teacher_checkpoint(checkpoint) if checkpoint is not None else (None, None)
     where = f" ({checkpoint})" if checkpoint is not None else ""
-    if meta.get("num_classes") is not None and int(meta["num_classes"]) != num_classes:
-        raise DeitError(_mismatch(name, where, int(meta["num_classes"]), num_classes))
+    if meta is not None and meta.num_classes != num_classes:
+        raise DeitError(_mismatch(name, where, meta.num_classes, num_classes))
 
     if isinstance(model, str):
         network = _build_named(model, num_classes, meta)
@@ -88,10 +89,11 @@ def build_teacher(model: str | nn.Module, *, num_classes: int, checkpoint: str |
     if teacher_classes is not None and teacher_classes != num_classes:
         raise DeitError(_mismatch(name, where, teacher_classes, num_classes))
 
-    teacher_mean = teacher_mean if teacher_mean is not None else meta.get("mean")
-    teacher_std = teacher_std if teacher_std is not None else meta.get("std")
+    if meta is not None:
+        teacher_mean = teacher_mean if teacher_mean is not None else meta.mean
+        teacher_std = teacher_std if teacher_std is not None else meta.std
     if input_size is None:
-        native = meta.get("input_size", getattr(network, "img_size", None))
+        native = meta.input_size if meta is not None and meta.input_size else getattr(network, "img_size", None)
         input_size = int(native) if isinstance(native, int) else None  # a ViT needs its own size; a CNN any
     teacher = FrozenTeacher(network, num_classes=num_classes, student_mean=student_mean, student_std=student_std,
                             teacher_mean=student_mean if teacher_mean is None else teacher_mean,
@@ -100,14 +102,14 @@ def build_teacher(model: str | nn.Module, *, num_classes: int, checkpoint: str |
     return teacher.to(device)
 
 
-def _build_named(name: str, num_classes: int, meta: dict) -> nn.Module:
+def _build_named(name: str, num_classes: int, meta: CheckpointMeta | None) -> nn.Module:
     from deit.models.factory import build_model
 
     overrides: dict = {}
-    if meta.get("model") == name:  # a `deit train` checkpoint: rebuild the exact variant it was trained as
-        overrides = {k: v for k, v in (meta.get("model_kwargs") or {}).items() if k != "num_classes"}
-        if meta.get("input_size") is not None:
-            overrides.setdefault("img_size", int(meta["input_size"]))
+    if meta is not None and meta.model == name:  # a `deit train` checkpoint: rebuild the exact variant it was
+        overrides = {k: v for k, v in meta.model_kwargs.items() if k != "num_classes"}  # trained as
+        if meta.input_size is not None:
+            overrides.setdefault("img_size", meta.input_size)
     img_size = overrides.pop("img_size", None)
     return build_model(name, num_classes=num_classes, img_size=img_size, **overrides)
 

@@ -8,24 +8,24 @@ here is a class-count mismatch reported as such rather than as a mis-shaped head
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from torch import Tensor, nn
 
 from deit.errors import DeitError
 from deit.models.checkpoint import load_state_dict_strict, read_trained_weights
 from deit.models.download import fetch_checkpoint, is_url
+from deit.models.meta import CheckpointMeta
 
 
-def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """`(state_dict, meta)` from a local file, directory or http(s) URL; meta is `{}` unless the file has one."""
+def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], CheckpointMeta | None]:
+    """`(state_dict, meta)` from a local file, directory or http(s) URL; meta is None unless the file has one."""
     url = str(checkpoint)
     path = fetch_checkpoint(url, local_option="checkpoint=") if is_url(url) else Path(checkpoint)
     if not path.exists():
         raise DeitError(f"{path}: no such teacher checkpoint file")
     # Tensors checked finite and the (untrusted) meta against them, before the teacher is built from it.
     state, _, meta = read_trained_weights(path)
-    return state, meta or {}
+    return state, (CheckpointMeta.from_dict(meta, source=str(path), state_dict=state) if meta else None)
 
 
 def load_teacher_weights(model: nn.Module, state: dict[str, Tensor], *, label: str, num_classes: int) -> None:

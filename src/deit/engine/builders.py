@@ -20,6 +20,7 @@ from deit.data.datasets import data_set_key
 from deit.errors import DeitError
 from deit.models.download import fetch_checkpoint, is_url
 from deit.version import __version__
+from deit.models.meta import CheckpointMeta
 
 
 def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -283,10 +284,10 @@ def build_mixup_fn(config: TrainConfig, num_classes: int) -> Any:
                        label_smoothing=config.smoothing, num_classes=num_classes)
 
 
-def checkpoint_meta(config: TrainConfig, model: nn.Module, class_names: list[str]) -> dict[str, Any]:
+def checkpoint_meta(config: TrainConfig, model: nn.Module, class_names: list[str]) -> CheckpointMeta:
     """What `deit predict`/`eval`/`export` need to use the checkpoint alone (docs/architecture.md)."""
     mean, std = normalization(config)
-    return {"model": config.model, "model_kwargs": dict(config.model_kwargs), "input_size": config.input_size,
-            "num_classes": len(class_names), "mean": list(mean), "std": list(std),
-            "crop_pct": config.eval_crop_ratio, "interpolation": "bicubic", "class_names": list(class_names),
-            "distilled": bool(getattr(model, "distilled", False)), "deit_version": __version__}
+    return CheckpointMeta(model=config.model, model_kwargs=dict(config.model_kwargs), input_size=config.input_size,
+                          num_classes=len(class_names), mean=tuple(mean), std=tuple(std),
+                          crop_pct=config.eval_crop_ratio, class_names=tuple(class_names),
+                          distilled=bool(getattr(model, "distilled", False)), deit_version=__version__)

@@ -15,7 +15,9 @@ from deit.errors import DeitError
 from deit.engine.checkpoint_structure import check_scheduler_state, validate_checkpoint_structure
 from deit.integrity import DIGEST_KEY, check_finite, tensor_digest, verify_digest
 from deit.io import atomic_torch_save, load_torch_file
+from deit.models.checkpoint import extract_state_dict
 from deit.models.download import fetch_checkpoint, is_url
+from deit.models.meta import CheckpointMeta
 
 CHECKPOINT_NAME = "checkpoint.pth"
 BEST_NAME = "best_checkpoint.pth"
@@ -87,13 +89,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     checkpoint = load_torch_file(path)
     if not isinstance(checkpoint, dict):
         raise DeitError(f"{path}: not a checkpoint (expected a dict, found {type(checkpoint).__name__})")
-    if "model" not in checkpoint and "state_dict" not in checkpoint:
-        if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
-            return {"model": checkpoint}  # a bare state dict
-        raise DeitError(f"{path}: no 'model' entry; not a training checkpoint")
-    if "model" not in checkpoint:
-        checkpoint = dict(checkpoint, model=checkpoint["state_dict"])
+    if checkpoint and all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        checkpoint = {"model": checkpoint}  # a bare state dict
     validate_checkpoint_structure(checkpoint, path)
+    # Reading a file's weights (containers, DDP prefixes, official DeiT III names) is models/checkpoint.py's job.
+    checkpoint = dict(checkpoint, model=extract_state_dict(checkpoint, source=str(path)))
     verify_digest(checkpoint["model"], checkpoint.get(DIGEST_KEY), source=str(path))
     check_finite(checkpoint["model"], source=str(path))
     return checkpoint
@@ -102,43 +102,22 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
 def check_resume_matches(checkpoint: dict[str, Any], path: Path, *, model: str, model_kwargs: dict[str, Any],
                          input_size: int) -> None:
     """Refuse, before any work, a checkpoint recorded for another model, shape or input size."""
-    meta = checkpoint.get("meta") or {}
     args = checkpoint.get("args") or {}
-    saved_model = meta.get("model", args.get("model"))
+    saved = {key: args.get(key) for key in ("model", "model_kwargs", "input_size")}  # official files: args only
+    if checkpoint.get("meta"):
+        meta = CheckpointMeta.from_dict(checkpoint["meta"], source=str(path))
+        saved = {"model": meta.model, "model_kwargs": meta.model_kwargs, "input_size": meta.input_size}
+    saved_model = saved["model"]
     if saved_model is not None and saved_model != model:
         raise DeitError(f"--resume {path}: it holds a '{saved_model}' checkpoint, not '{model}' "
                         f"(use --finetune to start a different model from it)")
-    saved_kwargs = meta.get("model_kwargs", args.get("model_kwargs"))
+    saved_kwargs = saved["model_kwargs"]
     if saved_kwargs is not None and dict(saved_kwargs) != dict(model_kwargs):
         raise DeitError(f"--resume {path}: it was trained with --model-kwargs {saved_kwargs}, not {model_kwargs}")
-    saved_size = meta.get("input_size", args.get("input_size"))
+    saved_size = saved["input_size"]
     if saved_size is not None and int(saved_size) != input_size:
         raise DeitError(f"--resume {path}: it was trained at --input-size {saved_size}, not {input_size} "
                         f"(use --finetune to change resolution)")
-
-
-def load_model_state(model: nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
-    """Strict load with a one-line error that names the first mismatching keys."""
-    missing, unexpected = _key_mismatch(model, state_dict)
-    if missing or unexpected:
-        detail = []
-        if missing:
-            detail.append(f"missing {', '.join(missing[:3])}")
-        if unexpected:
-            detail.append(f"unexpected {', '.join(unexpected[:3])}")
-        raise DeitError(f"{path}: weights do not fit this model ({'; '.join(detail)})")
-    own = model.state_dict()
-    for key, value in state_dict.items():
-        if own[key].shape != value.shape:
-            raise DeitError(f"{path}: '{key}' has shape {tuple(value.shape)}, the model expects "
-                            f"{tuple(own[key].shape)} (another model or class count?)")
-    model.load_state_dict(state_dict)
-
-
-def _key_mismatch(model: nn.Module, state_dict: dict[str, Any]) -> tuple[list[str], list[str]]:
-    own = set(model.state_dict())
-    given = set(state_dict)
-    return sorted(own - given), sorted(given - own)
 
 
 def prune_log(log_path: Path, last_epoch: int) -> None:
@@ -160,12 +139,12 @@ def prune_log(log_path: Path, last_epoch: int) -> None:
 
 
 def training_state(*, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-                   model_ema: Any, epoch: int, args: dict[str, Any], meta: dict[str, Any], rng: dict[str, Any],
+                   model_ema: Any, epoch: int, args: dict[str, Any], meta: CheckpointMeta, rng: dict[str, Any],
                    best_acc: float, global_step: int) -> dict[str, Any]:
     """The checkpoint dict of docs/architecture.md (plus `global_step`), tensors and plain data only."""
     state: dict[str, Any] = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": args, "meta": meta,
-                             "rng": rng, "best_acc": best_acc, "global_step": global_step}
+                             "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": args,
+                             "meta": meta.to_dict(), "rng": rng, "best_acc": best_acc, "global_step": global_step}
     state[DIGEST_KEY] = tensor_digest(state["model"])  # verified on resume: bytes flipped on disk are caught
     if scaler is not None:
         state["scaler"] = scaler.state_dict()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -54,14 +55,14 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
         from deit.engine.builders import data_set_normalization
 
         mean, std = data_set_normalization(data_set)
-        meta = dict(meta, mean=list(mean), std=list(std))
-    transform = build_transform(False, input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"],
-                                interpolation=str(meta.get("interpolation", "bicubic")),
-                                eval_crop_ratio=float(meta.get("crop_pct", 0.875)))
+        meta = dataclasses.replace(meta, mean=tuple(mean), std=tuple(std))
+    transform = build_transform(False, input_size=meta.input_size or int(getattr(model, "img_size", 224)),
+                                mean=meta.mean, std=meta.std, interpolation=meta.interpolation,
+                                eval_crop_ratio=meta.crop_pct)
     dataset = build_dataset(data_set, data_path, train=False, transform=transform)
     classes = [str(name) for name in dataset.classes]
-    if len(classes) != int(meta["num_classes"]):
-        raise DeitError(f"{path}: the model predicts {meta['num_classes']} classes but --data-set {data_set} "
+    if len(classes) != meta.num_classes:
+        raise DeitError(f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} "
                         f"has {len(classes)}")
     teacher = None
     if teacher_path:
@@ -70,7 +71,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
 
         teacher = build_teacher(teacher_model or "regnety_160", num_classes=len(classes),
                                 checkpoint=local_copy(teacher_path, "--teacher-path"),
-                                student_mean=meta["mean"], student_std=meta["std"], device=torch_device)
+                                student_mean=meta.mean, student_std=meta.std, device=torch_device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=torch_device.type == "cuda")
     metrics = evaluate(model, loader, torch_device, teacher=teacher,

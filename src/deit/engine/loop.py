@@ -106,6 +106,8 @@ def _logits_from(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor | Non
 
 
 def _topk_correct(logits: Tensor, targets: Tensor, k: int) -> Tensor:
+    # Not timm.utils.accuracy: it returns percent of each batch as float, so summing batches would need a
+    # multiply-back with float rounding; this is an exact integer count that stays on the device (no sync).
     top = logits.topk(min(k, logits.shape[1]), dim=1).indices
     return (top == targets[:, None]).any(dim=1).sum()
 

@@ -6,7 +6,7 @@ import contextlib
 import random
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ from torch import nn
 
 from deit.engine import builders
 from deit.engine.checkpointing import (BEST_NAME, CHECKPOINT_NAME, capture_rng, check_resume_matches, copy_checkpoint,
-                                       load_model_state, prune_log, read_checkpoint, remove_stale_temporaries,
+                                       prune_log, read_checkpoint, remove_stale_temporaries,
                                        resolve_resume_path, restore_rng, restore_training_state, save_checkpoint,
                                        training_state)
 from deit.engine.config import TrainConfig, save_config_yaml
@@ -33,6 +33,8 @@ from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
 from deit.engine.validation import describe_data, resolve_data_set, validate_config
 from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
+from deit.models.checkpoint import load_state_dict_strict
+from deit.models.meta import CheckpointMeta
 
 
 @dataclass
@@ -52,7 +54,7 @@ class _Run:
     scheduler: Any = None
     step: TrainStep = None  # type: ignore[assignment]  # the one training step (engine/step.py)
     loaders: Any = None
-    meta: dict[str, Any] = field(default_factory=dict)
+    meta: CheckpointMeta | None = None
     start_epoch: int = 0
     best_acc: float = -1.0
     global_step: int = 0
@@ -136,7 +138,7 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     if not config.eval:
         _announce_objective(config, model, is_main=env.is_main)
     if checkpoint is not None:
-        load_model_state(model, checkpoint["model"], resume_path)  # type: ignore[arg-type]
+        load_state_dict_strict(model, checkpoint["model"], source=str(resume_path))
     run.model = model.to(device)
     run.meta = builders.checkpoint_meta(config, model, class_names)
     run.step = builders.build_train_step(config, model, run.teacher, num_classes=num_classes, device=device,

@@ -16,14 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from deit.errors import DeitError, short_list
 from deit.integrity import check_finite, looks_like_safetensors
 from deit.io import atomic_write, dumps_strict, load_torch_file
 from deit.models import hf_convert
-from deit.models.meta_check import validate_meta
+from deit.models.meta import CheckpointMeta
 from deit.models.registry import get_model_spec, is_registered
 from deit.version import __version__
 
@@ -119,7 +118,7 @@ def _all_tensors(mapping: dict[Any, Any]) -> bool:
 
 
 def read_trained_weights(path: Source, *, use_ema: bool = False
-                         ) -> tuple[dict[str, Tensor], hf_convert.HfModelConfig | None, dict[str, Any] | None]:
+                         ) -> tuple[dict[str, Tensor], hf_convert.HfModelConfig | None, CheckpointMeta | None]:
     """(state dict, HF config or None, deit meta or None) of a trained model's file or directory, checked.
 
     The tensors are checked finite and the meta against the tensors (it is untrusted) before anyone builds a
@@ -140,31 +139,25 @@ def read_trained_weights(path: Source, *, use_ema: bool = False
         state_dict = extract_state_dict(payload, source=source)
     check_finite(state_dict, source=source)
     if meta is not None:
-        validate_meta(meta, state_dict, source=source)  # before any allocation: the meta is untrusted
-    return state_dict, hf_config, meta
+        # Checked against the tensors before any allocation: the meta is untrusted.
+        return state_dict, hf_config, CheckpointMeta.from_dict(meta, source=source, state_dict=state_dict)
+    return state_dict, hf_config, None
 
 
 def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: dict[str, Any] | None = None,
-                 class_names: list[str] | None = None, **preprocessing: Any) -> dict[str, Any]:
+                 class_names: list[str] | None = None, source: str | None = None,
+                 **preprocessing: Any) -> CheckpointMeta:
     """Meta for weights without a training record: registry preprocessing; ImageNet or `class_<i>` names."""
     spec = get_model_spec(name) if is_registered(name) else None
     kwargs = dict(model_kwargs or {})
     if class_names is None:
         class_names = _imagenet_class_names() if num_classes == 1000 and spec is not None else None
         class_names = class_names or [f"class_{index}" for index in range(num_classes)]
-    return {
-        "model": name,
-        "model_kwargs": kwargs,
-        "input_size": int(img_size),
-        "num_classes": int(num_classes),
-        "mean": list(preprocessing.get("mean", spec.mean if spec else (0.485, 0.456, 0.406))),
-        "std": list(preprocessing.get("std", spec.std if spec else (0.229, 0.224, 0.225))),
-        "crop_pct": float(preprocessing.get("crop_pct", spec.crop_pct if spec else 0.875)),
-        "interpolation": "bicubic",
-        "class_names": list(class_names),
-        "distilled": bool(kwargs.get("distilled", spec.distilled if spec else False)),
-        "deit_version": __version__,
-    }
+    data = {"model": name, "model_kwargs": kwargs, "input_size": int(img_size), "num_classes": int(num_classes),
+            **({"mean": spec.mean, "std": spec.std, "crop_pct": spec.crop_pct} if spec else {}), **preprocessing,
+            "class_names": list(class_names), "deit_version": __version__,
+            "distilled": bool(kwargs.get("distilled", spec.distilled if spec else False))}
+    return CheckpointMeta.from_dict(data, source=source or name)  # HF preprocessing files are untrusted too
 
 
 def _imagenet_class_names() -> list[str] | None:
@@ -222,17 +215,17 @@ def _heads_differ(state_dict: dict[str, Tensor], target: dict[str, Tensor]) -> b
 def resample_pos_embed(pos_embed: Tensor, *, num_prefix_tokens: int, grid_size: int,
                        source: str = "pos_embed") -> Tensor:
     """The official fine-tuning resampling: prefix rows kept, the patch grid resized bicubically."""
-    length, dim = pos_embed.shape[1] - num_prefix_tokens, pos_embed.shape[-1]
+    from timm.layers import resample_abs_pos_embed  # lazy: timm costs seconds at `import deit`
+
+    length = pos_embed.shape[1] - num_prefix_tokens
     old_grid = math.isqrt(max(length, 0))
     if length <= 0 or old_grid * old_grid != length:
         raise DeitError(f"{source}: pos_embed has {pos_embed.shape[1]} rows, which is not {num_prefix_tokens} "
                         "prefix row(s) plus a square grid")
-    prefix, patches = pos_embed[:, :num_prefix_tokens], pos_embed[:, num_prefix_tokens:]
-    grid = patches.reshape(-1, old_grid, old_grid, dim).permute(0, 3, 1, 2)
-    # Interpolation runs in float32: bicubic has no half-precision CPU kernel.
-    grid = F.interpolate(grid.float(), size=(grid_size, grid_size), mode="bicubic", align_corners=False)
-    patches = grid.to(pos_embed.dtype).permute(0, 2, 3, 1).flatten(1, 2)
-    return torch.cat([prefix, patches], dim=1)
+    # The official recipe interpolates without antialiasing (timm's default is on), so turn it off to match.
+    return resample_abs_pos_embed(pos_embed, [grid_size, grid_size], [old_grid, old_grid],
+                                  num_prefix_tokens=num_prefix_tokens, interpolation="bicubic", antialias=False,
+                                  align_corners=False)
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: dict[str, Tensor], *, source: str) -> None:
@@ -266,12 +259,12 @@ def _check_shapes(state_dict: dict[str, Tensor], target: dict[str, Tensor], *, s
 # ---------------------------------------------------------------- writing
 
 
-def save_weights(model: nn.Module, path: Source, meta: dict[str, Any]) -> None:
+def save_weights(model: nn.Module, path: Source, meta: CheckpointMeta) -> None:
     """Write `model`'s weights as safetensors with `meta` as JSON under the metadata key "deit" (atomically)."""
     from safetensors.torch import save_file
 
     try:
-        meta_json = dumps_strict(meta)
+        meta_json = dumps_strict(meta.to_dict())
     except (TypeError, ValueError) as error:
         raise DeitError(f"{path}: meta is not JSON-serialisable: {error}") from error
     tensors = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}

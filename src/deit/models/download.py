@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
 
 from deit.errors import DeitError
-from deit.io import atomic_write
 
 # Official file names end in `-<first hex digits of the sha256>.pth` (torch.hub's convention).
 _HASH_PREFIX = re.compile(r"-([a-f0-9]{6,})\.")
-_CHUNK = 1 << 20
 
 
 def is_url(text: str) -> bool:
@@ -35,8 +31,7 @@ def expected_hash_prefix(url: str) -> str | None:
     return match.group(1) if match else None
 
 
-def fetch_checkpoint(url: str, *, timeout: float = 60.0, progress: bool = False,
-                     local_option: str = "pretrained=") -> Path:
+def fetch_checkpoint(url: str, *, progress: bool = False, local_option: str = "pretrained=") -> Path:
     """The local copy of `url`, downloading it on first use; a wrong hash or no network is a DeitError.
 
     `local_option` is where the caller's user can give a downloaded file instead (a flag such as `--teacher-path`
@@ -45,43 +40,19 @@ def fetch_checkpoint(url: str, *, timeout: float = 60.0, progress: bool = False,
     destination = cache_path(url)
     if destination.is_file():
         return destination
-    expected = expected_hash_prefix(url)
-
-    def download(tmp_path: str) -> None:
-        digest = _download_to(url, tmp_path, timeout=timeout, progress=progress, destination=destination,
-                              local_option=local_option)
-        if expected and not digest.startswith(expected):
-            raise DeitError(f"{url}: sha256 of the download starts with {digest[:len(expected)]}, expected "
-                            f"{expected}; the file was discarded (retry, or fetch it by hand to {destination})")
-
-    atomic_write(destination, download)
-    return destination
-
-
-def _download_to(url: str, tmp_path: str, *, timeout: float, progress: bool, destination: Path,
-                 local_option: str) -> str:
-    sha256 = hashlib.sha256()
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    # torch.hub's downloader writes a temporary file beside `destination`, checks the sha256 prefix, then moves
+    # it into place (removing it on any failure), so the cache never holds a partial or wrong file.
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp_path, "wb") as out:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            bar = _progress_bar(total, destination.name) if progress else None
-            while chunk := response.read(_CHUNK):
-                out.write(chunk)
-                sha256.update(chunk)
-                if bar is not None:
-                    bar.update(len(chunk))
-            if bar is not None:
-                bar.close()
+        torch.hub.download_url_to_file(url, str(destination), hash_prefix=expected_hash_prefix(url),
+                                       progress=progress)
+    except RuntimeError as error:  # torch.hub's only RuntimeError here is the hash check
+        raise DeitError(f"{url}: sha256 of the download does not match its file name ({error}); the file was "
+                        f"discarded (retry, or fetch it by hand to {destination})") from error
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
         if isinstance(error, urllib.error.HTTPError):
             reason = f"HTTP {error.code} {error.reason}"
         raise DeitError(f"cannot download {url} ({reason}); fetch it by hand (e.g. on a machine with network) and "
                         f"put it at {destination}, or pass the file's path as {local_option}") from error
-    return sha256.hexdigest()
-
-
-def _progress_bar(total: int | None, name: str):  # noqa: ANN202 - tqdm's type is not worth importing
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="B", unit_scale=True, desc=name, leave=False)
+    return destination

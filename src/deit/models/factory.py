@@ -17,6 +17,7 @@ from deit.errors import DeitError
 from deit.models import hf_convert
 from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
 from deit.models.checkpoint import Source, default_meta, load_pretrained, load_state_dict_strict, read_trained_weights
+from deit.models.meta import CheckpointMeta
 from deit.models.kwargs_check import check_vit_kwargs
 from deit.models.registry import get_model_spec, is_registered, model_source, unknown_model_error
 from deit.models.vit import VisionTransformer
@@ -77,7 +78,7 @@ def build_model(name: str, *, num_classes: int, img_size: int | None = None, dro
 
 
 def load_trained_model(path: Source, device: str | torch.device = "cpu", *, model_name: str | None = None,
-                       use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
+                       use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model saved at `path` and its meta (preprocessing, class names); the model is in eval mode.
 
     `path` is a `deit train` checkpoint, a safetensors export, an official/timm `.pth`/`.safetensors` (the model
@@ -88,7 +89,7 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
     source = str(path)
     state_dict, hf_config, meta = read_trained_weights(path, use_ema=use_ema)
     if meta is not None:
-        model = _build_from_meta(meta, source=source, overrides=overrides)
+        model = _build_from_meta(meta, overrides=overrides)
     else:
         model, meta = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
                                           overrides=overrides)
@@ -96,21 +97,16 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
     return model.to(device).eval(), meta
 
 
-def _build_from_meta(meta: dict[str, Any], *, source: str, overrides: dict[str, Any]) -> nn.Module:
-    try:
-        name, num_classes = str(meta["model"]), int(meta["num_classes"])
-        kwargs = dict(meta.get("model_kwargs") or {}, **overrides)
-        img_size = meta.get("input_size")
-    except (KeyError, TypeError, ValueError) as error:
-        raise DeitError(f"{source}: its meta lacks a valid {error}") from error
-    if not is_registered(name):
-        img_size = None  # timm/torchvision models take no img_size argument here
-    return build_model(name, num_classes=num_classes, img_size=img_size, **kwargs)
+def _build_from_meta(meta: CheckpointMeta, *, overrides: dict[str, Any]) -> nn.Module:
+    # timm/torchvision models take no img_size argument here
+    img_size = meta.input_size if is_registered(meta.model) else None
+    return build_model(meta.model, num_classes=meta.num_classes, img_size=img_size,
+                       **dict(meta.model_kwargs, **overrides))
 
 
 def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfModelConfig | None, *,
                         source: str, model_name: str | None,
-                        overrides: dict[str, Any]) -> tuple[nn.Module, dict[str, Any]]:
+                        overrides: dict[str, Any]) -> tuple[nn.Module, CheckpointMeta]:
     arch = architecture_of(state_dict, source=source)
     preprocessing: dict[str, Any] = {}
     class_names = None
@@ -123,5 +119,5 @@ def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfM
     model_kwargs = dict(overrides_for(name, arch, source=source), **overrides)
     model = create_model(name, num_classes=arch.num_classes, img_size=arch.img_size, **model_kwargs)
     meta = default_meta(name, img_size=arch.img_size, num_classes=arch.num_classes, model_kwargs=model_kwargs,
-                        class_names=class_names, **preprocessing)
+                        class_names=class_names, source=source, **preprocessing)
     return model, meta

@@ -18,6 +18,14 @@ _MIN_CROP_PCT = 0.05  # below this the eval resize (input / crop_pct) asks for a
 
 def validate_meta(meta: dict[str, Any], state_dict: dict[str, Tensor], *, source: str) -> None:
     """Refuse meta whose types, ranges or architecture disagree with `state_dict`; names the file and the key."""
+    check_meta_fields(meta, source=source)
+    if is_registered(meta["model"]):
+        _check_against_tensors(meta, meta["model"], meta.get("model_kwargs") or {}, state_dict,
+                               where=f"{source}: meta", source=source)
+
+
+def check_meta_fields(meta: dict[str, Any], *, source: str) -> None:
+    """Refuse meta whose keys have the wrong type or range (no tensors needed); names the file and the key."""
     where = f"{source}: meta"
     model = meta.get("model")
     if not isinstance(model, str) or not model:
@@ -30,8 +38,9 @@ def validate_meta(meta: dict[str, Any], state_dict: dict[str, Tensor], *, source
         raise DeitError(f"{where} 'model_kwargs' must be a mapping, got {type(kwargs).__name__}")
     check_no_download_keys(kwargs, where=f"{where} 'model_kwargs'")
     _check_preprocessing(meta, num_classes, where)
-    if is_registered(model):
-        _check_against_tensors(meta, model, kwargs, state_dict, where=where, source=source)
+    for key, kind in (("interpolation", str), ("distilled", bool), ("deit_version", str)):
+        if meta.get(key) is not None and not isinstance(meta[key], kind):
+            raise DeitError(f"{where} '{key}' must be a {kind.__name__}, got {meta[key]!r}")
 
 
 def _check_preprocessing(meta: dict[str, Any], num_classes: int, where: str) -> None:

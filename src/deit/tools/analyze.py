@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Subset
 from deit.errors import DeitError
 from deit.io import dumps_strict
 from deit.models.vit import VisionTransformer
-from deit.tools.preprocess import EvalPreprocessing, class_names_from_meta, load_inference_model
+from deit.tools.preprocess import EvalPreprocessing, load_inference_model
 
 PAPER_EMBEDDING_SIMILARITY = 0.06
 PAPER_LAST_LAYER_SIMILARITY = 0.93
@@ -206,7 +206,7 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
     if len(dataset) == 0:
         raise DeitError(f"--data-path {data_path}: the {data_set} validation split holds no usable image")
     num_classes = model.num_classes
-    class_names = class_names_from_meta(meta, num_classes)
+    class_names = meta.labels(num_classes)
     labels_match = len(getattr(dataset, "classes", [])) == num_classes
     teacher = _build_teacher(teacher_model, None if teacher_path is None else str(teacher_path), num_classes,
                              preprocessing, resolved)
@@ -236,7 +236,7 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
         counter.update(predictions, labels.to(resolved) if labels_match else None)
 
     files: list[Path] = []
-    summary: dict[str, Any] = {"checkpoint": str(checkpoint), "model": meta.get("model"), "notes": notes}
+    summary: dict[str, Any] = {"checkpoint": str(checkpoint), "model": meta.model, "notes": notes}
     if similarity_sum is not None:
         per_layer_mean = (similarity_sum / counter.total).cpu().tolist()
         embedding = embedding_cosine_similarity(model)

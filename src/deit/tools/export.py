@@ -22,6 +22,7 @@ from deit.errors import DeitError
 from deit.tools.agreement import DEFAULT_MIN_AGREEMENT, Agreement, checkpoint_agreement
 from deit.tools.export_target import check_export_folder, check_export_target
 from deit.tools.onnx_runtime import QUANTIZE_CHOICES, require_onnx
+from deit.models.meta import CheckpointMeta
 from deit.tools.preprocess import load_inference_model
 
 FORMATS = ("onnx", "torchscript", "safetensors")
@@ -131,7 +132,7 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, output: Path
     return "torch.jit.trace", run_loaded
 
 
-def _export_safetensors(model: nn.Module, meta: dict, output: Path
+def _export_safetensors(model: nn.Module, meta: CheckpointMeta, output: Path
                         ) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
     try:
         from deit.models.checkpoint import save_weights
@@ -170,7 +171,7 @@ def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: in
         require_onnx()  # fail before the (slow) model load
     model, meta, _ = load_inference_model(checkpoint, "cpu")
     model = model.float()
-    size = int(meta.get("input_size") or getattr(model, "img_size", 224))
+    size = meta.input_size or int(getattr(model, "img_size", 224))
     input_shape = (3, size, size)
     output.parent.mkdir(parents=True, exist_ok=True)
     # Batch 2 for the example: a batch of 1 lets exporters specialise the batch axis to a constant.

@@ -76,7 +76,7 @@ def export_hf(checkpoint: str | Path, output: str | Path) -> tuple[Path, float, 
         raise DeitError(f"--output {output}: is a file; --format hf writes a folder")
     model, meta, _ = load_inference_model(checkpoint, "cpu")
     model = model.float()
-    class_names = [str(n) for n in meta.get("class_names") or range(model.num_classes)]
+    class_names = meta.labels(model.num_classes)
     config_dict = hf_config_dict(model, class_names)
     config_class = transformers.DeiTConfig if model.distilled else transformers.ViTConfig
     hf_class = getattr(transformers, config_dict["architectures"][0])

@@ -16,32 +16,33 @@ import torch
 from safetensors.torch import save_file
 
 from deit.errors import DeitError
+from deit.models.meta import CheckpointMeta
 from deit.tools.model_card import model_card
 from deit.tools.preprocess import EvalPreprocessing, load_inference_model
 
 
-def timm_model_args(meta: dict[str, Any]) -> dict[str, Any]:
+def timm_model_args(meta: CheckpointMeta, preprocessing: EvalPreprocessing) -> dict[str, Any]:
     """The `timm.create_model` keyword arguments that rebuild the checkpoint's architecture."""
     from deit.models.registry import is_registered
 
-    args = dict(meta.get("model_kwargs") or {})
-    if is_registered(str(meta["model"])):
-        args["img_size"] = int(meta["input_size"])
+    args = dict(meta.model_kwargs)
+    if is_registered(meta.model):
+        args["img_size"] = preprocessing.input_size
     return args
 
 
-def timm_config(meta: dict[str, Any], num_features: int, preprocessing: EvalPreprocessing) -> dict[str, Any]:
+def timm_config(meta: CheckpointMeta, num_features: int, preprocessing: EvalPreprocessing) -> dict[str, Any]:
     """timm's Hub `config.json`: architecture, model_args and the pretrained config of the evaluation transform."""
     size = preprocessing.input_size
     pretrained_cfg = {
-        "num_classes": int(meta["num_classes"]), "input_size": [3, size, size], "interpolation": "bicubic",
+        "num_classes": meta.num_classes, "input_size": [3, size, size], "interpolation": "bicubic",
         "crop_pct": preprocessing.crop_pct, "crop_mode": "center", "mean": list(preprocessing.mean),
         "std": list(preprocessing.std), "first_conv": "patch_embed.proj",
-        "classifier": ["head", "head_dist"] if meta.get("distilled") else "head",
+        "classifier": ["head", "head_dist"] if meta.distilled else "head",
     }
-    return {"architecture": str(meta["model"]), "num_classes": int(meta["num_classes"]),
-            "num_features": num_features, "model_args": timm_model_args(meta), "pretrained_cfg": pretrained_cfg,
-            "label_names": [str(n) for n in meta.get("class_names") or []]}
+    return {"architecture": meta.model, "num_classes": meta.num_classes, "num_features": num_features,
+            "model_args": timm_model_args(meta, preprocessing), "pretrained_cfg": pretrained_cfg,
+            "label_names": list(meta.class_names)}
 
 
 def export_timm(checkpoint: str | Path, output: str | Path) -> tuple[Path, float, int]:
@@ -53,8 +54,8 @@ def export_timm(checkpoint: str | Path, output: str | Path) -> tuple[Path, float
         raise DeitError(f"--output {output}: is a file; --format timm writes a folder")
     model, meta, _ = load_inference_model(checkpoint, "cpu")
     model = model.float()
-    if not timm.is_model(str(meta.get("model"))):
-        raise DeitError(f"--format timm: {meta.get('model')!r} is not a timm model name; use --format safetensors")
+    if not timm.is_model(meta.model):
+        raise DeitError(f"--format timm: {meta.model!r} is not a timm model name; use --format safetensors")
     preprocessing = EvalPreprocessing.from_meta(meta, model)
     config = timm_config(meta, int(getattr(model, "embed_dim", 0) or getattr(model, "num_features", 0)),
                          preprocessing)

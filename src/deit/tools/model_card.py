@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from deit.errors import DeitError
+from deit.models.meta import CheckpointMeta
 
 _RECIPE_KEYS = ("epochs", "batch_size", "opt", "lr", "weight_decay", "sched", "warmup_epochs", "smoothing",
                 "mixup", "cutmix", "aa", "reprob", "drop_path", "repeated_aug", "three_augment", "bce_loss", "seed")
@@ -37,20 +38,20 @@ def training_record(checkpoint: str | Path) -> dict[str, Any]:
     return record
 
 
-def model_card(checkpoint: str | Path, meta: dict[str, Any], *, fmt: str) -> str:
+def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str) -> str:
     """Markdown stating what the exported weights are, how they were trained and how well they did."""
     record = training_record(checkpoint)
     args = record.get("args", {})
-    name = meta.get("model", "model")
+    name, size = meta.model, meta.input_size or 224
     lines = [f"---\nlibrary_name: {'transformers' if fmt == 'hf' else 'timm'}\ntags: [image-classification, deit]\n"
              f"---\n", f"# {name}", "",
              f"Exported by `deit export --format {fmt}` from `{Path(checkpoint).name}`.", "",
-             f"- architecture: `{name}` {json.dumps(meta.get('model_kwargs') or {})}, "
-             f"{'distilled (class + distillation heads, averaged at inference)' if meta.get('distilled') else 'one class head'}",
-             f"- classes: {meta.get('num_classes')} ({', '.join(map(str, (meta.get('class_names') or [])[:10]))}"
-             f"{', ...' if len(meta.get('class_names') or []) > 10 else ''})",
-             f"- preprocessing: resize shorter side to {int(meta.get('input_size', 224) / meta.get('crop_pct', 0.875))} "
-             f"(bicubic), center crop {meta.get('input_size')}, mean {meta.get('mean')}, std {meta.get('std')}", ""]
+             f"- architecture: `{name}` {json.dumps(meta.model_kwargs)}, "
+             f"{'distilled (class + distillation heads, averaged at inference)' if meta.distilled else 'one class head'}",
+             f"- classes: {meta.num_classes} ({', '.join(meta.class_names[:10])}"
+             f"{', ...' if len(meta.class_names) > 10 else ''})",
+             f"- preprocessing: resize shorter side to {int(size / meta.crop_pct)} "
+             f"({meta.interpolation}), center crop {size}, mean {list(meta.mean)}, std {list(meta.std)}", ""]
     if not args:
         lines += ["No training record: these weights did not come from a `deit train` checkpoint.", ""]
         return "\n".join(lines)

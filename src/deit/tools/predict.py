@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from deit.data import read_image
 from deit.errors import DeitError
 from deit.io import dumps_strict
-from deit.tools.preprocess import EvalPreprocessing, class_names_from_meta, load_inference_model
+from deit.tools.preprocess import EvalPreprocessing, load_inference_model
 
 EXIT_SOME_INPUTS_FAILED = 1
 
@@ -104,8 +104,8 @@ def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, 
     if not files:
         raise DeitError("no input images given")
     model, meta, resolved = load_inference_model(checkpoint, device)
-    num_classes = int(getattr(model, "num_classes", 0) or meta.get("num_classes") or 0)
-    names = class_names_from_meta(meta, num_classes) if num_classes else []
+    num_classes = int(getattr(model, "num_classes", 0) or meta.num_classes)
+    names = meta.labels(num_classes)
     dataset = _ImageFiles(files, EvalPreprocessing.from_meta(meta, model))
     workers = _default_workers(len(files), batch_size) if workers is None else workers
     predictions: list[Prediction | None] = [None] * len(files)

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import Tensor
 
 from deit.errors import DeitError
-from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
+from deit.models.meta import CheckpointMeta
 
 
 @dataclass(frozen=True)
@@ -20,22 +20,17 @@ class EvalPreprocessing:
     """What the model saw at evaluation: resize to `input_size / crop_pct`, center crop, normalise."""
 
     input_size: int
-    crop_pct: float = 0.875
-    interpolation: str = "bicubic"
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    crop_pct: float = CheckpointMeta.crop_pct  # the schema's defaults, for a meta that lacks them
+    interpolation: str = CheckpointMeta.interpolation
+    mean: tuple[float, ...] = CheckpointMeta.mean
+    std: tuple[float, ...] = CheckpointMeta.std
 
     @classmethod
-    def from_meta(cls, meta: dict[str, Any], model: Any = None) -> EvalPreprocessing:
-        """Read it from checkpoint meta; missing keys fall back to the model's size and the paper's defaults."""
-        input_size = meta.get("input_size") or getattr(model, "img_size", None) or 224
-        return cls(
-            input_size=int(input_size),
-            crop_pct=float(meta.get("crop_pct") or 0.875),
-            interpolation=str(meta.get("interpolation") or "bicubic"),
-            mean=tuple(float(v) for v in (meta.get("mean") or IMAGENET_MEAN)),  # type: ignore[arg-type]
-            std=tuple(float(v) for v in (meta.get("std") or IMAGENET_STD)),  # type: ignore[arg-type]
-        )
+    def from_meta(cls, meta: CheckpointMeta, model: Any = None) -> EvalPreprocessing:
+        """Read it from checkpoint meta; a meta without an input size falls back to the model's."""
+        input_size = meta.input_size or getattr(model, "img_size", None) or 224
+        return cls(input_size=int(input_size), crop_pct=meta.crop_pct, interpolation=meta.interpolation,
+                   mean=tuple(float(v) for v in meta.mean), std=tuple(float(v) for v in meta.std))
 
     def transform(self) -> Callable[[Image.Image], Tensor]:
         """PIL image to a normalised (3, input_size, input_size) tensor: the transform training evaluated with."""
@@ -51,16 +46,8 @@ class EvalPreprocessing:
         return (images * std + mean).clamp(0, 1)
 
 
-def class_names_from_meta(meta: dict[str, Any], num_classes: int) -> list[str]:
-    """The checkpoint's class names, or the indices as strings when it has none (or a wrong count)."""
-    names = meta.get("class_names")
-    if names and len(names) == num_classes:
-        return [str(name) for name in names]
-    return [str(index) for index in range(num_classes)]
-
-
 def load_inference_model(checkpoint: str | Path, device: str | torch.device | None = None
-                         ) -> tuple[torch.nn.Module, dict[str, Any], torch.device]:
+                         ) -> tuple[torch.nn.Module, CheckpointMeta, torch.device]:
     """The trained model in eval mode on `device`, its meta, and the resolved device."""
     from deit.models.factory import load_trained_model
 
@@ -71,5 +58,5 @@ def load_inference_model(checkpoint: str | Path, device: str | torch.device | No
 
     resolved = resolve_device(device)
     model, meta = load_trained_model(path, resolved)
-    return model.eval(), dict(meta or {}), resolved
+    return model.eval(), meta, resolved
 
