@@ -25,7 +25,7 @@ def read_teacher_checkpoint(checkpoint: str | Path) -> tuple[dict[str, Tensor], 
         raise DeitError(f"{path}: no such teacher checkpoint file")
     # Tensors checked finite and the (untrusted) meta against them, before the teacher is built from it.
     state, _, meta = read_trained_weights(path)
-    return state, (CheckpointMeta.from_dict(meta, source=str(path), state_dict=state) if meta else None)
+    return state, meta
 
 
 def load_teacher_weights(model: nn.Module, state: dict[str, Tensor], *, label: str, num_classes: int) -> None:

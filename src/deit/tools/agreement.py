@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from deit.errors import DeitError
+from deit.models.meta import CheckpointMeta
 
 DEFAULT_MIN_AGREEMENT = 0.995
 
@@ -49,18 +50,16 @@ def recorded_data(checkpoint: str | Path) -> tuple[str | None, str | None]:
     return args.get("data_set"), args.get("data_path") or None
 
 
-def validation_loader(meta: dict[str, Any], data_set: str, data_path: str | None, *, batch_size: int = 64
+def validation_loader(meta: CheckpointMeta, data_set: str, data_path: str | None, *, batch_size: int = 64
                       ) -> torch.utils.data.DataLoader:
     """The validation split of `data_set` with the checkpoint's own eval preprocessing, in order."""
-    from deit.data import build_dataset, build_transform
+    from deit.data import build_dataset
+    from deit.tools.preprocess import EvalPreprocessing
 
-    transform = build_transform(False, input_size=int(meta["input_size"]), mean=meta["mean"], std=meta["std"],
-                                interpolation=str(meta.get("interpolation", "bicubic")),
-                                eval_crop_ratio=float(meta.get("crop_pct", 0.875)))
-    dataset = build_dataset(data_set, data_path, train=False, transform=transform)
-    if len(dataset.classes) != int(meta["num_classes"]):
+    dataset = build_dataset(data_set, data_path, train=False, transform=EvalPreprocessing.from_meta(meta).transform())
+    if len(dataset.classes) != meta.num_classes:
         raise DeitError(f"--data-set {data_set}: has {len(dataset.classes)} classes but the model predicts "
-                        f"{meta['num_classes']}")
+                        f"{meta.num_classes}")
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
 
 
@@ -82,7 +81,7 @@ def measure_agreement(model: nn.Module, candidate: Callable[[Tensor], Tensor], l
     return Agreement(data_set, images, agreeing, reference_correct, candidate_correct)
 
 
-def checkpoint_agreement(model: nn.Module, meta: dict[str, Any], candidate: Callable[[Tensor], Tensor], *,
+def checkpoint_agreement(model: nn.Module, meta: CheckpointMeta, candidate: Callable[[Tensor], Tensor], *,
                          checkpoint: str | Path, data_set: str | None, data_path: str | None) -> Agreement | None:
     """Agreement on `data_set` (default: the one the checkpoint was trained on); None when neither is known."""
     recorded_set, recorded_path = recorded_data(checkpoint)

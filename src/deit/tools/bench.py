@@ -164,12 +164,12 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     if batch < 1:
         raise DeitError(f"--batch-size must be positive, got {batch}")
     torch.manual_seed(seed)
-    meta: dict[str, Any] = {}
+    meta: Any = None  # a CheckpointMeta with --checkpoint
     if checkpoint is not None:
         from deit.tools.preprocess import load_inference_model
 
         network, meta, _ = load_inference_model(checkpoint, "cpu")
-        model, num_classes = str(meta.get("model") or model), int(meta["num_classes"])
+        model, num_classes = meta.model or model, meta.num_classes
     else:
         network = build_model(model, num_classes=num_classes, img_size=img_size, **(model_kwargs or {}))
     size = int(getattr(network, "img_size", None) or img_size or 224)
