@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import pytest
@@ -10,6 +11,8 @@ import torch
 from PIL import Image
 
 from deit.data import build_dataset, build_transform
+from deit.data import folder as folder_module
+from deit.data.images import probe_image
 from deit.errors import DeitError
 
 
@@ -143,11 +146,25 @@ def test_layout_errors_name_the_path(tmp_path):
         build_dataset("MNIST", None, train=True, transform=None)
 
 
-def test_scan_of_many_files_uses_the_thread_pool(tmp_path):
+def test_scan_of_many_files_uses_the_thread_pool(tmp_path, monkeypatch):
     root = tmp_path / "data"
     for index in range(80):  # above the serial threshold
         _save(root / "train" / f"c{index % 2}" / f"{index}.png", seed=index, size=(4, 4))
     (root / "train/c0/zz_bad.png").write_bytes(b"junk")
+    threads, overlapped, second_probe = [], [], threading.Event()
+
+    def probe_waiting_for_a_second_one(path):
+        # The first probe waits until another starts: only a pool running probes side by side lets it through.
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            overlapped.append(second_probe.wait(timeout=5))
+        else:
+            second_probe.set()
+        return probe_image(path)
+
+    monkeypatch.setattr(folder_module, "probe_image", probe_waiting_for_a_second_one)
     dataset = build_dataset("IMNET", str(root), train=True, transform=None)
+    assert overlapped == [True] and len(threads) == 81
+    assert all(name.startswith("deit-scan") for name in threads) and len(set(threads)) >= 2
     assert len(dataset) == 80 and [p for p, _ in dataset.skipped] == [str(root / "train/c0/zz_bad.png")]
     assert dataset.targets.count(0) == 40

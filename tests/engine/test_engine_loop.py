@@ -110,11 +110,36 @@ def test_evaluate_reports_three_heads_consistently() -> None:
     assert matrix.sum() == 24 and matrix.diag().sum() == round(metrics["acc1"] * 24 / 100)
 
 
-def test_teacher_agreement() -> None:
+class ScriptedTeacher(nn.Module):
+    """A teacher independent of the student: it answers each call with the next batch of fixed labels."""
+
+    def __init__(self, labels: torch.Tensor, classes: int = 4) -> None:
+        super().__init__()
+        self.labels, self.classes, self.calls = labels, classes, 0
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        start = self.calls * images.shape[0]
+        self.calls += 1
+        return nn.functional.one_hot(self.labels[start:start + images.shape[0]], self.classes).float()
+
+
+def test_teacher_agreement_is_counted_per_head() -> None:
     model = tiny_vit().eval()
-    metrics = evaluate(model, batches(2, seed=2), CPU, teacher=model)
-    assert metrics["teacher_agreement"] == 100.0 and metrics["teacher_acc1"] == metrics["acc1"]
-    assert "dist_teacher_agreement" in metrics
+    with torch.no_grad():  # constant heads: class head says 0, dist head 1, their average 2
+        for head, bias in ((model.head, [2.0, 0.0, 1.5, 0.0]), (model.head_dist, [0.0, 2.0, 1.5, 0.0])):
+            head.weight.zero_()
+            head.bias.copy_(torch.tensor(bias))
+    targets = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    teacher = ScriptedTeacher(torch.tensor([0, 0, 0, 0, 0, 1, 2, 2]))
+    data = [(torch.randn(4, 3, 16, 16), targets[:4]), (torch.randn(4, 3, 16, 16), targets[4:])]
+    metrics = evaluate(model, data, CPU, teacher=teacher)
+    # by hand over the 8 images: teacher says 0 five times, 1 once, 2 twice; right on images 0, 4, 5, 6
+    assert metrics["cls_teacher_agreement"] == 100 * 5 / 8
+    assert metrics["dist_teacher_agreement"] == 100 * 1 / 8
+    assert metrics["teacher_agreement"] == 100 * 2 / 8
+    assert metrics["teacher_acc1"] == 100 * 4 / 8
+    assert (metrics["cls_acc1"], metrics["dist_acc1"], metrics["acc1"]) == (25.0, 25.0, 25.0)
+    assert metrics["cls_dist_agreement"] == 0.0 and teacher.calls == 2
 
 
 def test_plain_model_has_one_head() -> None:

@@ -32,17 +32,23 @@ def test_teacher_run_writes_every_output(teacher_checkpoint: Path) -> None:
     assert [r["epoch"] for r in rows] == [0] and {"train_loss", "test_acc1", "test_acc5"} <= set(rows[0])
 
 
-def test_distilled_student_on_digits_with_official_flags(tmp_path: Path, teacher_checkpoint: Path,
-                                                         capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", tmp_path,
-                            "--data-set", "DIGITS", "--teacher-model", "resnet10t", "--teacher-path",
-                            teacher_checkpoint, "--distillation-type", "hard", "--distillation-alpha", "0.5",
-                            "--lr", "5e-4", "--smoothing", "0.1", "--mixup", "0.8", "--cutmix", "1.0",
-                            "--reprob", "0.25", "--drop-path", "0.1", "--seed", "0"], capsys)
+def test_distilled_student_follows_the_teacher_in_its_dist_head(tmp_path: Path, teacher_checkpoint: Path,
+                                                                capsys: pytest.CaptureFixture) -> None:
+    # The contract of hard distillation: the dist head is trained on the teacher's argmax, the class head on the
+    # labels, so the dist head agrees with the teacher far more. The fixture's teacher (3 steps) is strongly
+    # biased (top-1 ~11%, one class on ~94% of the test images), which makes the gap large; over seeds 0-15 this
+    # run gave dist 93.6-94.4% vs cls 0-37% agreement (seed 2: 94.4 vs 89.7). 20 steps at an unscaled lr, no
+    # mixup (which blurs the teacher's labels), official smoothing / random erasing / drop-path.
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--max-steps-per-epoch", "20",
+                            "--output_dir", tmp_path, "--data-set", "DIGITS", "--teacher-model", "resnet10t",
+                            "--teacher-path", teacher_checkpoint, "--distillation-type", "hard",
+                            "--distillation-alpha", "0.5", "--lr", "2e-3", "--unscale-lr", "--smoothing", "0.1",
+                            "--mixup", "0", "--cutmix", "0", "--reprob", "0.25", "--drop-path", "0.1",
+                            "--seed", "0"], capsys)
     assert code == 0, out
     row = log_rows(tmp_path)[0]
-    for key in ("test_acc1", "test_cls_acc1", "test_dist_acc1", "test_teacher_agreement", "test_teacher_acc1"):
-        assert 0.0 <= row[key] <= 100.0
+    assert row["test_dist_teacher_agreement"] >= 80.0, row
+    assert row["test_dist_teacher_agreement"] > row["test_cls_teacher_agreement"], row
     assert "dist head" in out and "agreement" in out
     checkpoint = load_torch_file(tmp_path / "checkpoint.pth")
     assert checkpoint["meta"]["distilled"] and "model_ema" in checkpoint
