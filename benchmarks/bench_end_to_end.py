@@ -42,9 +42,10 @@ def make_jpeg_folder(root: Path, *, classes: int, per_class: int, seed: int = 0)
     return root
 
 
-def ours(data: Path, args: argparse.Namespace, out: Path) -> dict[str, Any]:
+def ours(data: Path, args: argparse.Namespace, out: Path, data_loader: str) -> dict[str, Any]:
     """`deit train` for one epoch of `--steps` steps; images/s as its own log reports it."""
     config = make_config(model=args.model, data_set="IMNET", data_path=str(data), batch_size=args.batch_size,
+                         data_loader=data_loader, repeated_aug=data_loader == "torch",
                          epochs=1, warmup_epochs=0, max_steps_per_epoch=args.steps, num_workers=args.workers,
                          device=args.device, amp=args.amp, drop_path=0.0, log_interval=0, log_format="plain",
                          output_dir=str(out), overwrite_output=True, seed=0)
@@ -90,6 +91,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers on both sides")
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--data-loaders", default="torch",
+                        help="comma-separated deit train --data-loader values to time (torch, dali)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -97,21 +100,25 @@ def main() -> None:
         root = Path(scratch)
         per_class = -(-args.batch_size * args.steps // (3 * args.classes)) + 1  # repeated aug: 3 views per image
         data = make_jpeg_folder(root / "data", classes=args.classes, per_class=per_class)
-        results: dict[str, list[dict[str, Any]]] = {"official": [], "deit train": []}
+        loaders = args.data_loaders.split(",")
+        names = {loader: "deit train" if loader == "torch" else f"deit train ({loader})" for loader in loaders}
+        results: dict[str, list[dict[str, Any]]] = {"official": [], **{name: [] for name in names.values()}}
         for round_index in range(args.rounds):
             results["official"].append(official(data, args))
-            results["deit train"].append(ours(data, args, root / f"run{round_index}"))
+            for loader, name in names.items():
+                results[name].append(ours(data, args, root / f"run{round_index}_{loader}", loader))
             print(f"round {round_index + 1}: " + ", ".join(
                 f"{name} {number(runs[-1]['images_per_second'])} img/s" for name, runs in results.items()), flush=True)
     medians = {name: statistics.median(r["images_per_second"] for r in runs) for name, runs in results.items()}
     env = environment(device)
-    row = [args.model, args.batch_size, args.workers, number(medians["official"]), number(medians["deit train"]),
-           f"×{medians['deit train'] / medians['official']:.2f}"]
-    headers = ["student (no teacher)", "batch", "workers", "official loop img/s", "deit train img/s", "ratio"]
+    ours_names = [name for name in results if name != "official"]
+    row = [args.model, args.batch_size, args.workers, number(medians["official"])] + [
+        f"{number(medians[name])} (×{medians[name] / medians['official']:.2f})" for name in ours_names]
+    headers = ["student (no teacher)", "batch", "workers", "official loop img/s"] + [f"{n} img/s" for n in ours_names]
     table = ("### End to end from JPEG files (decode + paper augmentation + step), median over rounds\n\n"
              + environment_lines(env) + "\n\n" + markdown_table(headers, [row]))
     payload = {"environment": env, "rounds": results, "medians": medians,
-               "train_config": results["deit train"][0]["train_config"]}
+               "train_config": {name: results[name][0]["train_config"] for name in ours_names}}
     write_report(args.out, "end_to_end", payload, table, echo=True)
 
 

@@ -25,6 +25,7 @@ from torch import Tensor
 from common import (Deadline, environment, environment_lines, guarded, interleaved, markdown_table, number,
                     previous_rows, same_weights_pair, write_report)
 from deit import perf
+from deit.precision import resolve_precision
 from deit.tools.onnx_runtime import OnnxRuntimeModel
 
 # REFERENCE.md's timm measurements were taken at these batch sizes on an H200.
@@ -187,7 +188,7 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     torch.backends.cudnn.benchmark = True
     amp = args.amp or ("bf16" if device.type == "cuda" else "none")
-    dtype = perf.autocast_dtype(amp, device)
+    dtype = resolve_precision(amp, device).dtype
     models = [(spec.split(":")[0], int(spec.split(":")[1]))
               for spec in (args.models or (GPU_MODELS if device.type == "cuda" else CPU_MODELS)).split(",")]
     paths = (args.paths or PATHS[device.type]).split(",")

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 
 from common import environment_lines, environment, interleaved, number
 from deit import create_model, perf
+from deit.precision import resolve_precision
 
 
 def prefix_only_block(block: nn.Module, tokens: Tensor, prefix: int) -> Tensor:
@@ -67,7 +68,7 @@ def main() -> None:
     device = perf.resolve_device(args.device)
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = perf.autocast_dtype(args.amp, device)
+    dtype = resolve_precision(args.amp, device).dtype
     batch = args.batch_size or (512 if device.type == "cuda" else 16)
     steps = args.steps or (20 if device.type == "cuda" else 4)
 

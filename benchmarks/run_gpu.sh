@@ -71,6 +71,13 @@ if "$PY" -c "import nvidia.dali" 2>/dev/null; then
 else
   echo "=== skipped: DALI not installed (pip install 'nvidia-dali-cuda130>=2.4')" | tee -a "$LOG"
 fi
+# 2c. End to end from JPEG files: `deit train` (torch DataLoader workers, then --data-loader dali) vs the
+#     official loop on the same generated folder, small⚗ without a teacher, bf16.
+E2E=("$PY" benchmarks/bench_end_to_end.py --device "$DEVICE" --model "${SMALL/_distilled/}" --out "$OUT")
+"$PY" -c "import nvidia.dali" 2>/dev/null && E2E+=(--data-loaders torch,dali)
+if [ -n "${BENCH_SMOKE:-}" ]; then E2E+=(--batch-size 4 --steps 2 --rounds 1 --workers 1)
+else E2E+=(--amp bf16 --batch-size "$T_SMALL" --steps 20 --workers "$(nproc)"); fi
+run $(( $(left) * 30 / 100 )) "${E2E[@]}"
 # 3. The rest, while time lasts: tiny⚗ and base⚗-384 inference, base⚗ training, timm compiled and CUDA graphs.
 run $(( $(left) * 40 / 100 )) "${INF[@]}" "${INF_PATHS[@]}" --append --models "$TINY:$B_TINY,$BASE384:$B_BASE384" \
   --budget-s 90
@@ -82,4 +89,4 @@ if [ -z "${BENCH_SMOKE:-}" ]; then
 fi
 
 echo "=== done in $(( $(date +%s) - START ))s" | tee -a "$LOG"
-cat "$OUT"/inference.md "$OUT"/train_step.md "$OUT"/dali.md 2>/dev/null
+cat "$OUT"/inference.md "$OUT"/train_step.md "$OUT"/dali.md "$OUT"/end_to_end.md 2>/dev/null
