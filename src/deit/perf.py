@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from deit.errors import DeitError
-from deit.precision import Precision
+from deit.precision import autocast
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """`device` as a torch.device (None or `auto`: CUDA when present, else CPU); a missing CUDA is an error."""
@@ -134,5 +134,5 @@ def top1_agreement(reference: Tensor, candidate: Tensor) -> float:
 @contextlib.contextmanager
 def inference_context(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
     """inference_mode plus autocast: the cheapest way to run a forward pass whose result is only read."""
-    with torch.inference_mode(), Precision("any", dtype).autocast(device):
+    with torch.inference_mode(), autocast(device, dtype):
         yield

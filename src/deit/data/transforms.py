@@ -31,6 +31,11 @@ SMALL_INPUT = 32
 _INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "hamming", "box")
 
 
+def augment_policy_set(policy: str | None) -> bool:
+    """Whether `--aa` names a policy (`none`, `None` and empty turn AutoAugment/RandAugment off)."""
+    return policy not in (None, "", "none", "None")
+
+
 def build_transform(train: bool, *, input_size: int, mean: Sequence[float] = IMAGENET_MEAN,
                     std: Sequence[float] = IMAGENET_STD, color_jitter: float | None = 0.3,
                     auto_augment: str | None = "rand-m9-mstd0.5-inc1", interpolation: str = "bicubic",
@@ -64,7 +69,7 @@ def _paper_transform(input_size: int, mean: tuple, std: tuple, color_jitter: flo
         raise DeitError(f"--reprob {reprob}: must be a probability in [0, 1]")
     if interpolation != "random":
         _interpolation_mode(interpolation)
-    auto_augment = None if auto_augment in (None, "", "none", "None") else auto_augment
+    auto_augment = auto_augment if augment_policy_set(auto_augment) else None
     try:
         transform = create_transform(input_size, is_training=True, color_jitter=color_jitter,
                                      auto_augment=auto_augment, interpolation=interpolation, re_prob=reprob,

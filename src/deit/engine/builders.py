@@ -11,16 +11,16 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset, SequentialSampler
 
+from deit.data.datasets import data_set_key
+from deit.distill.loss import TEACHER_TYPES
 from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
-from deit.precision import Precision
 from deit.engine.step import TrainStep
-from deit.distill.loss import TEACHER_TYPES
-from deit.data.datasets import data_set_key
 from deit.errors import DeitError
 from deit.models.download import fetch_checkpoint, is_url
-from deit.version import __version__
 from deit.models.meta import CheckpointMeta
+from deit.precision import Precision
+from deit.version import __version__
 
 
 def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -132,13 +132,14 @@ def _dali_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
     """DALI pipelines over the same file lists (bad files already skipped by the folder scan); each rank reads
     its own shard, so every image is seen once per epoch across ranks. DALI's RandAugment replaces timm's."""
     from deit.data.dali import DaliLoader, DaliSettings
+    from deit.data.transforms import augment_policy_set
 
     if config.repeated_aug and train_set is not None:
         warnings.warn("--data-loader dali reads each image once per epoch: repeated augmentation (--repeated-aug) "
                       "is not applied; pass --no-repeated-aug to silence this", stacklevel=2)
     mean, std = normalization(config)
     settings = DaliSettings(input_size=config.input_size, mean=mean, std=std, hflip=config.hflip,
-                            rand_augment=config.aa not in ("", "none", "None"), eval_crop_ratio=config.eval_crop_ratio)
+                            rand_augment=augment_policy_set(config.aa), eval_crop_ratio=config.eval_crop_ratio)
     common = dict(shard_id=env.rank, num_shards=env.world_size, num_threads=max(config.num_workers, 1),
                   device_id=device.index if device.type == "cuda" else None, seed=config.seed)
     train = None
