@@ -15,7 +15,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
 from deit.engine.optim import build_optimizer
-from deit.engine.resume_state import ELEMENTWISE_STATES, check_state_shapes
+from deit.engine.checkpoint_structure import ELEMENTWISE_STATES, check_state_shapes
 from deit.errors import DeitError
 from deit.io import load_torch_file
 from deit.models import create_model

@@ -25,7 +25,7 @@ from deit.engine.distributed import (DistributedEnv, any_process, init_distribut
 from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_scheduler, scaled_lr
-from deit.engine.resume_state import check_state_shapes, has_training_state
+from deit.engine.checkpoint_structure import check_state_shapes, has_training_state
 from deit.precision import Precision, resolve_precision
 from deit.engine.step import TrainStep
 from deit.distill.loss import TEACHER_TYPES
