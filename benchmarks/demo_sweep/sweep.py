@@ -48,16 +48,16 @@ def run(specs, log=LOG):
                 fh.write(json.dumps(r) + "\n")
 
 
-def teacher(frac, epochs):
-    return (f"teacher_f{frac}_e{epochs}", base(model="resnet18", model_kwargs=TEACHER_KW, epochs=epochs,
-                                               batch_size=32, seed=0, train_subset=frac))
+def teacher(frac, epochs, tag="", **kw):
+    return (f"teacher{tag}_f{frac}_e{epochs}", base(model="resnet18", model_kwargs=TEACHER_KW, epochs=epochs,
+                                                    batch_size=32, seed=0, train_subset=frac, **kw))
 
 
-def student(kind, frac, epochs, seed, tpath=None, tag="", **kw):
+def student(kind, frac, epochs, seed, tpath=None, tag="", student_kw=STUDENT, **kw):
     from deit.tools.demo import PLAIN_STUDENT, DISTILLED_STUDENT
     d = {"two_cls_tokens": "labels"}.get(kind, kind)
     extra = dict(teacher_model="resnet18", teacher_path=tpath) if d in ("soft", "hard") else {}
-    s = base(model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT, model_kwargs=STUDENT, epochs=epochs,
+    s = base(model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT, model_kwargs=student_kw, epochs=epochs,
              batch_size=16, seed=seed, train_subset=frac, distillation_type=d, **extra, **kw)
     return (f"{kind}{tag}_f{frac}_e{epochs}_s{seed}", s)
 

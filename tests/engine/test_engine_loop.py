@@ -153,3 +153,16 @@ def test_precision_choices() -> None:
     assert resolve_precision("bf16", CPU).dtype is torch.bfloat16
     with pytest.raises(DeitError, match="fp16 needs a CUDA"):
         resolve_precision("fp16", CPU)
+
+
+def test_teacher_cache_runs_the_frozen_teacher_once_with_the_same_metrics() -> None:
+    model = tiny_vit().eval()
+    targets = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    data = [(torch.randn(4, 3, 16, 16), targets[:4]), (torch.randn(4, 3, 16, 16), targets[4:])]
+    labels = torch.tensor([0, 1, 1, 3, 0, 2, 2, 3])
+    uncached = evaluate(model, data, CPU, teacher=ScriptedTeacher(labels))
+    teacher, cache = ScriptedTeacher(labels), {}
+    first = evaluate(model, data, CPU, teacher=teacher, teacher_cache=cache)
+    second = evaluate(model, data, CPU, teacher=teacher, teacher_cache=cache)
+    assert teacher.calls == 2 and sorted(cache) == [0, 1]  # the second epoch asked the cache, not the teacher
+    assert first == second == uncached and first["teacher_acc1"] == 100 * 6 / 8

@@ -168,3 +168,20 @@ def test_compile_covers_the_student_and_the_teacher(tmp_path: Path, teacher_chec
     # The checkpoint holds the plain module's keys, not the compiled wrapper's `_orig_mod.` ones.
     state = load_torch_file(tmp_path / "checkpoint.pth")["model"]
     assert "cls_token" in state and not any(key.startswith("_orig_mod") for key in state)
+
+
+def test_eval_interval_evaluates_every_nth_and_the_last_epoch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "3", "--eval-interval", "2",
+                            "--distillation-type", "labels", "--output_dir", tmp_path], capsys)
+    assert code == 0, out
+    rows = log_rows(tmp_path)
+    assert [r["epoch"] for r in rows] == [0, 1, 2]  # a checkpoint and a train row every epoch
+    assert ["test_acc1" in r for r in rows] == [False, True, True]
+    assert "epoch 1/3: train loss" in out and "not evaluated" in out
+    assert load_torch_file(tmp_path / "checkpoint.pth")["epoch"] == 2 and (tmp_path / "curves.png").is_file()
+
+
+def test_eval_interval_is_refused_with_the_plateau_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--eval-interval", "2", "--sched", "plateau",
+                            "--output_dir", tmp_path], capsys)
+    assert code != 0 and "--eval-interval 2 with --sched plateau" in err and len(err.strip().splitlines()) == 1

@@ -71,7 +71,7 @@ def _paper_transform(input_size: int, mean: tuple, std: tuple, color_jitter: flo
         _interpolation_mode(interpolation)
     auto_augment = auto_augment if augment_policy_set(auto_augment) else None
     try:
-        transform = create_transform(input_size, is_training=True, color_jitter=color_jitter,
+        transform = create_transform(input_size, is_training=True, color_jitter=color_jitter or None,
                                      auto_augment=auto_augment, interpolation=interpolation, re_prob=reprob,
                                      re_mode=remode, re_count=recount, mean=mean, std=std, hflip=hflip)
     except (AssertionError, ValueError, KeyError) as error:

@@ -209,6 +209,9 @@ class TrainConfig:
                            help="non-finite loss: stop (keep the last good checkpoint) or skip the batch")
     keep_every: int = _opt(0, "--keep-every", group="engine", metavar="N",
                            help="also keep checkpoint_epochN.pth every N epochs (0: only the latest and best)")
+    eval_interval: int = _opt(1, "--eval-interval", group="engine", metavar="N",
+                              help="evaluate after every N-th epoch and after the last (1: every epoch, as the "
+                                   "official code); a checkpoint is still written every epoch")
     max_steps_per_epoch: int = _opt(0, "--max-steps-per-epoch", group="engine", metavar="N",
                                     help="cap the steps of each epoch (smoke tests; 0: full epochs)")
 

@@ -139,16 +139,19 @@ def plot_curves(log_path: str | Path, out_path: str | Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    epochs = [r["epoch"] for r in rows]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    def series(axis: Any, key: str, label: str) -> None:
+        # Each series at the epochs that have it: with --eval-interval N the validation keys are in every N-th row.
+        points = [(r["epoch"], r[key]) for r in rows if key in r]
+        if points:
+            axis.plot([epoch for epoch, _ in points], [value for _, value in points], marker="o", label=label)
+
     for key, label in (("train_loss", "train"), ("test_loss", "validation")):
-        if any(key in r for r in rows):
-            loss_ax.plot(epochs, [r.get(key, float("nan")) for r in rows], marker="o", label=label)
+        series(loss_ax, key, label)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
     loss_ax.legend()
     for key, label in (("test_acc1", "fused"), ("test_cls_acc1", "class head"), ("test_dist_acc1", "dist head")):
-        if any(key in r for r in rows):
-            acc_ax.plot(epochs, [r.get(key, float("nan")) for r in rows], marker="o", label=label)
+        series(acc_ax, key, label)
     acc_ax.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1")
     acc_ax.legend()
     fig.tight_layout()

@@ -115,12 +115,14 @@ def _topk_correct(logits: Tensor, targets: Tensor, k: int) -> Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teacher: nn.Module | None = None,
              precision: Precision | None = None, distributed: bool = False, confusion: bool = False,
-             max_batches: int = 0) -> dict[str, Any]:
+             max_batches: int = 0, teacher_cache: dict[int, Tensor] | None = None) -> dict[str, Any]:
     """Top-1/top-5 of the class head, the distillation head and their fused average, loss, teacher agreement.
 
     Keys: `acc1`, `acc5`, `loss` (fused output, the official names), `cls_acc1/5`, and for distilled models
     `dist_acc1/5` and `cls_dist_agreement`; with a teacher `teacher_acc1` and `teacher_agreement` (fused),
     `cls_teacher_agreement`, `dist_teacher_agreement` -- all in percent. `distributed`: sum over processes.
+    `teacher_cache`: the teacher's decisions by batch, filled on the first call and reused after: the teacher is
+    frozen and the validation loader deterministic, so its forward pass is paid once per run, not every epoch.
     """
     net = unwrap_model(model)
     was_training = net.training
@@ -136,9 +138,13 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teache
             break
         images = images.to(device, non_blocking=True)
         targets = targets.to(device, non_blocking=True)
+        teacher_prediction = None if teacher_cache is None else teacher_cache.get(batch_index)
         with precision.autocast(device):
             cls_logits, dist_logits = _logits_from(net, images)
-            teacher_logits = teacher(images) if teacher is not None else None
+            if teacher is not None and teacher_prediction is None:
+                teacher_prediction = teacher(images).argmax(1)
+                if teacher_cache is not None:
+                    teacher_cache[batch_index] = teacher_prediction
         cls_logits = cls_logits.float()
         fused = cls_logits if dist_logits is None else (cls_logits + dist_logits.float()) / 2
         batch = torch.zeros_like(counts)
@@ -152,8 +158,7 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teache
             batch[4], batch[5] = _topk_correct(dist_logits.float(), targets, 1), _topk_correct(
                 dist_logits.float(), targets, 5)
             batch[8] = (cls_logits.argmax(1) == dist_logits.argmax(1)).sum()
-        if teacher_logits is not None:
-            teacher_prediction = teacher_logits.argmax(1)
+        if teacher_prediction is not None:
             batch[9] = (teacher_prediction == targets).sum()
             batch[10] = (prediction == teacher_prediction).sum()
             batch[11] = (cls_logits.argmax(1) == teacher_prediction).sum()

@@ -246,6 +246,7 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
     metrics: dict[str, Any] = {}
     train_stats: dict[str, Any] = {}
     epoch = run.start_epoch
+    teacher_cache: dict[int, torch.Tensor] = {}  # the frozen teacher's validation decisions, computed once
     try:
         if run.start_epoch >= config.epochs:
             say(f"the checkpoint already completed all {config.epochs} epochs; evaluating it", is_main=env.is_main)
@@ -258,21 +259,24 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
                 nan_policy=config.nan_policy, max_steps=config.max_steps_per_epoch, log_interval=config.log_interval,
                 progress_mode=mode, global_step=run.global_step)
             run.global_step = int(train_stats["global_step"])
-            metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher,
-                               precision=run.precision, distributed=run.loaders.distributed_eval)
-            run.scheduler.step(epoch + 1, metrics["acc1"])
-            improved = metrics["acc1"] > run.best_acc
-            run.best_acc = max(run.best_acc, metrics["acc1"])
+            evaluated = (epoch + 1) % config.eval_interval == 0 or epoch + 1 == config.epochs
+            if evaluated:
+                metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher,
+                                   precision=run.precision, distributed=run.loaders.distributed_eval,
+                                   teacher_cache=teacher_cache)
+            run.scheduler.step(epoch + 1, metrics["acc1"] if evaluated else None)  # None only without plateau
+            improved = evaluated and metrics["acc1"] > run.best_acc
+            run.best_acc = max(run.best_acc, metrics["acc1"]) if evaluated else run.best_acc
             _save_epoch(run, epoch, improved)
             stats = {**{f"train_{k}": v for k, v in train_stats.items() if k != "global_step"},
-                     **{f"test_{k}": v for k, v in metrics.items()}, "epoch": epoch,
+                     **({f"test_{k}": v for k, v in metrics.items()} if evaluated else {}), "epoch": epoch,
                      "n_parameters": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
                      "epoch_time": time.time() - started}
             log.write(stats)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
-            say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | "
-                f"{format_metrics(metrics)} | best {run.best_acc:.2f} | {time.time() - started:.1f}s",
-                is_main=env.is_main)
+            validation = f"{format_metrics(metrics)} | best {run.best_acc:.2f}" if evaluated else "not evaluated"
+            say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "
+                f"{time.time() - started:.1f}s", is_main=env.is_main)
     except KeyboardInterrupt:
         say(f"interrupted in epoch {epoch + 1}; {_kept(run)}; continue with --resume auto", is_main=env.is_main)
         raise

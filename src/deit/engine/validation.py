@@ -65,10 +65,13 @@ def validate_config(config: TrainConfig) -> None:
 
 def _check_numbers(config: TrainConfig) -> None:
     positive = {"--batch-size": config.batch_size, "--epochs": config.epochs, "--input-size": config.input_size,
-                "--lr": config.lr}
+                "--lr": config.lr, "--eval-interval": config.eval_interval}
     for flag, value in positive.items():
         if value <= 0:
             raise DeitError(f"{flag} {value}: must be positive")
+    if config.eval_interval > 1 and config.sched == "plateau":
+        raise DeitError(f"--eval-interval {config.eval_interval} with --sched plateau: the plateau scheduler needs "
+                        f"a validation top-1 every epoch; use --eval-interval 1")
     for flag, value in {"--start_epoch": config.start_epoch, "--num_workers": config.num_workers,
                         "--weight-decay": config.weight_decay, "--warmup-epochs": config.warmup_epochs,
                         "--max-steps-per-epoch": config.max_steps_per_epoch, "--keep-every": config.keep_every,
