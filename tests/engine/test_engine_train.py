@@ -181,6 +181,18 @@ def test_eval_interval_evaluates_every_nth_and_the_last_epoch(tmp_path: Path, ca
     assert load_torch_file(tmp_path / "checkpoint.pth")["epoch"] == 2 and (tmp_path / "curves.png").is_file()
 
 
+def test_eval_interval_does_not_change_what_is_trained(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Evaluating draws no random numbers from the training's stream, so the weights are the same either way.
+    weights = []
+    for interval in ("1", "3"):
+        code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "3", "--eval-interval", interval,
+                                "--distillation-type", "labels", "--output_dir", tmp_path / interval], capsys)
+        assert code == 0, out
+        weights.append(load_torch_file(tmp_path / interval / "checkpoint.pth")["model"])
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
+
+
 def test_eval_interval_is_refused_with_the_plateau_scheduler(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--eval-interval", "2", "--sched", "plateau",
                             "--output_dir", tmp_path], capsys)

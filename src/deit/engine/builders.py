@@ -109,11 +109,14 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
         train_loader = DataLoader(train_set, sampler=sampler, batch_size=config.batch_size,
                                   num_workers=config.num_workers, pin_memory=pin, drop_last=True)
     distributed_eval = config.dist_eval and env.distributed
+    # The validation loader draws its seed from its own generator, not torch's global one: how often it runs
+    # (--eval-interval) must not change the training's random stream.
+    val_generator = torch.Generator().manual_seed(config.seed)
     if isinstance(val_set, IterableDataset):
         val_set.configure(rank=env.rank if distributed_eval else 0,
                           world_size=env.world_size if distributed_eval else 1, num_workers=config.num_workers)
         val_loader = DataLoader(val_set, batch_size=int(1.5 * config.batch_size), num_workers=config.num_workers,
-                                pin_memory=pin, drop_last=False)
+                                pin_memory=pin, drop_last=False, generator=val_generator)
         return Loaders(train_loader, sampler, val_loader, distributed_eval)
     if distributed_eval:
         if len(val_set) % env.world_size:
@@ -123,7 +126,7 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
     else:
         val_sampler = SequentialSampler(val_set)
     val_loader = DataLoader(val_set, sampler=val_sampler, batch_size=int(1.5 * config.batch_size),
-                            num_workers=config.num_workers, pin_memory=pin, drop_last=False)
+                            num_workers=config.num_workers, pin_memory=pin, drop_last=False, generator=val_generator)
     return Loaders(train_loader, sampler, val_loader, distributed_eval)
 
 

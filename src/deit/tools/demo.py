@@ -63,7 +63,7 @@ class DemoSettings:
         default_factory=lambda: {"embed_dim": 64, "depth": 2, "num_heads": 4, "patch_size": 8})
     batch_size: int = 16
     teacher_batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 1e-3
     warmup_epochs: int = 2
     # Soft: Hinton et al.'s batch-mean KL at temperature 3, weight 0.7 (the sweep's choice; the official scaling
     # is 10x weaker at 10 classes). Hard: the paper's equal weighting.
