@@ -97,6 +97,9 @@ def test_student_configurations_follow_the_paper() -> None:
     quarter = student_config(settings, "soft", 0, teacher_path="t.pth", fraction=0.25)
     assert quarter.train_subset == 0.25 and quarter.epochs == 4 * settings.epochs
     assert quarter.train_subset_seed == settings.subset_seed and "f025" in quarter.output_dir
+    # every size is evaluated about as often: each epoch at the full size, every 4th at a quarter of it
+    assert (configs["soft"].eval_interval, quarter.eval_interval, teacher_config(settings, 0.25).eval_interval) == (
+        1, 4, 4)
     teacher = teacher_config(settings)
     assert teacher.distillation_type == "none" and teacher.epochs == settings.teacher_epochs
     assert teacher_config(settings, 0.5).epochs == 2 * settings.teacher_epochs
