@@ -166,7 +166,8 @@ def test_random_erasing_statistics_match_timm(tmp_path: Path) -> None:
     areas = torch.tensor([height * width for height, width, _ in erased], dtype=torch.float32) / size**2
     expected_areas = torch.tensor([height * width for height, width, _ in expected], dtype=torch.float32) / size**2
     print(f"erased {len(erased) / count:.3f} (timm {len(expected) / count:.3f}); box area {float(areas.mean()):.3f}"
-          f" ± {float(areas.std()):.3f} (timm {float(expected_areas.mean()):.3f} ± {float(expected_areas.std()):.3f})")
+          f" ± {float(areas.std()):.3f} (timm {float(expected_areas.mean()):.3f} ± "
+          f"{float(expected_areas.std()):.3f})")
     assert abs(len(erased) / count - 0.4) < 0.07 and abs(len(expected) / count - 0.4) < 0.07
     assert all(changed == height * width for height, width, changed in erased)  # a filled rectangle
     assert 0.015 < float(areas.min()) and float(areas.max()) < 1 / 3 + 0.03  # timm's 2%–1/3 (pixel rounding)

@@ -3,9 +3,9 @@
 Train, as `deit.data.transforms` with the same flags: decode + RandomResizedCrop (scale 0.08–1, ratio 3/4–4/3,
 bicubic; for inputs of 32 pixels or less the official CIFAR crop instead), horizontal flip, RandAugment (timm's
 `rand-m9-mstd0.5-inc1` on DALI's `auto_aug` ops, without the magnitude noise) when `--aa` names a policy,
-else colour jitter (`--color-jitter`, as timm), normalisation to CHW float, random erasing (`--reprob/--remode/--recount`, timm's semantics). Eval: resize the
-short side to `input_size / crop_ratio` (bicubic), centre crop, normalise. Mixup/cutmix stay on the batch as
-with the torch loader. The augmentations are in `deit.data.dali_augment`.
+else colour jitter (`--color-jitter`, as timm), normalisation to CHW float, random erasing
+(`--reprob/--remode/--recount`, timm's semantics). Eval: resize the short side to `input_size / crop_ratio`
+(bicubic), centre crop, normalise. Mixup/cutmix stay on the batch as with the torch loader. The augmentations are in `deit.data.dali_augment`.
 
 The files come from a `SampleSource` (`.samples`: `(path, label)` pairs, `.classes`): a `FolderDataset`
 today, so bad files are probed, skipped and reported by exactly the torch loader's code before DALI sees
