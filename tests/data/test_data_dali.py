@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deit.data.dali import DaliLoader, DaliSettings, build_pipeline, require_dali
+from deit.data.dali import DaliLoader, DaliSettings, require_dali
 from deit.data.folder import FolderDataset
 from deit.data.transforms import build_transform
 from deit.errors import DeitError
@@ -39,7 +39,8 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _labels_by_rank(source: FolderDataset, *, train: bool) -> list[list[int]]:
     per_rank = []
     for rank in range(2):
-        loader = DaliLoader(source, DaliSettings(input_size=32, auto_augment=None), train=train, batch_size=4,
+        loader = DaliLoader(source, DaliSettings(input_size=32, auto_augment=None, color_jitter=None), train=train,
+                            batch_size=4,
                             shard_id=rank, num_shards=2, seed=7)
         epochs = [[int(label) for _, labels in loader for label in labels] for _ in range(2)]
         assert len(epochs[0]) == len(epochs[1]) == loader.shard_size  # the same count every epoch
@@ -63,6 +64,48 @@ def test_bad_files_are_skipped_and_named_as_by_the_torch_loader(folder: Path,
     assert "skipping unusable image" in caplog.text and "broken.jpg" in caplog.text
     loader = DaliLoader(source, DaliSettings(input_size=32), train=False, batch_size=16)
     assert sum(len(labels) for _, labels in loader) == 15
+
+
+def _damaged_payloads(folder: Path) -> list[str]:
+    """Two JPEGs whose headers pass the folder scan but whose payloads do not decode (cut, overwritten)."""
+    data = (folder / "0.jpg").read_bytes()
+    (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
+    overwritten = bytearray(data)
+    overwritten[len(data) // 2:len(data) // 2 + 200] = b"\xff" * 200
+    (folder / "overwritten.jpg").write_bytes(bytes(overwritten))
+    return ["cut.jpg", "overwritten.jpg"]
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_files_that_fail_only_at_decode_are_replaced_and_named_as_by_the_torch_loader(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, train: bool) -> None:
+    rng = np.random.default_rng(2)
+    (tmp_path / "a").mkdir()
+    for index in range(10):
+        Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(tmp_path / "a" / f"{index}.jpg")
+    damaged = _damaged_payloads(tmp_path / "a")
+    source = FolderDataset(tmp_path)
+    assert not source.skipped and len(source.samples) == 12  # the header scan lets them through
+    torch_source = FolderDataset(tmp_path)
+    for index in range(len(torch_source)):
+        torch_source[index]  # the torch loader's late fallback: skipped, named, the next image instead
+    loader = DaliLoader(source, DaliSettings(input_size=32, auto_augment=None, color_jitter=None), train=train,
+                        batch_size=4)
+    for _ in range(2):  # a second pass reads the replacements without failing again
+        assert sum(len(labels) for _, labels in loader) == 12
+    assert sorted(Path(path).name for path, _ in source.skipped) == damaged
+    assert sorted(source.skipped) == sorted(torch_source.skipped)  # same files, same reasons
+    assert caplog.text.count("(failed at decode; using the next image instead)") == 4  # 2 each, once
+
+
+def test_a_damaged_file_without_a_fallback_is_one_line(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((40, 48, 3), dtype=np.uint8)).save(tmp_path / "0.jpg")
+    _damaged_payloads(tmp_path)
+    loader = DaliLoader(_Repeated(tmp_path / "cut.jpg", 4), DaliSettings(input_size=32), train=False,
+                        batch_size=4)
+    with pytest.raises(DeitError, match="the DALI pipeline failed") as error:
+        list(loader)
+    assert "\n" not in str(error.value)
 
 
 def test_eval_transform_matches_ours_within_a_small_pixel_error(folder: Path) -> None:
@@ -212,16 +255,13 @@ def test_colour_jitter_applies_without_rand_augment_as_timm(tmp_path: Path) -> N
     assert (colours.std(0) > 0.03).all()  # jittered (a flat image stays flat through the crop)
     assert torch.allclose(colours.mean(0), expected.mean(0), atol=0.03)
     assert torch.allclose(colours.std(0), expected.std(0), atol=0.03)
-    no_jitter = _flat_images(tmp_path, DaliSettings(input_size=40, color_jitter=0.3,
-                                                    reprob=0.0, mean=(0, 0, 0), std=(1, 1, 1)), count=8)
-    assert no_jitter.shape == (8, 3, 40, 40)  # with RandAugment on, timm (and we) skip the jitter
 
 
 def test_resumed_epoch_replays_the_uninterrupted_order_and_augmentations(folder: Path) -> None:
     source = FolderDataset(folder)
     unique = _Repeated(Path(source.samples[0][0]), 0)
     unique.samples = [(path, index) for index, (path, _) in enumerate(source.samples)]  # label = identity
-    settings = DaliSettings(input_size=32, auto_augment=None)
+    settings = DaliSettings(input_size=32, auto_augment=None, color_jitter=None)  # erasing on: replayed too
 
     def epoch_of(loader: DaliLoader, epoch: int) -> tuple[list[int], torch.Tensor]:
         loader.set_epoch(epoch)
@@ -284,8 +324,8 @@ def test_missing_dali_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_rank_outside_the_world_is_refused(folder: Path) -> None:
     with pytest.raises(DeitError, match="shard 2 of 2"):
-        build_pipeline(FolderDataset(folder), DaliSettings(input_size=32), train=False, batch_size=4, shard_id=2,
-                       num_shards=2)
+        DaliLoader(FolderDataset(folder), DaliSettings(input_size=32), train=False, batch_size=4, shard_id=2,
+                   num_shards=2)
 
 
 def test_deit_train_runs_an_epoch_through_dali_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -85,19 +85,15 @@ class DaliSettings:
     eval_crop_ratio: float = 0.875
 
 
-def build_pipeline(source: SampleSource, settings: DaliSettings, *, train: bool, batch_size: int,
-                   shard_id: int = 0, num_shards: int = 1, device_id: int | None = None, num_threads: int = 2,
-                   seed: int = 0, epoch: int = 0) -> Any:
-    """A built DALI pipeline yielding `(images, labels)` for one rank and epoch; `device_id=None`: CPU only."""
+def build_pipeline(samples: Sequence[tuple[str, int]], settings: DaliSettings, *, train: bool, batch_size: int,
+                   device_id: int | None = None, num_threads: int = 2, seed: int = 0) -> Any:
+    """A built DALI pipeline yielding `(images, labels)` of `samples` in order (the last batch padded by
+    repetition); `seed` draws the augmentations; `device_id=None` keeps everything on the CPU."""
     dali = require_dali()
     from nvidia.dali import fn, types
 
-    if not source.samples:
+    if not samples:
         raise DeitError("the DALI pipeline has no images to read")
-    if not 0 <= shard_id < num_shards:
-        raise DeitError(f"shard {shard_id} of {num_shards}: the rank must be in [0, world size)")
-    samples = shard_samples(source.samples, shard_id=shard_id, num_shards=num_shards, shuffle_seed=(
-        seed + epoch if train else None))
     files = [path for path, _ in samples]
     labels = [int(label) for _, label in samples]
     gpu = device_id is not None
@@ -105,8 +101,7 @@ def build_pipeline(source: SampleSource, settings: DaliSettings, *, train: bool,
     rand_augment = augment_policy_set(settings.auto_augment)
     jitter = train and not rand_augment and bool(settings.color_jitter)
 
-    @dali.pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id,
-                       seed=_augment_seed(seed, epoch, shard_id, num_shards),
+    @dali.pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed % 2**31,
                        enable_conditionals=train and (rand_augment or jitter), exec_dynamic=True)
     def pipeline() -> tuple[Any, Any]:
         encoded, label = fn.readers.file(files=files, labels=labels, random_shuffle=False, pad_last_batch=True,
@@ -164,22 +159,16 @@ def _normalize(images: Any, settings: DaliSettings, **crop_and_mirror: Any) -> A
                                     std=[255.0 * float(value) for value in settings.std], **crop_and_mirror)
 
 
-def shard_samples(samples: Sequence[tuple[str, int]], *, shard_id: int, num_shards: int,
-                  shuffle_seed: int | None) -> list[tuple[str, int]]:
-    """One rank's samples: every `num_shards`-th of the `shuffle_seed` permutation (training), or a contiguous
-    slice in order (`shuffle_seed=None`, evaluation); the ranks together hold every sample once."""
+def shard_indices(total: int, *, shard_id: int, num_shards: int, shuffle_seed: int | None) -> list[int]:
+    """One rank's sample indices: every `num_shards`-th of the `shuffle_seed` permutation (training), or a
+    contiguous slice in order (`shuffle_seed=None`, evaluation); the ranks together hold every index once."""
+    if not 0 <= shard_id < num_shards:
+        raise DeitError(f"shard {shard_id} of {num_shards}: the rank must be in [0, world size)")
     if shuffle_seed is None:
-        total = len(samples)
-        return list(samples[total * shard_id // num_shards:total * (shard_id + 1) // num_shards])
+        return list(range(total * shard_id // num_shards, total * (shard_id + 1) // num_shards))
     generator = torch.Generator()
     generator.manual_seed(shuffle_seed)  # as DistributedSampler: the order depends on seed + epoch alone
-    order = torch.randperm(len(samples), generator=generator).tolist()
-    return [samples[index] for index in order[shard_id::num_shards]]
-
-
-def _augment_seed(seed: int, epoch: int, shard_id: int, num_shards: int) -> int:
-    """A distinct augmentation seed per (rank, epoch), so a resumed epoch replays its crops and flips."""
-    return (seed + shard_id + num_shards * epoch) % (2**31)
+    return torch.randperm(total, generator=generator).tolist()[shard_id::num_shards]
 
 
 class DaliLoader:
@@ -188,22 +177,24 @@ class DaliLoader:
     Training builds the pipeline of the epoch given to `set_epoch` (as the torch loader's sampler: the order and
     augmentations follow from seed + epoch, so a resumed run continues as the uninterrupted one). The last batch
     of an epoch is trimmed to the shard's own images (DALI pads it by repetition), so the ranks together see
-    every image exactly once per epoch.
+    every image exactly once per epoch. A file that passed the folder scan but fails to decode (a damaged JPEG
+    payload) stops DALI's pipeline: the loader then finds it with the source's `first_decodable` (the torch
+    loader's own fallback: logged, reported, replaced by the next decodable image) and rebuilds the pipeline
+    from the batch that failed.
     """
 
     def __init__(self, source: SampleSource, settings: DaliSettings, *, train: bool, batch_size: int,
                  shard_id: int = 0, num_shards: int = 1, device_id: int | None = None, num_threads: int = 2,
                  seed: int = 0, drop_last: bool = False) -> None:
+        self.source, self.settings, self.train, self.batch_size = source, settings, train, batch_size
         self.drop_last = drop_last  # training: full batches only (mixup pairs samples), as the torch loader
-        self._build = dict(source=source, settings=settings, train=train, batch_size=batch_size, shard_id=shard_id,
-                           num_shards=num_shards, device_id=device_id, num_threads=num_threads, seed=seed)
-        self.train = train
+        self.shard_id, self.num_shards, self.seed = shard_id, num_shards, seed
+        self._options = dict(device_id=device_id, num_threads=num_threads)
         self.epoch = 0
+        self._replacements: dict[int, int] = {}  # undecodable sample -> the decodable one read instead
+        self.shard_size = len(self._epoch_indices())  # the same count every epoch
+        self.pipeline = self._pipeline(self._epoch_indices())  # built now: configuration errors surface early
         self._built_epoch: int | None = 0
-        self.pipeline = build_pipeline(**self._build, epoch=0)  # type: ignore[arg-type]
-        self.batch_size = batch_size
-        self.shard_size = len(shard_samples(source.samples, shard_id=shard_id, num_shards=num_shards,
-                                            shuffle_seed=0 if train else None))  # the same count every epoch
         self.classes = source.classes
 
     def __len__(self) -> int:
@@ -215,17 +206,55 @@ class DaliLoader:
         """The engine's sampler hook: the next pass reads epoch `epoch`'s order (seed + epoch)."""
         self.epoch = int(epoch)
 
+    def _epoch_indices(self) -> list[int]:
+        indices = shard_indices(len(self.source.samples), shard_id=self.shard_id, num_shards=self.num_shards,
+                                shuffle_seed=self.seed + self.epoch if self.train else None)
+        return [self._replacements.get(index, index) for index in indices]
+
+    def _pipeline(self, indices: list[int], restart: int = 0) -> Any:
+        # a distinct augmentation seed per (rank, epoch, restart), so a resumed epoch replays its augmentations
+        seed = self.seed + self.shard_id + self.num_shards * (self.epoch + 100_003 * restart)
+        return build_pipeline([self.source.samples[index] for index in indices], self.settings, train=self.train,
+                              batch_size=self.batch_size, seed=seed, **self._options)  # type: ignore[arg-type]
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.train and self._built_epoch != self.epoch:
-            self.pipeline = build_pipeline(**self._build, epoch=self.epoch)  # type: ignore[arg-type]
-            self._built_epoch = self.epoch
-        remaining = self.shard_size
-        for _ in range(len(self)):
-            images, labels = self.pipeline.run()
-            take = min(remaining, self.batch_size)  # DALI pads the shard's last batch: keep its own images only
+        indices = self._epoch_indices()
+        if self._built_epoch is None or (self.train and self._built_epoch != self.epoch):
+            self.pipeline = self._pipeline(indices)
+        self._built_epoch = self.epoch
+        position, restarts = 0, 0
+        stop = min(self.shard_size, len(self) * self.batch_size)
+        while position < stop:
+            try:
+                images, labels = self.pipeline.run()
+            except RuntimeError as error:  # DALI's decoders stop the pipeline on a damaged file
+                restarts += 1
+                indices[position:] = self._replace_undecodable(indices[position:], error)
+                self.pipeline = self._pipeline(indices[position:], restart=restarts)
+                continue
+            take = min(stop - position, self.batch_size)  # DALI pads the last batch: keep the shard's own images
             yield (_to_torch(images)[:take], _to_torch(labels).reshape(-1)[:take].long())
-            remaining -= take
+            position += take
         self.pipeline.reset()
+        if restarts:
+            self._built_epoch = None  # the pipeline now starts mid-way: rebuild it for the next pass
+
+    def _replace_undecodable(self, upcoming: list[int], error: RuntimeError) -> list[int]:
+        """`upcoming` with each file that fails to decode (among the batches DALI may have been working on)
+        replaced by the source's next decodable one; a one-line DeitError when none fails with Pillow."""
+        first_decodable = getattr(self.source, "first_decodable", None)
+        window = upcoming[:3 * self.batch_size]  # the failed batch and the ones DALI prefetches (depth 2)
+        replaced = list(upcoming)
+        if first_decodable is not None:
+            for offset, index in enumerate(window):
+                replaced[offset] = first_decodable(index)[0]
+                if replaced[offset] != index:
+                    self._replacements[index] = replaced[offset]
+        if replaced == upcoming:
+            first_line = next((line for line in str(error).splitlines() if line.strip()), "")
+            raise DeitError(f"the DALI pipeline failed and no file of its batch fails to decode with Pillow: "
+                            f"{first_line}") from error
+        return replaced
 
 
 def _to_torch(batch: Any) -> torch.Tensor:
@@ -243,4 +272,4 @@ def _to_torch(batch: Any) -> torch.Tensor:
 
 __all__ = ["DALI_EXTRA_HINT", "DaliLoader", "DaliSettings", "SampleSource", "build_pipeline", "check_dali_flags",
            "require_dali",
-           "shard_samples"]
+           "shard_indices"]
