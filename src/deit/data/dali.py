@@ -5,11 +5,13 @@ bicubic; for inputs of 32 pixels or less the official CIFAR crop instead), horiz
 `rand-m9-mstd0.5-inc1` on DALI's `auto_aug` ops, without the magnitude noise) when `--aa` names a policy,
 else colour jitter (`--color-jitter`, as timm), normalisation to CHW float, random erasing
 (`--reprob/--remode/--recount`, timm's semantics). Eval: resize the short side to `input_size / crop_ratio`
-(bicubic), centre crop, normalise. Mixup/cutmix stay on the batch as with the torch loader. The augmentations are in `deit.data.dali_augment`.
+(bicubic), centre crop, normalise. Mixup/cutmix stay on the batch as with the torch loader. The augmentations
+are in `deit.data.dali_augment`.
 
 The files come from a `SampleSource` (`.samples`: `(path, label)` pairs, `.classes`): a `FolderDataset`
 today, so bad files are probed, skipped and reported by exactly the torch loader's code before DALI sees
-them. Training order: epoch `e` shuffles all files with `torch.randperm` seeded by `seed + e` (the permutation
+them, and a file that fails only when decoded is replaced by the torch loader's own fallback (`DaliLoader`).
+Training order: epoch `e` shuffles all files with `torch.randperm` seeded by `seed + e` (the permutation
 `DistributedSampler` draws) and rank `r` of `n` reads every n-th file from position r, so an epoch sees every
 image once across ranks and a resumed run replays the interrupted run's order (and augmentations) for each
 epoch. Evaluation: rank `r` reads the r-th contiguous slice, in order.
