@@ -139,6 +139,13 @@ def _ramps(path: Path, width: int = 128, height: int = 96) -> Path:
     return path
 
 
+def _seed_everything(seed: int = 0) -> None:
+    """timm's transforms draw from `random`, `numpy.random` and torch: seed all three for a fixed reference."""
+    __import__("random").seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
 class _Repeated:
     """One image, `count` times (labels 0..count-1 so the order can be read back)."""
 
@@ -157,7 +164,7 @@ def test_crop_and_flip_statistics_match_our_torch_transform(tmp_path: Path, inpu
                                                        batch_size=100, seed=3)])
     ours = build_transform(True, input_size=input_size, auto_augment=None, reprob=0.0, color_jitter=None)
     base = Image.open(path).convert("RGB")
-    torch.manual_seed(0)
+    _seed_everything()
     reference = torch.stack([ours(base) for _ in range(count)])
     measured = _window_statistics(dali, std=(1.0, 1.0))
     expected = _window_statistics(reference, std=(0.229, 0.224))
@@ -199,8 +206,7 @@ def test_random_erasing_statistics_match_timm(tmp_path: Path) -> None:
     images = _flat_images(tmp_path, settings, count)
     background = torch.tensor((200, 120, 40), dtype=torch.float32).view(1, 3, 1, 1) / 255
     boxes = _erased_boxes(images, background)
-    torch.manual_seed(0)
-    __import__("random").seed(0)
+    _seed_everything()
     timm_erasing = RandomErasing(probability=0.4, mode="pixel", device="cpu")
     reference = _erased_boxes(torch.stack([timm_erasing(background[0].expand(3, size, size).clone())
                                            for _ in range(count)]), background)
@@ -247,7 +253,7 @@ def test_colour_jitter_applies_without_rand_augment_as_timm(tmp_path: Path) -> N
     colours = _flat_images(tmp_path, settings, count, colour=(200, 120, 40)).mean((2, 3))
     ours = build_transform(True, input_size=40, auto_augment=None, reprob=0.0, color_jitter=0.3, hflip=0.0,
                            mean=(0, 0, 0), std=(1, 1, 1))
-    torch.manual_seed(0)
+    _seed_everything()
     base = Image.new("RGB", (80, 72), (200, 120, 40))
     expected = torch.stack([ours(base).mean((1, 2)) for _ in range(count)])
     print(f"jitter colour mean {colours.mean(0).tolist()} vs {expected.mean(0).tolist()}, std "
@@ -294,8 +300,7 @@ def test_rand_augment_strength_matches_timm(tmp_path: Path) -> None:
     dali = torch.cat([batch for batch, _ in loader])
     ours = build_transform(True, input_size=64, reprob=0.0)
     base = Image.open(path).convert("RGB")
-    torch.manual_seed(0)
-    __import__("random").seed(0)
+    _seed_everything()
     reference = torch.stack([ours(base) for _ in range(count)])
     for name, statistic in (("colour mean", lambda x: x.mean((2, 3))), ("contrast", lambda x: x.std((2, 3)))):
         measured, expected = statistic(dali), statistic(reference)

@@ -174,11 +174,23 @@ def _clamp(images: Any) -> Any:
     return dmath.clamp(images, 0.0, 255.0)
 
 
+def _shorter_side_to(images: Any, size: int) -> Any:
+    """(height, width) with the shorter side `size` and the longer one truncated, as torchvision's Resize(size)
+    (DALI's `resize_shorter` rounds the longer side instead)."""
+    from nvidia.dali import fn, types
+    import nvidia.dali.math as dmath
+
+    shape = images.shape(dtype=types.FLOAT)
+    shorter = dmath.min(shape[0], shape[1])
+    return fn.stack(*(dmath.floor(size * shape[axis] / shorter + 1e-4) for axis in (0, 1)))
+
+
 def small_input_crop(images: Any, size: int, *, padding: int = 4) -> Any:
     """Resize the short side to `size` (bicubic), then a random `size` crop of the image padded by `padding`."""
     from nvidia.dali import fn, types
 
-    images = fn.resize(images, resize_shorter=size, interp_type=types.INTERP_CUBIC, antialias=True)
+    images = fn.resize(images, size=_shorter_side_to(images, size), interp_type=types.INTERP_CUBIC,
+                       antialias=True)
     shape = images.shape(dtype=types.FLOAT)
     top = _uniform_int(shape[0] + 2 * padding - size) - padding
     left = _uniform_int(shape[1] + 2 * padding - size) - padding
