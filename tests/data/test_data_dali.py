@@ -378,3 +378,26 @@ def test_transform_flags_dali_does_not_implement_are_refused_in_one_line(
     assert main(["train", "--data-loader", "dali", "--data-path", str(tmp_path), "--epochs", "1", *flags]) == 2
     err = capsys.readouterr().err
     assert named in err and "--data-loader dali" in err and len(err.strip().splitlines()) == 1
+
+
+def test_deit_train_hands_the_torch_transform_flags_to_dali(folder: Path) -> None:
+    from deit.engine.builders import build_loaders
+    from deit.engine.config import TrainConfig
+    from deit.engine.distributed import DistributedEnv
+
+    config = TrainConfig(data_loader="dali", input_size=32, batch_size=4, aa="none", color_jitter=0.2, hflip=0.1,
+                         reprob=0.6, remode="const", recount=2, repeated_aug=False, num_workers=1)
+    source = FolderDataset(folder)
+    loaders = build_loaders(config, source, source, DistributedEnv(), torch.device("cpu"))
+    settings = loaders.train.settings  # type: ignore[union-attr]
+    assert (settings.auto_augment, settings.color_jitter, settings.hflip, settings.reprob, settings.remode,
+            settings.recount) == (None, 0.2, 0.1, 0.6, "const", 2)
+    assert loaders.train_sampler is loaders.train  # the engine's set_epoch reaches the DALI loader
+
+
+def test_training_ranks_take_the_same_number_of_steps(folder: Path) -> None:
+    source = FolderDataset(folder)  # 15 images: shards of 8 and 7, batches of 4 -> 1 full batch each, not 2 and 1
+    settings = DaliSettings(input_size=32, auto_augment=None, color_jitter=None, reprob=0.0)
+    steps = [len(list(DaliLoader(source, settings, train=True, batch_size=4, shard_id=rank, num_shards=2,
+                                 drop_last=True))) for rank in range(2)]
+    assert steps == [1, 1]

@@ -200,8 +200,8 @@ class DaliLoader:
         self.classes = source.classes
 
     def __len__(self) -> int:
-        if self.drop_last:
-            return self.shard_size // self.batch_size
+        if self.drop_last:  # the smallest rank's full batches, so every rank takes the same number of steps (DDP)
+            return len(self.source.samples) // self.num_shards // self.batch_size
         return -(-self.shard_size // self.batch_size)
 
     def set_epoch(self, epoch: int) -> None:
