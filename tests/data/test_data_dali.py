@@ -355,12 +355,11 @@ def test_deit_train_runs_an_epoch_through_dali_on_the_cpu(tmp_path: Path, capsys
     assert row["train_steps"] == 3 and row["test_num_images"] == 6
 
 
-@pytest.mark.parametrize("data_set", ["DIGITS", "WDS"])  # shards: not wired to DALI (docs/data.md says why)
-def test_dali_needs_a_class_folder_data_set(capsys: pytest.CaptureFixture, tmp_path: Path, data_set: str) -> None:
+@pytest.mark.parametrize("data_set", ["DIGITS", "SYNTHETIC"])
+def test_dali_needs_a_class_folder_data_set(capsys: pytest.CaptureFixture, data_set: str) -> None:
     from deit.cli import main
 
-    argv = ["train", "--data-loader", "dali", "--data-set", data_set, "--epochs", "1"]
-    assert main(argv + (["--data-path", str(tmp_path)] if data_set == "WDS" else [])) == 2
+    assert main(["train", "--data-loader", "dali", "--data-set", data_set, "--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert "--data-loader dali reads class folders" in err and f"not --data-set {data_set}" in err
     assert len(err.strip().splitlines()) == 1
@@ -401,3 +400,70 @@ def test_training_ranks_take_the_same_number_of_steps(folder: Path) -> None:
     steps = [len(list(DaliLoader(source, settings, train=True, batch_size=4, shard_id=rank, num_shards=2,
                                  drop_last=True))) for rank in range(2)]
     assert steps == [1, 1]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`deit data pack` of 2 classes x (7 train + 2 val) JPEGs in shards of 4; one train JPEG's payload is cut
+    (its header passes the pack's scan, its pixels do not decode)."""
+    from deit.data.pack import pack_folder
+
+    root = tmp_path_factory.mktemp("wds")
+    rng = np.random.default_rng(3)
+    for split, count in (("train", 7), ("val", 2)):
+        for label in range(2):
+            folder = root / "images" / split / f"c{label}"
+            folder.mkdir(parents=True)
+            for index in range(count):
+                Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(folder / f"{index}.jpg")
+    _damaged_payloads(root / "images" / "train" / "c1")  # + cut.jpg, overwritten.jpg: 16 train records
+    pack_folder(str(root / "images"), root / "shards", shard_size=4)
+    return root / "shards"
+
+
+def test_shard_records_are_read_once_per_epoch_across_ranks_with_their_labels(shards: Path) -> None:
+    from deit.data.dali_shards import ShardRecords
+    from deit.data.shards import ShardDataset
+
+    records = ShardRecords(ShardDataset(str(shards), train=True, transform=None))
+    assert len(records.samples) == 16 and records.classes == ["c0", "c1"]
+    settings = DaliSettings(input_size=32, auto_augment=None, color_jitter=None)
+    seen, planned, read = [], [], []
+    for rank in range(2):
+        loader = DaliLoader(records, settings, train=True, batch_size=4, shard_id=rank, num_shards=2, seed=1)
+        loader.set_epoch(1)
+        planned += loader._epoch_indices()
+        seen += [int(label) for _, labels in loader for label in labels]
+        read += loader._epoch_indices()  # now with the replacements of records DALI failed to decode
+    assert sorted(planned) == list(range(16))  # every record once per epoch across the ranks
+    assert sorted(seen) == sorted(records.samples[index][1] for index in read)  # each with its own label
+
+
+def test_undecodable_records_are_skipped_and_named_as_by_the_torch_loader(shards: Path,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    from deit.data.dali_shards import ShardRecords
+    from deit.data.shards import ShardDataset
+
+    torch_reader = ShardDataset(str(shards), train=False, transform=None)
+    torch_reader.shards = ShardDataset(str(shards), train=True, transform=None).shards  # the train shards, once
+    assert len(list(torch_reader)) == 14
+    dataset = ShardDataset(str(shards), train=True, transform=None)
+    loader = DaliLoader(ShardRecords(dataset), DaliSettings(input_size=32), train=False, batch_size=4)
+    assert sum(len(labels) for _, labels in loader) == 16  # replaced by the next decodable record: same count
+    assert sorted(dataset.skipped) == sorted(torch_reader.skipped) and len(dataset.skipped) == 2
+    assert all(name.startswith("train-00000") and ".tar:" in name for name, _ in dataset.skipped)
+    assert caplog.text.count("skipping unusable record train-") == 4  # each, by both loaders
+
+
+def test_deit_train_reads_shards_through_dali(shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from deit.cli import main
+
+    argv = ["train", "--data-loader", "dali", "--data-set", "WDS", "--data-path", str(shards), "--model",
+            "deit_tiny_patch16_224", "--model-kwargs", '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}',
+            "--input-size", "32", "--batch-size", "4", "--epochs", "1", "--warmup-epochs", "0", "--aa", "none",
+            "--no-repeated-aug", "--num_workers", "1", "--device", "cpu", "--log-format", "plain", "--output_dir",
+            str(tmp_path / "run")]
+    assert main(argv) == 0, capsys.readouterr().err
+    row = __import__("json").loads((tmp_path / "run" / "log.txt").read_text().splitlines()[-1])
+    assert row["train_steps"] == 4 and row["test_num_images"] == 4  # 16 records / 4; 2 x 2 validation images
+    assert (tmp_path / "run" / "skipped_files.txt").read_text().count(".tar:") == 2

@@ -96,8 +96,6 @@ def build_pipeline(samples: Sequence[tuple[str, int]], settings: DaliSettings, *
 
     if not samples:
         raise DeitError("the DALI pipeline has no images to read")
-    files = [path for path, _ in samples]
-    labels = [int(label) for _, label in samples]
     gpu = device_id is not None
     size = int(settings.input_size)
     rand_augment = augment_policy_set(settings.auto_augment)
@@ -106,8 +104,7 @@ def build_pipeline(samples: Sequence[tuple[str, int]], settings: DaliSettings, *
     @dali.pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed % 2**31,
                        enable_conditionals=train and (rand_augment or jitter), exec_dynamic=True)
     def pipeline() -> tuple[Any, Any]:
-        encoded, label = fn.readers.file(files=files, labels=labels, random_shuffle=False, pad_last_batch=True,
-                                         name="reader")
+        encoded, label = _read(samples)
         decoder = "mixed" if gpu else "cpu"
         if train:
             images = _train_images(encoded, settings, decoder=decoder, jitter=jitter)
@@ -125,6 +122,19 @@ def build_pipeline(samples: Sequence[tuple[str, int]], settings: DaliSettings, *
         if not issubclass(warning.category, DeprecationWarning):
             warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return built
+
+
+def _read(samples: Sequence[tuple[Any, int]]) -> tuple[Any, Any]:
+    """Encoded images and labels in order: DALI's file reader for paths, shard records by byte range."""
+    from nvidia.dali import fn, types
+
+    if isinstance(samples[0][0], str):
+        return fn.readers.file(files=[path for path, _ in samples], labels=[int(label) for _, label in samples],
+                               random_shuffle=False, pad_last_batch=True, name="reader")
+    from deit.data.dali_shards import RecordReader
+
+    return fn.external_source(source=RecordReader(list(samples)), num_outputs=2, batch=False,
+                              dtype=[types.UINT8, types.INT32])
 
 
 def _train_images(encoded: Any, settings: DaliSettings, *, decoder: str, jitter: bool) -> Any:
@@ -238,7 +248,7 @@ class DaliLoader:
             yield (_to_torch(images)[:take], _to_torch(labels).reshape(-1)[:take].long())
             position += take
         self.pipeline.reset()
-        if restarts:
+        if restarts or not isinstance(self.source.samples[0][0], str):  # records: no epoch end to reset to
             self._built_epoch = None  # the pipeline now starts mid-way: rebuild it for the next pass
 
     def _replace_undecodable(self, upcoming: list[int], error: RuntimeError) -> list[int]:
