@@ -40,8 +40,8 @@ def main() -> None:
             folder = Path(scratch) / f"class{index % 2}"
             folder.mkdir(exist_ok=True)
             (folder / f"{index}.jpg").write_bytes(natural_jpeg(rng))
-        loader = DaliLoader(FolderDataset(scratch), DaliSettings(rand_augment=not args.no_rand_augment), train=True,
-                            batch_size=args.batch_size, device_id=0 if args.device == "cuda" else None,
+        settings = DaliSettings(auto_augment=None if args.no_rand_augment else DaliSettings.auto_augment)
+        loader = DaliLoader(FolderDataset(scratch), settings, train=True, batch_size=args.batch_size, device_id=0 if args.device == "cuda" else None,
                             num_threads=args.threads)
         rates = []
         for epoch in range(args.epochs + 1):

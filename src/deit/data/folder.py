@@ -65,13 +65,19 @@ class FolderDataset(Dataset):
         return image, target
 
     def _load(self, index: int) -> tuple[Image.Image, int]:
+        candidate, image = self.first_decodable(index)
+        return image, self.samples[candidate][1]
+
+    def first_decodable(self, index: int) -> tuple[int, Image.Image]:
+        """The first sample at or after `index` (in index order, wrapping) that decodes, and its image; the ones
+        that fail are skipped, logged and reported (the DALI loader substitutes its undecodable files this way)."""
         for attempt in range(min(len(self.samples), _MAX_FALLBACK_TRIES)):
             candidate = (index + attempt) % len(self.samples)
             if candidate in self._known_bad:
                 continue
-            path, target = self.samples[candidate]
+            path, _ = self.samples[candidate]
             try:
-                return read_image(path), target
+                return candidate, read_image(path)
             except DeitError as error:
                 self._record_late_failure(candidate, path, str(error).removeprefix(f"{path}: "))
         raise DeitError(f"{self.root}: {_MAX_FALLBACK_TRIES} images in a row after index {index} failed to "

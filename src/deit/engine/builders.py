@@ -133,8 +133,10 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
 def _dali_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Dataset, env: DistributedEnv,
                   device: torch.device) -> Loaders:
     """DALI pipelines over the same file lists (bad files already skipped by the folder scan); each rank reads
-    its own shard, so every image is seen once per epoch across ranks. DALI's RandAugment replaces timm's."""
+    its own shard, so every image is seen once per epoch across ranks; the torch transform's flags, in DALI."""
     from deit.data.dali import DaliLoader, DaliSettings
+    from deit.data.dali_shards import ShardRecords
+    from deit.data.shards import ShardDataset
     from deit.data.transforms import augment_policy_set
 
     if config.repeated_aug and train_set is not None:
@@ -142,9 +144,14 @@ def _dali_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
                       "is not applied; pass --no-repeated-aug to silence this", stacklevel=2)
     mean, std = normalization(config)
     settings = DaliSettings(input_size=config.input_size, mean=mean, std=std, hflip=config.hflip,
-                            rand_augment=augment_policy_set(config.aa), eval_crop_ratio=config.eval_crop_ratio)
+                            auto_augment=config.aa if augment_policy_set(config.aa) else None,
+                            color_jitter=config.color_jitter, reprob=config.reprob, remode=config.remode,
+                            recount=config.recount, eval_crop_ratio=config.eval_crop_ratio)
     common = dict(shard_id=env.rank, num_shards=env.world_size, num_threads=max(config.num_workers, 1),
                   device_id=device.index if device.type == "cuda" else None, seed=config.seed)
+    if isinstance(val_set, ShardDataset):  # --data-set WDS: DALI reads the records by byte range
+        train_set = ShardRecords(train_set) if train_set is not None else None  # type: ignore[arg-type]
+        val_set = ShardRecords(val_set)  # type: ignore[assignment]
     train = None
     if train_set is not None:
         train = DaliLoader(train_set, settings, train=True, batch_size=config.batch_size, drop_last=True,  # type: ignore[arg-type]

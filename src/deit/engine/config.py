@@ -163,7 +163,7 @@ class TrainConfig:
                              help="unreadable images are an error before training instead of being skipped")
     data_loader: str = _opt("torch", "--data-loader", group="data", choices=("torch", "dali"),
                             help="torch: DataLoader workers decode and augment (the official loader); dali: NVIDIA "
-                                 "DALI decodes and augments on the GPU (extra [dali]; class-folder data sets)")
+                                 "DALI decodes and augments on the GPU (extra [dali]; class folders and WDS shards)")
     shuffle_buffer: int = _opt(1000, "--shuffle-buffer", group="data",
                                help="WDS: samples in the webdataset shuffle buffer of each reader")
     hf_image_column: str = _opt("image", "--hf-image-column", group="data", help="HF: the image column")

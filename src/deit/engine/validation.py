@@ -126,12 +126,15 @@ def _check_file(path: str, flag: str) -> None:
 def _check_data_layout(config: TrainConfig) -> None:
     key = data_set_key(config.data_set)
     if config.data_loader == "dali":
-        if key not in FOLDER_DATA_SETS:
-            raise DeitError(f"--data-loader dali reads class folders (--data-set {', '.join(FOLDER_DATA_SETS)}), "
+        if key not in FOLDER_DATA_SETS + ("WDS",):
+            raise DeitError(f"--data-loader dali reads class folders (--data-set {', '.join(FOLDER_DATA_SETS)}) "
+                            f"and shards (--data-set WDS), "
                             f"not --data-set {config.data_set}; use --data-loader torch")
-        from deit.data.dali import require_dali
+        from deit.data.dali import check_dali_flags, require_dali
 
         require_dali()  # the missing extra is named now, before any work
+        check_dali_flags(auto_augment=config.aa, three_augment=config.three_augment, simple_random_crop=config.src,
+                         interpolation=config.train_interpolation)
     if key not in FOLDER_DATA_SETS:
         return
     if not config.data_path:
