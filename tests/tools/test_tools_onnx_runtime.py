@@ -52,7 +52,7 @@ def test_int8_graph_runs_integer_products_and_keeps_the_classes(tmp_path: Path) 
     assert ops.count("MatMulInteger") == 3 + 3 + 3 + 2  # q/k/v (block 0); proj, fc1, fc2 per block; 2 heads
     assert ops.count("Conv") == 1 and "ConvInteger" not in ops  # the patch embedding stays fp32
     assert "BiasGelu" in ops and "SkipLayerNormalization" not in ops  # fused, then split back (slow kernel)
-    assert "1 Attention" in notes[0]
+    assert "1 Attention" in notes[0] and "QAttention" in notes[0]
     assert int8.stat().st_size < 0.5 * fp32.stat().st_size  # the weights are stored as int8
     images = torch.randn(64, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
@@ -75,6 +75,17 @@ def test_int8_keeps_the_distillation_head(tmp_path: Path) -> None:
     got = OnnxRuntimeModel(int8, threads=1)(images)
     assert float(expected.abs().max()) > 0.1
     assert perf.max_abs_diff(expected, got) <= 0.05 * float(expected.abs().max())
+
+
+def test_int8_of_a_model_whose_attention_is_not_fused(tmp_path: Path) -> None:
+    torch.manual_seed(0)  # DeiT III: LayerScale after the projection hides the pattern from the fusion
+    model = create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=10).eval()
+    runner = OnnxRuntimeModel.from_module(model, torch.randn(2, 3, 32, 32), quantize="int8", threads=1)
+    assert "QAttention" not in runner.notes[0]
+    images = torch.randn(16, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(images)
+    assert perf.max_abs_diff(expected, runner(images)) <= 0.05 * float(expected.abs().max())
 
 
 def test_separate_qkv_attention_is_the_same_maths() -> None:

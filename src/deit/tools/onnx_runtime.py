@@ -139,8 +139,9 @@ def export_int8(model: nn.Module, example: Tensor, output: str | Path, *, opset:
         save_model(quantized, str(output))
     fusions = ", ".join(f"{count} {name}" for name, count in sorted(stats.items()))
     if notes is not None:
-        notes.append(f"int8: fused {fusions or 'nothing'}; weight products and fused attention int8 (dynamic "
-                     "activations, per-tensor symmetric weights), patch embedding fp32")
+        attention = " and the fused attention (QAttention)" if stats.get("Attention") else ""
+        notes.append(f"int8: fused {fusions or 'nothing'}; weight products{attention} int8 (dynamic activations, "
+                     "per-tensor symmetric weights), patch embedding fp32")
     return exporter
 
 
