@@ -135,13 +135,14 @@ def export_int8(model: nn.Module, example: Tensor, output: str | Path, *, opset:
                              op_types_to_quantize=["MatMul", "Attention"],
                              extra_options={"DefaultTensorType": 1, "MatMulConstBOnly": True})
         quantized = load_model(str(quantized_path))
-        unfuse_skip_layer_norm(quantized.graph)
+        split = unfuse_skip_layer_norm(quantized.graph)
         save_model(quantized, str(output))
     fusions = ", ".join(f"{count} {name}" for name, count in sorted(stats.items()))
     if notes is not None:
         attention = " and the fused attention (QAttention)" if stats.get("Attention") else ""
+        unfused = f"; the {split} SkipLayerNormalization split back into Add + LayerNormalization" if split else ""
         notes.append(f"int8: fused {fusions or 'nothing'}; weight products{attention} int8 (dynamic activations, "
-                     "per-tensor symmetric weights), patch embedding fp32")
+                     f"per-tensor symmetric weights), patch embedding fp32{unfused}")
     return exporter
 
 
