@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from deit.tools.bench import time_steps
+from deit.tools.cpu_info import describe_cpu
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -28,7 +29,7 @@ def environment(device: torch.device) -> dict[str, Any]:
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
-        "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "cpu": describe_cpu(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
     try:
@@ -42,16 +43,6 @@ def environment(device: torch.device) -> dict[str, Any]:
         info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
                     cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
     return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def same_weights_pair(name: str, device: torch.device, **kwargs: Any) -> tuple[nn.Module, nn.Module]:

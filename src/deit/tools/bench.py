@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from deit import perf
 from deit.engine.step import TrainStep
 from deit.precision import AMP_CHOICES
 from deit.errors import DeitError
+from deit.tools.cpu_info import describe_cpu
 
 DEFAULT_BATCH_SIZE = {"cuda": 256, "cpu": 8}
 
@@ -110,18 +110,7 @@ def device_name(device: torch.device) -> str:
     """The card's name, or the CPU's with its thread count."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{_cpu_model()}, {torch.get_num_threads()} threads"
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return f"{describe_cpu()}, {torch.get_num_threads()} threads"
 
 
 def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.device | None = None,

@@ -19,7 +19,6 @@ the distilled students of a size start as soon as that size's teacher is trained
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import platform
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from deit.errors import DeitError
+from deit.tools.cpu_info import describe_cpu
 from deit.tools.demo_kinds import STUDENT_KINDS
 from deit.tools.demo_runs import Job, plan_parallelism, run_jobs, usable_cores
 
@@ -222,18 +222,10 @@ def machine_description(device: str) -> dict[str, Any]:
     if device.startswith("cuda"):
         hardware = torch.cuda.get_device_name(torch.device(device))
     else:
-        hardware = f"{_cpu_name()}, {cores} usable core(s)"
+        hardware = f"{describe_cpu()}, {cores} usable core(s)"
     return {"description": f"{hardware}; {platform.system()} {platform.release()}; Python "
                            f"{platform.python_version()}; torch {torch.__version__}",
             "device": device, "cores": cores, "torch": torch.__version__, "python": platform.python_version()}
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, Any]:

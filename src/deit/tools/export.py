@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -105,15 +104,12 @@ def _max_abs_diff(model: nn.Module, inputs: Sequence[torch.Tensor],
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None, quantize: str,
                  notes: list[str]) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
-    from deit.tools.onnx_runtime import OnnxRuntimeModel, export_onnx, quantize_int8
+    from deit.tools.onnx_runtime import OnnxRuntimeModel, export_int8, export_onnx
 
     if quantize == "none":
         exporter = export_onnx(model, example, output, opset=opset, notes=notes)
     else:
-        with tempfile.TemporaryDirectory(prefix="deit-onnx-", dir=output.parent) as scratch:
-            fp32_path = Path(scratch) / "fp32.onnx"
-            exporter = export_onnx(model, example, fp32_path, opset=opset, notes=notes) + " + ONNX Runtime int8"
-            notes += quantize_int8(fp32_path, output, model)
+        exporter = export_int8(model, example, output, opset=opset, notes=notes) + " + ONNX Runtime int8"
     runner = OnnxRuntimeModel(output)
     return exporter, lambda images: runner(images).numpy()
 

@@ -3,9 +3,9 @@ benchmarks.
 
 Exported graphs take `(batch, 3, size, size)` normalised images (batch dynamic) and return the fused logits.
 `--quantize int8` does less work rather than the same work faster: ONNX Runtime's transformer optimiser first
-fuses the residual add with LayerNorm and the bias with GELU, then every weight matrix product becomes an int8
-one (weights quantized once, activations per batch: VNNI kernels on x86), which the CPU provider runs as
-`MatMulIntegerToFloat`/`DynamicQuantizeMatMul`. Accuracy is checked separately (see `deit.tools.agreement`).
+fuses each block's attention, then every weight matrix product and the attention's qkv product become int8
+ones (weights quantized once, activations per batch; VNNI kernels where the CPU has them), which the CPU provider
+runs as `DynamicQuantizeMatMul`/`QAttention`. Accuracy is checked separately (see `deit.tools.agreement`).
 """
 
 from __future__ import annotations
@@ -102,32 +102,48 @@ def _attention_shape(model: nn.Module) -> tuple[int, int]:
     return heads, width
 
 
-def quantize_int8(fp32_path: str | Path, output: str | Path, model: nn.Module) -> list[str]:
-    """Write an int8 version of the ONNX file at `fp32_path` to `output`; returns notes on what was done.
+def export_int8(model: nn.Module, example: Tensor, output: str | Path, *, opset: int | None = None,
+                notes: list[str] | None = None) -> str:
+    """Write an int8 ONNX version of the eval-mode `model` to `output`; returns the exporter used.
 
-    Fusion before quantization: quantizing first would split LayerNorm/GELU patterns the optimiser looks for.
-    Weights are symmetric per-tensor int8 (per-channel loses speed for no agreement gained on these models);
-    activations are quantized per batch, so no calibration data is needed.
+    The model is exported with separate q/k/v products so that ONNX Runtime's transformer optimiser fuses each
+    block's attention (and the residual adds with LayerNorm, the biases with GELU) before quantization:
+    quantizing first would split the patterns it looks for. Then the weight products and the fused attention
+    become int8 (`DynamicQuantizeMatMul`, `QAttention`: symmetric per-tensor weights, activations quantized per
+    batch, so no calibration data), the patch embedding stays fp32 (its integer convolution was slower), and
+    SkipLayerNormalization is split back into Add + LayerNormalization (faster on the CPUs measured).
     """
     require_onnx()
+    from onnx import load_model, save_model
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
+    from deit.tools.onnx_int8_graph import unfuse_skip_layer_norm, with_separate_qkv
+
     heads, width = _attention_shape(model)
-    with tempfile.TemporaryDirectory(prefix="deit-onnx-") as scratch, _quiet(), \
-            contextlib.redirect_stderr(io.StringIO()):
-        fused_path = Path(scratch) / "fused.onnx"
-        fused = optimizer.optimize_model(str(fp32_path), model_type="vit", num_heads=heads, hidden_size=width,
-                                         opt_level=0, use_gpu=False)
-        stats = {name: count for name, count in fused.get_fused_operator_statistics().items() if count}
-        fused.save_model_to_file(str(fused_path))
-        # DefaultTensorType: the fused contrib ops (SkipLayerNorm, BiasGelu) defeat ONNX shape inference, so
-        # the quantizer is told their outputs are float.
-        quantize_dynamic(str(fused_path), str(output), weight_type=QuantType.QInt8, per_channel=False,
-                         extra_options={"DefaultTensorType": 1, "MatMulConstBOnly": True})
+    with tempfile.TemporaryDirectory(prefix="deit-onnx-") as scratch:
+        fp32_path, fused_path, quantized_path = (Path(scratch) / f"{n}.onnx" for n in ("fp32", "fused", "int8"))
+        exporter = export_onnx(with_separate_qkv(model), example, fp32_path, opset=opset, notes=notes)
+        with _quiet(), contextlib.redirect_stderr(io.StringIO()):
+            fused = optimizer.optimize_model(str(fp32_path), model_type="vit", num_heads=heads, hidden_size=width,
+                                             opt_level=0, use_gpu=False)
+            stats = {name: count for name, count in fused.get_fused_operator_statistics().items() if count}
+            fused.save_model_to_file(str(fused_path))
+            # DefaultTensorType: the fused contrib ops defeat ONNX shape inference, so the quantizer is told
+            # their outputs are float.
+            quantize_dynamic(str(fused_path), str(quantized_path), weight_type=QuantType.QInt8, per_channel=False,
+                             op_types_to_quantize=["MatMul", "Attention"],
+                             extra_options={"DefaultTensorType": 1, "MatMulConstBOnly": True})
+        quantized = load_model(str(quantized_path))
+        split = unfuse_skip_layer_norm(quantized.graph)
+        save_model(quantized, str(output))
     fusions = ", ".join(f"{count} {name}" for name, count in sorted(stats.items()))
-    return [f"int8: fused {fusions or 'nothing'}; weight matrix products int8 (dynamic activations, "
-            "per-tensor symmetric weights)"]
+    if notes is not None:
+        attention = " and the fused attention (QAttention)" if stats.get("Attention") else ""
+        unfused = f"; the {split} SkipLayerNormalization split back into Add + LayerNormalization" if split else ""
+        notes.append(f"int8: fused {fusions or 'nothing'}; weight products{attention} int8 (dynamic activations, "
+                     f"per-tensor symmetric weights), patch embedding fp32{unfused}")
+    return exporter
 
 
 class OnnxRuntimeModel:
@@ -158,11 +174,8 @@ class OnnxRuntimeModel:
         notes: list[str] = []
         with tempfile.TemporaryDirectory(prefix="deit-onnx-") as scratch:
             path = Path(scratch) / "model.onnx"
-            export_onnx(model, example.detach().cpu().float(), path, notes=notes)
-            if quantize == "int8":
-                int8_path = Path(scratch) / "model.int8.onnx"
-                notes += quantize_int8(path, int8_path, model)
-                path = int8_path
+            export = export_int8 if quantize == "int8" else export_onnx
+            export(model, example.detach().cpu().float(), path, notes=notes)
             runner = cls(path.read_bytes(), threads=threads)
         runner.notes = notes
         return runner
@@ -173,4 +186,4 @@ class OnnxRuntimeModel:
         return torch.from_numpy(self.session.run(None, {self.input_name: array})[0])
 
 
-__all__ = ["QUANTIZE_CHOICES", "OnnxRuntimeModel", "export_onnx", "quantize_int8", "require_onnx"]
+__all__ = ["QUANTIZE_CHOICES", "OnnxRuntimeModel", "export_int8", "export_onnx", "require_onnx"]
