@@ -51,7 +51,8 @@ def test_kill_9_during_an_epoch_then_resume_auto_completes(tmp_path: Path, capsy
 
 
 def test_sigint_saves_the_last_completed_epoch_and_exits_130(tmp_path: Path) -> None:
-    process = spawn(["train", *TINY_STUDENT, *LONGER_EPOCHS, "--epochs", "4", "--output_dir", tmp_path])
+    # 20 epochs: far more than the run can finish between its first checkpoint and the signal
+    process = spawn(["train", *TINY_STUDENT, *LONGER_EPOCHS, "--epochs", "20", "--output_dir", tmp_path])
     wait_for_first_checkpoint(process, tmp_path)
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
