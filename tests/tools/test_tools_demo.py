@@ -259,3 +259,22 @@ def test_parallelism_plan() -> None:
     cores = usable_cores()
     assert plan_parallelism("cpu", 0, 3) == (min(cores, 6), max(1, cores // min(cores, 6)), "cpu")
     assert plan_parallelism("cpu", 1, 3) == (1, cores, "cpu")
+
+
+def test_a_free_worker_takes_the_longest_waiting_run_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Teachers, then distilled students as their teacher is done, then label-only ones: short runs fill the end.
+    from deit.tools import demo_runs
+
+    order: list[str] = []
+
+    def fake_execute(job: Job, threads: int | None = None) -> dict:
+        order.append(f"{job.kind}{job.fraction:g}")
+        return {"kind": job.kind, "fraction": job.fraction, "label": job.label, "seconds": 0.0, "cosine": None,
+                "metrics": {"acc1": 1.0, "cls_acc1": 1.0}}
+
+    monkeypatch.setattr(demo_runs, "execute", fake_execute)
+    first, distilled, total = plan_runs(DemoSettings(output_dir="out", seeds=1, sizes=(0.25, 1.0)))
+    teachers, students = demo_runs.run_jobs(first, distilled, total=total, jobs=1, threads=None)
+    assert order == ["teacher0.25", "teacher1", "soft0.25", "soft1", "hard1", "none0.25", "none1",
+                     "two_cls_tokens1"]
+    assert sorted(teachers) == [0.25, 1.0] and len(students) == total - 2

@@ -169,6 +169,9 @@ def run_jobs(first: list[Job], after_teacher: Callable[[Job, str], list[Job]], *
     """Run `first` (the teachers among them); when a teacher is done, `after_teacher(it, its checkpoint)` too.
 
     Returns the teachers' results by training-set fraction and the students' results, in the order they finished.
+    At most `jobs` runs are in flight; a free worker takes the longest waiting kind first (teachers, then the
+    distilled students, who also run the teacher's forward pass, then the label-only ones), so the short runs
+    fill the end and no core idles behind one long run.
     """
     executor: Any
     if jobs == 1:
@@ -180,23 +183,31 @@ def run_jobs(first: list[Job], after_teacher: Callable[[Job, str], list[Job]], *
         executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
     teachers: dict[float, dict[str, Any]] = {}
     students: list[dict[str, Any]] = []
+    waiting = list(first)
+    pending: dict[Future, Job] = {}
     try:
-        pending = {executor.submit(execute, job, threads): job for job in first}
-        while pending:
+        while waiting or pending:
+            while waiting and len(pending) < jobs:
+                job = min(waiting, key=_longest_first)  # min keeps the submission order among equals
+                waiting.remove(job)
+                pending[executor.submit(execute, job, threads)] = job
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for future in done:
                 job = pending.pop(future)
                 result = future.result()
                 if job.kind == "teacher":
                     teachers[job.fraction] = result
-                    for nxt in after_teacher(job, str(Path(job.config.output_dir) / "checkpoint.pth")):
-                        pending[executor.submit(execute, nxt, threads)] = nxt
+                    waiting += after_teacher(job, str(Path(job.config.output_dir) / "checkpoint.pth"))
                 else:
                     students.append(result)
                 _announce(result, len(students) + len(teachers), total)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
     return teachers, students
+
+
+def _longest_first(job: Job) -> int:
+    return 0 if job.kind == "teacher" else 1 if job.kind in ("soft", "hard") else 2
 
 
 def _announce(result: dict[str, Any], finished: int, total: int) -> None:
