@@ -100,6 +100,9 @@ def test_student_configurations_follow_the_paper() -> None:
     # every size is evaluated about as often: each epoch at the full size, every 4th at a quarter of it
     assert (configs["soft"].eval_interval, quarter.eval_interval, teacher_config(settings, 0.25).eval_interval) == (
         1, 4, 4)
+    # ... and warms up for the same number of steps
+    assert (configs["soft"].warmup_epochs, quarter.warmup_epochs) == (settings.warmup_epochs, 4 * settings.warmup_epochs)
+    assert teacher_config(settings, 0.25).warmup_epochs == 4 * settings.warmup_epochs
     teacher = teacher_config(settings)
     assert teacher.distillation_type == "none" and teacher.epochs == settings.teacher_epochs
     assert teacher_config(settings, 0.5).epochs == 2 * settings.teacher_epochs

@@ -119,6 +119,10 @@ class DemoSettings:
         """Epochs at a size: the full-size epochs / fraction, so every size trains about the same number of steps."""
         return max(1, round((self.teacher_epochs if teacher else self.epochs) / fraction))
 
+    def warmup_epochs_at(self, fraction: float) -> int:
+        """Warmup epochs at a size: scaled as the epochs, so every size has the same schedule in steps."""
+        return round(self.warmup_epochs / fraction)
+
     def eval_interval_at(self, fraction: float) -> int:
         """Epochs between evaluations at a size: 1 / fraction, so every size is evaluated about as often."""
         return max(1, round(1 / fraction))
@@ -144,6 +148,12 @@ def shared_recipe(settings: DemoSettings) -> dict[str, Any]:
                 train_subset=1.0, train_subset_seed=settings.subset_seed)
 
 
+def _sized_recipe(settings: DemoSettings, fraction: float) -> dict[str, Any]:
+    """The shared recipe at one training-set size: its subset, warmup and evaluation interval."""
+    return {**shared_recipe(settings), "train_subset": fraction, "eval_interval": settings.eval_interval_at(fraction),
+            "warmup_epochs": settings.warmup_epochs_at(fraction)}
+
+
 def size_tag(fraction: float) -> str:
     """A size as a folder name: `f025` for 25%, `f100` for the full set."""
     return f"f{round(100 * fraction):03d}"
@@ -158,8 +168,7 @@ def teacher_config(settings: DemoSettings, fraction: float = 1.0) -> Any:
     """A teacher: a quarter-width ResNet-18 trained by the same engine on the same images as its students."""
     from deit.engine import make_config
 
-    recipe = {**shared_recipe(settings), "train_subset": fraction, "eval_interval": settings.eval_interval_at(fraction)}
-    return make_config(**recipe, model=TEACHER_MODEL, model_kwargs=dict(TEACHER_KWARGS),
+    return make_config(**_sized_recipe(settings, fraction), model=TEACHER_MODEL, model_kwargs=dict(TEACHER_KWARGS),
                        epochs=settings.epochs_at(fraction, teacher=True), batch_size=settings.teacher_batch_size,
                        seed=0, output_dir=str(run_dir(settings, "teacher", fraction)))
 
@@ -178,8 +187,7 @@ def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: s
             raise DeitError(f"the {kind} student needs the teacher's checkpoint")
         extra = dict(teacher_model=TEACHER_MODEL, teacher_path=teacher_path,
                      distillation_alpha=settings.soft_alpha if kind == "soft" else settings.hard_alpha)
-    recipe = {**shared_recipe(settings), "train_subset": fraction, "eval_interval": settings.eval_interval_at(fraction)}
-    return make_config(**recipe, model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
+    return make_config(**_sized_recipe(settings, fraction), model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
                        model_kwargs=dict(settings.student_kwargs), epochs=settings.epochs_at(fraction),
                        batch_size=settings.batch_size, seed=seed, distillation_type=distillation,
                        distillation_tau=settings.distillation_tau,
