@@ -20,7 +20,10 @@ LONGER_EPOCHS = [a if a != "3" else "12" for a in FAST]  # 12 steps per epoch: t
 def spawn(argv: list, *, module: list[str] | None = None) -> subprocess.Popen:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     command = [sys.executable, *(module or ["-m", "deit"]), *[str(a) for a in argv]]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT back to its default in the child: a test run started in the background (`make test &`) inherits an
+    # ignored SIGINT, and Python then installs no KeyboardInterrupt handler, so Ctrl-C could never be tested.
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_first_checkpoint(process: subprocess.Popen, run_dir: Path, timeout: float = 240.0) -> None:
