@@ -15,6 +15,7 @@ from deit.data.dali import DaliLoader, DaliSettings, require_dali
 from deit.data.folder import FolderDataset
 from deit.data.transforms import build_transform
 from deit.errors import DeitError
+from image_folders import write_class_folders
 
 pytest.importorskip("nvidia.dali")  # in the `test` extra on Linux x86-64 (the only platform DALI ships for)
 
@@ -336,15 +337,8 @@ def test_rank_outside_the_world_is_refused(folder: Path) -> None:
 def test_deit_train_runs_an_epoch_through_dali_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from deit.cli import main
 
-    root = tmp_path / "data"
-    rng = np.random.default_rng(1)
-    for split, count in (("train", 12), ("val", 3)):
-        for label in range(2):
-            (root / split / f"c{label}").mkdir(parents=True)
-            for index in range(count):
-                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
-                pixels[..., label] = 255
-                Image.fromarray(pixels).save(root / split / f"c{label}" / f"{index}.jpg")
+    root = write_class_folders(tmp_path / "data", classes=2, per_class=12, val_per_class=3, formats=("jpg",),
+                               mark_class=True, seed=1, class_prefix="c")
     argv = ["train", "--data-loader", "dali", "--data-path", str(root), "--model", "deit_tiny_patch16_224",
             "--model-kwargs", '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}', "--input-size", "32",
             "--batch-size", "8", "--epochs", "1", "--warmup-epochs", "0", "--num_workers", "1", "--device", "cpu",

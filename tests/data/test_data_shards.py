@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -18,6 +17,7 @@ from torch.utils.data import DataLoader
 from deit.cli import main
 from deit.data import build_dataset
 from deit.data.shards import ShardDataset
+from image_folders import write_class_folders
 from deit.errors import DeitError
 
 TINY = ["--model", "deit_tiny_distilled_patch16_224", "--model-kwargs",
@@ -26,15 +26,7 @@ TINY = ["--model", "deit_tiny_distilled_patch16_224", "--model-kwargs",
 
 def make_folder(root: Path, classes: int = 3, per_class: int = 16) -> Path:
     """`root/{train,val}/class_k/*.png|jpg`: every image different, so a digest names it."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", per_class), ("val", 2)):
-        for label in range(classes):
-            folder = root / split / f"class_{label}"
-            folder.mkdir(parents=True)
-            for index in range(count):
-                pixels = rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{index}.{'png' if index % 2 else 'jpg'}")
-    return root
+    return write_class_folders(root, classes=classes, per_class=per_class, shape=(20, 24), formats=("jpg", "png"))
 
 
 def digest(image: Image.Image) -> str:
@@ -122,10 +114,10 @@ def test_deit_train_from_shards(shards: Path, tmp_path: Path) -> None:
 
 
 TORCHRUN_SCRIPT = """
-import json, sys, torch.distributed as dist
+import json, os, sys, torch.distributed as dist
 from torch.utils.data import DataLoader
 from deit.data import build_dataset
-sys.path.insert(0, sys.argv[2])
+sys.path[:0] = [sys.argv[2], os.path.dirname(sys.argv[2])]  # this test file, and tests/ for image_folders
 from test_data_shards import digest
 dist.init_process_group("gloo")
 rank, world = dist.get_rank(), dist.get_world_size()

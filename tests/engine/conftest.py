@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from deit.cli import main
+from image_folders import write_class_folders
 
 # A distilled DeiT small enough that an epoch of a few steps takes well under a second.
 TINY_KWARGS = '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}'
@@ -39,16 +38,7 @@ def log_rows(run_dir: Path) -> list[dict]:
 
 def make_image_folder(root: Path, classes: int = 3, per_class: int = 8) -> Path:
     """`root/train/class_k/*.png` and `root/val/...`: random pixels, each class its own saturated colour."""
-    rng = np.random.default_rng(0)
-    for split, count in (("train", per_class), ("val", 2)):
-        for label in range(classes):
-            folder = root / split / f"class_{label}"
-            folder.mkdir(parents=True)
-            for index in range(count):
-                pixels = rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)
-                pixels[..., label] = 255  # each class its own colour, so there is something to learn
-                Image.fromarray(pixels).save(folder / f"{index}.png")
-    return root
+    return write_class_folders(root, classes=classes, per_class=per_class, mark_class=True)
 
 
 @pytest.fixture(scope="session")
