@@ -317,6 +317,7 @@ def test_rand_augment_policies_parse_as_timm_or_are_refused() -> None:
 
     assert parse_rand_augment("rand-m9-mstd0.5-inc1") == (2, 9, 0.5)
     assert parse_rand_augment("rand-m7-n3-p0.7-inc1") == (3, 7, 0.7)
+    assert parse_rand_augment("rand-n2-inc1") == (2, 10, 0.5)  # timm's default magnitude, as the torch path
     for policy in ("rand-m9-mstd0.5", "augmix-m5", "original", "rand-m12-inc1", "rand-w0-inc1"):
         with pytest.raises(ValueError):
             parse_rand_augment(policy)

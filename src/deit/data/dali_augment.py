@@ -24,7 +24,6 @@ The semantics are timm's / torchvision's, which `deit.data.transforms` uses:
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 _LEVELS = 10  # timm's magnitude scale: M of 10
@@ -39,27 +38,27 @@ _ORDERS = ((0, 1, 2), (0, 2, 1), (1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
 
 def parse_rand_augment(policy: str) -> tuple[int, int, float]:
-    """(layers N, magnitude M of 10, probability P) of a timm `rand-...-inc1` policy; ValueError otherwise."""
+    """(layers N, magnitude M of 10, probability P) of a timm `rand-...-inc1` policy; ValueError otherwise.
+
+    Read by timm's own parser, the one the torch transform uses, so both loaders agree on every default (M is 10
+    when the policy names none); what DALI cannot do (op weights, `mmax`, a fractional M) is refused.
+    """
+    from timm.data.auto_augment import rand_augment_transform
+
     sections = policy.split("-")
     if sections[0] != "rand" or "inc1" not in sections[1:]:
         raise ValueError("DALI implements timm's RandAugment with increasing ops (rand-...-inc1) only")
-    layers, magnitude, probability = 2, 9, 0.5
-    for section in sections[1:]:
-        key, value = re.match(r"([a-z]*)(.*)", section).groups()  # type: ignore[union-attr]
-        try:
-            if key == "m":
-                magnitude = int(value)
-            elif key == "n":
-                layers = int(value)
-            elif key == "p":
-                probability = float(value)
-            elif key not in ("mstd", "inc"):
-                raise ValueError(f"option {section!r} is not implemented for DALI")
-        except ValueError as error:
-            raise ValueError(f"section {section!r}: {error}") from error
-    if not 0 <= magnitude <= _LEVELS:
-        raise ValueError(f"magnitude {magnitude}: must be in [0, {_LEVELS}]")
-    return layers, magnitude, probability
+    try:
+        transform = rand_augment_transform(policy, {})
+    except (AssertionError, ValueError, KeyError) as error:
+        raise ValueError(f"timm rejects it ({error or 'unknown section'})") from error
+    op = transform.ops[0]
+    if transform.choice_weights is not None or op.magnitude_max is not None:
+        raise ValueError("op weights (w) and mmax are not implemented for DALI")
+    magnitude = float(op.magnitude)
+    if not (magnitude.is_integer() and 0 <= magnitude <= _LEVELS):
+        raise ValueError(f"magnitude {op.magnitude:g}: DALI takes a whole number in [0, {_LEVELS}]")
+    return transform.num_layers, int(magnitude), float(op.prob)
 
 
 def rand_augment(images: Any, policy: str, *, size: int) -> Any:
