@@ -140,6 +140,7 @@ def plot_curves(log_path: str | Path, out_path: str | Path) -> Path | None:
     import matplotlib.pyplot as plt
 
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+
     def series(axis: Any, key: str, label: str) -> None:
         # Each series at the epochs that have it: with --eval-interval N the validation keys are in every N-th row.
         points = [(r["epoch"], r[key]) for r in rows if key in r]

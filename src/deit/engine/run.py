@@ -260,13 +260,14 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
                 progress_mode=mode, global_step=run.global_step)
             run.global_step = int(train_stats["global_step"])
             evaluated = (epoch + 1) % config.eval_interval == 0 or epoch + 1 == config.epochs
+            improved = False
             if evaluated:
                 metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher,
                                    precision=run.precision, distributed=run.loaders.distributed_eval,
                                    teacher_cache=teacher_cache)
+                improved = metrics["acc1"] > run.best_acc
+                run.best_acc = max(run.best_acc, metrics["acc1"])
             run.scheduler.step(epoch + 1, metrics["acc1"] if evaluated else None)  # None only without plateau
-            improved = evaluated and metrics["acc1"] > run.best_acc
-            run.best_acc = max(run.best_acc, metrics["acc1"]) if evaluated else run.best_acc
             _save_epoch(run, epoch, improved)
             stats = {**{f"train_{k}": v for k, v in train_stats.items() if k != "global_step"},
                      **({f"test_{k}": v for k, v in metrics.items()} if evaluated else {}), "epoch": epoch,
