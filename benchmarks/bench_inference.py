@@ -26,7 +26,7 @@ from common import (Deadline, environment, environment_lines, guarded, interleav
                     previous_rows, same_weights_pair, write_report)
 from deit import perf
 from deit.precision import resolve_precision
-from deit.tools.onnx_runtime import OnnxRuntimeModel
+from deit.export.onnx_runtime import OnnxRuntimeModel
 
 # REFERENCE.md's timm measurements were taken at these batch sizes on an H200.
 GPU_MODELS = "deit_small_distilled_patch16_224:512,deit_base_distilled_patch16_224:256," \

@@ -1,7 +1,7 @@
 """Training-step images/s: `deit train`'s own step versus the official loop on timm's model, in one process.
 
 Our path is the engine's `TrainStep`, built from a `deit train` configuration by the same builders `deit train`
-uses (deit.tools.bench.build_bench_step): a row here is that configuration, recorded in the JSON. Both sides run
+uses (deit.inference.bench.build_bench_step): a row here is that configuration, recorded in the JSON. Both sides run
 the official recipe per batch: mixup/cutmix, student forward, hard distillation with the teacher's prediction,
 backward, AdamW, EMA update. They start from the same student weights (timm's random init loaded into ours) and
 the same teacher weights (RegNetY-16GF, random init: speed does not depend on the values). Parity first: fp32
@@ -26,7 +26,7 @@ from timm.utils import unwrap_model
 
 from deit import perf
 from deit.precision import resolve_precision
-from deit.tools.bench import build_bench_step, time_steps, train_config
+from deit.inference.bench import build_bench_step, time_steps, train_config
 from official_loop import OfficialStep
 
 GPU_STUDENTS = "deit_small_distilled_patch16_224:256,deit_base_distilled_patch16_224:128"

@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deit.tools.bench import time_steps
-from deit.tools.cpu_info import describe_cpu
+from deit.inference.bench import time_steps
+from deit.cpu_info import describe_cpu
 
 
 def environment(device: torch.device) -> dict[str, Any]:

@@ -16,7 +16,7 @@ MIX = dict(mixup=0.8, cutmix=1.0)
 
 
 def base(**kw):
-    from deit.tools.demo import DemoSettings, shared_recipe
+    from deit.demo.experiment import DemoSettings, shared_recipe
     r = shared_recipe(DemoSettings())
     r.update(kw)
     return r
@@ -54,7 +54,7 @@ def teacher(frac, epochs, tag="", **kw):
 
 
 def student(kind, frac, epochs, seed, tpath=None, tag="", student_kw=STUDENT, **kw):
-    from deit.tools.demo import PLAIN_STUDENT, DISTILLED_STUDENT
+    from deit.demo.experiment import PLAIN_STUDENT, DISTILLED_STUDENT
     d = {"two_cls_tokens": "labels"}.get(kind, kind)
     extra = dict(teacher_model="resnet18", teacher_path=tpath) if d in ("soft", "hard") else {}
     s = base(model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT, model_kwargs=student_kw, epochs=epochs,

@@ -13,15 +13,15 @@ from deit.errors import DeitError
 # Each subcommand lives in its own module exposing `configure_parser(parser)` and `run(args) -> int`.
 # Imported lazily so `deit models` does not pay for torch.compile, onnx, matplotlib ...
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("deit.tools.train_cmd", "train a DeiT student, a teacher or any timm/torchvision model"),
-    "eval": ("deit.tools.eval_cmd", "evaluate a checkpoint: class, distillation and fused heads"),
-    "predict": ("deit.tools.predict", "top-k classes for images or folders"),
-    "export": ("deit.tools.export", "export a checkpoint to ONNX, TorchScript or safetensors"),
-    "analyze": ("deit.tools.analyze", "token similarity, head agreement and attention maps"),
-    "bench": ("deit.tools.bench", "images/s for inference and for a training step"),
-    "models": ("deit.tools.models_cmd", "list the registered models"),
-    "data": ("deit.tools.data_cmd", "data tools: `deit data pack` writes WebDataset tar shards"),
-    "demo": ("deit.tools.demo", "the paper's distillation experiment on the embedded DIGITS data"),
+    "train": ("deit.commands.train", "train a DeiT student, a teacher or any timm/torchvision model"),
+    "eval": ("deit.commands.eval", "evaluate a checkpoint: class, distillation and fused heads"),
+    "predict": ("deit.inference.predict", "top-k classes for images or folders"),
+    "export": ("deit.export.exporter", "export a checkpoint to ONNX, TorchScript or safetensors"),
+    "analyze": ("deit.inference.analyze", "token similarity, head agreement and attention maps"),
+    "bench": ("deit.inference.bench", "images/s for inference and for a training step"),
+    "models": ("deit.commands.models", "list the registered models"),
+    "data": ("deit.commands.data", "data tools: `deit data pack` writes WebDataset tar shards"),
+    "demo": ("deit.demo.experiment", "the paper's distillation experiment on the embedded DIGITS data"),
 }
 
 

@@ -1,5 +1,5 @@
 """Fast paths that keep the math: torch.compile, channels-last, pinned transfers, CUDA graphs. (The ONNX
-Runtime runner lives with export: `deit.tools.onnx_runtime`; precision is resolved in `deit.precision`.)
+Runtime runner lives with export: `deit.export.onnx_runtime`; precision is resolved in `deit.precision`.)
 
 Every helper here changes how the same computation is executed, never what is computed; the benchmarks and
 tests compare each one with the eager model.

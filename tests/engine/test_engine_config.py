@@ -12,7 +12,7 @@ import yaml
 
 from deit.cli import build_parser, main
 from deit.engine.config import TrainConfig, config_from_args, load_yaml_settings, save_config_yaml
-from deit.engine.validation import validate_config
+from deit.engine.preflight import validate_config
 from deit.errors import DeitError
 
 # Every flag of the official main.py (facebookresearch/deit), with a non-default value where it takes one.

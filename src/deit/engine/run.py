@@ -30,7 +30,7 @@ from deit.precision import Precision, resolve_precision
 from deit.engine.step import TrainStep
 from deit.distill.loss import TEACHER_TYPES
 from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
-from deit.engine.validation import describe_data, resolve_data_set, validate_config
+from deit.engine.preflight import describe_data, resolve_data_set, validate_config
 from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
 from deit.models.checkpoint import load_state_dict_strict

@@ -14,7 +14,7 @@ from PIL import Image
 from deit.cli import main
 from deit.errors import DeitError
 from deit.models.factory import load_trained_model
-from deit.tools.preprocess import EvalPreprocessing
+from deit.inference.preprocess import EvalPreprocessing
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 KWARGS = '{"depth": 2, "patch_size": 4}'
@@ -88,7 +88,7 @@ def test_timm_loads_the_export_with_classes_mean_std_and_crop(trained: Path, tmp
 
 def test_an_odd_center_crop_margin_shifts_transformers_by_one_pixel(tmp_path: Path) -> None:
     """Why 1e-5 holds only for even margins: torchvision rounds the crop offset half-to-even, transformers floors."""
-    from deit.tools.export_hf import processor_config
+    from deit.export.hf_format import processor_config
 
     preprocessing = EvalPreprocessing(input_size=32)
     (tmp_path / "preprocessor_config.json").write_text(json.dumps(processor_config(preprocessing)))
@@ -104,7 +104,7 @@ def test_an_odd_center_crop_margin_shifts_transformers_by_one_pixel(tmp_path: Pa
 
 def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
     import deit
-    from deit.tools.export_hf import hf_config_dict
+    from deit.export.hf_format import hf_config_dict
 
     model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
     with pytest.raises(DeitError, match="DeiT III"):
@@ -114,7 +114,7 @@ def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
 def test_deit3_exports_to_timm(tmp_path: Path) -> None:
     import deit
     from deit.models.meta import CheckpointMeta
-    from deit.tools.export_timm import export_timm
+    from deit.export.timm_format import export_timm
 
     model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
     meta = CheckpointMeta(model="deit3_small_patch16_224", model_kwargs={"patch_size": 8, "depth": 1}, input_size=32,

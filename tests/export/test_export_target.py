@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import save_tiny_checkpoint
+from tiny_checkpoints import save_tiny_checkpoint
 
 from deit.cli import main
 from deit.errors import DeitError
@@ -74,7 +74,7 @@ def test_nan_outputs_fail_the_parity_check(tiny_checkpoint: Path, tmp_path: Path
 
 
 def test_a_folder_export_never_writes_into_the_input_folder_or_a_full_folder(tmp_path: Path) -> None:
-    from deit.tools.export_target import check_export_folder
+    from deit.export.target import check_export_folder
 
     run = tmp_path / "run"
     run.mkdir()

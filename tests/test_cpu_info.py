@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from deit.tools.cpu_info import describe_cpu
+from deit.cpu_info import describe_cpu
 
 ZEN_AVX2_ONLY = """processor\t: 0
 cpu family\t: 25

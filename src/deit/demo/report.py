@@ -15,8 +15,8 @@ from typing import Any
 
 from deit.io import atomic_write
 
-from deit.tools.demo_kinds import KIND_NAMES, STUDENT_TITLES
-from deit.tools.demo_kinds import STUDENT_KINDS as STUDENT_ORDER
+from deit.demo.kinds import KIND_NAMES, STUDENT_TITLES
+from deit.demo.kinds import STUDENT_KINDS as STUDENT_ORDER
 
 PAPER_COSINE = {"distillation_token_last_layer": 0.93, "two_class_tokens_last_layer": 0.999}
 HEADS = ("cls", "dist", "fused")

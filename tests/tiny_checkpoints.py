@@ -1,4 +1,4 @@
-"""Shared fixtures for the tools tests: a tiny trained-model checkpoint and a folder of small images."""
+"""Shared fixtures (tests/conftest.py loads them): a tiny trained-model checkpoint and a folder of small images."""
 
 from __future__ import annotations
 

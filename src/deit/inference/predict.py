@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from deit.data import read_image
 from deit.errors import DeitError
 from deit.io import dumps_strict
-from deit.tools.preprocess import EvalPreprocessing, load_inference_model
+from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 
 EXIT_SOME_INPUTS_FAILED = 1
 

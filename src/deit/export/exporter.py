@@ -18,11 +18,11 @@ import torch
 from torch import nn
 
 from deit.errors import DeitError
-from deit.tools.agreement import DEFAULT_MIN_AGREEMENT, Agreement, checkpoint_agreement
-from deit.tools.export_target import check_export_folder, check_export_target
-from deit.tools.onnx_runtime import QUANTIZE_CHOICES, require_onnx
+from deit.inference.agreement import DEFAULT_MIN_AGREEMENT, Agreement, checkpoint_agreement
+from deit.export.target import check_export_folder, check_export_target
+from deit.export.onnx_runtime import QUANTIZE_CHOICES, require_onnx
 from deit.models.meta import CheckpointMeta
-from deit.tools.preprocess import load_inference_model
+from deit.inference.preprocess import load_inference_model
 
 FORMATS = ("onnx", "torchscript", "safetensors")
 FOLDER_FORMATS = ("hf", "timm")  # written as a folder by their own modules (export_hf, export_timm)
@@ -104,7 +104,7 @@ def _max_abs_diff(model: nn.Module, inputs: Sequence[torch.Tensor],
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None, quantize: str,
                  notes: list[str]) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
-    from deit.tools.onnx_runtime import OnnxRuntimeModel, export_int8, export_onnx
+    from deit.export.onnx_runtime import OnnxRuntimeModel, export_int8, export_onnx
 
     if quantize == "none":
         exporter = export_onnx(model, example, output, opset=opset, notes=notes)
@@ -197,10 +197,10 @@ def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: in
 
 def _export_folder(checkpoint: str | Path, format: str, output: Path, tolerance: float) -> ExportReport:
     if format == "hf":
-        from deit.tools.export_hf import export_hf as write
+        from deit.export.hf_format import export_hf as write
         exporter = "transformers save_pretrained"
     else:
-        from deit.tools.export_timm import export_timm as write
+        from deit.export.timm_format import export_timm as write
         exporter = "timm local-dir"
     output, diff, size = write(checkpoint, output)
     report = ExportReport(format, output, exporter, (3, size, size), (2,), diff, tolerance,

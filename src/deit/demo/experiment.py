@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from deit.errors import DeitError
-from deit.tools.cpu_info import describe_cpu
-from deit.tools.demo_kinds import STUDENT_KINDS
-from deit.tools.demo_runs import Job, plan_parallelism, run_jobs, usable_cores
+from deit.cpu_info import describe_cpu
+from deit.demo.kinds import STUDENT_KINDS
+from deit.demo.runs import Job, plan_parallelism, run_jobs, usable_cores
 
 #: The comparison the demo's verdict is about, fixed before any run: soft distillation against none, at the
 #: smallest training-set size of the run (the data-starved regime, where the paper's thesis predicts the gain).
@@ -238,7 +238,7 @@ def machine_description(device: str) -> dict[str, Any]:
 
 def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, Any]:
     """Train everything, then write `results.json`, `results.md` and the pictures into the output directory."""
-    from deit.tools import demo_plots, demo_report
+    from deit.demo import plots as demo_plots, report as demo_report
 
     settings.validate()
     started = time.perf_counter()

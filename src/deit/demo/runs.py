@@ -68,8 +68,8 @@ def last_layer_token_similarity(checkpoint: Path, device: str = "auto") -> float
     from torch.utils.data import DataLoader
 
     from deit.data import build_dataset
-    from deit.tools.analyze import token_cosine_similarity
-    from deit.tools.preprocess import EvalPreprocessing, load_inference_model
+    from deit.inference.analyze import token_cosine_similarity
+    from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 
     model, meta, resolved = load_inference_model(checkpoint, device)
     if not getattr(model, "distilled", False):

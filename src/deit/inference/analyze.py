@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader, Subset
 from deit.errors import DeitError
 from deit.io import dumps_strict
 from deit.models.vit import VisionTransformer
-from deit.tools.preprocess import EvalPreprocessing, load_inference_model
+from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 
 PAPER_EMBEDDING_SIMILARITY = 0.06
 PAPER_LAST_LAYER_SIMILARITY = 0.93

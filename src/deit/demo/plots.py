@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 from deit.io import atomic_write
-from deit.tools.demo_kinds import STUDENT_KINDS as STUDENT_ORDER
-from deit.tools.demo_kinds import STUDENT_TITLES
+from deit.demo.kinds import STUDENT_KINDS as STUDENT_ORDER
+from deit.demo.kinds import STUDENT_TITLES
 
 #: One colour per kind, the same in both pictures.
 KIND_COLORS = {"none": "tab:gray", "two_cls_tokens": "tab:purple", "soft": "tab:blue", "hard": "tab:orange"}

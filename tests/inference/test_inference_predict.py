@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import CLASS_NAMES, TINY_SIZE, write_image
+from tiny_checkpoints import CLASS_NAMES, TINY_SIZE, write_image
 from PIL import Image
 from torchvision.transforms import v2
 
 from deit.cli import main
-from deit.tools.predict import EXIT_SOME_INPUTS_FAILED, predict
-from deit.tools.preprocess import EvalPreprocessing
+from deit.inference.predict import EXIT_SOME_INPUTS_FAILED, predict
+from deit.inference.preprocess import EvalPreprocessing
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import pytest
 
 from deit.cli import main
 from deit.errors import DeitError
-from deit.tools import demo_report
+from deit.demo import report as demo_report
 from deit.io import load_torch_file
-from deit.tools.demo import (DISTILLED_STUDENT, HEADLINE_KIND, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings, plan_runs,
+from deit.demo.experiment import (DISTILLED_STUDENT, HEADLINE_KIND, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings, plan_runs,
                              student_config, teacher_config)
-from deit.tools.demo_runs import Job, _PrefixedLines, execute
+from deit.demo.runs import Job, _PrefixedLines, execute
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -245,7 +245,7 @@ def test_one_job_runs_inline_and_restores_threads(tmp_path: Path) -> None:
     # The GPU / single-core path: runs one after another in this process, which must be left as it was found.
     import torch
 
-    from deit.tools.demo import run_demo
+    from deit.demo.experiment import run_demo
 
     threads = torch.get_num_threads()
     settings = DemoSettings.quick(output_dir=str(tmp_path), jobs=1, epochs=1, max_steps_per_epoch=3, sizes=(1.0,))
@@ -257,7 +257,7 @@ def test_one_job_runs_inline_and_restores_threads(tmp_path: Path) -> None:
 
 
 def test_parallelism_plan() -> None:
-    from deit.tools.demo_runs import plan_parallelism, usable_cores
+    from deit.demo.runs import plan_parallelism, usable_cores
 
     cores = usable_cores()
     assert plan_parallelism("cpu", 0, 3) == (min(cores, 6), max(1, cores // min(cores, 6)), "cpu")
@@ -266,7 +266,7 @@ def test_parallelism_plan() -> None:
 
 def test_a_free_worker_takes_the_longest_waiting_run_first(monkeypatch: pytest.MonkeyPatch) -> None:
     # Teachers, then distilled students as their teacher is done, then label-only ones: short runs fill the end.
-    from deit.tools import demo_runs
+    from deit.demo import runs as demo_runs
 
     order: list[str] = []
 

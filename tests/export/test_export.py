@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASS_NAMES, TINY_SIZE
+from tiny_checkpoints import CLASS_NAMES, TINY_SIZE
 
-import deit.tools.export as export_module
+import deit.export.exporter as export_module
 from deit.cli import main
 from deit.errors import DeitError
 from deit.models.factory import load_trained_model
-from deit.tools.export import export
+from deit.export.exporter import export
 
 
 def _reference(checkpoint: Path, batch: int) -> tuple[torch.Tensor, np.ndarray]:

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CLASS_NAMES, TINY_OVERRIDES, TINY_SIZE
+from tiny_checkpoints import CLASS_NAMES, TINY_OVERRIDES, TINY_SIZE
 from PIL import Image
 
 import deit
 from deit.cli import main
-from deit.tools.analyze import analyze, attention_rollout, embedding_cosine_similarity, patch_grid
+from deit.inference.analyze import analyze, attention_rollout, embedding_cosine_similarity, patch_grid
 
 
 def test_rollout_rows_sum_to_one_and_follow_the_recursion() -> None:

@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 
 from deit.errors import DeitError
 from deit.models.meta import CheckpointMeta
-from deit.tools.model_card import model_card
-from deit.tools.preprocess import EvalPreprocessing, load_inference_model
+from deit.export.model_card import model_card
+from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 
 
 def timm_model_args(meta: CheckpointMeta, preprocessing: EvalPreprocessing) -> dict[str, Any]:

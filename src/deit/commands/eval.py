@@ -25,7 +25,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Evaluate and print the three heads' top-1/top-5 (and teacher agreement); 0 on success."""
-    from deit.engine.evaluation import evaluate_checkpoint
+    from deit.inference.evaluation import evaluate_checkpoint
     from deit.engine.run import format_metrics
 
     metrics = evaluate_checkpoint(args.checkpoint, data_set=args.data_set, data_path=args.data_path,

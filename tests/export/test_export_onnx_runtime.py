@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-import deit.tools.onnx_runtime as onnx_runtime
+import deit.export.onnx_runtime as onnx_runtime
 from deit import create_model, perf
 from deit.errors import DeitError
 from deit.models.layers import Attention
-from deit.tools.onnx_int8_graph import unfuse_skip_layer_norm, with_separate_qkv
-from deit.tools.onnx_runtime import OnnxRuntimeModel, export_int8, export_onnx
+from deit.export.onnx_int8_graph import unfuse_skip_layer_norm, with_separate_qkv
+from deit.export.onnx_runtime import OnnxRuntimeModel, export_int8, export_onnx
 
 
 def _tiny(seed: int = 0) -> nn.Module:

@@ -24,7 +24,7 @@ from deit import perf
 from deit.engine.step import TrainStep
 from deit.precision import AMP_CHOICES
 from deit.errors import DeitError
-from deit.tools.cpu_info import describe_cpu
+from deit.cpu_info import describe_cpu
 
 DEFAULT_BATCH_SIZE = {"cuda": 256, "cpu": 8}
 
@@ -49,7 +49,7 @@ class BenchResult:
     teacher: str | None = None
     distillation_type: str | None = None
     parity_max_abs_diff: float | None = None  # fast path vs eager (logits, or the first step's loss)
-    quantize: str = "none"  # "int8": ONNX Runtime int8 (see deit.tools.onnx_runtime)
+    quantize: str = "none"  # "int8": ONNX Runtime int8 (see deit.export.onnx_runtime)
     top1_agreement: dict[str, Any] | None = None  # quantized vs fp32 on a trained model's validation split
     fallback_reason: str | None = None  # why the requested fast path was not used
     torch_version: str = torch.__version__
@@ -155,7 +155,7 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     torch.manual_seed(seed)
     meta: Any = None  # a CheckpointMeta with --checkpoint
     if checkpoint is not None:
-        from deit.tools.preprocess import load_inference_model
+        from deit.inference.preprocess import load_inference_model
 
         network, meta, _ = load_inference_model(checkpoint, "cpu")
         model, num_classes = meta.model or model, meta.num_classes
@@ -175,7 +175,7 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
                                        cuda_graphs=cuda_graphs, onnxruntime=onnxruntime, quantize=quantize,
                                        common=common)
     if checkpoint is not None:
-        from deit.tools.agreement import checkpoint_agreement
+        from deit.inference.agreement import checkpoint_agreement
 
         agreement = checkpoint_agreement(network, meta, forward, checkpoint=checkpoint, data_set=data_set,
                                          data_path=data_path)
@@ -201,7 +201,7 @@ def _bench_inference(network: nn.Module, images: Tensor, *, dtype: torch.dtype |
 
     forward, runtime, fallback = eager, "eager", None
     if onnxruntime:
-        from deit.tools.onnx_runtime import OnnxRuntimeModel
+        from deit.export.onnx_runtime import OnnxRuntimeModel
 
         forward = OnnxRuntimeModel.from_module(network, images[:2].cpu(), quantize=quantize)
         runtime = "onnxruntime" if quantize == "none" else f"onnxruntime-{quantize}"

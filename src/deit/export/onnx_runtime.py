@@ -5,7 +5,7 @@ Exported graphs take `(batch, 3, size, size)` normalised images (batch dynamic) 
 `--quantize int8` does less work rather than the same work faster: ONNX Runtime's transformer optimiser first
 fuses each block's attention, then every weight matrix product and the attention's qkv product become int8
 ones (weights quantized once, activations per batch; VNNI kernels where the CPU has them), which the CPU provider
-runs as `DynamicQuantizeMatMul`/`QAttention`. Accuracy is checked separately (see `deit.tools.agreement`).
+runs as `DynamicQuantizeMatMul`/`QAttention`. Accuracy is checked separately (see `deit.inference.agreement`).
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def export_int8(model: nn.Module, example: Tensor, output: str | Path, *, opset:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers import optimizer
 
-    from deit.tools.onnx_int8_graph import unfuse_skip_layer_norm, with_separate_qkv
+    from deit.export.onnx_int8_graph import unfuse_skip_layer_norm, with_separate_qkv
 
     heads, width = _attention_shape(model)
     with tempfile.TemporaryDirectory(prefix="deit-onnx-") as scratch:

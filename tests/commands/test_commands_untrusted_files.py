@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import save_file
-from conftest import CLASS_NAMES, TINY_MODEL, TINY_OVERRIDES, TINY_SIZE, save_tiny_checkpoint, write_image
+from tiny_checkpoints import CLASS_NAMES, TINY_MODEL, TINY_OVERRIDES, TINY_SIZE, save_tiny_checkpoint, write_image
 
 import deit
 from deit.cli import main

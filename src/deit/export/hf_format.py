@@ -18,8 +18,8 @@ from torch import nn
 
 from deit.errors import DeitError
 from deit.models.hf_convert import to_hf_state_dict
-from deit.tools.model_card import model_card
-from deit.tools.preprocess import EvalPreprocessing, load_inference_model
+from deit.export.model_card import model_card
+from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 
 HF_EXTRA_HINT = "install transformers: pip install 'deit[hf]'"
 

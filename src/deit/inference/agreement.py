@@ -44,7 +44,7 @@ class Agreement:
 
 def recorded_data(checkpoint: str | Path) -> tuple[str | None, str | None]:
     """(data set, data path) a `deit train` checkpoint was trained on, or Nones."""
-    from deit.engine.evaluation import training_record
+    from deit.inference.evaluation import training_record
 
     args, _ = training_record(Path(checkpoint))
     return args.get("data_set"), args.get("data_path") or None
@@ -54,7 +54,7 @@ def validation_loader(meta: CheckpointMeta, data_set: str, data_path: str | None
                       ) -> torch.utils.data.DataLoader:
     """The validation split of `data_set` with the checkpoint's own eval preprocessing, in order."""
     from deit.data import build_dataset
-    from deit.tools.preprocess import EvalPreprocessing
+    from deit.inference.preprocess import EvalPreprocessing
 
     dataset = build_dataset(data_set, data_path, train=False, transform=EvalPreprocessing.from_meta(meta).transform())
     if len(dataset.classes) != meta.num_classes:

@@ -10,7 +10,7 @@ import torch
 from deit.cli import main
 from deit.engine import make_config
 from deit.engine.step import TrainStep
-from deit.tools.bench import benchmark, build_bench_step, time_steps
+from deit.inference.bench import benchmark, build_bench_step, time_steps
 
 TINY = ["--model", "deit_tiny_distilled_patch16_224", "--img-size", "32", "--num-classes", "10",
         "--model-kwargs", '{"patch_size": 8, "depth": 2}', "--device", "cpu", "--batch-size", "4"]
