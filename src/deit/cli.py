@@ -3,38 +3,41 @@
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 import warnings
 from collections.abc import Sequence
+from types import ModuleType
 
+from deit.commands import analyze, bench, data, demo, export, models, predict, train
+from deit.commands import eval as evaluate
 from deit.errors import DeitError
 
-# Each subcommand lives in its own module exposing `configure_parser(parser)` and `run(args) -> int`.
-# Imported lazily so `deit models` does not pay for torch.compile, onnx, matplotlib ...
-SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("deit.commands.train", "train a DeiT student, a teacher or any timm/torchvision model"),
-    "eval": ("deit.commands.eval", "evaluate a checkpoint: class, distillation and fused heads"),
-    "predict": ("deit.inference.predict", "top-k classes for images or folders"),
-    "export": ("deit.export.exporter", "export a checkpoint to ONNX, TorchScript or safetensors"),
-    "analyze": ("deit.inference.analyze", "token similarity, head agreement and attention maps"),
-    "bench": ("deit.inference.bench", "images/s for inference and for a training step"),
-    "models": ("deit.commands.models", "list the registered models"),
-    "data": ("deit.commands.data", "data tools: `deit data pack` writes WebDataset tar shards"),
-    "demo": ("deit.demo.experiment", "the paper's distillation experiment on the embedded DIGITS data"),
+# Each subcommand is a module of deit.commands exposing `configure_parser(parser)` and `run(args) -> int`.
+# Those modules import their library inside the two functions, so `deit --help` does not pay for the engine,
+# onnx or matplotlib, and only the command that runs loads what it needs.
+SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
+    "train": (train, "train a DeiT student, a teacher or any timm/torchvision model"),
+    "eval": (evaluate, "evaluate a checkpoint: class, distillation and fused heads"),
+    "predict": (predict, "top-k classes for images or folders"),
+    "export": (export, "export a checkpoint to ONNX, TorchScript or safetensors"),
+    "analyze": (analyze, "token similarity, head agreement and attention maps"),
+    "bench": (bench, "images/s for inference and for a training step"),
+    "models": (models, "list the registered models"),
+    "data": (data, "data tools: `deit data pack` writes WebDataset tar shards"),
+    "demo": (demo, "the paper's distillation experiment on the embedded DIGITS data"),
 }
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The `deit` parser; only `command`'s module is imported and configured (all listed for --help)."""
+    """The `deit` parser; only `command`'s flags are configured (every command is listed for --help)."""
     parser = argparse.ArgumentParser(prog="deit", description="DeiT: data-efficient image transformers.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module_name, help_text) in SUBCOMMANDS.items():
+    for name, (module, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == command:
             sub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-            importlib.import_module(module_name).configure_parser(sub)
-            sub.set_defaults(_module=module_name)
+            module.configure_parser(sub)
+            sub.set_defaults(_run=module.run)
     return parser
 
 
@@ -58,10 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = next((a for a in argv if not a.startswith("-")), None)
         parser = build_parser(command if command in SUBCOMMANDS else None)
         args = parser.parse_args(argv)
-        if not getattr(args, "_module", None):
+        if not getattr(args, "_run", None):
             parser.print_help()
             return 2
-        return int(importlib.import_module(args._module).run(args) or 0)
+        return int(args._run(args) or 0)
     except DeitError as error:
         if debug:
             raise

@@ -12,7 +12,8 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from deit.cli import main
-from deit.inference.predict import EXIT_SOME_INPUTS_FAILED, predict
+from deit.commands.predict import EXIT_SOME_INPUTS_FAILED
+from deit.inference.predict import predict
 from deit.inference.preprocess import EvalPreprocessing
 
 

@@ -1,4 +1,4 @@
-"""`deit export`: a checkpoint to ONNX, TorchScript or safetensors, checked against PyTorch after writing.
+"""A checkpoint to ONNX, TorchScript or safetensors, checked against PyTorch after writing (`deit export`'s library).
 
 Exported graphs take `(batch, 3, size, size)` normalised images (batch dynamic) and return the fused logits
 (the eval-mode output: the average of the class and distillation heads for a distilled model).
@@ -6,7 +6,6 @@ Exported graphs take `(batch, 3, size, size)` normalised images (batch dynamic) 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -209,38 +208,6 @@ def _export_folder(checkpoint: str | Path, format: str, output: Path, tolerance:
         raise DeitError(f"{output}: the {format} export differs from PyTorch by max |diff| {diff:.3e} "
                         f"> {tolerance:.0e} (kept for inspection)")
     return report
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Flags of `deit export`."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
-    parser.add_argument("--format", required=True, choices=FORMATS + FOLDER_FORMATS,
-                        help="output format (hf, timm: a folder)")
-    parser.add_argument("--output", required=True, help="file to write (model.onnx, model.pt, model.safetensors); folder for hf/timm")
-    parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
-    parser.add_argument("--batch-size", type=int, default=4,
-                        help="largest batch used to verify the export (batch 1 is always checked; default 4)")
-    parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE,
-                        help="largest max |diff| against PyTorch accepted (default 1e-4, fp32)")
-    parser.add_argument("--overwrite", action="store_true",
-                        help="replace --output if it exists (never allowed when it is the input checkpoint)")
-    parser.add_argument("--quantize", choices=QUANTIZE_CHOICES, default="none",
-                        help="int8: ONNX Runtime fusion + int8 weight products (CPU fast path); checked by top-1 "
-                             "agreement with fp32 on the validation split")
-    parser.add_argument("--data-set", default=None,
-                        help="validation data for the int8 agreement check (default: the checkpoint's)")
-    parser.add_argument("--data-path", default=None, help="folder of --data-set (default: the checkpoint's)")
-    parser.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
-                        help="lowest int8 top-1 agreement with fp32 accepted (default 0.995)")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run `deit export`; prints the verification, exits 2 when it fails."""
-    report = export(args.checkpoint, args.format, args.output, opset=args.opset, batch_size=args.batch_size,
-                    tolerance=args.tolerance, overwrite=args.overwrite, quantize=args.quantize,
-                    data_set=args.data_set, data_path=args.data_path, min_agreement=args.min_agreement)
-    print(report.summary())
-    return 0
 
 
 __all__ = ["FORMATS", "ExportReport", "export"]
