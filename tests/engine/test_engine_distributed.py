@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deit.engine.distributed import first_slurm_host, init_distributed, read_launcher_env, resolve_device
+from deit.engine.distributed import first_slurm_host, init_distributed, read_launcher_env, process_device
 from deit.errors import DeitError
 
 
@@ -32,11 +32,11 @@ def test_first_slurm_host(nodelist: str, first: str) -> None:
 
 
 def test_devices() -> None:
-    assert resolve_device("cpu") == torch.device("cpu")
-    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    assert process_device("cpu", local_rank=3) == torch.device("cpu")
+    assert process_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     if not torch.cuda.is_available():
         with pytest.raises(DeitError, match="CUDA is not available"):
-            resolve_device("cuda")
+            process_device("cuda")
 
 
 def test_distributed_flag_without_a_launcher_is_refused() -> None:

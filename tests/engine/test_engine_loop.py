@@ -9,7 +9,7 @@ from torch import nn
 from deit import create_model
 from deit.distill import DistillationLoss
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
-from deit.precision import Precision, resolve_precision
+from deit.precision import resolve_precision
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
 

@@ -154,7 +154,7 @@ def usable_cores() -> int:
 
 def plan_parallelism(device: str, jobs: int, seeds: int) -> tuple[int, int | None, str]:
     """(parallel runs, threads per run or None for torch's default, the resolved device); `jobs` 0 = automatic."""
-    from deit.engine.distributed import resolve_device
+    from deit.perf import resolve_device
 
     resolved = str(resolve_device(device))
     if resolved.startswith("cuda"):

@@ -168,18 +168,14 @@ def _dali_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
 def build_student(config: TrainConfig, num_classes: int, *, load_finetune: bool) -> nn.Module:
     """The model to train, with `--finetune` weights (pos_embed resampled, other heads dropped) and `--attn-only`."""
     from deit.models.factory import build_model
-    from deit.models.registry import model_source
 
     overrides = dict(config.model_kwargs)
     if config.drop:
         overrides["drop_rate"] = config.drop
-    source = model_source(config.model)
-    img_size = config.input_size if source == "deit" else None
-    # torchvision models have no stochastic depth: the recipe's default --drop-path does not apply to them.
-    drop_path = config.drop_path if source in ("deit", "timm") else 0.0
     try:
-        model = build_model(config.model, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path,
-                            **overrides)
+        # The factory decides what applies to the model's source (img_size, drop_path_rate); see build_model.
+        model = build_model(config.model, num_classes=num_classes, img_size=config.input_size,
+                            drop_path_rate=config.drop_path, **overrides)
     except TypeError as error:
         raise DeitError(f"--model {config.model} / --model-kwargs {config.model_kwargs}: {error}") from error
     if load_finetune and config.finetune:

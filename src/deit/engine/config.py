@@ -19,13 +19,12 @@ from deit.yaml_load import safe_load_no_aliases
 
 
 def _opt(default: Any, *flags: str, group: str, help: str, kind: type | str | None = None,
-         choices: tuple[str, ...] | None = None, negative: str | None = None, metavar: str | None = None,
-         hidden: bool = False) -> Any:
+         choices: tuple[str, ...] | None = None, negative: str | None = None, metavar: str | None = None) -> Any:
     """A config field that knows its command-line spellings; `kind` is the value type ('floats': a list)."""
     if kind is None:
         kind = type(default) if default is not None else str
     metadata = dict(flags=flags, group=group, help=help, kind=kind, choices=choices, negative=negative,
-                    metavar=metavar, hidden=hidden)
+                    metavar=metavar)
     if isinstance(default, dict):
         return field(default_factory=dict, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -244,13 +243,13 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         group = groups.get(meta["group"]) or groups.setdefault(
             meta["group"], parser.add_argument_group(meta["group"]))
         default = f.default if f.default is not dataclasses.MISSING else {}
-        help_text = argparse.SUPPRESS if meta["hidden"] else f"{meta['help']} (default: {default!r})"
+        help_text = f"{meta['help']} (default: {default!r})"
         if meta["kind"] is bool:
             group.add_argument(*meta["flags"], dest=name, action="store_true", default=argparse.SUPPRESS,
                                help=help_text)
             if meta["negative"]:
                 group.add_argument(meta["negative"], dest=name, action="store_false", default=argparse.SUPPRESS,
-                                   help=argparse.SUPPRESS if meta["hidden"] else f"turn off {meta['flags'][0]}")
+                                   help=f"turn off {meta['flags'][0]}")
             continue
         kwargs: dict[str, Any] = dict(dest=name, default=argparse.SUPPRESS, help=help_text, metavar=meta["metavar"])
         if meta["choices"]:

@@ -61,11 +61,12 @@ def read_launcher_env(environ: Mapping[str, str] | None = None) -> DistributedEn
     return DistributedEnv()
 
 
-def resolve_device(device: str, local_rank: int = 0) -> torch.device:
-    """`auto` -> cuda if available else cpu; `cuda` under a launcher -> this process's GPU."""
-    from deit.perf import resolve_device as parse_device
+def process_device(device: str, local_rank: int = 0) -> torch.device:
+    """The device this training process uses: `deit.perf.resolve_device`'s, and for a bare `cuda` the local rank's
+    GPU, made current (under a launcher each process drives its own GPU)."""
+    from deit.perf import resolve_device
 
-    resolved = parse_device(device)
+    resolved = resolve_device(device)
     if resolved.type == "cuda":
         if resolved.index is None:
             resolved = torch.device("cuda", local_rank % torch.cuda.device_count())
@@ -104,12 +105,6 @@ def shutdown_distributed() -> None:
 def is_distributed() -> bool:
     """Whether a process group is active."""
     return dist.is_available() and dist.is_initialized()
-
-
-def barrier() -> None:
-    """Wait for every process (no-op in a single process)."""
-    if is_distributed():
-        dist.barrier()
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:

@@ -21,10 +21,10 @@ from deit.engine.checkpointing import (BEST_NAME, CHECKPOINT_NAME, capture_rng, 
                                        training_state)
 from deit.engine.config import TrainConfig, save_config_yaml
 from deit.engine.distributed import (DistributedEnv, any_process, init_distributed, read_launcher_env,
-                                     resolve_device, shutdown_distributed)
+                                     process_device, shutdown_distributed)
 from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
-from deit.engine.optim import build_scheduler, scaled_lr
+from deit.engine.optim import build_scheduler, current_lr
 from deit.engine.checkpoint_structure import check_state_shapes, has_training_state
 from deit.precision import Precision, resolve_precision
 from deit.engine.step import TrainStep
@@ -70,7 +70,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     if config.world_size > 1 and not env.distributed:
         raise DeitError(f"--world_size {config.world_size}: start the processes with torchrun or srun "
                         f"(the launcher sets the world size)")
-    device = resolve_device(config.device, env.local_rank)
+    device = process_device(config.device, env.local_rank)
     precision = resolve_precision(config.amp, device)
     resume_path = resolve_resume_path(config.resume, config.output_dir)
     checkpoint = None
@@ -145,7 +145,7 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
                                          precision=precision, world_size=env.world_size,
                                          distributed=env.distributed)
     run.optimizer, run.model_ema, run.train_model = run.step.optimizer, run.step.model_ema, run.step.model
-    lr = scaled_lr(config.lr, config.batch_size, env.world_size, unscale=config.unscale_lr)
+    lr = current_lr(run.optimizer)  # as build_train_step scaled it; read before the warm-up lowers it
     run.scheduler = build_scheduler(
         run.optimizer, sched=config.sched, epochs=config.epochs, warmup_epochs=config.warmup_epochs,
         warmup_lr=config.warmup_lr, min_lr=config.min_lr, decay_epochs=config.decay_epochs,

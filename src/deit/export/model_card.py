@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
-from deit.errors import DeitError
+from deit.inference.record import training_record
 from deit.models.meta import CheckpointMeta
 
 _RECIPE_KEYS = ("epochs", "batch_size", "opt", "lr", "weight_decay", "sched", "warmup_epochs", "smoothing",
@@ -14,34 +13,10 @@ _RECIPE_KEYS = ("epochs", "batch_size", "opt", "lr", "weight_decay", "sched", "w
 _METRIC_KEYS = ("acc1", "acc5", "cls_acc1", "dist_acc1", "teacher_acc1", "teacher_agreement")
 
 
-def training_record(checkpoint: str | Path) -> dict[str, Any]:
-    """`args`, `epoch`, `best_acc` of a `deit train` checkpoint and the last `log.txt` row beside it ({} if none)."""
-    from deit.io import load_torch_file
-
-    path = Path(checkpoint)
-    if not path.is_file() or path.suffix == ".safetensors":
-        return {}
-    try:
-        payload = load_torch_file(path)
-    except DeitError:
-        return {}
-    if not isinstance(payload, dict) or not isinstance(payload.get("args"), dict):
-        return {}
-    record = {"args": payload["args"], "epoch": payload.get("epoch"), "best_acc": payload.get("best_acc")}
-    log = path.parent / "log.txt"
-    if log.is_file():
-        rows = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-        try:
-            record["last_log"] = json.loads(rows[-1]) if rows else {}
-        except json.JSONDecodeError:
-            pass
-    return record
-
-
 def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str) -> str:
     """Markdown stating what the exported weights are, how they were trained and how well they did."""
     record = training_record(checkpoint)
-    args = record.get("args", {})
+    args = record.args
     name, size = meta.model, meta.input_size or 224
     lines = [f"---\nlibrary_name: {'transformers' if fmt == 'hf' else 'timm'}\ntags: [image-classification, deit]\n"
              f"---\n", f"# {name}", "",
@@ -66,13 +41,13 @@ def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str) -> str
     else:
         lines.append("- teacher: none (no distillation)")
     lines += ["", "## Evaluation (validation split, from the checkpoint)", "",
-              f"- epochs completed: {int(record['epoch']) + 1 if record.get('epoch') is not None else '?'}",
-              f"- best top-1: {record.get('best_acc')}"]
-    last = record.get("last_log") or {}
+              f"- epochs completed: {int(record.epoch) + 1 if record.epoch is not None else '?'}",
+              f"- best top-1: {record.best_acc}"]
+    last = record.last_log
     for key in _METRIC_KEYS:
         if f"test_{key}" in last:
             lines.append(f"- last epoch {key}: {last[f'test_{key}']}")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["model_card", "training_record"]
+__all__ = ["model_card"]

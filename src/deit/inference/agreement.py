@@ -44,9 +44,9 @@ class Agreement:
 
 def recorded_data(checkpoint: str | Path) -> tuple[str | None, str | None]:
     """(data set, data path) a `deit train` checkpoint was trained on, or Nones."""
-    from deit.inference.evaluation import training_record
+    from deit.inference.record import training_record
 
-    args, _ = training_record(Path(checkpoint))
+    args = training_record(checkpoint).args
     return args.get("data_set"), args.get("data_path") or None
 
 

@@ -6,24 +6,12 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch.utils.data import DataLoader
 
 from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
+from deit.inference.record import training_record
 from deit.io import dumps_strict
-
-
-def training_record(checkpoint: Path) -> tuple[dict[str, Any], bool]:
-    """The `args` the file recorded (a `deit train` or official checkpoint; else empty), and whether it carries
-    its own preprocessing (deit meta, or a Hugging Face / export directory) rather than weights alone."""
-    if checkpoint.is_dir():
-        return {}, True
-    from deit.models.checkpoint import read_file_with_meta
-
-    payload, meta = read_file_with_meta(checkpoint)
-    args = payload.get("args") if isinstance(payload, dict) else None
-    return (args if isinstance(args, dict) else {}), meta is not None
 
 
 def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, data_path: str | None = None,
@@ -36,7 +24,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     `confusion_matrix.png` there.
     """
     from deit.data import build_dataset, build_transform
-    from deit.engine.distributed import resolve_device
+    from deit.perf import resolve_device
     from deit.engine.loop import evaluate
     from deit.precision import resolve_precision
     from deit.models.factory import load_trained_model
@@ -44,14 +32,15 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     path = Path(checkpoint)
     if not path.exists():
         raise DeitError(f"--checkpoint {path}: no such file or directory")
-    args, has_preprocessing = training_record(path)
+    record = training_record(path)
+    args = record.args
     data_set = data_set or args.get("data_set")
     data_path = data_path or args.get("data_path") or None
     if not data_set:
         raise DeitError(f"--data-set is needed: {path} does not record the data set it was trained on")
     torch_device = resolve_device(device)
     model, meta = load_trained_model(path, torch_device, use_ema=use_ema)
-    if not has_preprocessing:  # weights alone: the data set's normalisation, as `deit train --eval --resume`
+    if not record.has_preprocessing:  # weights alone: the data set's normalisation, as `deit train --eval --resume`
         from deit.engine.builders import data_set_normalization
 
         mean, std = data_set_normalization(data_set)

@@ -15,7 +15,6 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 
 from deit.errors import DeitError, short_list

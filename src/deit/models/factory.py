@@ -19,7 +19,7 @@ from deit.models.architecture import Architecture, architecture_of, closest_regi
 from deit.models.checkpoint import Source, default_meta, load_pretrained, load_state_dict_strict, read_trained_weights
 from deit.models.meta import CheckpointMeta
 from deit.models.kwargs_check import check_vit_kwargs
-from deit.models.registry import get_model_spec, is_registered, model_source, unknown_model_error
+from deit.models.registry import get_model_spec, model_source, unknown_model_error
 from deit.models.vit import VisionTransformer
 
 
@@ -55,7 +55,11 @@ def official_weights(name: str) -> Path:
 
 def build_model(name: str, *, num_classes: int, img_size: int | None = None, drop_path_rate: float = 0.0,
                 **overrides: Any) -> nn.Module:
-    """A freshly initialised model called `name` with `num_classes` outputs (no weights are downloaded)."""
+    """A freshly initialised model called `name` with `num_classes` outputs (no weights are downloaded).
+
+    `img_size` sets our DeiTs' input size; timm and torchvision models keep their own. `drop_path_rate` applies
+    to ours and timm's; torchvision models have no stochastic depth, so it is ignored for them.
+    """
     source = model_source(name)
     if source == "deit":
         return create_model(name, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate,
@@ -98,9 +102,7 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
 
 
 def _build_from_meta(meta: CheckpointMeta, *, overrides: dict[str, Any]) -> nn.Module:
-    # timm/torchvision models take no img_size argument here
-    img_size = meta.input_size if is_registered(meta.model) else None
-    return build_model(meta.model, num_classes=meta.num_classes, img_size=img_size,
+    return build_model(meta.model, num_classes=meta.num_classes, img_size=meta.input_size,
                        **dict(meta.model_kwargs, **overrides))
 
 

@@ -1,0 +1,39 @@
+"""What a checkpoint file records about its training: `deit train`'s arguments, epoch, best top-1, last log row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class TrainingRecord:
+    """How a checkpoint was trained, as far as the file (and the `log.txt` beside it) tells."""
+
+    args: dict[str, Any] = field(default_factory=dict)  # `deit train`'s (or the official main.py's); {} if none
+    has_preprocessing: bool = False  # deit meta, or a HF/export directory: the file brings its own preprocessing
+    epoch: int | None = None
+    best_acc: float | None = None
+    last_log: dict[str, Any] = field(default_factory=dict)  # the last complete row of log.txt beside the file
+
+
+def training_record(checkpoint: str | Path) -> TrainingRecord:
+    """The record of `checkpoint` (a file or an HF/export directory), read safely; empty where it has none."""
+    from deit.engine.logging_utils import read_log
+    from deit.models.checkpoint import read_file_with_meta
+
+    path = Path(checkpoint)
+    if path.is_dir():
+        return TrainingRecord(has_preprocessing=True)
+    payload, meta = read_file_with_meta(path)
+    args = payload.get("args") if isinstance(payload, dict) else None
+    if not isinstance(args, dict):
+        return TrainingRecord(has_preprocessing=meta is not None)
+    log = path.parent / "log.txt"
+    rows = read_log(log) if log.is_file() else []
+    return TrainingRecord(args, meta is not None, epoch=payload.get("epoch"), best_acc=payload.get("best_acc"),
+                          last_log=rows[-1] if rows else {})
+
+
+__all__ = ["TrainingRecord", "training_record"]
