@@ -24,10 +24,10 @@ from PIL import Image
 
 from common import environment, environment_lines, markdown_table, number, write_report
 
-# REFERENCE.md: timm on one H200, bf16, deit_small⚗ + RegNetY-16GF teacher, hard distillation, batch 256.
-GPU_STEP_RATES = {"timm loop, small⚗ + teacher (REFERENCE.md, H200)": 2360.0,
+# docs/reference.md: timm on one H200, bf16, deit_small⚗ + RegNetY-16GF teacher, hard distillation, batch 256.
+GPU_STEP_RATES = {"timm loop, small⚗ + teacher (docs/reference.md, H200)": 2360.0,
                   "2× that (this project's goal)": 4720.0,
-                  "timm, small without teacher (REFERENCE.md)": 5077.0}
+                  "timm, small without teacher (docs/reference.md)": 5077.0}
 
 
 def natural_jpeg(rng: np.random.Generator, *, width: int = 500, height: int = 375, quality: int = 90) -> bytes:

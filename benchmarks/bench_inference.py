@@ -2,7 +2,7 @@
 
 Each model gets: a parity check (ours vs timm logits in fp32 and under autocast; every fast path vs our eager
 model), then interleaved timing of the paths (timm eager, ours eager, ours compiled, ...) and each one's ratio
-to timm eager. GPU (REFERENCE.md batch sizes, bf16 autocast):
+to timm eager. GPU (docs/reference.md batch sizes, bf16 autocast):
 
     PYTHONPATH=src python benchmarks/bench_inference.py --device cuda --amp bf16 --out $OUT
 
@@ -28,7 +28,7 @@ from deit import perf
 from deit.precision import resolve_precision
 from deit.export.onnx_runtime import OnnxRuntimeModel
 
-# REFERENCE.md's timm measurements were taken at these batch sizes on an H200.
+# docs/reference.md's timm measurements were taken at these batch sizes on an H200.
 GPU_MODELS = "deit_small_distilled_patch16_224:512,deit_base_distilled_patch16_224:256," \
              "deit_tiny_distilled_patch16_224:1024,deit_base_distilled_patch16_384:64"
 CPU_MODELS = "deit_tiny_distilled_patch16_224:32,deit_small_distilled_patch16_224:16,deit_base_distilled_patch16_224:8"

@@ -224,7 +224,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--amp", choices=("bf16", "fp16", "none"), default=None,
-                        help="autocast for both loops (default: bf16 on CUDA, as REFERENCE.md; none on CPU)")
+                        help="autocast for both loops (default: bf16 on CUDA, as docs/reference.md; none on CPU)")
     parser.add_argument("--students", default=None, help="comma-separated NAME:BATCH (default: per device)")
     parser.add_argument("--teacher", default="regnety_160", help="timm teacher (random weights)")
     parser.add_argument("--distillation-type", choices=("hard", "soft"), default="hard")

@@ -21,7 +21,7 @@ DEVICE=cuda
 TINY=deit_tiny_distilled_patch16_224 SMALL=deit_small_distilled_patch16_224
 BASE=deit_base_distilled_patch16_224 BASE384=deit_base_distilled_patch16_384
 TEACHER=regnety_160
-# REFERENCE.md's batch sizes (timm measured on an H200 at these).
+# docs/reference.md's batch sizes (timm measured on an H200 at these).
 B_TINY=1024 B_SMALL=512 B_BASE=256 B_BASE384=64 T_SMALL=256 T_BASE=128
 INF_PATHS=() TRAIN_PATHS=() LATE_PATHS=(--paths timm,ours-compile,timm-compile,ours-compile-cudagraphs) QUICK=()
 if [ -n "${BENCH_SMOKE:-}" ]; then  # same passes, CPU-sized: checks the script, not the speed

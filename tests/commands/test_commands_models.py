@@ -12,7 +12,7 @@ from deit.cli import main
 from deit.models.registry import list_models
 
 
-# The official release (REFERENCE.md, "Models"): name -> (embed dim, heads, parameters, ImageNet top-1).
+# The official release (docs/reference.md, "Models"): name -> (embed dim, heads, parameters, ImageNet top-1).
 OFFICIAL = {
     "deit_tiny_patch16_224": (192, 3, 5_717_416, 72.2),
     "deit_small_patch16_224": (384, 6, 22_050_664, 79.9),

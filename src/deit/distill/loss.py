@@ -50,7 +50,7 @@ class DistillationLoss(nn.Module):
         self.alpha = alpha
         self.tau = tau
         self.kl_reduction = kl_reduction
-        self.last_terms: dict[str, Tensor] = {}
+        self.last_terms: dict[str, Tensor] = {}  # the last batch's two terms, for inspection (the tests read them)
 
     def forward(self, inputs: Tensor, outputs: Tensor | tuple[Tensor, Tensor], labels: Tensor) -> Tensor:
         """The loss for one batch; `inputs` are the images the student saw (after mixup), for the teacher."""
@@ -91,7 +91,7 @@ class DistillationLoss(nn.Module):
         return loss
 
     def _record(self, base: Tensor, distillation: Tensor) -> None:
-        # Detached tensors, not floats: logging them later costs no host synchronisation per step.
+        # Detached tensors, not floats: keeping them costs no host synchronisation per step.
         self.last_terms = {"base": base.detach(), "distillation": distillation.detach()}
 
     def extra_repr(self) -> str:
