@@ -41,7 +41,8 @@ def main() -> None:
             folder.mkdir(exist_ok=True)
             (folder / f"{index}.jpg").write_bytes(natural_jpeg(rng))
         settings = DaliSettings(auto_augment=None if args.no_rand_augment else DaliSettings.auto_augment)
-        loader = DaliLoader(FolderDataset(scratch), settings, train=True, batch_size=args.batch_size, device_id=0 if args.device == "cuda" else None,
+        loader = DaliLoader(FolderDataset(scratch), settings, train=True, batch_size=args.batch_size,
+                            device_id=0 if args.device == "cuda" else None,
                             num_threads=args.threads)
         rates = []
         for epoch in range(args.epochs + 1):

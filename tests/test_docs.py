@@ -99,8 +99,8 @@ def test_the_docs_cite_paths_and_modules_at_all() -> None:
 
 
 def test_the_checks_catch_a_bad_citation() -> None:
-    text = ("see DESIGN.md, BENCHMARKS.md, `src/deit/tools/demo.py`, `deit/cli.py`, `deit.tools.bench.benchmark`, `deit.cli.no_such_name` "
-            "and `deit.cli.main`; [a link](docs/nowhere.md)")
+    text = ("see DESIGN.md, BENCHMARKS.md, `src/deit/tools/demo.py`, `deit/cli.py`, `deit.tools.bench.benchmark`, "
+            "`deit.cli.no_such_name` and `deit.cli.main`; [a link](docs/nowhere.md)")
     assert missing_paths(text) == ["DESIGN.md", "src/deit/tools/demo.py"]
     assert missing_modules(text) == ["deit.cli.no_such_name", "deit.tools.bench.benchmark"]
     assert broken_links(ROOT, text + " [ok](README.md#usage) [web](https://example.org)") == ["docs/nowhere.md"]

@@ -13,8 +13,8 @@ from deit.cli import main
 from deit.errors import DeitError
 from deit.demo import report as demo_report
 from deit.io import load_torch_file
-from deit.demo.experiment import (DISTILLED_STUDENT, HEADLINE_KIND, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings, plan_runs,
-                             student_config, teacher_config)
+from deit.demo.experiment import (DISTILLED_STUDENT, HEADLINE_KIND, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings,
+                                  plan_runs, student_config, teacher_config)
 from deit.demo.runs import Job, _PrefixedLines, execute
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -101,7 +101,8 @@ def test_student_configurations_follow_the_paper() -> None:
     assert (configs["soft"].eval_interval, quarter.eval_interval, teacher_config(settings, 0.25).eval_interval) == (
         1, 4, 4)
     # ... and warms up for the same number of steps
-    assert (configs["soft"].warmup_epochs, quarter.warmup_epochs) == (settings.warmup_epochs, 4 * settings.warmup_epochs)
+    assert (configs["soft"].warmup_epochs, quarter.warmup_epochs) == (settings.warmup_epochs,
+                                                                      4 * settings.warmup_epochs)
     assert teacher_config(settings, 0.25).warmup_epochs == 4 * settings.warmup_epochs
     teacher = teacher_config(settings)
     assert teacher.distillation_type == "none" and teacher.epochs == settings.teacher_epochs
@@ -181,11 +182,13 @@ def test_headline_and_verdict_when_every_seed_gains() -> None:
              _size(1.0, 1437, {"none": [0.90, 0.91, 0.92], "soft": [0.93, 0.90, 0.95], "hard": [0.80, 0.85, 0.88]})]
     headline = demo_report.headline(sizes, 0.25, "soft")
     assert set(headline) >= {"fraction", "kind", "gain", "per_seed_gain"}
-    assert headline["per_seed_gain"] == pytest.approx([0.08, 0.05, 0.01]) and headline["gain"] == pytest.approx(0.14 / 3)
+    assert headline["per_seed_gain"] == pytest.approx([0.08, 0.05, 0.01])
+    assert headline["gain"] == pytest.approx(0.14 / 3)
     sentence = demo_report.verdict(headline)
     assert sentence == ("Soft distillation beat no distillation at 25% of the training set (359 images): fused top-1 "
                         "+4.7 ± 3.5 points (paired by seed), better on 3 of 3 seeds.")
-    assert demo_report.every_seed_sentence(sizes) == "Better than no distillation on every seed: soft distillation at 25%."
+    expected = "Better than no distillation on every seed: soft distillation at 25%."
+    assert demo_report.every_seed_sentence(sizes) == expected
     assert demo_report.headline(sizes, 0.5, "soft") is None and demo_report.headline(sizes, 0.25, "hard") is None
     assert demo_report.verdict(None) == "The headline comparison was not measured in this run."
     gains = demo_report.gain_table({"sizes": sizes})

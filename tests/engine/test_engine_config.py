@@ -48,7 +48,8 @@ def test_defaults_are_the_official_recipe_except_the_offline_data_set() -> None:
     assert (config.smoothing, config.drop_path, config.reprob, config.mixup, config.cutmix) == (0.1, 0.1, 0.25, 0.8,
                                                                                                 1.0)
     assert config.aa == "rand-m9-mstd0.5-inc1" and config.repeated_aug and config.model_ema
-    assert config.model_ema_decay == 0.99996 and config.distillation_alpha == 0.5 and config.teacher_model == "regnety_160"
+    assert config.model_ema_decay == 0.99996 and config.distillation_alpha == 0.5
+    assert config.teacher_model == "regnety_160"
     assert config.data_set == "auto" and config.model == "deit_base_patch16_224"
 
 

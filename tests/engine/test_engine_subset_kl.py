@@ -17,8 +17,9 @@ from deit.io import load_torch_file
 
 
 def test_train_subset_is_announced_recorded_and_trained_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", tmp_path, "--distillation-type", "labels",
-                            "--train-subset", "0.1", "--train-subset-seed", "2"], capsys)
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", tmp_path,
+                            "--distillation-type", "labels", "--train-subset", "0.1", "--train-subset-seed", "2"],
+                           capsys)
     assert code == 0, out
     # 10% of DIGITS' 1,437 training images, said before the first epoch
     first_lines = out.split("epoch 1/1")[0]

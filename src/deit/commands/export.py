@@ -14,7 +14,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
     parser.add_argument("--format", required=True, choices=FORMATS + FOLDER_FORMATS,
                         help="output format (hf, timm: a folder)")
-    parser.add_argument("--output", required=True, help="file to write (model.onnx, model.pt, model.safetensors); folder for hf/timm")
+    parser.add_argument("--output", required=True,
+                        help="file to write (model.onnx, model.pt, model.safetensors); folder for hf/timm")
     parser.add_argument("--opset", type=int, default=None, help="ONNX opset (default: the exporter's)")
     parser.add_argument("--batch-size", type=int, default=4,
                         help="largest batch used to verify the export (batch 1 is always checked; default 4)")

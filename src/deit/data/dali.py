@@ -9,8 +9,9 @@ else colour jitter (`--color-jitter`, as timm), normalisation to CHW float, rand
 are in `deit.data.dali_augment`.
 
 The files come from a `SampleSource` (`.samples`: `(path, label)` pairs, `.classes`): a `FolderDataset`
-(or `deit.data.dali_shards.ShardRecords`, whose samples are tar records), so bad files are probed, skipped and reported by exactly the torch loader's code before DALI sees
-them, and a file that fails only when decoded is replaced by the torch loader's own fallback (`DaliLoader`).
+(or `deit.data.dali_shards.ShardRecords`, whose samples are tar records), so bad files are probed, skipped and
+reported by exactly the torch loader's code before DALI sees them, and a file that fails only when decoded is
+replaced by the torch loader's own fallback (`DaliLoader`).
 Training order: epoch `e` shuffles all files with `torch.randperm` seeded by `seed + e` (the permutation
 `DistributedSampler` draws) and rank `r` of `n` reads every n-th file from position r, so an epoch sees every
 image once across ranks and a resumed run replays the interrupted run's order (and augmentations) for each

@@ -7,8 +7,8 @@ Splitting: every epoch the shards are shuffled (seed + epoch, the same on every 
 the `world_size x num_workers` readers, so with a shard count divisible by that product every sample is read
 exactly once per epoch (shards of equal size: `deit data pack --shard-size`). A reader whose shards hold fewer
 samples than the fullest reader's starts its shards again, so every rank yields the same number of samples (DDP
-needs equal steps), as `DistributedSampler` pads. Samples are shuffled in a `webdataset` shuffle buffer. Undecodable records are skipped
-with one warning each, named `shard.tar:key`, and listed in `skipped_files.txt`.
+needs equal steps), as `DistributedSampler` pads. Samples are shuffled in a `webdataset` shuffle buffer.
+Undecodable records are skipped with one warning each, named `shard.tar:key`, and listed in `skipped_files.txt`.
 """
 
 from __future__ import annotations
@@ -110,7 +110,8 @@ class ShardDataset(IterableDataset):
         return self.per_reader() * self.num_workers
 
     def reader_shards(self, reader: int, readers: int) -> list[tuple[str, int]]:
-        """This epoch's shards of reader `reader` of `readers` (training: never empty, a reader with none borrows one)."""
+        """This epoch's shards of reader `reader` of `readers` (training: never empty; a reader with none borrows
+        one)."""
         order = list(self.shards)
         if self.train:
             random.Random(self.seed + self.epoch).shuffle(order)

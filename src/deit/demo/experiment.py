@@ -186,7 +186,8 @@ def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: s
             raise DeitError(f"the {kind} student needs the teacher's checkpoint")
         extra = dict(teacher_model=TEACHER_MODEL, teacher_path=teacher_path,
                      distillation_alpha=settings.soft_alpha if kind == "soft" else settings.hard_alpha)
-    return make_config(**_sized_recipe(settings, fraction), model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
+    return make_config(**_sized_recipe(settings, fraction),
+                       model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
                        model_kwargs=dict(settings.student_kwargs), epochs=settings.epochs_at(fraction),
                        batch_size=settings.batch_size, seed=seed, distillation_type=distillation,
                        distillation_tau=settings.distillation_tau,

@@ -196,7 +196,8 @@ class TrainConfig:
                          help="init_method of the process group")
     # -- ours: engine, logging, robustness
     model_kwargs: dict[str, Any] = _opt({}, "--model-kwargs", group="engine", kind="mapping",
-                                        help='constructor overrides as JSON/YAML, e.g. \'{"depth": 2, "patch_size": 4}\'')
+                                        help="constructor overrides as JSON/YAML, e.g. "
+                                             '\'{"depth": 2, "patch_size": 4}\'')
     amp: str = _opt("auto", "--amp", group="engine", choices=("auto", "bf16", "fp16", "none"),
                     help="mixed precision: auto = bf16 on CUDA, none on CPU; fp16 uses a grad scaler")
     compile: bool = _opt(False, "--compile", group="engine", help="torch.compile the student and the teacher")

@@ -79,7 +79,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
         check_resume_matches(checkpoint, resume_path, model=config.model, model_kwargs=config.model_kwargs,
                              input_size=config.input_size)
     elif config.resume == "auto":
-        say(f"--resume auto: no {CHECKPOINT_NAME} in {config.output_dir} yet; starting from scratch", is_main=env.is_main)
+        say(f"--resume auto: no {CHECKPOINT_NAME} in {config.output_dir} yet; starting from scratch",
+            is_main=env.is_main)
     folder_lock = None
     if config.output_dir:
         if not config.eval:

@@ -22,7 +22,8 @@ def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str) -> str
              f"---\n", f"# {name}", "",
              f"Exported by `deit export --format {fmt}` from `{Path(checkpoint).name}`.", "",
              f"- architecture: `{name}` {json.dumps(meta.model_kwargs)}, "
-             f"{'distilled (class + distillation heads, averaged at inference)' if meta.distilled else 'one class head'}",
+             + ("distilled (class + distillation heads, averaged at inference)" if meta.distilled
+              else "one class head"),
              f"- classes: {meta.num_classes} ({', '.join(meta.class_names[:10])}"
              f"{', ...' if len(meta.class_names) > 10 else ''})",
              f"- preprocessing: resize shorter side to {int(size / meta.crop_pct)} "

@@ -2,8 +2,8 @@
 
 A training step is `deit train`'s own step (deit.engine.step.TrainStep), built from a `deit train`
 configuration by the engine's builders: mixup/cutmix, student forward, the DeiT loss with the teacher's
-prediction, backward, clipping, the optimizer, the EMA update. Timing uses CUDA events on GPU (no host synchronisation inside the timed steps)
-and perf_counter on CPU, where every operation is synchronous.
+prediction, backward, clipping, the optimizer, the EMA update. Timing uses CUDA events on GPU (no host
+synchronisation inside the timed steps) and perf_counter on CPU, where every operation is synchronous.
 """
 
 from __future__ import annotations

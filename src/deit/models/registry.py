@@ -71,7 +71,8 @@ def _deit3(size: str, img_size: int, top1: float, params: int, layer_scale_init:
     kwargs = dict(_SIZES[size], patch_size=16, img_size=img_size, layer_scale_init=layer_scale_init,
                   pos_embed_over_prefix=False)
     crop_pct = 1.0 if img_size == 384 else 0.875
-    register(ModelSpec(f"deit3_{size}_patch16_{img_size}", kwargs, top1=top1, params=params, url=_DEIT_URL + checkpoint_file,
+    register(ModelSpec(f"deit3_{size}_patch16_{img_size}", kwargs, top1=top1, params=params,
+                       url=_DEIT_URL + checkpoint_file,
                        crop_pct=crop_pct))
 
 
