@@ -43,6 +43,7 @@ def test_resolve_device() -> None:
             perf.resolve_device("cuda")
 
 
+@pytest.mark.slow
 def test_compiled_graph_has_no_breaks_and_matches_eager() -> None:
     # fullgraph=True fails on any graph break; aot_eager traces forward and backward like inductor does
     # without generating C++ (inductor takes about a minute on this CPU, too long for a unit test).

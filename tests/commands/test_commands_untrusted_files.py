@@ -101,6 +101,7 @@ def test_a_fifo_is_skipped_not_waited_on(tiny_checkpoint: Path, tmp_path: Path,
     assert [row["path"] for row in json.loads(captured.out) if "topk" in row] == [str(good)]
 
 
+@pytest.mark.slow
 def test_an_unreadable_folder_is_reported_and_the_rest_predicted(tiny_checkpoint: Path, tmp_path: Path,
                                                                  capsys: pytest.CaptureFixture,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:

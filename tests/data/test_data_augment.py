@@ -78,6 +78,7 @@ def test_posterize_any_bits_matches_pillow_where_pillow_works():
     assert not np.asarray(posterize_any_bits(image, -1)).any()
 
 
+@pytest.mark.slow
 def test_many_draws_of_the_paper_recipe_never_fail(pillow_13_posterize):
     transform = build_transform(True, input_size=32)
     op = _posterize_op(transform)

@@ -248,6 +248,7 @@ def test_random_erasing_modes_fill_as_timm(tmp_path: Path, mode: str) -> None:
     assert erased >= 38  # reprob 1: every image (a box may rarely coincide with the background: never here)
 
 
+@pytest.mark.slow
 def test_colour_jitter_applies_without_rand_augment_as_timm(tmp_path: Path) -> None:
     count = 400
     settings = DaliSettings(input_size=40, auto_augment=None, color_jitter=0.3, reprob=0.0, hflip=0.0,
@@ -290,6 +291,7 @@ def test_resumed_epoch_replays_the_uninterrupted_order_and_augmentations(folder:
         assert list(sampler)[:len(order)] == order
 
 
+@pytest.mark.slow
 def test_rand_augment_strength_matches_timm(tmp_path: Path) -> None:
     # A colourful smooth image: the spread of the per-image colour means and contrasts measures how hard the
     # policy pushes (DALI's own m 9 of 31 levels gave a spread of 0.34 against timm's 0.57-0.60: too weak).
@@ -336,6 +338,7 @@ def test_rank_outside_the_world_is_refused(folder: Path) -> None:
                    num_shards=2)
 
 
+@pytest.mark.slow
 def test_deit_train_runs_an_epoch_through_dali_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from deit.cli import main
 
@@ -375,6 +378,7 @@ def test_transform_flags_dali_does_not_implement_are_refused_in_one_line(
     assert named in err and "--data-loader dali" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_deit_train_hands_the_torch_transform_flags_to_dali(folder: Path) -> None:
     from deit.engine.builders import build_loaders
     from deit.engine.config import TrainConfig
@@ -417,6 +421,7 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "shards"
 
 
+@pytest.mark.slow
 def test_shard_records_are_read_once_per_epoch_across_ranks_with_their_labels(shards: Path) -> None:
     from deit.data.dali_shards import ShardRecords
     from deit.data.shards import ShardDataset
@@ -451,6 +456,7 @@ def test_undecodable_records_are_skipped_and_named_as_by_the_torch_loader(shards
     assert caplog.text.count("skipping unusable record train-") == 4  # each, by both loaders
 
 
+@pytest.mark.slow
 def test_deit_train_reads_shards_through_dali(shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from deit.cli import main
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
+import pytest
 import torch
 
 from deit.data import DIGITS_MEAN, DIGITS_STD, build_dataset, build_transform
 
 
+@pytest.mark.slow
 def test_digits_split_is_fixed_stratified_and_disjoint():
     train = build_dataset("DIGITS", None, train=True, transform=None)
     val = build_dataset("DIGITS", None, train=False, transform=None)

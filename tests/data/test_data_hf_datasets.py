@@ -81,6 +81,7 @@ def test_a_bad_record_is_skipped_and_named(tmp_path: Path) -> None:
     assert "[train][1]" in (tmp_path / "skipped_files.txt").read_text()
 
 
+@pytest.mark.slow
 def test_deit_train_from_a_hf_dataset(saved: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     code = main(["train", "--data-set", "HF", "--data-path", str(saved), "--hf-image-column", "img",

@@ -68,12 +68,14 @@ def _read_epoch(shards: Path, epoch: int, world_size: int, workers: int) -> list
     return seen
 
 
+@pytest.mark.slow
 def test_two_ranks_two_workers_read_every_sample_once_per_epoch(shards: Path) -> None:
     first, second = _read_epoch(shards, 0, 2, 2), _read_epoch(shards, 1, 2, 2)
     assert len(first) == len(set(first)) == 48 and set(first) == set(second)
     assert first != second  # reshuffled per epoch
 
 
+@pytest.mark.slow
 def test_uneven_shards_pad_every_rank_to_the_same_count(shards: Path) -> None:
     seen = _read_epoch(shards, 0, 3, 1)  # 8 shards over 3 readers: 18/18/12 samples, the last starts again
     assert len(seen) == 3 * 18 and len(set(seen)) == 48
@@ -103,6 +105,7 @@ def test_missing_index_and_unknown_shard_name_the_file(tmp_path: Path, shards: P
     assert len(build_dataset("WDS", str(shards / "train-{000000..000003}.tar"), train=True, transform=None)) == 24
 
 
+@pytest.mark.slow
 def test_deit_train_from_shards(shards: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
     code = main(["train", "--data-set", "WDS", "--data-path", str(shards), *TINY, "--epochs", "2",
@@ -136,6 +139,7 @@ dist.destroy_process_group()
 """
 
 
+@pytest.mark.slow
 def test_torchrun_two_ranks_two_workers_read_each_sample_once(shards: Path, tmp_path: Path) -> None:
     script = tmp_path / "count.py"
     script.write_text(TORCHRUN_SCRIPT)

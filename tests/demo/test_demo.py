@@ -20,6 +20,7 @@ from deit.demo.runs import Job, _PrefixedLines, execute
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_quick_demo_writes_results_tables_and_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The default CPU path: one spawned process per run, each size's distilled students after its teacher.
     output = tmp_path / "demo"
@@ -244,6 +245,7 @@ def test_hflip_zero_removes_the_training_flip() -> None:
         build_transform(True, input_size=32, hflip=1.5)
 
 
+@pytest.mark.slow
 def test_one_job_runs_inline_and_restores_threads(tmp_path: Path) -> None:
     # The GPU / single-core path: runs one after another in this process, which must be left as it was found.
     import torch

@@ -46,6 +46,7 @@ def _messy_folder(root: Path) -> list[str]:
     return sorted(str(path) for path in bad)
 
 
+@pytest.mark.slow
 def test_an_epoch_on_a_messy_folder_completes_and_lists_the_skipped_files(tmp_path: Path,
                                                                           capsys: pytest.CaptureFixture) -> None:
     bad = _messy_folder(tmp_path / "data")

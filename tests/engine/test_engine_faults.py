@@ -37,6 +37,7 @@ def interrupt_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, after_batches: 
     monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
 
 
+@pytest.mark.slow
 def test_ctrl_c_then_resume_gives_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    capsys: pytest.CaptureFixture) -> None:
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
@@ -89,6 +90,7 @@ def nan_loss_at_step(monkeypatch: pytest.MonkeyPatch, bad_step: int) -> None:
     monkeypatch.setattr(TrainStep, "loss", loss)
 
 
+@pytest.mark.slow
 def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                                       capsys: pytest.CaptureFixture) -> None:
     nan_loss_at_step(monkeypatch, 4)
@@ -100,6 +102,7 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path: 
     assert checkpoint["epoch"] == 0 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
 
+@pytest.mark.slow
 def test_nan_skip_policy_drops_the_batch_and_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                        capsys: pytest.CaptureFixture) -> None:
     nan_loss_at_step(monkeypatch, 4)
@@ -110,6 +113,7 @@ def test_nan_skip_policy_drops_the_batch_and_continues(tmp_path: Path, monkeypat
     assert checkpoint["epoch"] == 1 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
 
+@pytest.mark.slow
 def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                  capsys: pytest.CaptureFixture) -> None:
     real_save, calls = torch.save, []
@@ -129,6 +133,7 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: py
     assert not list(tmp_path.glob(".checkpoint.pth.*"))
 
 
+@pytest.mark.slow
 def test_resume_from_another_model_fails_before_any_work(tmp_path: Path, teacher_checkpoint: Path,
                                                          monkeypatch: pytest.MonkeyPatch,
                                                          capsys: pytest.CaptureFixture) -> None:
@@ -143,6 +148,7 @@ def test_resume_from_another_model_fails_before_any_work(tmp_path: Path, teacher
     assert len(err.strip().splitlines()) == 1 and not out_dir.exists()
 
 
+@pytest.mark.slow
 def test_resume_auto_without_a_checkpoint_starts_fresh(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--resume", "auto", "--output_dir",
                             tmp_path], capsys)

@@ -39,6 +39,7 @@ def wait_for_first_checkpoint(process: subprocess.Popen, run_dir: Path, timeout:
     assert process.poll() is None, "the run finished before it could be interrupted"
 
 
+@pytest.mark.slow
 def test_kill_9_during_an_epoch_then_resume_auto_completes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     argv = ["train", *TINY_STUDENT, *LONGER_EPOCHS, "--epochs", "4", "--output_dir", tmp_path]
     process = spawn(argv)
@@ -53,6 +54,7 @@ def test_kill_9_during_an_epoch_then_resume_auto_completes(tmp_path: Path, capsy
     assert [row["epoch"] for row in log_rows(tmp_path)] == [0, 1, 2, 3]
 
 
+@pytest.mark.slow
 def test_sigint_saves_the_last_completed_epoch_and_exits_130(tmp_path: Path) -> None:
     # 20 epochs: far more than the run can finish between its first checkpoint and the signal
     process = spawn(["train", *TINY_STUDENT, *LONGER_EPOCHS, "--epochs", "20", "--output_dir", tmp_path])
@@ -65,6 +67,7 @@ def test_sigint_saves_the_last_completed_epoch_and_exits_130(tmp_path: Path) -> 
     assert [row["epoch"] for row in log_rows(tmp_path)] == list(range(epoch + 1))
 
 
+@pytest.mark.slow
 def test_two_process_torchrun_on_cpu(tmp_path: Path) -> None:
     # --standalone: the launcher picks its own free rendezvous port (no race with a port chosen here).
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "deit"]
@@ -97,6 +100,7 @@ sys.exit(main(sys.argv[2:]))
 """
 
 
+@pytest.mark.slow
 def test_kill_9_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     run_dir, marker = tmp_path / "run", tmp_path / "saving"
     argv = ["train", *TINY_STUDENT, *FAST, "--epochs", "2", "--no-model-ema", "--output_dir", run_dir]
@@ -116,6 +120,7 @@ def test_kill_9_during_a_save_keeps_the_previous_checkpoint(tmp_path: Path, caps
     assert not list(run_dir.glob(".checkpoint.pth.*.tmp"))  # the resumed run swept it away
 
 
+@pytest.mark.slow
 def test_a_distilled_student_trained_with_none_warns_in_one_line() -> None:
     process = spawn(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--no-model-ema"])
     out, err = process.communicate(timeout=240)

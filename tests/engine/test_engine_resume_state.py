@@ -88,6 +88,7 @@ def test_official_optimizer_state_lands_on_the_same_named_parameters() -> None:
                                        rtol=0, atol=0, msg=f"{key} of {name}")
 
 
+@pytest.mark.slow
 def test_official_checkpoint_resumes_for_another_epoch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     official = _official_checkpoint(tmp_path / "official.pth")
     run_dir = tmp_path / "run"
@@ -108,6 +109,7 @@ def test_official_checkpoint_resumes_for_another_epoch(tmp_path: Path, capsys: p
     _assert_states_shaped_like_parameters(optimizer)
 
 
+@pytest.mark.slow
 def test_our_checkpoint_continues_in_the_official_code(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # 'labels' trains both heads, so every parameter has optimizer state to carry over.
     code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "2", "--distillation-type", "labels",
@@ -153,6 +155,7 @@ def test_old_order_optimizer_state_is_refused_before_any_step(tmp_path: Path, ca
         check_state_shapes(optimizer, model, "old_order.pth")
 
 
+@pytest.mark.slow
 def test_weights_only_resume_starts_at_epoch_one_from_those_weights(tmp_path: Path,
                                                                      capsys: pytest.CaptureFixture) -> None:
     source = tmp_path / "source"

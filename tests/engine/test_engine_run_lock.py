@@ -26,6 +26,7 @@ def _hold_lock_in_another_process(folder: Path) -> subprocess.Popen:
     return process
 
 
+@pytest.mark.slow
 def test_a_second_process_on_a_held_folder_is_refused_until_the_holder_dies(tmp_path: Path,
                                                                             capsys: pytest.CaptureFixture) -> None:
     holder = _hold_lock_in_another_process(tmp_path)
@@ -46,6 +47,7 @@ def test_a_second_process_on_a_held_folder_is_refused_until_the_holder_dies(tmp_
     lock_run_folder(tmp_path).release()  # released at the end of the run
 
 
+@pytest.mark.slow
 def test_a_fresh_run_never_replaces_a_finished_runs_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert run_cli([*ONE_EPOCH, "--output_dir", tmp_path], capsys)[0] == 0
     saved = (tmp_path / "checkpoint.pth").read_bytes()

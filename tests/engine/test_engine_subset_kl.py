@@ -16,6 +16,7 @@ from deit.engine.builders import build_criterion
 from deit.io import load_torch_file
 
 
+@pytest.mark.slow
 def test_train_subset_is_announced_recorded_and_trained_on(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", tmp_path,
                             "--distillation-type", "labels", "--train-subset", "0.1", "--train-subset-seed", "2"],

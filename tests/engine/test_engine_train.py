@@ -32,6 +32,7 @@ def test_teacher_run_writes_every_output(teacher_checkpoint: Path) -> None:
     assert [r["epoch"] for r in rows] == [0] and {"train_loss", "test_acc1", "test_acc5"} <= set(rows[0])
 
 
+@pytest.mark.slow
 def test_distilled_student_follows_the_teacher_in_its_dist_head(tmp_path: Path, teacher_checkpoint: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     # The contract of hard distillation: the dist head is trained on the teacher's argmax, the class head on the
@@ -55,6 +56,7 @@ def test_distilled_student_follows_the_teacher_in_its_dist_head(tmp_path: Path, 
     assert checkpoint["args"]["distillation_type"] == "hard"
 
 
+@pytest.mark.slow
 def test_eval_resume_and_deit_eval_agree(tmp_path: Path, teacher_checkpoint: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     run_dir = tmp_path / "run"
@@ -73,6 +75,7 @@ def test_eval_resume_and_deit_eval_agree(tmp_path: Path, teacher_checkpoint: Pat
     assert Image.open(tmp_path / "eval" / "confusion_matrix.png").size[0] > 100
 
 
+@pytest.mark.slow
 def test_one_epoch_on_a_generated_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = make_image_folder(tmp_path / "data")
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--data-set", "IMNET", "--data-path",
@@ -83,6 +86,7 @@ def test_one_epoch_on_a_generated_image_folder(tmp_path: Path, capsys: pytest.Ca
     assert log_rows(tmp_path / "run")[0]["test_num_images"] == 6
 
 
+@pytest.mark.slow
 def test_data_path_alone_trains_on_that_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # The official README's command names no --data-set: the official default (IMNET) reads the folder.
     data = make_image_folder(tmp_path / "data")
@@ -98,6 +102,7 @@ def test_data_path_alone_trains_on_that_folder(tmp_path: Path, capsys: pytest.Ca
     assert code == 0 and out.splitlines()[0] == "data: DIGITS (embedded, offline)" and "360 test images" in out
 
 
+@pytest.mark.slow
 def test_deit_eval_of_weights_alone_normalises_like_train_eval(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # One attention head: what `deit eval` assumes when weights alone do not tell (the other sizes they do).
     student = ["--model", "deit_tiny_distilled_patch16_224", "--input-size", "32", "--model-kwargs",
@@ -116,6 +121,7 @@ def test_deit_eval_of_weights_alone_normalises_like_train_eval(tmp_path: Path, c
     assert out.strip().splitlines()[-1] == train_eval
 
 
+@pytest.mark.slow
 def test_finetune_to_a_larger_input_with_a_teacher(tmp_path: Path, teacher_checkpoint: Path,
                                                     capsys: pytest.CaptureFixture) -> None:
     source = tmp_path / "at32"
@@ -135,6 +141,7 @@ def test_finetune_to_a_larger_input_with_a_teacher(tmp_path: Path, teacher_check
     assert tuned["pos_embed"][:, :2].sub(original["pos_embed"][:, :2]).abs().max() < 1e-3  # tokens kept
 
 
+@pytest.mark.slow
 def test_attn_only_freezes_the_mlp(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     source = tmp_path / "base"
     assert run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", source], capsys)[0] == 0
@@ -147,6 +154,7 @@ def test_attn_only_freezes_the_mlp(tmp_path: Path, capsys: pytest.CaptureFixture
     assert not torch.equal(before["blocks.0.attn.qkv.weight"], after["blocks.0.attn.qkv.weight"])
 
 
+@pytest.mark.slow
 def test_compile_covers_the_student_and_the_teacher(tmp_path: Path, teacher_checkpoint: Path,
                                                     capsys: pytest.CaptureFixture,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -170,6 +178,7 @@ def test_compile_covers_the_student_and_the_teacher(tmp_path: Path, teacher_chec
     assert "cls_token" in state and not any(key.startswith("_orig_mod") for key in state)
 
 
+@pytest.mark.slow
 def test_eval_interval_evaluates_every_nth_and_the_last_epoch(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "3", "--eval-interval", "2",
                             "--distillation-type", "labels", "--output_dir", tmp_path], capsys)
@@ -181,6 +190,7 @@ def test_eval_interval_evaluates_every_nth_and_the_last_epoch(tmp_path: Path, ca
     assert load_torch_file(tmp_path / "checkpoint.pth")["epoch"] == 2 and (tmp_path / "curves.png").is_file()
 
 
+@pytest.mark.slow
 def test_eval_interval_does_not_change_what_is_trained(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # Evaluating draws no random numbers from the training's stream, so the weights are the same either way.
     weights = []

@@ -26,6 +26,7 @@ def _reference(checkpoint: Path, batch: int) -> tuple[torch.Tensor, np.ndarray]:
     return images, ((cls_logits + dist_logits) / 2).numpy()  # the fused logits, computed independently
 
 
+@pytest.mark.slow
 def test_onnx_export_has_a_dynamic_batch_and_matches_pytorch(tiny_checkpoint: Path, tmp_path: Path,
                                                              capsys: pytest.CaptureFixture) -> None:
     import onnxruntime
@@ -43,6 +44,7 @@ def test_onnx_export_has_a_dynamic_batch_and_matches_pytorch(tiny_checkpoint: Pa
         assert np.abs(actual - expected).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_torchscript_export_matches_pytorch(tiny_checkpoint: Path, tmp_path: Path) -> None:
     report = export(tiny_checkpoint, "torchscript", tmp_path / "model.pt", batch_size=5)
     assert report.passed and report.batch_sizes == (1, 5)
@@ -54,6 +56,7 @@ def test_torchscript_export_matches_pytorch(tiny_checkpoint: Path, tmp_path: Pat
         assert np.abs(scripted(images).numpy() - expected).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_safetensors_export_round_trips_weights_and_meta(tiny_checkpoint: Path, tmp_path: Path) -> None:
     report = export(tiny_checkpoint, "safetensors", tmp_path / "model.safetensors")
     assert report.max_abs_diff == 0.0
@@ -64,6 +67,7 @@ def test_safetensors_export_round_trips_weights_and_meta(tiny_checkpoint: Path, 
         np.testing.assert_array_equal(model(images).numpy(), expected)
 
 
+@pytest.mark.slow
 def test_export_fails_when_the_exported_model_drifts(tiny_checkpoint: Path, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     real_exporter = export_module._export_torchscript
@@ -89,6 +93,7 @@ def test_missing_onnxruntime_names_the_export_extra(tiny_checkpoint: Path, tmp_p
     assert not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow
 def test_int8_onnx_export_reports_top1_agreement_on_the_validation_split(tiny_checkpoint: Path, tmp_path: Path,
                                                                          image_dataset: Path) -> None:
     import onnx
@@ -103,6 +108,7 @@ def test_int8_onnx_export_reports_top1_agreement_on_the_validation_split(tiny_ch
     assert not list(tmp_path.glob("deit-onnx-*"))  # the fp32 intermediate is cleaned up
 
 
+@pytest.mark.slow
 def test_int8_export_below_the_agreement_floor_fails_and_keeps_the_file(tiny_checkpoint: Path, tmp_path: Path,
                                                                        image_dataset: Path,
                                                                        capsys: pytest.CaptureFixture) -> None:

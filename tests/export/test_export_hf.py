@@ -42,6 +42,7 @@ def _images() -> list[Image.Image]:
             [(32, 32), (50, 64), (77, 100), (41, 41), (120, 90)]]
 
 
+@pytest.mark.slow
 def test_transformers_reproduces_our_logits_and_preprocessing(trained: Path, tmp_path: Path) -> None:
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
@@ -69,6 +70,7 @@ def test_transformers_reproduces_our_logits_and_preprocessing(trained: Path, tmp
     assert "DIGITS" in card and "best top-1" in card and "teacher" in card
 
 
+@pytest.mark.slow
 def test_timm_loads_the_export_with_classes_mean_std_and_crop(trained: Path, tmp_path: Path) -> None:
     import timm
 

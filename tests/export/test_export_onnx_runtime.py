@@ -63,6 +63,7 @@ def test_int8_graph_runs_integer_products_and_keeps_the_classes(tmp_path: Path) 
     assert perf.top1_agreement(expected, got) >= 0.9
 
 
+@pytest.mark.slow
 def test_int8_keeps_the_distillation_head(tmp_path: Path) -> None:
     model = _tiny(seed=1)
     with torch.no_grad():  # the logits are (class head + distillation head) / 2: leave only the second
@@ -77,6 +78,7 @@ def test_int8_keeps_the_distillation_head(tmp_path: Path) -> None:
     assert perf.max_abs_diff(expected, got) <= 0.05 * float(expected.abs().max())
 
 
+@pytest.mark.slow
 def test_int8_of_a_model_whose_attention_is_not_fused(tmp_path: Path) -> None:
     torch.manual_seed(0)  # DeiT III: LayerScale after the projection hides the pattern from the fusion
     model = create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=2, num_classes=10).eval()
@@ -126,6 +128,7 @@ def test_unfused_skip_layer_norm_computes_the_same(tmp_path: Path) -> None:
         np.testing.assert_allclose(got, want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_falls_back_to_the_dynamo_exporter_and_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise RuntimeError("no TorchScript here")

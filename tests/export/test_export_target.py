@@ -29,6 +29,7 @@ def test_export_onto_its_input_is_refused_and_the_checkpoint_survives(tiny_check
     assert "never writes over its input" in err or "must end in" in err
 
 
+@pytest.mark.slow
 def test_existing_output_needs_overwrite(tiny_checkpoint: Path, tmp_path: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     output = tmp_path / "model.pt"

@@ -48,6 +48,7 @@ def _assert_png(path: Path) -> None:
         assert image.format == "PNG" and min(image.size) > 100
 
 
+@pytest.mark.slow
 def test_analyze_writes_similarity_agreement_and_attention(tiny_checkpoint: Path, tiny_plain_checkpoint: Path,
                                                            image_dataset: Path, tmp_path: Path,
                                                            capsys: pytest.CaptureFixture) -> None:
@@ -85,6 +86,7 @@ def test_analyze_writes_similarity_agreement_and_attention(tiny_checkpoint: Path
         _assert_png(output / png)
 
 
+@pytest.mark.slow
 def test_analyze_a_plain_model_skips_the_distillation_parts(tiny_plain_checkpoint: Path, image_dataset: Path,
                                                             tmp_path: Path) -> None:
     summary = analyze(tiny_plain_checkpoint, image_dataset, tmp_path, num_images=2, device="cpu")

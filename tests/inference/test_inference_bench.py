@@ -43,6 +43,7 @@ def test_train_step_with_tiny_teacher(capsys: pytest.CaptureFixture[str]) -> Non
     assert result["images_per_second"] > 0 and len(result["step_ms"]) == 2
 
 
+@pytest.mark.slow
 def test_onnxruntime_fast_path_matches_eager(capsys: pytest.CaptureFixture[str]) -> None:
     result = _run_json(capsys, "--onnxruntime", "--steps", "2", "--warmup", "1")
     assert result["runtime"] == "onnxruntime"
@@ -119,6 +120,7 @@ def _aot_eager(model, **_: object):  # type: ignore[no-untyped-def]
     return torch.compile(model, backend="aot_eager", dynamic=False)
 
 
+@pytest.mark.slow
 def test_compiled_paths_are_checked_against_eager(monkeypatch: pytest.MonkeyPatch) -> None:
     from deit import perf
 

@@ -48,7 +48,12 @@ def test_every_architecture_is_exercised() -> None:
     assert len(ARCHITECTURES) == 10  # Ti/S/B plain and distilled, DeiT III S/M/B/L
 
 
-@pytest.mark.parametrize("name", ARCHITECTURES)
+# The widths from medium up take seconds each (real-size layers): slow tier; tiny and small stay in the fast one.
+REAL_SIZE_SLOW = [name if "tiny" in name or "small" in name else pytest.param(name, marks=pytest.mark.slow)
+                  for name in ARCHITECTURES]
+
+
+@pytest.mark.parametrize("name", REAL_SIZE_SLOW)
 def test_forward_backward_reaches_every_parameter(name: str) -> None:
     torch.manual_seed(0)
     spec = get_model_spec(name)
