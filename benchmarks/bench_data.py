@@ -129,7 +129,8 @@ def main() -> None:
         f"{mean_kib:.0f} KiB on average; ImageNet's train JPEGs average about 110 KiB)",
         environment_lines(env),
         markdown_table(["pipeline (one thread)", "images/s per core"], rows),
-        f"#### Would {args.cores} loader cores feed the GPU? (decode + paper transform, {paper_rate:,.0f} img/s/core)",
+        f"#### Would {args.cores} loader cores feed the GPU? "
+        f"(decode + paper transform, {paper_rate:,.0f} img/s/core)",
         markdown_table(["GPU training step", "needs img/s", "cores needed", f"{args.cores} cores give", "verdict"],
                        starvation_table(paper_rate, args.cores)),
     ])
