@@ -55,6 +55,35 @@ def test_optimizers_by_name_keep_the_groups(name: str, cls: type | None) -> None
     assert not optimizer.defaults.get("fused")  # the fused kernel is for CUDA only
 
 
+def _trained_weights(optimizer_for: object, steps: int = 5) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    model = tiny_vit()
+    optimizer = optimizer_for(model)  # type: ignore[operator]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        images, labels = torch.randn(4, 3, 32, 32, generator=generator), torch.randint(0, 10, (4,), generator=generator)
+        class_logits, dist_logits = model(images)
+        loss = nn.functional.cross_entropy(class_logits, labels) + dist_logits.square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_cpu_adamw_is_the_multi_tensor_kernel_with_the_per_parameter_loops_weights() -> None:
+    def ours(model: nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(model, opt="adamw", lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9,
+                               device=torch.device("cpu"))
+
+    def per_parameter_loop(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, eps=1e-8, foreach=False)
+
+    assert ours(tiny_vit()).defaults["foreach"] is True  # the fast path is really taken
+    fast, reference = _trained_weights(ours), _trained_weights(per_parameter_loop)
+    assert all(torch.equal(a, b) for a, b in zip(fast, reference))  # bit for bit, not approximately
+    assert not all(torch.equal(a, b) for a, b in zip(fast, _trained_weights(ours, steps=0)))  # and they moved
+
+
 def test_unknown_optimizer_is_a_user_error() -> None:
     with pytest.raises(DeitError, match="--opt adamz"):
         build_optimizer(tiny_vit(), opt="adamz", lr=1e-3, weight_decay=0.0, eps=1e-8, betas=None, momentum=0.9,

@@ -31,7 +31,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, *, opt: str, lr: float, weight_decay: float, eps: float,
                     betas: list[float] | None, momentum: float, device: torch.device) -> torch.optim.Optimizer:
-    """timm's optimizer factory over `param_groups`; AdamW uses the fused CUDA kernel on GPU."""
+    """timm's optimizer factory over `param_groups`; Adam(W) runs the fused kernel on GPU, multi-tensor on CPU."""
     from timm.optim import create_optimizer_v2
 
     kwargs: dict[str, Any] = {"eps": eps}
@@ -39,8 +39,11 @@ def build_optimizer(model: nn.Module, *, opt: str, lr: float, weight_decay: floa
         if len(betas) != 2:
             raise DeitError(f"--opt-betas takes two numbers, got {len(betas)}")
         kwargs["betas"] = tuple(betas)
-    if opt.lower() in {"adamw", "adam"} and device.type == "cuda":
-        kwargs["fused"] = True
+    if opt.lower() in {"adamw", "adam"}:
+        # torch picks the per-parameter loop on CPU, ~10x the multi-tensor (foreach) step's cost on a small
+        # student (benchmarks/BENCHMARKS.md) for bit-identical weights; the fused kernel differs in rounding,
+        # so it is used on CUDA only (as before).
+        kwargs["fused" if device.type == "cuda" else "foreach"] = True
     groups = param_groups(model, weight_decay)
     if not any(group["params"] for group in groups):
         raise DeitError("the model has no trainable parameters")
