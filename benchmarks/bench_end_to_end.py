@@ -5,7 +5,8 @@ with the paper's training augmentation (RandomResizedCrop, flip, RandAugment, ra
 augmentation, DataLoader workers, mixup/cutmix, and the training step. Ours is `deit.engine.train` itself on a
 `deit train` configuration (recorded in the JSON); the official side is its `train_one_epoch` rebuilt from timm
 (`create_transform`, `RepeatAugSampler`, `Mixup`) with benchmarks/official_loop.py's step. Images/s counts from
-the moment the epoch starts (worker start-up included on both sides) to its last step.
+the moment the epoch starts (worker start-up included on both sides) to its last step. The sides alternate
+which goes first from round to round; the reported ratio is the median of the per-round ratios.
 
     PYTHONPATH=src python benchmarks/bench_end_to_end.py --device cpu --out benchmarks/results/cpu-zen4
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -103,21 +105,32 @@ def main() -> None:
         loaders = args.data_loaders.split(",")
         names = {loader: "deit train" if loader == "torch" else f"deit train ({loader})" for loader in loaders}
         results: dict[str, list[dict[str, Any]]] = {"official": [], **{name: [] for name in names.values()}}
+        sides: list[tuple[str, Any]] = [("official", lambda index: official(data, args))] + [
+            (name, lambda index, loader=loader: ours(data, args, root / f"run{index}_{loader}", loader))
+            for loader, name in names.items()]
         for round_index in range(args.rounds):
-            results["official"].append(official(data, args))
-            for loader, name in names.items():
-                results[name].append(ours(data, args, root / f"run{round_index}_{loader}", loader))
+            # Every other round in reverse order: whichever side runs first in a round (cold page cache, the
+            # other side's freed memory, load drift) is not always the same one.
+            for name, run in sides if round_index % 2 == 0 else sides[::-1]:
+                results[name].append(run(round_index))
             print(f"round {round_index + 1}: " + ", ".join(
                 f"{name} {number(runs[-1]['images_per_second'])} img/s" for name, runs in results.items()), flush=True)
     medians = {name: statistics.median(r["images_per_second"] for r in runs) for name, runs in results.items()}
+    # The ratio within each round (both sides under the same load), then its median: steadier than the ratio of
+    # medians on a shared machine.
+    paired = {name: statistics.median(ours_run["images_per_second"] / official_run["images_per_second"]
+                                      for ours_run, official_run in zip(results[name], results["official"]))
+              for name in results if name != "official"}
     env = environment(device)
+    env["load_average_1_5_15_at_end"] = [round(x, 2) for x in os.getloadavg()]
     ours_names = [name for name in results if name != "official"]
-    row = [args.model, args.batch_size, args.workers, number(medians["official"])] + [
-        f"{number(medians[name])} (×{medians[name] / medians['official']:.2f})" for name in ours_names]
-    headers = ["student (no teacher)", "batch", "workers", "official loop img/s"] + [f"{n} img/s" for n in ours_names]
+    row = [args.model, args.batch_size, args.workers, args.rounds, number(medians["official"])] + [
+        f"{number(medians[name])} (×{paired[name]:.2f})" for name in ours_names]
+    headers = ["student (no teacher)", "batch", "workers", "rounds", "official loop img/s"] + [
+        f"{n} img/s (median ratio per round)" for n in ours_names]
     table = ("### End to end from JPEG files (decode + paper augmentation + step), median over rounds\n\n"
              + environment_lines(env) + "\n\n" + markdown_table(headers, [row]))
-    payload = {"environment": env, "rounds": results, "medians": medians,
+    payload = {"environment": env, "rounds": results, "medians": medians, "median_ratio_per_round": paired,
                "train_config": {name: results[name][0]["train_config"] for name in ours_names}}
     write_report(args.out, "end_to_end", payload, table, echo=True)
 
