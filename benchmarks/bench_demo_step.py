@@ -2,7 +2,8 @@
 
 The demo's soft student (`deit demo`'s `student_config`: width 64, 2 blocks, batch 16, DIGITS at 32 px, the
 quarter-width ResNet-18 teacher with random weights: its speed does not depend on them), built by the engine's
-own builders. Each part is the engine's code: the training DataLoader as `deit train` builds it (data), the
+own builders, timed in CPU time (process time, one thread: a shared machine's load does not inflate it the
+way it does wall time). Each part is the engine's code: the training DataLoader as `deit train` builds it (data), the
 criterion's frozen teacher on one batch (teacher), the engine's `TrainStep` with the teacher's logits looked up
 instead of computed (student), and `train_one_epoch` over the real loader (whole step). One thread by default.
 
@@ -25,7 +26,7 @@ from common import environment, environment_lines, markdown_table, write_report
 from deit.engine import builders
 from deit.engine.distributed import read_launcher_env
 from deit.engine.loop import train_one_epoch
-from deit.tools.bench import build_bench_step, time_steps
+from deit.tools.bench import build_bench_step
 from deit.tools.demo import DemoSettings, student_config
 
 
@@ -47,8 +48,16 @@ def demo_config(scratch: str) -> Any:
     return dataclasses.replace(config, teacher_path="", device="cpu", output_dir="")
 
 
+def _cpu_ms(call: Any, calls: int) -> float:
+    """CPU milliseconds per call of `call` (process time: on one thread, what other processes cannot inflate)."""
+    started = time.process_time()
+    for _ in range(calls):
+        call()
+    return (time.process_time() - started) * 1000 / calls
+
+
 def measure(config: Any, *, steps: int, rounds: int) -> dict[str, list[float]]:
-    """Milliseconds of each part of a step, per timed call (the parts interleaved over `rounds`)."""
+    """CPU milliseconds of each part of a step, per round (the parts interleaved over `rounds`)."""
     device = torch.device("cpu")
     train_set, val_set = builders.build_datasets(config, report_dir=None)
     loaders = builders.build_loaders(config, train_set, val_set, read_launcher_env(), device)
@@ -57,21 +66,20 @@ def measure(config: Any, *, steps: int, rounds: int) -> dict[str, list[float]]:
     step = build_bench_step(config, num_classes=num_classes, device=device)
     images, labels = next(iter(loaders.train))
     teacher = step.criterion.teacher
+    looked_up = _LookedUpTeacher(teacher(images))
     results: dict[str, list[float]] = {"data": [], "teacher": [], "student": [], "whole": []}
     for epoch in range(rounds):
         batches = iter(loaders.train)
-        started = time.perf_counter()
-        for _ in range(steps):
-            next(batches)
-        results["data"].append((time.perf_counter() - started) * 1000 / steps)
-        with torch.no_grad():
-            results["teacher"] += time_steps(lambda: teacher(images), steps=steps, warmup=2, device=device)
-        step.criterion.teacher = _LookedUpTeacher(teacher(images))
-        results["student"] += time_steps(lambda: step(images, labels), steps=steps, warmup=2, device=device)
+        results["data"].append(_cpu_ms(lambda: next(batches), steps))
+        teacher(images)  # warm
+        results["teacher"].append(_cpu_ms(lambda: teacher(images), steps))
+        step.criterion.teacher = looked_up
+        step(images, labels)  # warm
+        results["student"].append(_cpu_ms(lambda: step(images, labels), steps))
         step.criterion.teacher = teacher
         loaders.train_sampler.set_epoch(epoch)
-        stats = train_one_epoch(step, loaders.train, device, epoch, max_steps=steps, log_interval=0)
-        results["whole"].append(1000 * config.batch_size / stats["images_per_second"])
+        results["whole"].append(_cpu_ms(lambda: train_one_epoch(step, loaders.train, device, epoch, max_steps=steps,
+                                                                log_interval=0), 1) / steps)
     return results
 
 
@@ -105,14 +113,14 @@ def main() -> None:
         times = measure(config, steps=args.steps, rounds=args.rounds)
         table_profile = profile(config, steps=args.steps) if args.profile else ""
     env = environment(torch.device("cpu"))
-    # The median, and the fastest (the least disturbed by other processes on a shared machine).
+    # The median over rounds, and the fastest (the least disturbed by other processes sharing the caches).
     parts = {part: (statistics.median(values), min(values)) for part, values in times.items()}
     names = {"data": "data: DataLoader batch (per-image transforms + collate)", "teacher": "teacher forward",
              "student": "student forward + backward + AdamW (the engine's TrainStep, teacher looked up)",
              "whole": "whole step (train_one_epoch over the real loader)"}
     rows = [[names[part], f"{median:.1f}", f"{fastest:.1f}"] for part, (median, fastest) in parts.items()]
     title = f"### The demo's distilled step, {args.threads} thread(s){' — ' + args.label if args.label else ''}"
-    table = title + "\n\n" + environment_lines(env) + "\n\n" + markdown_table(["part of one step", "median ms", "fastest ms"], rows)
+    table = title + "\n\n" + environment_lines(env) + "\n\n" + markdown_table(["part of one step", "CPU ms, median", "CPU ms, fastest"], rows)
     if table_profile:
         print(table_profile)
     write_report(args.out, f"demo_step{'_' + args.label if args.label else ''}",
