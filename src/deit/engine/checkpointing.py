@@ -14,6 +14,7 @@ from torch import nn
 
 from deit.errors import DeitError
 from deit.engine.checkpoint_structure import check_scheduler_state, validate_checkpoint_structure
+from deit.engine.optim import keep_kernel_choice
 from deit.integrity import DIGEST_KEY, check_finite, tensor_digest, verify_digest
 from deit.io import atomic_torch_save, load_torch_file
 from deit.models.checkpoint import extract_state_dict
@@ -166,6 +167,7 @@ def restore_training_state(checkpoint: dict[str, Any], path: Path, *, optimizer:
     except (ValueError, KeyError) as error:
         raise DeitError(f"--resume {path}: its optimizer state does not fit (--opt or --attn-only changed?): "
                         f"{error}") from error
+    keep_kernel_choice(optimizer)
     check_scheduler_state(checkpoint["lr_scheduler"], scheduler.state_dict(), path)
     scheduler.load_state_dict(checkpoint["lr_scheduler"])
     if scaler is not None and "scaler" in checkpoint:

@@ -54,6 +54,18 @@ def build_optimizer(model: nn.Module, *, opt: str, lr: float, weight_decay: floa
         raise DeitError(f"--opt {opt}: {error}") from error
 
 
+def keep_kernel_choice(optimizer: torch.optim.Optimizer) -> None:
+    """After `load_state_dict`: the run's own `foreach`/`fused` flags, not those of the machine that saved it.
+
+    A checkpoint's parameter groups carry them, so a CPU run's file resumed on a GPU would lose the fused
+    kernel, and a GPU run's file resumed on a CPU would take the fused kernel there (other rounding).
+    """
+    for group in optimizer.param_groups:
+        for key in ("foreach", "fused"):
+            if key in optimizer.defaults:
+                group[key] = optimizer.defaults[key]
+
+
 def build_scheduler(optimizer: torch.optim.Optimizer, *, sched: str, epochs: int, warmup_epochs: int,
                     warmup_lr: float, min_lr: float, decay_epochs: float, decay_rate: float, cooldown_epochs: int,
                     patience_epochs: int, lr_noise: list[float] | None, lr_noise_pct: float, lr_noise_std: float,
