@@ -38,7 +38,8 @@ def tensor_digest(state_dict: Mapping[str, Tensor]) -> str:
     for key in sorted(state_dict):
         value = state_dict[key].detach().cpu().contiguous()
         digest.update(f"{key}|{value.dtype}|{tuple(value.shape)}|".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
+        # The array itself (buffer protocol), not `.tobytes()`: the same bytes without a second copy of the model.
+        digest.update(value.reshape(-1).view(torch.uint8).numpy() if value.numel() else b"")
     return digest.hexdigest()
 
 

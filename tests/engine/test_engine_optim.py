@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from deit import create_model
-from deit.engine.optim import build_optimizer, build_scheduler, current_lr, param_groups, scaled_lr
+from deit.engine.optim import (build_optimizer, build_scheduler, current_lr, keep_kernel_choice, param_groups,
+                               scaled_lr)
 from deit.errors import DeitError
 
 
@@ -53,6 +54,46 @@ def test_optimizers_by_name_keep_the_groups(name: str, cls: type | None) -> None
         assert "lamb" in type(optimizer).__name__.lower()
     assert sorted(g["weight_decay"] for g in optimizer.param_groups) == [0.0, 0.05]
     assert not optimizer.defaults.get("fused")  # the fused kernel is for CUDA only
+
+
+def _trained_weights(optimizer_for: object, steps: int = 5) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    model = tiny_vit()
+    optimizer = optimizer_for(model)  # type: ignore[operator]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        images, labels = torch.randn(4, 3, 32, 32, generator=generator), torch.randint(0, 10, (4,), generator=generator)
+        class_logits, dist_logits = model(images)
+        loss = nn.functional.cross_entropy(class_logits, labels) + dist_logits.square().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return [p.detach().clone() for p in model.parameters()]
+
+
+def test_cpu_adamw_is_the_multi_tensor_kernel_with_the_per_parameter_loops_weights() -> None:
+    def ours(model: nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(model, opt="adamw", lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9,
+                               device=torch.device("cpu"))
+
+    def per_parameter_loop(model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, eps=1e-8, foreach=False)
+
+    assert ours(tiny_vit()).defaults["foreach"] is True  # the fast path is really taken
+    fast, reference = _trained_weights(ours), _trained_weights(per_parameter_loop)
+    assert all(torch.equal(a, b) for a, b in zip(fast, reference))  # bit for bit, not approximately
+    assert not all(torch.equal(a, b) for a, b in zip(fast, _trained_weights(ours, steps=0)))  # and they moved
+
+
+def test_a_resumed_optimizer_keeps_this_runs_kernel_not_the_checkpoints() -> None:
+    model = tiny_vit()
+    saved = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, foreach=False, fused=True)  # as a GPU run saves
+    optimizer = build_optimizer(model, opt="adamw", lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9,
+                                device=torch.device("cpu"))
+    optimizer.load_state_dict(saved.state_dict())
+    assert all(group["fused"] for group in optimizer.param_groups)  # what loading alone does
+    keep_kernel_choice(optimizer)
+    assert all(group["foreach"] is True and not group["fused"] for group in optimizer.param_groups)
 
 
 def test_unknown_optimizer_is_a_user_error() -> None:

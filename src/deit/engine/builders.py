@@ -125,8 +125,12 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
         val_sampler: Any = DistributedSampler(val_set, num_replicas=env.world_size, rank=env.rank, shuffle=False)
     else:
         val_sampler = SequentialSampler(val_set)
+    # Evaluation is deterministic, so its workers can live for the whole run instead of starting again at every
+    # evaluation. Not the training loader's: fresh workers draw their augmentation seeds from the torch RNG at
+    # each epoch, which is what makes a resumed epoch repeat an uninterrupted one.
     val_loader = DataLoader(val_set, sampler=val_sampler, batch_size=int(1.5 * config.batch_size),
-                            num_workers=config.num_workers, pin_memory=pin, drop_last=False, generator=val_generator)
+                            num_workers=config.num_workers, pin_memory=pin, drop_last=False, generator=val_generator,
+                            persistent_workers=config.num_workers > 0)
     return Loaders(train_loader, sampler, val_loader, distributed_eval)
 
 

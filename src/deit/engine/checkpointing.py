@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from torch import nn
 
 from deit.errors import DeitError
 from deit.engine.checkpoint_structure import check_scheduler_state, validate_checkpoint_structure
+from deit.engine.optim import keep_kernel_choice
 from deit.integrity import DIGEST_KEY, check_finite, tensor_digest, verify_digest
 from deit.io import atomic_torch_save, load_torch_file
 from deit.models.checkpoint import extract_state_dict
@@ -165,6 +167,7 @@ def restore_training_state(checkpoint: dict[str, Any], path: Path, *, optimizer:
     except (ValueError, KeyError) as error:
         raise DeitError(f"--resume {path}: its optimizer state does not fit (--opt or --attn-only changed?): "
                         f"{error}") from error
+    keep_kernel_choice(optimizer)
     check_scheduler_state(checkpoint["lr_scheduler"], scheduler.state_dict(), path)
     scheduler.load_state_dict(checkpoint["lr_scheduler"])
     if scaler is not None and "scaler" in checkpoint:
@@ -180,16 +183,29 @@ def restore_training_state(checkpoint: dict[str, Any], path: Path, *, optimizer:
 
 
 def copy_checkpoint(source: Path, target: Path) -> None:
-    """Atomic copy (best / kept checkpoints); a write error is a one-line `DeitError`."""
-    import shutil
+    """Atomic copy (best / kept checkpoints); a write error is a one-line `DeitError`.
 
+    A hard link where the file system allows it: no bytes rewritten or synced again. Safe because every
+    checkpoint is written by `atomic_write` (a new file renamed into place), never changed where it lies, so the
+    next epoch's `checkpoint.pth` is a new file and the link keeps this one's bytes; elsewhere a byte copy.
+    """
     from deit.io import atomic_write
 
     try:
-        atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
+        atomic_write(target, lambda tmp: _link_or_copy(source, Path(tmp)))
     except OSError as error:
         reason = "no space left on device" if error.errno == errno.ENOSPC else (error.strerror or str(error))
         raise DeitError(f"could not write {target}: {reason}; {source.name} is intact") from error
+
+
+def _link_or_copy(source: Path, tmp: Path) -> None:
+    import shutil
+
+    tmp.unlink()  # atomic_write's placeholder: the link takes its name
+    try:
+        os.link(source, tmp)
+    except OSError:  # no hard links here (some network and FAT file systems): the bytes, then
+        shutil.copyfile(source, tmp)
 
 
 def remove_stale_temporaries(output_dir: Path) -> list[Path]:

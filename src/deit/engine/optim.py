@@ -31,7 +31,7 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def build_optimizer(model: nn.Module, *, opt: str, lr: float, weight_decay: float, eps: float,
                     betas: list[float] | None, momentum: float, device: torch.device) -> torch.optim.Optimizer:
-    """timm's optimizer factory over `param_groups`; AdamW uses the fused CUDA kernel on GPU."""
+    """timm's optimizer factory over `param_groups`; Adam(W) runs the fused kernel on GPU, multi-tensor on CPU."""
     from timm.optim import create_optimizer_v2
 
     kwargs: dict[str, Any] = {"eps": eps}
@@ -39,8 +39,11 @@ def build_optimizer(model: nn.Module, *, opt: str, lr: float, weight_decay: floa
         if len(betas) != 2:
             raise DeitError(f"--opt-betas takes two numbers, got {len(betas)}")
         kwargs["betas"] = tuple(betas)
-    if opt.lower() in {"adamw", "adam"} and device.type == "cuda":
-        kwargs["fused"] = True
+    if opt.lower() in {"adamw", "adam"}:
+        # torch picks the per-parameter loop on CPU; the multi-tensor (foreach) step gives bit-identical weights
+        # for ~25% less time on the demo's student (0.9 vs 1.2 ms). The CPU fused kernel is ~4x faster but
+        # rounds differently (same seed, other weights), so it stays CUDA-only, as before.
+        kwargs["fused" if device.type == "cuda" else "foreach"] = True
     groups = param_groups(model, weight_decay)
     if not any(group["params"] for group in groups):
         raise DeitError("the model has no trainable parameters")
@@ -49,6 +52,18 @@ def build_optimizer(model: nn.Module, *, opt: str, lr: float, weight_decay: floa
                                    **kwargs)
     except (AssertionError, ValueError) as error:
         raise DeitError(f"--opt {opt}: {error}") from error
+
+
+def keep_kernel_choice(optimizer: torch.optim.Optimizer) -> None:
+    """After `load_state_dict`: the run's own `foreach`/`fused` flags, not those of the machine that saved it.
+
+    A checkpoint's parameter groups carry them, so a CPU run's file resumed on a GPU would lose the fused
+    kernel, and a GPU run's file resumed on a CPU would take the fused kernel there (other rounding).
+    """
+    for group in optimizer.param_groups:
+        for key in ("foreach", "fused"):
+            if key in optimizer.defaults:
+                group[key] = optimizer.defaults[key]
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, *, sched: str, epochs: int, warmup_epochs: int,
