@@ -20,11 +20,13 @@ from deit.engine.checkpointing import (BEST_NAME, CHECKPOINT_NAME, capture_rng, 
                                        resolve_resume_path, restore_rng, restore_training_state, save_checkpoint,
                                        training_state)
 from deit.engine.config import TrainConfig, save_config_yaml
+from deit.engine.finetune import FinetuneOrigin
 from deit.engine.distributed import (DistributedEnv, any_process, init_distributed, read_launcher_env,
                                      resolve_device, shutdown_distributed)
 from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_scheduler, scaled_lr
+from deit.engine.recipes import describe_recipe, small_run_warnings
 from deit.engine.checkpoint_structure import check_state_shapes, has_training_state
 from deit.precision import Precision, resolve_precision
 from deit.engine.step import TrainStep
@@ -59,6 +61,7 @@ class _Run:
     best_acc: float = -1.0
     global_step: int = 0
     last_saved_epoch: int | None = None
+    origin: FinetuneOrigin | None = None  # what --finetune loaded and adapted
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -67,6 +70,12 @@ def train(config: TrainConfig) -> dict[str, Any]:
     validate_config(config)
     env = read_launcher_env()
     say(describe_data(config), is_main=env.is_main)
+    recipe = describe_recipe(config)
+    if recipe:
+        say(recipe, is_main=env.is_main)
+    if not config.eval and env.is_main:
+        for problem in small_run_warnings(config, world_size=env.world_size):
+            warnings.warn(problem, stacklevel=2)
     if config.world_size > 1 and not env.distributed:
         raise DeitError(f"--world_size {config.world_size}: start the processes with torchrun or srun "
                         f"(the launcher sets the world size)")
@@ -94,7 +103,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if config.eval:
             return _evaluate_only(run)
         if output_dir_is_main(run):
-            save_config_yaml(config, run.output_dir / "config.yaml")  # only once the run is known to start
+            # only once the run is known to start; the fine-tune origin as comments (a reload ignores them)
+            save_config_yaml(config, run.output_dir / "config.yaml",
+                             comments=run.origin.lines(config.model) if run.origin is not None else ())
         return _train_epochs(run, resumed=run.last_saved_epoch is not None)
     finally:
         if folder_lock is not None:
@@ -134,13 +145,15 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     if config.distillation_type in TEACHER_TYPES and config.teacher_path:
         run.teacher = builders.build_teacher_for(config, num_classes, device)
 
-    model = builders.build_student(config, num_classes, load_finetune=checkpoint is None)
+    model, origin = builders.build_student_with_origin(config, num_classes, load_finetune=checkpoint is None)
+    for line in origin.lines(config.model) if origin is not None else []:
+        say(line, is_main=env.is_main)
     if not config.eval:
         _announce_objective(config, model, is_main=env.is_main)
     if checkpoint is not None:
         load_state_dict_strict(model, checkpoint["model"], source=str(resume_path))
     run.model = model.to(device)
-    run.meta = builders.checkpoint_meta(config, model, class_names)
+    run.meta, run.origin = builders.checkpoint_meta(config, model, class_names, origin=origin), origin
     run.step = builders.build_train_step(config, model, run.teacher, num_classes=num_classes, device=device,
                                          precision=precision, world_size=env.world_size,
                                          distributed=env.distributed)
