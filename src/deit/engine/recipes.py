@@ -19,8 +19,9 @@ _SMALL_DATA_AUGMENTATION: dict[str, Any] = dict(aa="none", mixup=0.0, cutmix=0.0
                                                 weight_decay=0.05, sched="cosine")
 
 RECIPES: dict[str, dict[str, Any]] = {
-    # From pretrained weights: a small lr that leaves the features mostly in place, one warmup epoch.
-    "finetune": dict(_SMALL_DATA_AUGMENTATION, lr=1e-4, min_lr=1e-6, warmup_epochs=1, warmup_lr=1e-6, epochs=30,
+    # From pretrained weights: a small lr that leaves the features mostly in place. No warmup: the schedule is
+    # stepped per epoch, so one warmup epoch would be a whole epoch at --warmup-lr.
+    "finetune": dict(_SMALL_DATA_AUGMENTATION, lr=1e-4, min_lr=1e-6, warmup_epochs=0, warmup_lr=1e-6, epochs=30,
                      drop_path=0.1),
     # From scratch on a few thousand images: the demo's recipe (docs/demo.md), minus its digit-only settings.
     "small-data": dict(_SMALL_DATA_AUGMENTATION, lr=1e-3, min_lr=1e-5, warmup_epochs=2, warmup_lr=1e-6, epochs=12,
