@@ -14,7 +14,9 @@ from deit.engine.config import config_from_args, make_config
 from deit.engine.optim import build_optimizer
 from deit.engine.recipes import RECIPES, describe_recipe, small_run_warnings
 from deit.io import load_torch_file
+from deit.models.checkpoint import read_trained_weights
 from deit.models.factory import build_model
+from deit.tools.model_card import model_card
 from conftest import FAST, TINY_STUDENT, make_image_folder, run_cli
 
 
@@ -38,7 +40,7 @@ def test_finetune_without_model_builds_the_checkpoint_and_says_what_it_adapted(
     folder = make_image_folder(tmp_path / "folder", classes=3)
     out = tmp_path / "ft"
     code, stdout, err = run_cli(["train", "--finetune", digits_checkpoint, "--data-path", folder, "--input-size",
-                                 "64", "--output_dir", out, "--epochs", "1", *FAST], capsys)
+                                 "64", "--output_dir", out, "--recipe", "finetune", "--epochs", "1", *FAST], capsys)
     assert code == 0, err
     lines = stdout.splitlines()
     head = "\n".join(lines[:6])
@@ -53,6 +55,9 @@ def test_finetune_without_model_builds_the_checkpoint_and_says_what_it_adapted(
     assert text.startswith(f"# --finetune {digits_checkpoint}") and "10 → 3 classes" in text
     reloaded = parse(["--config", str(out / "config.yaml")])  # the comments do not stop a reload
     assert reloaded.model == "deit_tiny_distilled_patch16_224" and reloaded.input_size == 64
+    card = model_card(out / "checkpoint.pth", read_trained_weights(out / "checkpoint.pth")[2], fmt="timm")
+    assert f"- fine-tuned from: `{digits_checkpoint}` (a deit_tiny_distilled_patch16_224" in card
+    assert "- recipe: --recipe finetune; epochs=1" in card
 
 
 def test_finetune_takes_the_input_size_from_the_checkpoint_unless_given(digits_checkpoint: Path) -> None:

@@ -31,7 +31,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 
 def layer_decay_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, Any]]:
     """timm's `param_groups_layer_decay`: each group carries an `lr_scale` (decay^(depth - layer)) that timm's
-    schedulers apply; the head keeps the full lr. No weight decay on 1-D parameters and `no_weight_decay()`, as `param_groups`."""
+    schedulers apply; the head keeps the full lr. No weight decay on 1-D parameters and `no_weight_decay()`, as
+    `param_groups`."""
     from timm.optim import param_groups_layer_decay
 
     if not 0.0 < layer_decay <= 1.0:
