@@ -160,3 +160,35 @@ def test_config_yaml_records_the_recipe(tmp_path: Path, capsys: pytest.CaptureFi
     assert "--recipe small-data: --aa none" in stdout.splitlines()[1]
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
     assert saved["recipe"] == "small-data" and saved["mixup"] == 0.0 and saved["unscale_lr"] is True
+
+
+def test_grad_accumulation_equals_one_step_on_the_larger_batch() -> None:
+    from deit.engine.step import TrainStep
+    from deit.precision import resolve_precision
+
+    torch.manual_seed(0)
+    images, targets = torch.randn(8, 6), torch.randint(0, 3, (8,))
+    criterion = lambda inputs, outputs, labels: torch.nn.functional.cross_entropy(outputs, labels)  # noqa: E731
+    precision = resolve_precision("none", torch.device("cpu"))
+
+    def trained(accum: int, batches: int) -> torch.nn.Module:
+        torch.manual_seed(1)
+        model = torch.nn.Linear(6, 3)
+        step = TrainStep(model, criterion, torch.optim.SGD(model.parameters(), lr=0.5), precision=precision,
+                         accum_steps=accum)
+        size = 8 // max(batches, accum)
+        for chunk in range(batches):
+            step(images[chunk * size:(chunk + 1) * size], targets[chunk * size:(chunk + 1) * size])
+        return model
+
+    whole, accumulated = trained(1, 1), trained(2, 2)
+    assert torch.allclose(whole.weight, accumulated.weight, atol=1e-6)
+    first_half_only = trained(2, 1)  # half of the cycle: no optimizer step yet
+    assert torch.equal(first_half_only.weight, trained(1, 0).weight)
+    assert not torch.allclose(whole.weight, trained(1, 0).weight)
+
+
+def test_grad_accumulation_scales_the_lr_with_the_larger_batch() -> None:
+    assert small_run_warnings(parse(["--epochs", "10", "--batch-size", "4", "--lr", "1e-3"]), world_size=1)
+    config = parse(["--epochs", "10", "--batch-size", "4", "--grad-accum-steps", "8", "--lr", "1e-3"])
+    assert config.grad_accum_steps == 8 and small_run_warnings(config, world_size=1) == []

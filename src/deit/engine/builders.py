@@ -271,7 +271,9 @@ def build_train_step(config: TrainConfig, model: nn.Module, teacher: nn.Module |
     """
     from deit.engine.optim import build_optimizer, scaled_lr
 
-    lr = scaled_lr(config.lr, config.batch_size, world_size, unscale=config.unscale_lr)
+    if config.grad_accum_steps < 1:
+        raise DeitError(f"--grad-accum-steps {config.grad_accum_steps}: must be 1 or more")
+    lr = scaled_lr(config.lr, config.batch_size * config.grad_accum_steps, world_size, unscale=config.unscale_lr)
     optimizer = build_optimizer(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay, eps=config.opt_eps,
                                 betas=config.opt_betas, momentum=config.momentum, device=device,
                                 layer_decay=config.layer_decay)
@@ -298,7 +300,7 @@ def build_train_step(config: TrainConfig, model: nn.Module, teacher: nn.Module |
             # wrapper's no_grad and re-normalisation stay eager).
             teacher.model = compile_model(teacher.model)  # type: ignore[assignment]
     return TrainStep(forward_model, criterion, optimizer, precision=precision, clip_grad=config.clip_grad,
-                     model_ema=model_ema, mixup_fn=mixup_fn)
+                     model_ema=model_ema, mixup_fn=mixup_fn, accum_steps=config.grad_accum_steps)
 
 
 def build_mixup_fn(config: TrainConfig, num_classes: int) -> Any:

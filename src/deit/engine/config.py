@@ -151,6 +151,9 @@ class TrainConfig:
     layer_decay: float | None = _opt(None, "--layer-decay", group="finetune", kind=float, metavar="RATE",
                                      help="layer-wise lr decay (timm): block i of N gets lr x RATE^(N-i); the "
                                           "head keeps the full lr (default: off)")
+    grad_accum_steps: int = _opt(1, "--grad-accum-steps", group="finetune", metavar="N",
+                                 help="add up the gradients of N batches per optimizer step (timm's flag): a batch "
+                                      "N times larger in memory of one; the lr scales with the larger batch")
     linear_probe: bool = _opt(False, "--linear-probe", group="finetune",
                               help="train the classification head(s) only, on a frozen backbone")
     # -- data (official; 'auto' is the official IMNET default when a --data-path is given, else our DIGITS)

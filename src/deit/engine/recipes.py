@@ -65,9 +65,10 @@ def small_run_warnings(config: Any, *, world_size: int) -> list[str]:
         problems.append(f"--warmup-epochs {config.warmup_epochs} ≥ --epochs {config.epochs}: the whole run is "
                         f"warmup from --warmup-lr {config.warmup_lr:g} and never reaches --lr; lower "
                         f"--warmup-epochs (or try --recipe finetune / small-data)")
-    lr = scaled_lr(config.lr, config.batch_size, world_size, unscale=config.unscale_lr)
+    batch = config.batch_size * config.grad_accum_steps
+    lr = scaled_lr(config.lr, batch, world_size, unscale=config.unscale_lr)
     if not config.unscale_lr and lr <= max(config.min_lr, config.warmup_lr):
-        problems.append(f"--lr {config.lr:g} × total batch {config.batch_size * world_size}/512 = {lr:.3g}, not "
+        problems.append(f"--lr {config.lr:g} × total batch {batch * world_size}/512 = {lr:.3g}, not "
                         f"above --min-lr {config.min_lr:g} / --warmup-lr {config.warmup_lr:g}: the schedule never "
                         f"rises; pass --unscale-lr to use --lr as is, or a larger --lr")
     return problems

@@ -179,7 +179,7 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
                                          precision=precision, world_size=env.world_size,
                                          distributed=env.distributed)
     run.optimizer, run.model_ema, run.train_model = run.step.optimizer, run.step.model_ema, run.step.model
-    lr = scaled_lr(config.lr, config.batch_size, env.world_size, unscale=config.unscale_lr)
+    lr = scaled_lr(config.lr, config.batch_size * config.grad_accum_steps, env.world_size, unscale=config.unscale_lr)
     run.scheduler = build_scheduler(
         run.optimizer, sched=config.sched, epochs=config.epochs, warmup_epochs=config.warmup_epochs,
         warmup_lr=config.warmup_lr, min_lr=config.min_lr, decay_epochs=config.decay_epochs,
