@@ -192,3 +192,35 @@ def test_grad_accumulation_scales_the_lr_with_the_larger_batch() -> None:
     assert small_run_warnings(parse(["--epochs", "10", "--batch-size", "4", "--lr", "1e-3"]), world_size=1)
     config = parse(["--epochs", "10", "--batch-size", "4", "--grad-accum-steps", "8", "--lr", "1e-3"])
     assert config.grad_accum_steps == 8 and small_run_warnings(config, world_size=1) == []
+
+
+def test_class_balanced_sampling_evens_out_an_imbalanced_split() -> None:
+    from collections import Counter
+
+    from deit.data.balanced_sampler import ClassBalancedSampler
+
+    labels = [0] * 90 + [1] * 9 + [2] * 1
+    sampler = ClassBalancedSampler(labels, seed=3)
+    drawn = Counter(labels[index] for epoch in range(20) for index in (sampler.set_epoch(epoch) or sampler))
+    # 2,000 draws: about 667 per class; without balancing 1,800 / 180 / 20.
+    assert all(560 < drawn[label] < 780 for label in range(3)), drawn
+    sampler.set_epoch(0)
+    first = list(sampler)
+    assert first == list(sampler) and len(first) == len(sampler) == 100
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    ranks = [ClassBalancedSampler(labels, num_replicas=2, rank=rank, seed=3) for rank in range(2)]
+    assert sorted(list(ranks[0]) + list(ranks[1])) == sorted(first)  # the same draw, split between the ranks
+
+
+def test_class_balanced_runs_and_is_refused_with_dali(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code, _, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--class-balanced", "--no-repeated-aug"],
+                         capsys)
+    assert code == 0
+    from deit.engine.builders import build_loaders
+    from deit.engine.distributed import DistributedEnv
+    from deit.errors import DeitError
+
+    with pytest.raises(DeitError, match="--class-balanced: needs an indexable data set"):
+        build_loaders(make_config(class_balanced=True, data_loader="dali"), None, None, DistributedEnv(),
+                      torch.device("cpu"))

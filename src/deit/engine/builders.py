@@ -88,6 +88,12 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
     """Repeated-augmentation (or plain distributed) sampling for training, sequential or split evaluation."""
     from deit.data import RepeatAugSampler
 
+    if config.class_balanced and (isinstance(train_set, IterableDataset) or config.data_loader == "dali"):
+        raise DeitError("--class-balanced: needs an indexable data set and the torch loader (not WDS shards or "
+                        "--data-loader dali)")
+    if config.class_balanced and config.repeated_aug:
+        warnings.warn("--class-balanced replaces repeated augmentation (--repeated-aug); pass --no-repeated-aug "
+                      "to silence this", stacklevel=2)
     if config.data_loader == "dali":
         return _dali_loaders(config, train_set, val_set, env, device)
     pin = config.pin_mem and device.type == "cuda"
@@ -98,8 +104,14 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
         train_loader = DataLoader(train_set, batch_size=config.batch_size, num_workers=config.num_workers,
                                   pin_memory=pin, drop_last=True)
     elif train_set is not None:
-        # Both samplers shuffle from seed + epoch alone, so an epoch's order survives a resume exactly.
-        if config.repeated_aug:
+        # The samplers draw from seed + epoch alone, so an epoch's order survives a resume exactly.
+        if config.class_balanced:
+            from deit.data.balanced_sampler import ClassBalancedSampler
+            from deit.data.subset import dataset_labels
+
+            sampler = ClassBalancedSampler(dataset_labels(train_set), num_replicas=env.world_size, rank=env.rank,
+                                           seed=config.seed)
+        elif config.repeated_aug:
             sampler = RepeatAugSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                        num_repeats=3, seed=config.seed)
         else:

@@ -154,6 +154,9 @@ class TrainConfig:
     grad_accum_steps: int = _opt(1, "--grad-accum-steps", group="finetune", metavar="N",
                                  help="add up the gradients of N batches per optimizer step (timm's flag): a batch "
                                       "N times larger in memory of one; the lr scales with the larger batch")
+    class_balanced: bool = _opt(False, "--class-balanced", group="finetune",
+                                help="draw every class equally often per epoch (with replacement), for imbalanced "
+                                     "folders; replaces repeated augmentation")
     linear_probe: bool = _opt(False, "--linear-probe", group="finetune",
                               help="train the classification head(s) only, on a frozen backbone")
     # -- data (official; 'auto' is the official IMNET default when a --data-path is given, else our DIGITS)
