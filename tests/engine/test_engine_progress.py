@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from deit.engine import run as run_module
+from deit.engine import run_report
 from deit.engine.config import make_config
 from deit.engine.logging_utils import curve_points, plot_curves
-from deit.engine.run import effective_log_interval
+from deit.engine.run_report import clamp_workers, effective_log_interval
 from conftest import FAST, TINY_STUDENT, run_cli
 
 # FAST without its "--log-interval 0": the default interval (50) against 3-step epochs.
@@ -58,11 +58,10 @@ def test_curves_count_epochs_as_the_console_and_plot_the_lr(tmp_path: Path) -> N
         assert image.size[0] == 1500  # three panels: loss, top-1, lr
 
 
-def test_workers_are_clamped_to_the_usable_cores(monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture) -> None:
-    monkeypatch.setattr(run_module.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
-    clamped = run_module._clamp_workers(make_config(num_workers=10), is_main=True)
+def test_workers_are_clamped_to_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(run_report.os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    clamped, message = clamp_workers(make_config(num_workers=10))
     assert clamped.num_workers == 2
-    assert capsys.readouterr().out.strip() == "--num_workers 10: 2 usable CPU core(s) here, so 2 loader workers"
+    assert message == "--num_workers 10: 2 usable CPU core(s) here, so 2 loader workers"
     kept = make_config(num_workers=2)
-    assert run_module._clamp_workers(kept, is_main=True) is kept and capsys.readouterr().out == ""
+    assert clamp_workers(kept) == (kept, None)

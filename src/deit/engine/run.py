@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import os
 import random
 import time
 import warnings
@@ -25,10 +23,11 @@ from deit.engine.config import TrainConfig, save_config_yaml
 from deit.engine.finetune import FinetuneOrigin
 from deit.engine.distributed import (DistributedEnv, any_process, init_distributed, read_launcher_env,
                                      resolve_device, shutdown_distributed)
-from deit.engine.logging_utils import RunLog, format_duration, plot_curves, resolve_log_format, say
+from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_scheduler, scaled_lr
 from deit.engine.recipes import describe_recipe, small_run_warnings
+from deit.engine.run_report import clamp_workers, closing_summary, effective_log_interval, epoch_steps
 from deit.engine.checkpoint_structure import check_state_shapes, has_training_state
 from deit.precision import Precision, resolve_precision
 from deit.engine.step import TrainStep
@@ -72,7 +71,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     validate_config(config)
     env = read_launcher_env()
     say(describe_data(config), is_main=env.is_main)
-    config = _clamp_workers(config, is_main=env.is_main)
+    config, clamped = clamp_workers(config)
+    if clamped:
+        say(clamped, is_main=env.is_main)
     recipe = describe_recipe(config)
     if recipe:
         say(recipe, is_main=env.is_main)
@@ -115,24 +116,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
             folder_lock.release()
         if owns_group:
             shutdown_distributed()
-
-
-def usable_cores() -> int:
-    """CPU cores this process may run on (its affinity mask: a container or taskset may allow fewer than exist)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _clamp_workers(config: TrainConfig, *, is_main: bool) -> TrainConfig:
-    """More loader workers than usable cores only compete with the training step (PyTorch warns about it too)."""
-    cores = usable_cores()
-    if config.num_workers <= cores:
-        return config
-    say(f"--num_workers {config.num_workers}: {cores} usable CPU core(s) here, so {cores} loader workers",
-        is_main=is_main)
-    return dataclasses.replace(config, num_workers=cores)
 
 
 def output_dir_is_main(run: _Run) -> bool:
@@ -327,38 +310,10 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
         if run.output_dir is not None and env.is_main:
             with contextlib.suppress(Exception):  # a plot must never hide the run's real outcome
                 plot_curves(run.output_dir / "log.txt", run.output_dir / "curves.png")
-    say(closing_summary(run, metrics, epochs_run=epoch + 1 - run.start_epoch, seconds=time.time() - run_started),
-        is_main=env.is_main)
+    say(closing_summary(run.best_acc, metrics, run.output_dir, epochs_run=epoch + 1 - run.start_epoch,
+                        seconds=time.time() - run_started), is_main=env.is_main)
     return {**metrics, "epoch": epoch, "best_acc1": run.best_acc, "train_loss": train_stats.get("loss"),
             "train_skipped_steps": train_stats.get("skipped_steps", 0)}
-
-
-def epoch_steps(loader: Any, max_steps: int) -> int:
-    """Training steps per epoch (0 when the loader has no length)."""
-    total = len(loader) if hasattr(loader, "__len__") else 0
-    return min(total, max_steps) if max_steps else total
-
-
-def effective_log_interval(log_interval: int, steps_per_epoch: int) -> int:
-    """--log-interval, shortened for small epochs so a piped run shows about four step lines per epoch
-    (a 37-step epoch under the default 50 would show none); 0 stays off."""
-    if not log_interval or not steps_per_epoch:
-        return log_interval
-    return max(1, min(log_interval, steps_per_epoch // 4))
-
-
-def closing_summary(run: _Run, metrics: dict[str, Any], *, epochs_run: int, seconds: float) -> str:
-    """The last line of a run: best and last top-1, how long it took, where the weights and logs are."""
-    last = f"last top-1 {metrics['acc1']:.2f}" if metrics else "not evaluated"
-    parts = [f"done: {epochs_run} epoch(s) in {format_duration(seconds)}", f"best top-1 {run.best_acc:.2f}", last]
-    if run.output_dir is None:
-        parts.append("nothing saved (no --output_dir)")
-    else:
-        best = run.output_dir / BEST_NAME
-        weights = f"{best} (best), " if best.is_file() else ""
-        parts.append(f"weights {weights}{run.output_dir / CHECKPOINT_NAME} (last); curves "
-                     f"{run.output_dir / 'curves.png'}, log {run.output_dir / 'log.txt'}")
-    return " | ".join(parts)
 
 
 def _kept(run: _Run) -> str:
