@@ -1,5 +1,5 @@
-"""Write a small class-folder data set for docs/finetune.md: five shapes drawn at random places, sizes and
-colours on noisy backgrounds, `ROOT/{train,val}/<shape>/<n>.png` at 64×64. Offline, seeded, a few seconds.
+"""Write a small class-folder data set for docs/finetune.md: five shapes drawn at random places and sizes, each
+in the complement of its random, noisy background, `ROOT/{train,val}/<shape>/<n>.png` at 64×64. Offline, seeded, a few seconds.
 
     python docs/examples/make_shapes.py shapes [--train 100] [--val 40]
 """
@@ -19,10 +19,10 @@ SIZE = 64
 def draw(shape: str, rng: np.random.Generator) -> Image.Image:
     """One image: a noisy background and one shape of a random colour, size and place."""
     background = rng.integers(0, 256, 3)
-    pixels = np.clip(background + rng.normal(0, 40, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
+    pixels = np.clip(background + rng.normal(0, 20, (SIZE, SIZE, 3)), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels)
     pen = ImageDraw.Draw(image)
-    colour = tuple(int(c) for c in rng.integers(0, 256, 3))
+    colour = tuple(int(255 - c) for c in background)  # the background's complement: the shape always stands out
     radius = int(rng.integers(10, 24))
     cx, cy = (int(v) for v in rng.integers(radius, SIZE - radius, 2))
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
