@@ -26,8 +26,8 @@ from common import environment, environment_lines, markdown_table, write_report
 from deit.engine import builders
 from deit.engine.distributed import read_launcher_env
 from deit.engine.loop import train_one_epoch
-from deit.tools.bench import build_bench_step
-from deit.tools.demo import DemoSettings, student_config
+from deit.inference.bench import build_bench_step
+from deit.demo.experiment import DemoSettings, student_config
 
 
 class _LookedUpTeacher(nn.Module):

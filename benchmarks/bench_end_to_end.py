@@ -105,7 +105,7 @@ def cpu_parts(data: Path, args: argparse.Namespace, rounds: int = 4) -> dict[str
     import random
 
     from deit.engine import builders
-    from deit.tools.bench import build_bench_step
+    from deit.inference.bench import build_bench_step
 
     device = torch.device(args.device)
     threads = torch.get_num_threads()

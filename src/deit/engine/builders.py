@@ -15,6 +15,8 @@ from deit.data.datasets import data_set_key
 from deit.distill.loss import TEACHER_TYPES
 from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
+from deit.engine.finetune import FinetuneOrigin
+from deit.engine.finetune import load_finetune as load_finetune_weights
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
 from deit.models.download import fetch_checkpoint, is_url
@@ -86,6 +88,12 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
     """Repeated-augmentation (or plain distributed) sampling for training, sequential or split evaluation."""
     from deit.data import RepeatAugSampler
 
+    if config.class_balanced and (isinstance(train_set, IterableDataset) or config.data_loader == "dali"):
+        raise DeitError("--class-balanced: needs an indexable data set and the torch loader (not WDS shards or "
+                        "--data-loader dali)")
+    if config.class_balanced and config.repeated_aug:
+        warnings.warn("--class-balanced replaces repeated augmentation (--repeated-aug); pass --no-repeated-aug "
+                      "to silence this", stacklevel=2)
     if config.data_loader == "dali":
         return _dali_loaders(config, train_set, val_set, env, device)
     pin = config.pin_mem and device.type == "cuda"
@@ -96,8 +104,14 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
         train_loader = DataLoader(train_set, batch_size=config.batch_size, num_workers=config.num_workers,
                                   pin_memory=pin, drop_last=True)
     elif train_set is not None:
-        # Both samplers shuffle from seed + epoch alone, so an epoch's order survives a resume exactly.
-        if config.repeated_aug:
+        # The samplers draw from seed + epoch alone, so an epoch's order survives a resume exactly.
+        if config.class_balanced:
+            from deit.data.balanced_sampler import ClassBalancedSampler
+            from deit.data.subset import dataset_labels
+
+            sampler = ClassBalancedSampler(dataset_labels(train_set), num_replicas=env.world_size, rank=env.rank,
+                                           seed=config.seed)
+        elif config.repeated_aug:
             sampler = RepeatAugSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
                                        num_repeats=3, seed=config.seed)
         else:
@@ -171,6 +185,12 @@ def _dali_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
 
 def build_student(config: TrainConfig, num_classes: int, *, load_finetune: bool) -> nn.Module:
     """The model to train, with `--finetune` weights (pos_embed resampled, other heads dropped) and `--attn-only`."""
+    return build_student_with_origin(config, num_classes, load_finetune=load_finetune)[0]
+
+
+def build_student_with_origin(config: TrainConfig, num_classes: int, *, load_finetune: bool
+                              ) -> tuple[nn.Module, FinetuneOrigin | None]:
+    """`build_student`, and what `--finetune` loaded and adapted (None when no fine-tune weights were loaded)."""
     from deit.models.factory import build_model
 
     overrides = dict(config.model_kwargs)
@@ -182,20 +202,15 @@ def build_student(config: TrainConfig, num_classes: int, *, load_finetune: bool)
                             drop_path_rate=config.drop_path, **overrides)
     except TypeError as error:
         raise DeitError(f"--model {config.model} / --model-kwargs {config.model_kwargs}: {error}") from error
+    origin = None
     if load_finetune and config.finetune:
-        _load_finetune(model, config)
+        origin = load_finetune_weights(model, local_copy(config.finetune, "--finetune"), flag_model=config.model,
+                                       flag_kwargs=dict(config.model_kwargs))
     if config.attn_only:
         _freeze_all_but_attention(model)
-    return model
-
-
-def _load_finetune(model: nn.Module, config: TrainConfig) -> None:
-    from deit.models.checkpoint import load_pretrained
-
-    source = local_copy(config.finetune, "--finetune")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the head-drop warning is expected when the class count changes
-        load_pretrained(model, source)
+    if config.linear_probe:
+        _freeze_all_but_classifier(model)
+    return model, origin
 
 
 def local_copy(source: str, flag: str) -> str | Path:
@@ -212,6 +227,17 @@ def _freeze_all_but_attention(model: nn.Module) -> None:
         parameter.requires_grad = (".attn." in name or name == "pos_embed" or name.startswith(("head.", "head_dist.")))
     if not any(p.requires_grad for p in model.parameters()):
         raise DeitError(f"--attn-only: {model_name_of(model)} has no attention layers to fine-tune")
+
+
+def _freeze_all_but_classifier(model: nn.Module) -> None:
+    """`--linear-probe`: only the classification head(s) train, on the frozen features of the backbone."""
+    heads = model.get_classifier() if hasattr(model, "get_classifier") else None
+    heads = heads if isinstance(heads, tuple) else (heads,)
+    trainable = {id(p) for head in heads if isinstance(head, nn.Module) for p in head.parameters()}
+    if not trainable:
+        raise DeitError(f"--linear-probe: {model_name_of(model)} has no classifier (get_classifier) to train")
+    for parameter in model.parameters():
+        parameter.requires_grad = id(parameter) in trainable
 
 
 def model_name_of(model: nn.Module) -> str:
@@ -257,9 +283,12 @@ def build_train_step(config: TrainConfig, model: nn.Module, teacher: nn.Module |
     """
     from deit.engine.optim import build_optimizer, scaled_lr
 
-    lr = scaled_lr(config.lr, config.batch_size, world_size, unscale=config.unscale_lr)
+    if config.grad_accum_steps < 1:
+        raise DeitError(f"--grad-accum-steps {config.grad_accum_steps}: must be 1 or more")
+    lr = scaled_lr(config.lr, config.batch_size * config.grad_accum_steps, world_size, unscale=config.unscale_lr)
     optimizer = build_optimizer(model, opt=config.opt, lr=lr, weight_decay=config.weight_decay, eps=config.opt_eps,
-                                betas=config.opt_betas, momentum=config.momentum, device=device)
+                                betas=config.opt_betas, momentum=config.momentum, device=device,
+                                layer_decay=config.layer_decay)
     model_ema = None
     if config.model_ema and not config.eval:
         from timm.utils import ModelEmaV3
@@ -283,7 +312,7 @@ def build_train_step(config: TrainConfig, model: nn.Module, teacher: nn.Module |
             # wrapper's no_grad and re-normalisation stay eager).
             teacher.model = compile_model(teacher.model)  # type: ignore[assignment]
     return TrainStep(forward_model, criterion, optimizer, precision=precision, clip_grad=config.clip_grad,
-                     model_ema=model_ema, mixup_fn=mixup_fn)
+                     model_ema=model_ema, mixup_fn=mixup_fn, accum_steps=config.grad_accum_steps)
 
 
 def build_mixup_fn(config: TrainConfig, num_classes: int) -> Any:
@@ -295,10 +324,13 @@ def build_mixup_fn(config: TrainConfig, num_classes: int) -> Any:
                        label_smoothing=config.smoothing, num_classes=num_classes)
 
 
-def checkpoint_meta(config: TrainConfig, model: nn.Module, class_names: list[str]) -> CheckpointMeta:
-    """What `deit predict`/`eval`/`export` need to use the checkpoint alone (docs/architecture.md)."""
+def checkpoint_meta(config: TrainConfig, model: nn.Module, class_names: list[str], *,
+                    origin: FinetuneOrigin | None = None) -> CheckpointMeta:
+    """What `deit predict`/`eval`/`export` need to use the checkpoint alone (docs/architecture.md); with `origin`,
+    where `--finetune` started from (`finetuned_from`, shown by the model card)."""
     mean, std = normalization(config)
     return CheckpointMeta(model=config.model, model_kwargs=dict(config.model_kwargs), input_size=config.input_size,
                           num_classes=len(class_names), mean=tuple(mean), std=tuple(std),
                           crop_pct=config.eval_crop_ratio, class_names=tuple(class_names),
-                          distilled=bool(getattr(model, "distilled", False)), deit_version=__version__)
+                          distilled=bool(getattr(model, "distilled", False)), deit_version=__version__,
+                          extra={"finetuned_from": origin.to_dict()} if origin is not None else {})

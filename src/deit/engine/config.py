@@ -10,6 +10,7 @@ import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
@@ -142,6 +143,21 @@ class TrainConfig:
                          help="start from these weights (pos_embed resampled, mismatched heads dropped)")
     attn_only: bool = _opt(False, "--attn-only", group="finetune",
                            help="fine-tune the attention layers, heads and pos_embed only")
+    # -- fine-tuning (ours; timm's names where timm has the flag)
+    recipe: str = _opt("", "--recipe", group="finetune", metavar="NAME",
+                       help="named small-data settings, each overridable by its own flag: finetune (from "
+                            "pretrained weights) or small-data (from scratch, the demo's); docs/finetune.md")
+    layer_decay: float | None = _opt(None, "--layer-decay", group="finetune", kind=float, metavar="RATE",
+                                     help="layer-wise lr decay (timm): block i of N gets lr x RATE^(N-i); the "
+                                          "head keeps the full lr (default: off)")
+    grad_accum_steps: int = _opt(1, "--grad-accum-steps", group="finetune", metavar="N",
+                                 help="add up the gradients of N batches per optimizer step (timm's flag): a batch "
+                                      "N times larger in memory of one; the lr scales with the larger batch")
+    class_balanced: bool = _opt(False, "--class-balanced", group="finetune",
+                                help="draw every class equally often per epoch (with replacement), for imbalanced "
+                                     "folders; replaces repeated augmentation")
+    linear_probe: bool = _opt(False, "--linear-probe", group="finetune",
+                              help="train the classification head(s) only, on a frozen backbone")
     # -- data (official; 'auto' is the official IMNET default when a --data-path is given, else our DIGITS)
     data_path: str = _opt("", "--data-path", group="data",
                           help="data root (IMNET: train/ and val/ class folders); DIGITS needs none")
@@ -339,7 +355,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     for name in _FIELDS:
         if name in given:
             settings[name] = _coerce(name, given[name], "--" + name.replace("_", "-"))
-    return TrainConfig(**settings)
+    return TrainConfig(**_resolved(settings))
+
+
+def _resolved(settings: dict[str, Any]) -> dict[str, Any]:
+    """The settings given, on top of their recipe, with what `--finetune`'s checkpoint says where not given."""
+    from deit.engine.finetune import fill_from_checkpoint
+    from deit.engine.recipes import apply_recipe
+
+    return fill_from_checkpoint(apply_recipe(settings))
 
 
 def make_config(**settings: Any) -> TrainConfig:
@@ -347,14 +371,15 @@ def make_config(**settings: Any) -> TrainConfig:
     unknown = [k for k in settings if k not in _FIELDS]
     if unknown:
         raise DeitError(f"unknown setting '{unknown[0]}'")
-    return TrainConfig(**{k: _coerce(k, v, "make_config") for k, v in settings.items()})
+    return TrainConfig(**_resolved({k: _coerce(k, v, "make_config") for k, v in settings.items()}))
 
 
-def save_config_yaml(config: TrainConfig, path: str | Path) -> None:
-    """Write the resolved configuration as YAML (loadable again with `--config`)."""
+def save_config_yaml(config: TrainConfig, path: str | Path, *, comments: Sequence[str] = ()) -> None:
+    """Write the resolved configuration as YAML (loadable again with `--config`), `comments` as # lines on top."""
     from deit.io import atomic_write
 
-    text = yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
+    header = "".join("# " + line.replace("\n", " ") + "\n" for line in comments)
+    text = header + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 

@@ -22,7 +22,8 @@ def resolve_log_format(log_format: str, *, is_main: bool, stream: Any = None) ->
     return "bar" if getattr(stream, "isatty", lambda: False)() else "plain"
 
 
-def _duration(seconds: float) -> str:
+def format_duration(seconds: float) -> str:
+    """h:mm:ss."""
     seconds = int(max(seconds, 0))
     return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
@@ -30,8 +31,9 @@ def _duration(seconds: float) -> str:
 class Progress:
     """Progress of one epoch (or evaluation): steps are counted host-side, values arrive only when synced."""
 
-    def __init__(self, *, total: int, desc: str, mode: str) -> None:
+    def __init__(self, *, total: int, desc: str, mode: str, steps_after: int = 0) -> None:
         self.total, self.desc, self.mode = total, desc, mode
+        self.steps_after = steps_after  # training steps of the run's later epochs, for the whole-run ETA
         self.start = time.perf_counter()
         self.images = 0
         self.steps = 0
@@ -56,14 +58,16 @@ class Progress:
     def report(self, values: dict[str, float]) -> None:
         """Show freshly synced values (loss, lr ...) with throughput and ETA."""
         rate = self.images_per_second
-        eta = (self.total - self.steps) * (time.perf_counter() - self.start) / max(self.steps, 1)
+        per_step = (time.perf_counter() - self.start) / max(self.steps, 1)
+        eta = (self.total - self.steps) * per_step
+        run_eta = f" run eta {format_duration(eta + self.steps_after * per_step)}" if self.steps_after else ""
         shown = {k: _format_value(v) for k, v in values.items()}
         if self._bar is not None:
             self._bar.set_postfix({**shown, "img/s": f"{rate:.0f}"}, refresh=True)
         elif self.mode == "plain":
             fields = " ".join(f"{k} {v}" for k, v in shown.items())
-            print(f"{self.desc} [{self.steps}/{self.total}] {fields} {rate:.0f} img/s eta {_duration(eta)}",
-                  flush=True)
+            print(f"{self.desc} [{self.steps}/{self.total}] {fields} {rate:.0f} img/s eta {format_duration(eta)}"
+                  f"{run_eta}", flush=True)
 
     def close(self) -> None:
         """Remove the bar (the epoch summary line is printed by the caller)."""
@@ -98,6 +102,12 @@ class RunLog:
             if SummaryWriter is not None:
                 self._writer = SummaryWriter(str(output_dir / "tensorboard"), purge_step=purge_step)
 
+    def write_step(self, global_step: int, values: dict[str, float]) -> None:
+        """Per-step scalars (`train/step_loss`, `train/step_lr`) in TensorBoard, at the global step."""
+        if self._writer is not None:
+            for key, value in values.items():
+                self._writer.add_scalar(f"train/step_{key}", value, global_step)
+
     def write(self, stats: dict[str, Any]) -> None:
         """Append one epoch's statistics."""
         if self.path is None:
@@ -129,6 +139,15 @@ def read_log(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def curve_points(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]]:
+    """(epoch as the console counts it, value) of the `log.txt` rows that have `key`.
+
+    With --eval-interval N the validation keys are in every N-th row only; log.txt counts epochs from 0 (the
+    official format), the console's "epoch 1/2" and the plot from 1.
+    """
+    return [(int(row["epoch"]) + 1, row[key]) for row in rows if key in row]
+
+
 def plot_curves(log_path: str | Path, out_path: str | Path) -> Path | None:
     """`curves.png`: training/validation loss and top-1 per epoch from `log.txt` (None if nothing to plot)."""
     rows = [r for r in read_log(log_path) if "epoch" in r] if Path(log_path).is_file() else []
@@ -139,14 +158,13 @@ def plot_curves(log_path: str | Path, out_path: str | Path) -> Path | None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(15, 4))
     FigureCanvasAgg(fig)
-    loss_ax, acc_ax = fig.subplots(1, 2)
-    fig.subplots_adjust(left=0.07, right=0.98, bottom=0.13, top=0.9, wspace=0.25)
+    loss_ax, acc_ax, lr_ax = fig.subplots(1, 3)
+    fig.subplots_adjust(left=0.05, right=0.99, bottom=0.13, top=0.9, wspace=0.25)
 
     def series(axis: Any, key: str, label: str) -> None:
-        # Each series at the epochs that have it: with --eval-interval N the validation keys are in every N-th row.
-        points = [(r["epoch"], r[key]) for r in rows if key in r]
+        points = curve_points(rows, key)
         if points:
             axis.plot([epoch for epoch, _ in points], [value for _, value in points], marker="o", label=label)
 
@@ -158,6 +176,10 @@ def plot_curves(log_path: str | Path, out_path: str | Path) -> Path | None:
         series(acc_ax, key, label)
     acc_ax.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1")
     acc_ax.legend()
+    series(lr_ax, "train_lr", "lr of the epoch")
+    lr_ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate")
+    for axis in (loss_ax, acc_ax, lr_ax):
+        axis.xaxis.get_major_locator().set_params(integer=True)
     out_path = Path(out_path)
     from deit.io import atomic_write
 

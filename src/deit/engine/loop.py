@@ -8,7 +8,7 @@ look at the loss, so it syncs once per step (and agrees across processes, which 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -34,9 +34,14 @@ class NonFiniteLossError(DeitError):
 
 def train_one_epoch(step: TrainStep, loader: Iterable, device: torch.device, epoch: int, *,
                     set_training_mode: bool = True, nan_policy: str = "stop", max_steps: int = 0,
-                    log_interval: int = 50, progress_mode: str = "quiet", global_step: int = 0) -> dict[str, float]:
+                    log_interval: int = 50, progress_mode: str = "quiet", global_step: int = 0,
+                    steps_after: int = 0, on_report: Callable[[int, dict[str, float]], None] | None = None
+                    ) -> dict[str, float]:
     """Train for one epoch with `step` (engine/step.py); returns mean loss, lr, steps, skipped steps, images/s
     and the next global step.
+
+    Every `log_interval` steps the interval's mean loss and the lr are shown (with the whole run's ETA, counting
+    `steps_after` more steps) and handed to `on_report(global step, values)` (the run's TensorBoard).
 
     Raises `NonFiniteLossError` under `nan_policy="stop"`; the caller then keeps the last good checkpoint.
     """
@@ -44,7 +49,7 @@ def train_one_epoch(step: TrainStep, loader: Iterable, device: torch.device, epo
     step.model.train(set_training_mode)
     total = len(loader) if hasattr(loader, "__len__") else 0  # type: ignore[arg-type]
     total = min(total, max_steps) if max_steps else total
-    progress = Progress(total=total, desc=f"epoch {epoch + 1}", mode=progress_mode)
+    progress = Progress(total=total, desc=f"epoch {epoch + 1}", mode=progress_mode, steps_after=steps_after)
     loss_sum = torch.zeros((), device=device)
     interval_sum = torch.zeros((), device=device)
     device_step = torch.full((), global_step - 1, dtype=torch.long, device=device)
@@ -73,7 +78,10 @@ def train_one_epoch(step: TrainStep, loader: Iterable, device: torch.device, epo
             interval_steps += 1
             if log_interval and steps % log_interval == 0:
                 _check_finite(first_bad, epoch, global_step, device)
-                progress.report({"loss": interval_sum.item() / interval_steps, "lr": current_lr(optimizer)})
+                values = {"loss": interval_sum.item() / interval_steps, "lr": current_lr(optimizer)}
+                progress.report(values)
+                if on_report is not None:
+                    on_report(global_step + steps + skipped, values)
                 interval_sum.zero_()
                 interval_steps = 0
         _check_finite(first_bad, epoch, global_step, device)

@@ -20,11 +20,14 @@ from deit.engine.checkpointing import (BEST_NAME, CHECKPOINT_NAME, capture_rng, 
                                        resolve_resume_path, restore_rng, restore_training_state, save_checkpoint,
                                        training_state)
 from deit.engine.config import TrainConfig, save_config_yaml
+from deit.engine.finetune import FinetuneOrigin
 from deit.engine.distributed import (DistributedEnv, any_process, init_distributed, read_launcher_env,
                                      process_device, shutdown_distributed)
 from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_scheduler, current_lr
+from deit.engine.recipes import describe_recipe, small_run_warnings
+from deit.engine.run_report import clamp_workers, closing_summary, effective_log_interval, epoch_steps
 from deit.engine.checkpoint_structure import check_state_shapes, has_training_state
 from deit.precision import Precision, resolve_precision
 from deit.engine.step import TrainStep
@@ -59,6 +62,7 @@ class _Run:
     best_acc: float = -1.0
     global_step: int = 0
     last_saved_epoch: int | None = None
+    origin: FinetuneOrigin | None = None  # what --finetune loaded and adapted
 
 
 def train(config: TrainConfig) -> dict[str, Any]:
@@ -67,6 +71,15 @@ def train(config: TrainConfig) -> dict[str, Any]:
     validate_config(config)
     env = read_launcher_env()
     say(describe_data(config), is_main=env.is_main)
+    config, clamped = clamp_workers(config)
+    if clamped:
+        say(clamped, is_main=env.is_main)
+    recipe = describe_recipe(config)
+    if recipe:
+        say(recipe, is_main=env.is_main)
+    if not config.eval and env.is_main:
+        for problem in small_run_warnings(config, world_size=env.world_size):
+            warnings.warn(problem, stacklevel=2)
     if config.world_size > 1 and not env.distributed:
         raise DeitError(f"--world_size {config.world_size}: start the processes with torchrun or srun "
                         f"(the launcher sets the world size)")
@@ -95,7 +108,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if config.eval:
             return _evaluate_only(run)
         if output_dir_is_main(run):
-            save_config_yaml(config, run.output_dir / "config.yaml")  # only once the run is known to start
+            # only once the run is known to start; the fine-tune origin as comments (a reload ignores them)
+            save_config_yaml(config, run.output_dir / "config.yaml",
+                             comments=run.origin.lines(config.model) if run.origin is not None else ())
         return _train_epochs(run, resumed=run.last_saved_epoch is not None)
     finally:
         if folder_lock is not None:
@@ -135,13 +150,15 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     if config.distillation_type in TEACHER_TYPES and config.teacher_path:
         run.teacher = builders.build_teacher_for(config, num_classes, device)
 
-    model = builders.build_student(config, num_classes, load_finetune=checkpoint is None)
+    model, origin = builders.build_student_with_origin(config, num_classes, load_finetune=checkpoint is None)
+    for line in origin.lines(config.model) if origin is not None else []:
+        say(line, is_main=env.is_main)
     if not config.eval:
         _announce_objective(config, model, is_main=env.is_main)
     if checkpoint is not None:
         load_state_dict_strict(model, checkpoint["model"], source=str(resume_path))
     run.model = model.to(device)
-    run.meta = builders.checkpoint_meta(config, model, class_names)
+    run.meta, run.origin = builders.checkpoint_meta(config, model, class_names, origin=origin), origin
     run.step = builders.build_train_step(config, model, run.teacher, num_classes=num_classes, device=device,
                                          precision=precision, world_size=env.world_size,
                                          distributed=env.distributed)
@@ -248,6 +265,9 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
     train_stats: dict[str, Any] = {}
     epoch = run.start_epoch
     teacher_cache: dict[int, torch.Tensor] = {}  # the frozen teacher's validation decisions, computed once
+    steps_per_epoch = epoch_steps(run.loaders.train, config.max_steps_per_epoch)
+    log_interval = effective_log_interval(config.log_interval, steps_per_epoch)
+    run_started = time.time()
     try:
         if run.start_epoch >= config.epochs:
             say(f"the checkpoint already completed all {config.epochs} epochs; evaluating it", is_main=env.is_main)
@@ -257,8 +277,9 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             run.loaders.train_sampler.set_epoch(epoch)
             train_stats = train_one_epoch(
                 run.step, run.loaders.train, run.device, epoch, set_training_mode=config.train_mode,
-                nan_policy=config.nan_policy, max_steps=config.max_steps_per_epoch, log_interval=config.log_interval,
-                progress_mode=mode, global_step=run.global_step)
+                nan_policy=config.nan_policy, max_steps=config.max_steps_per_epoch, log_interval=log_interval,
+                progress_mode=mode, global_step=run.global_step,
+                steps_after=steps_per_epoch * (config.epochs - epoch - 1), on_report=log.write_step)
             run.global_step = int(train_stats["global_step"])
             evaluated = (epoch + 1) % config.eval_interval == 0 or epoch + 1 == config.epochs
             improved = False
@@ -290,6 +311,8 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
         if run.output_dir is not None and env.is_main:
             with contextlib.suppress(Exception):  # a plot must never hide the run's real outcome
                 plot_curves(run.output_dir / "log.txt", run.output_dir / "curves.png")
+    say(closing_summary(run.best_acc, metrics, run.output_dir, epochs_run=epoch + 1 - run.start_epoch,
+                        seconds=time.time() - run_started), is_main=env.is_main)
     return {**metrics, "epoch": epoch, "best_acc1": run.best_acc, "train_loss": train_stats.get("loss"),
             "train_skipped_steps": train_stats.get("skipped_steps", 0)}
 

@@ -28,11 +28,13 @@ class TrainStep:
 
     def __init__(self, model: nn.Module, criterion: Criterion, optimizer: torch.optim.Optimizer, *,
                  precision: Precision, clip_grad: float | None = None, model_ema: Any = None,
-                 mixup_fn: Any = None) -> None:
+                 mixup_fn: Any = None, accum_steps: int = 1) -> None:
         self.model, self.criterion, self.optimizer = model, criterion, optimizer
         self.precision, self.clip_grad = precision, clip_grad
         self.model_ema, self.mixup_fn = model_ema, mixup_fn
         self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self.accum_steps = accum_steps  # batches whose gradients add up before one optimizer step
+        self._micro_steps = 0
 
     def mix(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Mixup/CutMix on the batch (targets become soft distributions), or the batch unchanged."""
@@ -45,18 +47,27 @@ class TrainStep:
             return self.criterion(images, outputs, targets)
 
     def update(self, loss: Tensor) -> None:
-        """Backward, gradient clipping, the optimizer step (through the fp16 scaler) and the EMA update."""
-        self.optimizer.zero_grad(set_to_none=True)
+        """Backward, gradient clipping, the optimizer step (through the fp16 scaler) and the EMA update.
+
+        With `accum_steps` N (`--grad-accum-steps`), each batch's loss / N is back-propagated and the optimizer
+        steps on every N-th batch: the gradient of a batch N times larger.
+        """
+        if self._micro_steps % self.accum_steps == 0:
+            self.optimizer.zero_grad(set_to_none=True)
+        self._micro_steps += 1
+        if self.accum_steps > 1:
+            loss = loss / self.accum_steps
         scaler = self.precision.scaler
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        if self._micro_steps % self.accum_steps:
+            return
         if scaler is not None:
-            scaler.scale(loss).backward()
             if self.clip_grad:
                 scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
                 nn.utils.clip_grad_norm_(self.parameters, self.clip_grad)
             scaler.step(self.optimizer)
             scaler.update()
         else:
-            loss.backward()
             if self.clip_grad:
                 nn.utils.clip_grad_norm_(self.parameters, self.clip_grad)
             self.optimizer.step()
@@ -74,6 +85,7 @@ class TrainStep:
         loss = self.loss(images, targets)
         if should_update is not None and not should_update(loss):
             self.optimizer.zero_grad(set_to_none=True)
+            self._micro_steps = 0  # a bad batch also drops the gradients accumulated so far
             return loss.detach(), False
         self.update(loss)
         return loss.detach(), True

@@ -33,7 +33,11 @@ def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str) -> str
         return "\n".join(lines)
     data = args.get("data_set", "?") + (f" (`{args['data_path']}`)" if args.get("data_path") else "")
     lines += ["## Training", "", f"- data: {data}, input size {args.get('input_size')}",
-              "- recipe: " + ", ".join(f"{k}={args[k]}" for k in _RECIPE_KEYS if k in args)]
+              "- recipe: " + (f"--recipe {args['recipe']}; " if args.get("recipe") else "")
+              + ", ".join(f"{k}={args[k]}" for k in _RECIPE_KEYS if k in args)]
+    origin = meta.extra.get("finetuned_from")
+    if isinstance(origin, dict):
+        lines.append(f"- fine-tuned from: `{origin.get('source')}` ({origin.get('trained_as') or 'no deit meta'})")
     distillation = args.get("distillation_type", "none")
     if distillation != "none":
         lines.append(f"- teacher: `{args.get('teacher_model')}` from `{args.get('teacher_path') or '-'}`, "

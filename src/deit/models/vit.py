@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import Tensor, nn
 
@@ -83,6 +85,11 @@ class VisionTransformer(nn.Module):
     def no_weight_decay(self) -> set[str]:
         """Parameters excluded from weight decay (the engine also excludes norms and biases)."""
         return {"pos_embed", "cls_token", "dist_token"}
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's layer grouping (stem, blocks, final norm), which `--layer-decay` uses to give each block its lr."""
+        return {"stem": r"^cls_token|^dist_token|^pos_embed|^patch_embed",
+                "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
 
     def get_classifier(self) -> nn.Module | tuple[nn.Module, nn.Module]:
         """The class head, or `(head, head_dist)` for a distilled model."""

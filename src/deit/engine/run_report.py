@@ -1,0 +1,62 @@
+"""What a run says about itself besides its epochs: the loader workers it can use, how often it shows a step,
+and its closing summary line."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from deit.engine.checkpointing import BEST_NAME, CHECKPOINT_NAME
+from deit.engine.config import TrainConfig
+from deit.engine.logging_utils import format_duration
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask: a container or taskset may allow fewer than exist)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def clamp_workers(config: TrainConfig) -> tuple[TrainConfig, str | None]:
+    """`config` with at most one loader worker per usable core, and the line that says so (None if unchanged).
+
+    More workers than cores only compete with the training step (and PyTorch warns about it in every loader).
+    """
+    cores = usable_cores()
+    if config.num_workers <= cores:
+        return config, None
+    message = f"--num_workers {config.num_workers}: {cores} usable CPU core(s) here, so {cores} loader workers"
+    return dataclasses.replace(config, num_workers=cores), message
+
+
+def epoch_steps(loader: Any, max_steps: int) -> int:
+    """Training steps per epoch (0 when the loader has no length)."""
+    total = len(loader) if hasattr(loader, "__len__") else 0
+    return min(total, max_steps) if max_steps else total
+
+
+def effective_log_interval(log_interval: int, steps_per_epoch: int) -> int:
+    """--log-interval, shortened for small epochs so a piped run shows about four step lines per epoch
+    (a 37-step epoch under the default 50 would show none); 0 stays off."""
+    if not log_interval or not steps_per_epoch:
+        return log_interval
+    return max(1, min(log_interval, steps_per_epoch // 4))
+
+
+def closing_summary(best_acc: float, metrics: dict[str, Any], output_dir: Path | None, *, epochs_run: int,
+                    seconds: float) -> str:
+    """The last line of a run: best and last top-1, how long it took, where the weights and logs are."""
+    last = f"last top-1 {metrics['acc1']:.2f}" if metrics else "not evaluated"
+    parts = [f"done: {epochs_run} epoch(s) in {format_duration(seconds)}", f"best top-1 {best_acc:.2f}", last]
+    if output_dir is None:
+        parts.append("nothing saved (no --output_dir)")
+    else:
+        best = output_dir / BEST_NAME
+        weights = f"{best} (best), " if best.is_file() else ""
+        parts.append(f"weights {weights}{output_dir / CHECKPOINT_NAME} (last); curves {output_dir / 'curves.png'}, "
+                     f"log {output_dir / 'log.txt'}")
+    return " | ".join(parts)
