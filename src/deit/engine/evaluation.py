@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader
 from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
 from deit.io import dumps_strict
+from deit.models.download import is_url
 
 
 def training_record(checkpoint: Path) -> tuple[dict[str, Any], bool]:
@@ -41,9 +42,11 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     from deit.precision import resolve_precision
     from deit.models.factory import load_trained_model
 
-    path = Path(checkpoint)
-    if not path.exists():
-        raise DeitError(f"--checkpoint {path}: no such file or directory")
+    from deit.io import require_regular_file
+
+    path = require_regular_file(checkpoint, flag="--checkpoint", allow_directory=True)
+    if teacher_path and not is_url(teacher_path):
+        require_regular_file(teacher_path, flag="--teacher-path", allow_directory=True)
     args, has_preprocessing = training_record(path)
     data_set = data_set or args.get("data_set")
     data_path = data_path or args.get("data_path") or None
@@ -60,6 +63,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
                                 mean=meta.mean, std=meta.std, interpolation=meta.interpolation,
                                 eval_crop_ratio=meta.crop_pct)
     dataset = build_dataset(data_set, data_path, train=False, transform=transform)
+    if len(dataset) == 0:
+        raise DeitError(f"--data-set {data_set}: the validation split is empty")
     classes = [str(name) for name in dataset.classes]
     if len(classes) != meta.num_classes:
         raise DeitError(f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} "
