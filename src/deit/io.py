@@ -110,7 +110,7 @@ def atomic_write(path: str | Path, write: Any) -> None:
         write(tmp_name)
         with open(tmp_name, "rb") as written:
             os.fsync(written.fileno())
-        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_name, path)
         _fsync_directory(path.parent)
     except BaseException:
@@ -136,7 +136,8 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it, then put back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

@@ -14,12 +14,12 @@ with one warning each, named `shard.tar:key`, and listed in `skipped_files.txt`.
 from __future__ import annotations
 
 import io
-import json
 import math
 import random
 import re
+import tarfile
 from collections.abc import Callable, Iterator
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from torch.utils.data import IterableDataset, get_worker_info
@@ -27,28 +27,53 @@ from torch.utils.data import IterableDataset, get_worker_info
 from deit.data.images import to_rgb
 from deit.data.skips import LOGGER, append_report
 from deit.errors import DeitError
+from deit.io import read_json_bounded, require_regular_file
 
 INDEX_NAME = "index.json"
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff", "ppm")
 
 
 def read_index(folder: Path) -> dict[str, Any]:
-    """`index.json` of a shard folder: `classes` and, per split, its shards with their sample counts."""
+    """`index.json` of a shard folder: `classes` and, per split, its shards with their sample counts.
+
+    The index is untrusted: its size and depth are bounded, every shard is a relative path inside `folder`
+    (no `..`, no absolute path, no link leading out) and every count a whole number >= 0.
+    """
     path = folder / INDEX_NAME
-    if not path.is_file():
+    if not path.exists():
         raise DeitError(f"--data-path {folder}: no {INDEX_NAME} (write shards with `deit data pack`)")
+    index = read_json_bounded(path)
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
         classes = [str(name) for name in index["classes"]]
-        splits = {name: [(str(s["file"]), int(s["count"])) for s in split["shards"]]
-                  for name, split in index["splits"].items()}
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        splits = {str(name): [(_shard_name(s["file"], path), _count(s["count"], s["file"], path))
+                              for s in split["shards"]] for name, split in index["splits"].items()}
+    except (KeyError, TypeError, AttributeError) as error:
         raise DeitError(f"{path}: not a shard index ({type(error).__name__}: {error})") from error
     return {"classes": classes, "splits": splits}
 
 
+def _shard_name(name: Any, index: Path) -> str:
+    """A shard's file name as the index gives it, refused unless it is a plain relative path inside its folder."""
+    if not isinstance(name, str) or not name:
+        raise DeitError(f"{index}: shard name {name!r} is not a file name")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts) \
+            or PurePosixPath(*parts).as_posix() != name:
+        raise DeitError(f"{index}: shard {name!r} is not a normalised relative path inside {index.parent} "
+                        f"(no '..', no absolute path)")
+    return name
+
+
+def _count(value: Any, name: Any, index: Path) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise DeitError(f"{index}: shard {name!r} has count {value!r}; expected a whole number >= 0")
+    return value
+
+
 def resolve_shards(data_path: str, split: str) -> tuple[list[str], list[tuple[str, int]]]:
-    """Class names and `(shard path, count)` of `split`; `data_path` is the folder or a brace pattern in it."""
+    """Class names and `(shard path, count)` of `split`; `data_path` is the folder or a brace pattern in it.
+
+    Each shard is checked to lie in the folder and to hold the records the index counts (tar headers only)."""
     from braceexpand import braceexpand
 
     pattern = "{" in data_path or data_path.endswith(".tar")
@@ -66,11 +91,35 @@ def resolve_shards(data_path: str, split: str) -> tuple[list[str], list[tuple[st
         if unknown:
             raise DeitError(f"--data-path {data_path}: {unknown[0]} is not in {folder / INDEX_NAME}")
         listed = [(name, counts[name]) for name in names]
-    shards = [(str(folder / name), count) for name, count in listed]
-    missing = [path for path, _ in shards if not Path(path).is_file()]
-    if missing:
-        raise DeitError(f"{missing[0]}: shard listed in {folder / INDEX_NAME} is missing")
+    inside = folder.resolve()
+    shards = []
+    for name, count in listed:
+        path = folder / name
+        if not path.exists():
+            raise DeitError(f"{path}: shard listed in {folder / INDEX_NAME} is missing")
+        if not path.resolve().is_relative_to(inside):  # a symlink that leaves the data folder
+            raise DeitError(f"{path}: shard listed in {folder / INDEX_NAME} leads out of {folder} "
+                            f"(to {path.resolve()})")
+        shards.append((str(require_regular_file(path)), count))
+    check_counts(shards, folder / INDEX_NAME)
     return index["classes"], shards
+
+
+def count_records(shard: str) -> int:
+    """The records in a tar shard, from its headers alone (a record is one key, its members `key.*`)."""
+    try:
+        with tarfile.open(shard) as archive:
+            return len({member.name.partition(".")[0] for member in archive if member.isfile()})
+    except (OSError, tarfile.TarError) as error:
+        raise DeitError(f"{shard}: not a readable tar shard ({type(error).__name__}: {error})") from error
+
+
+def check_counts(shards: list[tuple[str, int]], index: Path) -> None:
+    """Refuse an index whose record counts differ from the tars': the schedule is built from them."""
+    for shard, count in shards:
+        found = count_records(shard)
+        if found != count:
+            raise DeitError(f"{shard}: {index} says {count:,} records, the tar holds {found:,}")
 
 
 class ShardDataset(IterableDataset):

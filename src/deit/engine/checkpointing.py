@@ -126,10 +126,11 @@ def prune_log(log_path: Path, last_epoch: int) -> None:
     kept = []
     for line in log_path.read_text().splitlines():
         try:
-            if json.loads(line).get("epoch", -1) <= last_epoch:
-                kept.append(line)
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn line from a kill -9
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] <= last_epoch:
+            kept.append(line)
     from deit.io import atomic_write
 
     atomic_write(log_path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))
