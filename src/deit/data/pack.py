@@ -51,12 +51,12 @@ def pack_folder(data_path: str, output: str | Path, *, shard_size: int = 1000,
     if shard_size < 1:
         raise DeitError(f"--shard-size {shard_size}: must be at least 1")
     output = Path(output)
-    if output.is_file() or (output.is_dir() and any(output.iterdir())):
-        raise DeitError(f"--output {output}: exists and is not an empty folder (shards are never written over)")
     source = Path(data_path).resolve()
     if output.resolve() == source or source in output.resolve().parents:
         raise DeitError(f"--output {output}: inside --data-path {data_path}; the shards would become part of the "
                         f"data they are read from (choose a folder outside it)")
+    if output.is_file() or (output.is_dir() and any(output.iterdir())):
+        raise DeitError(f"--output {output}: exists and is not an empty folder (shards are never written over)")
     splits = {}
     classes: list[str] = []
     for split, train in (("train", True), ("val", False)):
