@@ -138,8 +138,7 @@ def _files_under(folder: Path, seen: dict[str, str]) -> tuple[list[str], list[tu
 
     The class folder itself may be a link (data kept elsewhere), but below it a link to a folder is never
     followed (it could lead back up: a loop, or another class's images), a linked file is taken once by its
-    real path (`seen`, shared by all classes), and anything but a regular file (FIFO, device, socket) is refused
-    before anything opens it.
+    real path (`seen`, shared by all classes).
     """
     found: list[str] = []
     refused: list[tuple[str, str]] = []
@@ -160,9 +159,7 @@ def _files_under(folder: Path, seen: dict[str, str]) -> tuple[list[str], list[tu
                 subfolders.append(entry.path)
             elif entry.is_symlink() and entry.is_dir():
                 refused.append((entry.path, "a link to a folder inside a class folder (not followed)"))
-            elif not entry.is_file():
-                refused.append((entry.path, "not a regular file (FIFO, device, socket or broken link)"))
-            else:
+            else:  # FIFOs, devices and broken links are refused, unopened, by the probe
                 real = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real_directory, entry.name)
                 if real in seen:
                     refused.append((entry.path, f"the same file as {seen[real]} (listed once)"))
