@@ -1,9 +1,10 @@
-"""Issue #22 rows 1-12 (data and run files): each case built in a temporary folder and run as `deit ...`.
+"""Issue #22 rows (data and run files): each case built in a temporary folder and run as `deit ...`.
 
-Prints one line per case: exit status, wall time, the child's peak RSS, and the last line it printed. Run it on
-a checkout (`PYTHONPATH=src python benchmarks/untrusted_data_rows.py [case ...]`) before and after a change.
-A child is stopped by this script past `--timeout` seconds or past `--rss-cap-gb` resident memory (so the
-label-1e9 case cannot take the machine down): the line then says so.
+Prints one line per case: exit status, wall and CPU time, the child's peak RSS, and what it printed last.
+Run it on a checkout (`PYTHONPATH=src python benchmarks/untrusted_data_rows.py [case ...]`) before and after a
+change. Wall time depends on the machine's load (printed first); CPU time (user + system) much less. A child
+is stopped by this script past its case's time limit or past 6 GB resident (so the label-1e9 case cannot take
+the machine down): the line then says so.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ import argparse
 import io
 import json
 import os
+import re
+import resource
 import signal
 import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -77,19 +81,16 @@ def _deit(argv: list[str], *, timeout: float = 120, rss_cap_gb: float = 6.0, env
           code: str | None = None) -> dict:
     """Run `python -m deit argv` (or `python -c code argv`), watching time and resident memory."""
     command = [sys.executable, "-c", code, *argv] if code else [sys.executable, "-m", "deit", *argv]
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), _children_cpu()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                env={**os.environ, **(env or {})}, start_new_session=True)
-    stopped, peak = "", 0
-    output_file = tempfile.TemporaryFile(mode="w+")
-    import threading
-
-    reader = threading.Thread(target=lambda: output_file.write(process.stdout.read()), daemon=True)
+    stopped, peak, output = "", 0, []
+    reader = threading.Thread(target=lambda: output.append(process.stdout.read()), daemon=True)
     reader.start()
     while process.poll() is None:
         try:
-            rss = int(next(line.split()[1] for line in open(f"/proc/{process.pid}/status") if line.startswith("VmRSS")))
-            peak = max(peak, rss)
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak = max(peak, int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS"))))
         except (OSError, StopIteration, ValueError):
             pass
         elapsed = time.perf_counter() - started
@@ -101,11 +102,18 @@ def _deit(argv: list[str], *, timeout: float = 120, rss_cap_gb: float = 6.0, env
         time.sleep(0.05)
     wall = time.perf_counter() - started
     reader.join(timeout=5)
-    output_file.seek(0)
-    lines = [line for line in output_file.read().splitlines() if line.strip()]
-    return {"rc": process.returncode, "wall_s": round(wall, 1), "peak_rss_mb": round(peak / 1024),
+    lines = [line for line in "".join(output).splitlines() if line.strip()]
+    return {"rc": process.returncode, "wall_s": round(wall, 1), "cpu_s": round(_children_cpu() - cpu_before, 1),
+            "peak_rss_mb": round(peak / 1024),
             "stopped": stopped, "traceback": any(line.startswith("Traceback") for line in lines),
-            "last": lines[-1][:220] if lines else "", "lines": lines}
+            "last": lines[-1][:220] if lines else "", "lines": lines,
+            "notes": [line[:160] for line in lines if re.search(r"skipping|skipped|train / ", line)][:3]}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished children: comparable on a loaded machine, unlike wall time."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def case_label_1e9(tmp: Path) -> dict:
@@ -179,7 +187,7 @@ def case_pack_disk_full(tmp: Path) -> dict:
     source = _folders(tmp / "src", per_class=40)
     small = tmp / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True).returncode:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True, check=False).returncode:
         return {"rc": None, "last": "cannot mount a small tmpfs here (needs root)", "wall_s": 0, "peak_rss_mb": 0,
                 "stopped": "", "traceback": False}
     try:
@@ -187,7 +195,7 @@ def case_pack_disk_full(tmp: Path) -> dict:
                         "--shard-size", "20"])
         result["after"] = sorted(str(p.relative_to(small)) for p in small.rglob("*"))
     finally:
-        subprocess.run(["umount", str(small)], capture_output=True)
+        subprocess.run(["umount", str(small)], capture_output=True, check=False)
     return result
 
 
@@ -251,29 +259,29 @@ def _fifo(tmp: Path) -> Path:
 
 def case_fifo_predict(tmp: Path) -> dict:
     (tmp / "x.png").write_bytes(_png(1))
-    return _deit(["predict", "--checkpoint", str(_fifo(tmp)), str(tmp / "x.png")], timeout=20)
+    return _deit(["predict", "--checkpoint", str(_fifo(tmp)), str(tmp / "x.png")], timeout=45)
 
 
 def case_fifo_eval(tmp: Path) -> dict:
-    return _deit(["eval", "--checkpoint", str(_fifo(tmp)), "--data-set", "DIGITS"], timeout=20)
+    return _deit(["eval", "--checkpoint", str(_fifo(tmp)), "--data-set", "DIGITS"], timeout=45)
 
 
 def case_fifo_export(tmp: Path) -> dict:
     return _deit(["export", "--checkpoint", str(_fifo(tmp)), "--format", "safetensors", "--output",
-                  str(tmp / "out.safetensors")], timeout=20)
+                  str(tmp / "out.safetensors")], timeout=45)
 
 
 def case_fifo_finetune(tmp: Path) -> dict:
-    return _deit(["train", *TINY, "--data-set", "DIGITS", "--finetune", str(_fifo(tmp))], timeout=20)
+    return _deit(["train", *TINY, "--data-set", "DIGITS", "--finetune", str(_fifo(tmp))], timeout=45)
 
 
 def case_fifo_resume(tmp: Path) -> dict:
-    return _deit(["train", *TINY, "--data-set", "DIGITS", "--resume", str(_fifo(tmp))], timeout=20)
+    return _deit(["train", *TINY, "--data-set", "DIGITS", "--resume", str(_fifo(tmp))], timeout=45)
 
 
 def case_fifo_teacher(tmp: Path) -> dict:
     return _deit(["train", *TINY, "--data-set", "DIGITS", "--distillation-type", "hard", "--teacher-model",
-                  "resnet18", "--teacher-path", str(_fifo(tmp))], timeout=20)
+                  "resnet18", "--teacher-path", str(_fifo(tmp))], timeout=45)
 
 
 CASES = {name[len("case_"):]: function for name, function in globals().items() if name.startswith("case_")}
@@ -283,11 +291,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("cases", nargs="*", choices=[*CASES, []], help="default: all")
     args = parser.parse_args()
+    print(f"load average {os.getloadavg()[0]:.1f}, {os.cpu_count()} CPUs", flush=True)
     for name in args.cases or CASES:
         with tempfile.TemporaryDirectory() as tmp:
             result = CASES[name](Path(tmp))
         extra = f" | after: {result['after']}" if "after" in result else ""
-        print(f"{name}: rc {result['rc']}, {result['wall_s']} s, peak RSS {result['peak_rss_mb']} MB"
+        extra += "".join(f" | {note}" for note in result.get("notes", []))
+        print(f"{name}: rc {result['rc']}, {result['wall_s']} s wall, {result.get('cpu_s', 0)} s CPU, peak RSS {result['peak_rss_mb']} MB"
               f"{', TRACEBACK' if result['traceback'] else ''}{', ' + result['stopped'] if result['stopped'] else ''}"
               f" | {result['last']}{extra}", flush=True)
 

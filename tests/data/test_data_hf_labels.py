@@ -23,8 +23,8 @@ from deit.data import build_dataset  # noqa: E402
 from deit.errors import DeitError  # noqa: E402
 
 OPTIONS = {"image_column": "img", "label_column": "animal"}
-TINY = ["--model", "deit_tiny_patch16_224", "--model-kwargs", '{"depth": 1, "patch_size": 8, "embed_dim": 32, '
-        '"num_heads": 2}', "--input-size", "32", "--epochs", "1", "--batch-size", "2", "--num_workers", "0",
+TINY = ["--model", "deit_tiny_patch16_224", "--model-kwargs",
+        '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}', "--input-size", "32", "--epochs", "1", "--batch-size", "2", "--num_workers", "0",
         "--log-format", "plain", "--data-set", "HF", "--hf-image-column", "img", "--hf-label-column", "animal"]
 
 
