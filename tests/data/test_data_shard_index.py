@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
+import tarfile
 from pathlib import Path
 
 import pytest
 
 from deit.cli import main
-from deit.data.shards import ShardDataset
+from deit.data.shards import ShardDataset, count_records
 from deit.errors import DeitError
 from image_folders import write_class_folders
 
@@ -91,3 +93,30 @@ def test_a_deeply_nested_index_is_one_line_naming_the_file(packed: Path, tmp_pat
 def test_the_packed_index_itself_passes(packed: Path) -> None:
     dataset = ShardDataset(str(packed), train=True, transform=None)
     assert dataset.count == 12 and len(dataset.shards) == 3
+
+
+def _tar(path: Path, names: list[str], fmt: int = tarfile.USTAR_FORMAT) -> Path:
+    with tarfile.open(path, "w", format=fmt) as archive:
+        for name in names:
+            info = tarfile.TarInfo(name)
+            info.size = 3
+            archive.addfile(info, io.BytesIO(b"abc"))
+    return path
+
+
+def test_records_are_counted_by_key_in_plain_and_extended_headers(tmp_path: Path) -> None:
+    names = ["000.jpg", "000.cls", "001.png", "001.cls", "d/002.jpg"]
+    assert count_records(str(_tar(tmp_path / "plain.tar", names))) == 3
+    long_key = "k" * 150  # over ustar's 100-byte name: a pax header, read by tarfile
+    assert count_records(str(_tar(tmp_path / "pax.tar", [*names, f"{long_key}.jpg"], tarfile.PAX_FORMAT))) == 4
+    assert count_records(str(_tar(tmp_path / "gnu.tar", [f"{long_key}.jpg", f"{long_key}.cls"],
+                                  tarfile.GNU_FORMAT))) == 1
+
+
+def test_a_truncated_shard_is_one_line(tmp_path: Path) -> None:
+    data = _tar(tmp_path / "t.tar", ["000.jpg", "000.cls"]).read_bytes()
+    (tmp_path / "t.tar").write_bytes(data[:1024])  # one whole member, no end blocks: tarfile reads it too
+    assert count_records(str(tmp_path / "t.tar")) == 1
+    (tmp_path / "t.tar").write_bytes(data[:700])
+    with pytest.raises(DeitError, match=r"t.tar: not a readable tar shard \(ReadError: truncated"):
+        count_records(str(tmp_path / "t.tar"))
