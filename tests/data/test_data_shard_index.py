@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from deit.cli import main
-from deit.data.shards import ShardDataset, count_records
+from deit.data.shards import ShardDataset, _ustar_keys, count_records
 from deit.errors import DeitError
 from image_folders import write_class_folders
 
@@ -93,6 +93,7 @@ def test_a_deeply_nested_index_is_one_line_naming_the_file(packed: Path, tmp_pat
 def test_the_packed_index_itself_passes(packed: Path) -> None:
     dataset = ShardDataset(str(packed), train=True, transform=None)
     assert dataset.count == 12 and len(dataset.shards) == 3
+    assert _ustar_keys(dataset.shards[0][0]) == {"000000000", "000000001", "000000002", "000000003"}  # fast path
 
 
 def _tar(path: Path, names: list[str], fmt: int = tarfile.USTAR_FORMAT) -> Path:
@@ -109,8 +110,8 @@ def test_records_are_counted_by_key_in_plain_and_extended_headers(tmp_path: Path
     assert count_records(str(_tar(tmp_path / "plain.tar", names))) == 3
     long_key = "k" * 150  # over ustar's 100-byte name: a pax header, read by tarfile
     assert count_records(str(_tar(tmp_path / "pax.tar", [*names, f"{long_key}.jpg"], tarfile.PAX_FORMAT))) == 4
-    assert count_records(str(_tar(tmp_path / "gnu.tar", [f"{long_key}.jpg", f"{long_key}.cls"],
-                                  tarfile.GNU_FORMAT))) == 1
+    assert count_records(str(_tar(tmp_path / "gnu.tar", [f"{long_key}.jpg", f"{long_key}.cls", "x.jpg"],
+                                  tarfile.GNU_FORMAT))) == 2
 
 
 def test_a_truncated_shard_is_one_line(tmp_path: Path) -> None:
