@@ -6,6 +6,7 @@ import argparse
 import json
 import math
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,11 +17,65 @@ from deit.errors import DeitError
 from deit.integrity import verify_zip_crc
 
 
+def require_regular_file(path: str | Path, *, flag: str | None = None, allow_directory: bool = False) -> Path:
+    """`path` when it is a regular file (or, with `allow_directory`, a folder); else a one-line `DeitError`.
+
+    Checked with `stat` before anything opens it: opening a FIFO with no writer blocks forever, and a device
+    reads without end, so a path that is neither must be refused, not read.
+    """
+    path = Path(path)
+    where = f"{flag} {path}" if flag else str(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError as error:
+        raise DeitError(f"{where}: no such file") from error
+    except OSError as error:  # a symlink loop, a permission problem, a name too long ...
+        raise DeitError(f"{where}: cannot be read ({error.strerror or error})") from error
+    if stat.S_ISREG(mode) or (allow_directory and stat.S_ISDIR(mode)):
+        return path
+    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
+    raise DeitError(f"{where}: is {kind}, not a regular file{' or folder' if allow_directory else ''}")
+
+
+#: The largest JSON file read from a data set (`index.json` ...): the safetensors bound on checkpoint meta.
+MAX_JSON_BYTES = 100_000_000
+#: The deepest nesting accepted in such a file (ours are 4 deep; Python's parser gives up near 1,000).
+MAX_JSON_DEPTH = 32
+
+
+def read_json_bounded(path: str | Path, *, max_bytes: int = MAX_JSON_BYTES, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse a JSON file we did not write, refusing (one line naming it) a non-file, an oversize or a deep one."""
+    path = require_regular_file(path)
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise DeitError(f"{path}: {size:,} bytes, over the {max_bytes:,} accepted for this JSON file")
+    try:
+        value = json.loads(path.read_bytes())
+    except RecursionError as error:
+        raise DeitError(f"{path}: JSON nested deeper than {max_depth} levels") from error
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise DeitError(f"{path}: not valid JSON ({str(error).splitlines()[0]})") from error
+    if _json_depth(value) > max_depth:
+        raise DeitError(f"{path}: JSON nested deeper than {max_depth} levels")
+    return value
+
+
+def _json_depth(value: Any) -> int:
+    """Nesting depth of parsed JSON, without recursion (a deep value must not overflow the stack here either)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            pending.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def load_torch_file(path: str | Path, *, map_location: str | torch.device = "cpu") -> Any:
     """`torch.load` with `weights_only=True`: tensors and plain data only, a pickle payload never runs."""
-    path = Path(path)
-    if not path.is_file():
-        raise DeitError(f"{path}: no such file")
+    path = require_regular_file(path)
     verify_zip_crc(path)
     try:
         with torch.serialization.safe_globals(_PLAIN_ARGUMENT_CONTAINERS):
@@ -55,7 +110,7 @@ def atomic_write(path: str | Path, write: Any) -> None:
         write(tmp_name)
         with open(tmp_name, "rb") as written:
             os.fsync(written.fileno())
-        os.chmod(tmp_name, 0o666 & ~_current_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_name, path)
         _fsync_directory(path.parent)
     except BaseException:
@@ -81,7 +136,8 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _current_umask() -> int:
+def current_umask() -> int:
+    """The process's file-creation mask (read by setting it, then put back)."""
     mask = os.umask(0)
     os.umask(mask)
     return mask

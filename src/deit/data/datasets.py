@@ -11,7 +11,7 @@
 | `HF` | a Hugging Face dataset (`deit.data.hf_datasets`) | a `save_to_disk` folder or a folder of parquet files |
 
 `options` carries the source-specific settings: `shuffle_buffer`, `seed` (WDS); `image_column`, `label_column`,
-`train_split`, `val_split` (HF).
+`train_split`, `val_split`, `max_classes` (HF).
 
 Every data set returned has `.classes` (list of names, its length the number of classes), `.skipped`
 (`(path, reason)` for unusable files) and yields `(transform(PIL RGB image), int label)`.
@@ -75,7 +75,7 @@ def _build_external(key: str, data_path: str, *, train: bool, transform: Callabl
     from deit.data.hf_datasets import HfImageDataset
 
     return HfImageDataset(data_path, train=train, transform=transform, report_dir=report_dir,
-                          **{k: v for k, v in options.items() if k.endswith(("_column", "_split"))})
+                          **{k: v for k, v in options.items() if k.endswith(("_column", "_split", "max_classes"))})
 
 
 def build_folder_split(data_path: str, *, train: bool, transform: Callable | None, strict_data: bool = False,

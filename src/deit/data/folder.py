@@ -1,6 +1,7 @@
 """A folder-per-class image dataset (the ImageNet layout) that checks its files before training starts.
 
-Construction lists `root/<class>/**/<file>` (hidden files ignored), then probes every file cheaply in a thread
+Construction lists `root/<class>/**/<file>` (hidden files ignored; see `_files_under` for links and special
+files), then probes every file cheaply in a thread
 pool (`deit.data.images.probe_image`: header, size limit, `Image.verify()`). Unusable files (corrupt, truncated,
 empty, not images, decompression bombs) are skipped, logged one line each, counted, and appended to
 `report_dir/skipped_files.txt`; with `strict_data=True` they raise `DeitError` instead.
@@ -42,13 +43,14 @@ class FolderDataset(Dataset):
             raise DeitError(f"{self.root}: no such folder")
         self.classes = list(classes) if classes is not None else class_folders(self.root)
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
-        candidates = self._list_files()
+        candidates, unlisted = self._list_files()
         reasons = _probe_all([path for path, _ in candidates])
-        self.skipped: list[tuple[str, str]] = [(path, reason) for (path, _), reason in zip(candidates, reasons)
-                                               if reason is not None]
+        self.skipped: list[tuple[str, str]] = unlisted + [(path, reason) for (path, _), reason
+                                                          in zip(candidates, reasons) if reason is not None]
         if strict_data and self.skipped:
             raise_strict(self.skipped, where=str(self.root))
-        report_skipped(self.skipped, where=str(self.root), total=len(candidates), report_dir=report_dir)
+        report_skipped(self.skipped, where=str(self.root), total=len(candidates) + len(unlisted),
+                       report_dir=report_dir)
         self.samples: list[tuple[str, int]] = [sample for sample, reason in zip(candidates, reasons)
                                                if reason is None]
         self._check_every_class_has_images(candidates)
@@ -91,22 +93,25 @@ class FolderDataset(Dataset):
         if self.report_dir:
             append_report(self.report_dir, [(path, reason)])
 
-    def _list_files(self) -> list[tuple[str, int]]:
+    def _list_files(self) -> tuple[list[tuple[str, int]], list[tuple[str, str]]]:
         present = class_folders(self.root, allow_empty=True)
         unknown = [name for name in present if name not in self.class_to_idx]
         if unknown:
             raise DeitError(f"{self.root}: class folder(s) {', '.join(unknown[:5])} not among the "
                             f"{len(self.classes)} training classes (train/ and val/ must name the same classes)")
         candidates: list[tuple[str, int]] = []
+        unlisted: list[tuple[str, str]] = []
+        seen: dict[str, str] = {}  # real path -> the path it was listed under: no file counted twice
         for name in present:
             folder = self.root / name
-            files = _files_under(folder)
-            if not files:
+            files, refused = _files_under(folder, seen)
+            if not files and not refused:
                 raise DeitError(f"{folder}: empty class folder (no files); remove it or add its images")
             candidates += [(path, self.class_to_idx[name]) for path in files]
+            unlisted += refused
         if not candidates:
             raise DeitError(f"{self.root}: no image files in its class folders")
-        return candidates
+        return candidates, unlisted
 
     def _check_every_class_has_images(self, candidates: list[tuple[str, int]]) -> None:
         if not self.samples:
@@ -128,12 +133,41 @@ def class_folders(root: Path, *, allow_empty: bool = False) -> list[str]:
     return names
 
 
-def _files_under(folder: Path) -> list[str]:
-    found = []
-    for directory, subdirectories, files in os.walk(folder, followlinks=True):
-        subdirectories[:] = sorted(name for name in subdirectories if not name.startswith("."))
-        found += [os.path.join(directory, name) for name in sorted(files) if not name.startswith(".")]
-    return found
+def _files_under(folder: Path, seen: dict[str, str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """The files of a class folder, in sorted order, and the entries refused with their reasons.
+
+    The class folder itself may be a link (data kept elsewhere), but below it a link to a folder is never
+    followed (it could lead back up: a loop, or another class's images), a linked file is taken once by its
+    real path (`seen`, shared by all classes).
+    """
+    found: list[str] = []
+    refused: list[tuple[str, str]] = []
+    pending = [str(folder)]
+    while pending:
+        directory = pending.pop()
+        try:
+            entries = sorted(os.scandir(directory), key=lambda entry: entry.name)
+        except OSError as error:
+            refused.append((directory, f"cannot list folder ({error.strerror or error})"))
+            continue
+        subfolders = []
+        real_directory = os.path.realpath(directory)  # once per folder: a plain file's real path is below it
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                subfolders.append(entry.path)
+            elif entry.is_symlink() and entry.is_dir():
+                refused.append((entry.path, "a link to a folder inside a class folder (not followed)"))
+            else:  # FIFOs, devices and broken links are refused, unopened, by the probe
+                real = os.path.realpath(entry.path) if entry.is_symlink() else os.path.join(real_directory, entry.name)
+                if real in seen:
+                    refused.append((entry.path, f"the same file as {seen[real]} (listed once)"))
+                else:
+                    seen[real] = entry.path
+                    found.append(entry.path)
+        pending.extend(reversed(subfolders))  # depth first, in sorted order, as os.walk listed them
+    return found, refused
 
 
 def _probe_all(paths: list[str]) -> list[str | None]:

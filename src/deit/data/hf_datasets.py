@@ -5,6 +5,11 @@ named by split (`train-*.parquet`, `validation-*.parquet`, or `train/*.parquet`)
 hub. Class names come from the label column's `ClassLabel` feature (else `class_<i>` for integer labels).
 Images are decoded here, not by `datasets`, so an undecodable record is skipped with one warning naming
 `<data-path>[split][row]` (the next row is used instead), as bad files are.
+
+Labels are checked before any model is built, since the class count sizes the model's head: a `ClassLabel`
+declares the classes; plain integer labels give `max + 1` classes, refused above `max_classes` (`--max-classes`)
+or when some class in between never occurs. A row whose label is outside the classes (`-1`, HF's "no label",
+or past the end) is skipped and named at start-up, as damaged images are; a split left empty is an error.
 """
 
 from __future__ import annotations
@@ -13,13 +18,17 @@ import io
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from torch.utils.data import Dataset
 
 from deit.data.images import to_rgb
-from deit.data.skips import LOGGER, append_report
+from deit.data.skips import LOGGER, append_report, report_skipped
 from deit.errors import DeitError
+from deit.io import read_json_bounded
 
 _MAX_FALLBACK_TRIES = 50
+#: Classes a data set without declared class names may have (`--max-classes`): ImageNet-21k has 21,841.
+DEFAULT_MAX_CLASSES = 100_000
 
 
 def load_split(data_path: str, split: str) -> Any:
@@ -31,14 +40,17 @@ def load_split(data_path: str, split: str) -> Any:
     root = Path(data_path)
     if not root.is_dir():
         raise DeitError(f"--data-path {root}: no such folder")
-    if (root / "dataset_dict.json").is_file() or (root / "dataset_info.json").is_file():
-        loaded = datasets.load_from_disk(str(root))
-        if isinstance(loaded, datasets.DatasetDict):
-            if split not in loaded:
-                raise DeitError(f"--data-path {root}: no split '{split}' (has {', '.join(loaded)}); "
-                                f"choose it with --hf-train-split / --hf-val-split")
-            return loaded[split]
-        return loaded
+    if (root / "dataset_dict.json").is_file():
+        names = read_json_bounded(root / "dataset_dict.json")
+        names = names.get("splits") if isinstance(names, dict) else None
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise DeitError(f"{root / 'dataset_dict.json'}: not a dataset dict (no list of 'splits')")
+        if split not in names:
+            raise DeitError(f"--data-path {root}: no split '{split}' (has {', '.join(names)}); "
+                            f"choose it with --hf-train-split / --hf-val-split")
+        return _load_saved(root / split, f"{root}[{split}]")  # only the split asked for is opened
+    if (root / "dataset_info.json").is_file():
+        return _load_saved(root, str(root))
     files = sorted(str(p) for p in [*root.glob(f"{split}-*.parquet"), *root.glob(f"{split}/*.parquet"),
                                     *root.glob(f"{split}.parquet")])
     if not files:
@@ -47,17 +59,53 @@ def load_split(data_path: str, split: str) -> Any:
     return datasets.load_dataset("parquet", data_files={split: files}, split=split)
 
 
-def class_names(dataset: Any, label_column: str, source: str) -> list[str]:
-    """Names from the label column's `ClassLabel` feature, or `class_<i>` up to the largest integer label."""
+def _load_saved(folder: Path, source: str) -> Any:
+    import datasets
+
+    if not (folder / "state.json").is_file():
+        raise DeitError(f"{source}: not a saved split (no {folder / 'state.json'})")
+    try:
+        return datasets.load_from_disk(str(folder))
+    except IndexError as error:  # `datasets` cannot open a split saved with no rows (it has no Arrow file)
+        raise DeitError(f"{source}: the split is empty (0 rows)") from error
+    except Exception as error:  # damaged files: datasets and pyarrow raise many types
+        raise DeitError(f"{source}: cannot be read ({type(error).__name__}: {str(error).splitlines()[0]})") from error
+
+
+def label_array(dataset: Any, label_column: str, source: str) -> np.ndarray:
+    """Every row's label as int64, read from the Arrow column (no image decoded); a missing label is -1."""
+    import pyarrow
+    import pyarrow.compute
+
+    column = dataset.with_format("arrow")[label_column]
+    if not pyarrow.types.is_integer(column.type):
+        raise DeitError(f"{source}: column '{label_column}' is neither a ClassLabel nor integer labels "
+                        f"(it holds {column.type})")
+    return np.asarray(pyarrow.compute.fill_null(column, -1).to_numpy(), dtype=np.int64)
+
+
+def class_names(dataset: Any, label_column: str, source: str, *, max_classes: int = DEFAULT_MAX_CLASSES
+                ) -> list[str]:
+    """Names from the label column's `ClassLabel` feature, else `class_<i>` for integer labels 0..max, each seen."""
     import datasets
 
     feature = dataset.features[label_column]
     if isinstance(feature, datasets.ClassLabel):
         return list(feature.names)
-    labels = dataset[label_column]
-    if not all(isinstance(label, int) for label in labels):
-        raise DeitError(f"{source}: column '{label_column}' is neither a ClassLabel nor integer labels")
-    return [f"class_{i}" for i in range(max(labels) + 1)]
+    labels = label_array(dataset, label_column, source)
+    seen = np.unique(labels[labels >= 0])
+    if seen.size == 0:
+        raise DeitError(f"{source}: no row has a class label (column '{label_column}' holds no label >= 0)")
+    count = int(seen[-1]) + 1
+    if count > max_classes:
+        raise DeitError(f"{source}: label {count - 1:,} in column '{label_column}' would make {count:,} classes, "
+                        f"more than --max-classes {max_classes:,} (raise it if the data set really has that many)")
+    if seen.size < count:
+        missing = np.setdiff1d(np.arange(count), seen)
+        raise DeitError(f"{source}: labels run 0..{count - 1} but {missing.size:,} of those classes never occur "
+                        f"(first: {', '.join(str(m) for m in missing[:5])}); declare the classes with a ClassLabel "
+                        f"column or renumber the labels")
+    return [f"class_{i}" for i in range(count)]
 
 
 class HfImageDataset(Dataset):
@@ -65,7 +113,8 @@ class HfImageDataset(Dataset):
 
     def __init__(self, data_path: str, *, train: bool, transform: Callable | None, image_column: str = "image",
                  label_column: str = "label", train_split: str = "train", val_split: str = "validation",
-                 report_dir: str | None = None, classes: list[str] | None = None) -> None:
+                 report_dir: str | None = None, classes: list[str] | None = None,
+                 max_classes: int = DEFAULT_MAX_CLASSES) -> None:
         import datasets
 
         self.split = train_split if train else val_split
@@ -78,19 +127,33 @@ class HfImageDataset(Dataset):
         if isinstance(data.features[image_column], datasets.Image):
             data = data.cast_column(image_column, datasets.Image(decode=False))  # we decode, and skip bad ones
         # Labels mean the same in both splits: the validation split takes the training split's names when it has them.
+        if len(data) == 0:
+            raise DeitError(f"{self.source}: the split is empty (0 rows)")
         self.classes = classes or class_names(load_split(data_path, train_split) if not train else data,
-                                              label_column, self.source)
+                                              label_column, f"{data_path}[{train_split}]", max_classes=max_classes)
         self.data, self.image_column, self.label_column = data, image_column, label_column
         self.transform, self.report_dir = transform, report_dir
-        self.skipped: list[tuple[str, str]] = []
+        self.rows, self.skipped = self._rows_in_range(label_array(data, label_column, self.source))
         self._known_bad: set[int] = set()
 
+    def _rows_in_range(self, labels: np.ndarray) -> tuple[np.ndarray, list[tuple[str, str]]]:
+        """The rows whose label names a class; the others skipped and reported, as damaged images are."""
+        outside = (labels < 0) | (labels >= len(self.classes))
+        skipped = [(f"{self.source}[{row}]", f"label {labels[row]} outside the {len(self.classes)} classes "
+                    f"0..{len(self.classes) - 1}") for row in np.flatnonzero(outside)]
+        report_skipped(skipped, where=self.source, total=len(labels), report_dir=self.report_dir)
+        rows = np.flatnonzero(~outside)
+        if rows.size == 0:
+            raise DeitError(f"{self.source}: no usable rows (all {len(labels)} labels are outside the "
+                            f"{len(self.classes)} classes)")
+        return rows, skipped
+
     def __len__(self) -> int:
-        return len(self.data)
+        return len(self.rows)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        for attempt in range(min(len(self.data), _MAX_FALLBACK_TRIES)):
-            candidate = (index + attempt) % len(self.data)
+        for attempt in range(min(len(self.rows), _MAX_FALLBACK_TRIES)):
+            candidate = int(self.rows[(index + attempt) % len(self.rows)])
             if candidate in self._known_bad:
                 continue
             row = self.data[candidate]

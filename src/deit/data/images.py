@@ -71,6 +71,9 @@ def _not_a_regular_file(path: Path) -> str | None:
 def probe_image(path: str | os.PathLike) -> str | None:
     """Cheap up-front check of one file: None if it looks usable, else the reason it is not (header + verify)."""
     path = Path(path)
+    special = _not_a_regular_file(path)  # before anything opens it: a FIFO blocks, a device never ends
+    if special:
+        return special
     try:
         if path.stat().st_size == 0:
             return "empty file (0 bytes)"

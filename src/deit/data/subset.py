@@ -10,6 +10,8 @@ nesting.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from torch.utils.data import Dataset, Subset
 
@@ -18,7 +20,7 @@ from deit.errors import DeitError
 
 def check_subset_flag(size: float, flag: str = "--train-subset") -> None:
     """A fraction in (0, 1] or a whole number of images; anything else is a one-line error naming the flag."""
-    if not size > 0:
+    if not (size > 0 and math.isfinite(size)):  # inf would reach int(): OverflowError
         raise DeitError(f"{flag} {size:g}: must be a fraction in (0, 1] or a number of images")
     if size > 1 and size != int(size):
         raise DeitError(f"{flag} {size:g}: above 1 it is a number of images and must be whole")

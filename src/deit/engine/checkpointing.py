@@ -16,7 +16,7 @@ from deit.errors import DeitError
 from deit.engine.checkpoint_structure import check_scheduler_state, validate_checkpoint_structure
 from deit.engine.optim import keep_kernel_choice
 from deit.integrity import DIGEST_KEY, check_finite, tensor_digest, verify_digest
-from deit.io import atomic_torch_save, load_torch_file
+from deit.io import atomic_torch_save, load_torch_file, require_regular_file
 from deit.models.checkpoint import extract_state_dict
 from deit.models.download import fetch_checkpoint, is_url
 from deit.models.meta import CheckpointMeta
@@ -80,10 +80,7 @@ def resolve_resume_path(resume: str, output_dir: str) -> Path | None:
         return candidate if candidate.is_file() else None
     if is_url(resume):
         return fetch_checkpoint(resume, progress=True, local_option="--resume")  # as official: a URL resumes too
-    path = Path(resume)
-    if not path.is_file():
-        raise DeitError(f"--resume {resume}: no such file")
-    return path
+    return require_regular_file(resume, flag="--resume")
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -131,10 +128,11 @@ def prune_log(log_path: Path, last_epoch: int) -> None:
     kept = []
     for line in log_path.read_text().splitlines():
         try:
-            if json.loads(line).get("epoch", -1) <= last_epoch:
-                kept.append(line)
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a torn line from a kill -9
+        if isinstance(row, dict) and isinstance(row.get("epoch"), int) and row["epoch"] <= last_epoch:
+            kept.append(line)
     from deit.io import atomic_write
 
     atomic_write(log_path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))

@@ -185,6 +185,9 @@ class TrainConfig:
     hf_label_column: str = _opt("label", "--hf-label-column", group="data", help="HF: the class-label column")
     hf_train_split: str = _opt("train", "--hf-train-split", group="data", help="HF: the training split's name")
     hf_val_split: str = _opt("validation", "--hf-val-split", group="data", help="HF: the validation split's name")
+    max_classes: int = _opt(100_000, "--max-classes", group="data",
+                            help="HF with plain integer labels: the most classes the labels may imply (a label "
+                                 "of 10^9 would otherwise size the model's head)")
     # -- run (official)
     output_dir: str = _opt("", "--output_dir", "--output-dir", group="run",
                            help="run directory (empty: save nothing)")

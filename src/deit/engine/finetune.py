@@ -38,6 +38,9 @@ def fill_from_checkpoint(settings: dict[str, Any]) -> dict[str, Any]:
     source = settings.get("finetune") or ""
     if not source or "://" in source or not Path(source).exists():
         return settings  # a URL, or a missing file (validation names it)
+    from deit.io import require_regular_file
+
+    require_regular_file(source, flag="--finetune", allow_directory=True)  # a FIFO would block the read below
     meta = checkpoint_meta_of(source)
     if meta is None:
         return settings

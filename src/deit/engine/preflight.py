@@ -10,6 +10,7 @@ from deit.data.datasets import FOLDER_DATA_SETS, data_set_key
 from deit.engine.config import TrainConfig, non_default_unimplemented
 from deit.distill.loss import TEACHER_TYPES
 from deit.errors import DeitError
+from deit.io import require_regular_file
 from deit.models.download import is_url
 from deit.models.kwargs_check import check_no_download_keys, check_patch_grid, check_vit_kwargs
 from deit.models.registry import check_model_name, get_model_spec, is_registered
@@ -92,6 +93,8 @@ def _check_numbers(config: TrainConfig) -> None:
         from deit.data.subset import check_subset_flag
 
         check_subset_flag(config.train_subset)  # the size against the data is checked when the data is built
+    if config.max_classes < 1:
+        raise DeitError(f"--max-classes {config.max_classes}: must be at least 1")
     if config.clip_grad is not None and config.clip_grad <= 0:
         raise DeitError(f"--clip-grad {config.clip_grad}: must be positive")
     if not 0.0 < config.model_ema_decay < 1.0:
@@ -119,8 +122,7 @@ def _check_patch_size(config: TrainConfig) -> None:
 def _check_file(path: str, flag: str) -> None:
     if is_url(path):
         return
-    if not Path(path).exists():
-        raise DeitError(f"{flag} {path}: no such file")
+    require_regular_file(path, flag=flag, allow_directory=True)  # a FIFO would hang the first read
 
 
 def _check_data_layout(config: TrainConfig) -> None:

@@ -257,7 +257,7 @@ def format_metrics(metrics: dict[str, Any]) -> str:
 
 def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
     config, env = run.config, run.env
-    if resumed and run.output_dir is not None and env.is_main:
+    if run.output_dir is not None and env.is_main:  # rows of epochs no checkpoint holds: a killed run's
         prune_log(run.output_dir / "log.txt", run.start_epoch - 1)
     log = RunLog(run.output_dir, enabled=env.is_main, purge_step=run.start_epoch if resumed else None)
     mode = resolve_log_format(config.log_format, is_main=env.is_main)
@@ -290,12 +290,14 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
                 improved = metrics["acc1"] > run.best_acc
                 run.best_acc = max(run.best_acc, metrics["acc1"])
             run.scheduler.step(epoch + 1, metrics["acc1"] if evaluated else None)  # None only without plateau
-            _save_epoch(run, epoch, improved)
             stats = {**{f"train_{k}": v for k, v in train_stats.items() if k != "global_step"},
                      **({f"test_{k}": v for k, v in metrics.items()} if evaluated else {}), "epoch": epoch,
                      "n_parameters": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
                      "epoch_time": time.time() - started}
+            # The row before the checkpoint: a kill between the two leaves a row the next start prunes, never a
+            # checkpointed epoch without its row (which no resume would write again).
             log.write(stats)
+            _save_epoch(run, epoch, improved)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
             validation = f"{format_metrics(metrics)} | best {run.best_acc:.2f}" if evaluated else "not evaluated"
             say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "

@@ -12,6 +12,7 @@ from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
 from deit.inference.record import training_record
 from deit.io import dumps_strict
+from deit.models.download import is_url
 
 
 def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, data_path: str | None = None,
@@ -29,9 +30,11 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     from deit.precision import resolve_precision
     from deit.models.factory import load_trained_model
 
-    path = Path(checkpoint)
-    if not path.exists():
-        raise DeitError(f"--checkpoint {path}: no such file or directory")
+    from deit.io import require_regular_file
+
+    path = require_regular_file(checkpoint, flag="--checkpoint", allow_directory=True)
+    if teacher_path and not is_url(teacher_path):
+        require_regular_file(teacher_path, flag="--teacher-path", allow_directory=True)
     record = training_record(path)
     args = record.args
     data_set = data_set or args.get("data_set")
@@ -49,6 +52,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
                                 mean=meta.mean, std=meta.std, interpolation=meta.interpolation,
                                 eval_crop_ratio=meta.crop_pct)
     dataset = build_dataset(data_set, data_path, train=False, transform=transform)
+    if len(dataset) == 0:
+        raise DeitError(f"--data-set {data_set}: the validation split is empty")
     classes = [str(name) for name in dataset.classes]
     if len(classes) != meta.num_classes:
         raise DeitError(f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} "

@@ -51,9 +51,9 @@ def load_inference_model(checkpoint: str | Path, device: str | torch.device | No
     """The trained model in eval mode on `device`, its meta, and the resolved device."""
     from deit.models.factory import load_trained_model
 
-    path = Path(checkpoint)
-    if not path.exists():
-        raise DeitError(f"--checkpoint {path}: no such file or directory")
+    from deit.io import require_regular_file
+
+    path = require_regular_file(checkpoint, flag="--checkpoint", allow_directory=True)
     from deit.perf import resolve_device
 
     resolved = resolve_device(device)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from deit.errors import DeitError, short_list
 from deit.integrity import check_finite, looks_like_safetensors
-from deit.io import atomic_write, dumps_strict, load_torch_file
+from deit.io import atomic_write, dumps_strict, load_torch_file, require_regular_file
 from deit.models import hf_convert
 from deit.models.meta import CheckpointMeta
 from deit.models.registry import get_model_spec, is_registered
@@ -71,6 +71,7 @@ def read_file_with_meta(path: Path) -> tuple[Any, dict[str, Any] | None]:
 
 
 def _read_file(path: Path) -> tuple[Any, dict[str, str] | None]:
+    require_regular_file(path)  # sniffing the header opens it: a FIFO would block here forever
     if path.suffix == ".safetensors" or looks_like_safetensors(path):  # a safetensors file under another name
         return _read_safetensors(path)
     return load_torch_file(path), None
@@ -80,8 +81,7 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    if not path.is_file():
-        raise DeitError(f"{path}: no such file")
+    require_regular_file(path)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
