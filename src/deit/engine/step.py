@@ -74,7 +74,7 @@ class TrainStep:
         device value is read. `teacher_outputs`: the teacher's logits for this batch, looked up (never with mixup).
         """
         images, targets = self.mix(images, targets)  # never with a teacher table: the run builds none with mixup
-        loss = self.loss(images, targets, teacher_outputs)
+        loss = self.loss(images, targets) if teacher_outputs is None else self.loss(images, targets, teacher_outputs)
         if should_update is not None and not should_update(loss):
             self.optimizer.zero_grad(set_to_none=True)
             return loss.detach(), False
