@@ -78,6 +78,13 @@ E2E=("$PY" benchmarks/bench_end_to_end.py --device "$DEVICE" --model "${SMALL/_d
 if [ -n "${BENCH_SMOKE:-}" ]; then E2E+=(--batch-size 4 --steps 2 --rounds 1 --workers 1)
 else E2E+=(--amp bf16 --batch-size "$T_SMALL" --steps 20 --workers "$(nproc)"); fi
 run $(( $(left) * 30 / 100 )) "${E2E[@]}"
+# 2d. The in-memory path (issue 19): DIGITS decoded once onto the card, crop + flip per batch on the device,
+#     against the per-image DataLoader; `deit train` itself, images/s from its log.
+MEM=("$PY" benchmarks/bench_memory_path.py --device "$DEVICE" --out "$OUT")
+if [ -n "${BENCH_SMOKE:-}" ]; then MEM+=(--amp none --batch-size 16 --epochs 2 --rounds 1 --workers 0 \
+  --model-kwargs '{"patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}')
+else MEM+=(--workers "$(nproc)"); fi
+run $(( $(left) * 20 / 100 )) "${MEM[@]}"
 # 3. The rest, while time lasts: tiny⚗ and base⚗-384 inference, base⚗ training, timm compiled and CUDA graphs.
 run $(( $(left) * 40 / 100 )) "${INF[@]}" "${INF_PATHS[@]}" --append --models "$TINY:$B_TINY,$BASE384:$B_BASE384" \
   --budget-s 90
@@ -89,4 +96,4 @@ if [ -z "${BENCH_SMOKE:-}" ]; then
 fi
 
 echo "=== done in $(( $(date +%s) - START ))s" | tee -a "$LOG"
-cat "$OUT"/inference.md "$OUT"/train_step.md "$OUT"/dali.md "$OUT"/end_to_end.md 2>/dev/null
+cat "$OUT"/inference.md "$OUT"/train_step.md "$OUT"/dali.md "$OUT"/end_to_end.md "$OUT"/memory_path.md 2>/dev/null

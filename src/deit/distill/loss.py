@@ -52,8 +52,13 @@ class DistillationLoss(nn.Module):
         self.kl_reduction = kl_reduction
         self.last_terms: dict[str, Tensor] = {}  # the last batch's two terms, for inspection (the tests read them)
 
-    def forward(self, inputs: Tensor, outputs: Tensor | tuple[Tensor, Tensor], labels: Tensor) -> Tensor:
-        """The loss for one batch; `inputs` are the images the student saw (after mixup), for the teacher."""
+    def forward(self, inputs: Tensor, outputs: Tensor | tuple[Tensor, Tensor], labels: Tensor,
+                teacher_outputs: Tensor | None = None) -> Tensor:
+        """The loss for one batch; `inputs` are the images the student saw (after mixup), for the teacher.
+
+        `teacher_outputs`: the teacher's logits on `inputs` when already known (the teacher table,
+        `deit.distill.teacher_table`); then the teacher does not run.
+        """
         z_cls, z_dist = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
 
         if self.distillation_type == "none":  # official: the class head alone, whatever the model has
@@ -71,7 +76,8 @@ class DistillationLoss(nn.Module):
         if z_dist is None:  # a student without a distillation token: "usual" distillation on its class token
             z_dist = z_cls
         base = self.base_criterion(z_cls, labels)
-        z_t = self.teacher(inputs)  # frozen: eval mode, no gradient (see teacher.py)
+        # frozen: eval mode, no gradient (see teacher.py)
+        z_t = self.teacher(inputs) if teacher_outputs is None else teacher_outputs
 
         if z_t.shape[-1] != z_dist.shape[-1]:
             raise DeitError(f"the teacher predicts {z_t.shape[-1]} classes but the student {z_dist.shape[-1]}")

@@ -17,6 +17,7 @@ from deit.engine.config import TrainConfig
 from deit.engine.distributed import DistributedEnv
 from deit.engine.finetune import FinetuneOrigin
 from deit.engine.finetune import load_finetune as load_finetune_weights
+from deit.engine.logging_utils import say
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
 from deit.models.download import fetch_checkpoint, is_url
@@ -84,8 +85,9 @@ class Loaders:
 
 
 def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Dataset, env: DistributedEnv,
-                  device: torch.device) -> Loaders:
-    """Repeated-augmentation (or plain distributed) sampling for training, sequential or split evaluation."""
+                  device: torch.device, teacher: nn.Module | None = None) -> Loaders:
+    """Repeated-augmentation (or plain distributed) sampling for training, sequential or split evaluation; the
+    training set from memory (`--data-loader memory|auto`, engine/memory_path.py) where that applies."""
     from deit.data import RepeatAugSampler
 
     if config.class_balanced and (isinstance(train_set, IterableDataset) or config.data_loader == "dali"):
@@ -120,8 +122,12 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
         if len(sampler) < config.batch_size:
             raise DeitError(f"--batch-size {config.batch_size}: larger than the {len(sampler)} training images each "
                             f"process sees per epoch")
-        train_loader = DataLoader(train_set, sampler=sampler, batch_size=config.batch_size,
-                                  num_workers=config.num_workers, pin_memory=pin, drop_last=True)
+        train_loader = _memory_loader(config, train_set, sampler, env, device, teacher)
+        if train_loader is None:
+            train_loader = DataLoader(train_set, sampler=sampler, batch_size=config.batch_size,
+                                      num_workers=config.num_workers, pin_memory=pin, drop_last=True)
+        else:
+            sampler = train_loader  # its set_epoch reseeds the order and the augmentation
     distributed_eval = config.dist_eval and env.distributed
     # The validation loader draws its seed from its own generator, not torch's global one: how often it runs
     # (--eval-interval) must not change the training's random stream.
@@ -146,6 +152,27 @@ def build_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Datas
                             num_workers=config.num_workers, pin_memory=pin, drop_last=False, generator=val_generator,
                             persistent_workers=config.num_workers > 0)
     return Loaders(train_loader, sampler, val_loader, distributed_eval)
+
+
+def _memory_loader(config: TrainConfig, train_set: Dataset, sampler: Any, env: DistributedEnv,
+                   device: torch.device, teacher: nn.Module | None) -> Any:
+    """The in-memory loader when asked for or automatic and the recipe allows it; None for the per-image path."""
+    if config.data_loader not in ("auto", "memory"):
+        return None
+    from deit.engine.memory_path import build_memory_loader, memory_refusal_for
+
+    why_not = memory_refusal_for(config, train_set)
+    if why_not:
+        if config.data_loader == "memory":
+            raise DeitError(f"--data-loader memory: {why_not}; use --data-loader torch")
+        say(f"--data-loader auto: per-image DataLoader, not the in-memory path ({why_not})", is_main=env.is_main)
+        return None
+    mean, std = normalization(config)
+    loader, lines = build_memory_loader(config, train_set, sampler, rank=env.rank, device=device, teacher=teacher,
+                                        mean=mean, std=std)
+    for line in lines:
+        say(line, is_main=env.is_main)
+    return loader
 
 
 def _dali_loaders(config: TrainConfig, train_set: Dataset | None, val_set: Dataset, env: DistributedEnv,

@@ -176,9 +176,20 @@ class TrainConfig:
     download: bool = _opt(False, "--download", group="data", help="allow downloading CIFAR (off: offline)")
     strict_data: bool = _opt(False, "--strict-data", group="data",
                              help="unreadable images are an error before training instead of being skipped")
-    data_loader: str = _opt("torch", "--data-loader", group="data", choices=("torch", "dali"),
-                            help="torch: DataLoader workers decode and augment (the official loader); dali: NVIDIA "
-                                 "DALI decodes and augments on the GPU (extra [dali]; class folders and WDS shards)")
+    data_loader: str = _opt("auto", "--data-loader", group="data", choices=("auto", "memory", "torch", "dali"),
+                            help="memory: the training set decoded once into one tensor on the device and augmented "
+                                 "per batch (DIGITS, CIFAR; input <= 32, crop/flip only); torch: DataLoader workers "
+                                 "decode and augment per image (the official loader); dali: NVIDIA DALI on the GPU "
+                                 "(extra [dali]; class folders and WDS shards); auto: memory where it applies, "
+                                 "else torch (ours)")
+    teacher_table: str = _opt("auto", "--teacher-table", group="data", choices=("auto", "on", "off"),
+                              help="with --data-loader memory and no mixup: look the teacher's logits up in a table "
+                                   "of every (image, crop view) computed once, instead of a forward per step; auto: "
+                                   "when the run draws at least as many samples as the table has, or the table is "
+                                   "already in --teacher-table-dir (ours)")
+    teacher_table_dir: str = _opt("", "--teacher-table-dir", group="data", metavar="DIR",
+                                  help="keep teacher tables here, keyed by teacher checkpoint hash, data and views, "
+                                       "so runs with the same teacher share one (empty: in memory only; ours)")
     shuffle_buffer: int = _opt(1000, "--shuffle-buffer", group="data",
                                help="WDS: samples in the webdataset shuffle buffer of each reader")
     hf_image_column: str = _opt("image", "--hf-image-column", group="data", help="HF: the image column")

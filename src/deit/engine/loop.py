@@ -60,12 +60,14 @@ def train_one_epoch(step: TrainStep, loader: Iterable, device: torch.device, epo
     should_update = (lambda loss: not any_process(not bool(torch.isfinite(loss)), device)) \
         if nan_policy == "skip" else None
     try:
-        for images, targets in loader:
+        for batch in loader:
             if max_steps and steps + skipped >= max_steps:
                 break
-            images = images.to(device, non_blocking=True)
-            targets = targets.to(device, non_blocking=True)
-            loss, updated = step(images, targets, should_update=should_update)
+            images = batch[0].to(device, non_blocking=True)
+            targets = batch[1].to(device, non_blocking=True)
+            # A third element: the teacher's logits looked up in its table (the in-memory path, data/memory.py).
+            teacher_outputs = batch[2] if len(batch) > 2 else None
+            loss, updated = step(images, targets, teacher_outputs=teacher_outputs, should_update=should_update)
             device_step += 1
             progress.step(images.shape[0])
             if not updated:

@@ -170,7 +170,8 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
         decay_rate=config.decay_rate, cooldown_epochs=config.cooldown_epochs, patience_epochs=config.patience_epochs,
         lr_noise=config.lr_noise, lr_noise_pct=config.lr_noise_pct, lr_noise_std=config.lr_noise_std,
         seed=config.seed)
-    run.loaders = builders.build_loaders(config, train_set, val_set, env, device)
+    run.loaders = builders.build_loaders(config, train_set, val_set, env, device,
+                                         teacher=run.teacher if not config.eval else None)
     run.start_epoch = config.start_epoch
     if checkpoint is not None and not config.eval and not has_training_state(checkpoint):
         # As the official main.py: a weights-only file (a released model) resumes at --start_epoch, fresh state.

@@ -40,11 +40,14 @@ class TrainStep:
         """Mixup/CutMix on the batch (targets become soft distributions), or the batch unchanged."""
         return self.mixup_fn(images, targets) if self.mixup_fn is not None else (images, targets)
 
-    def loss(self, images: Tensor, targets: Tensor) -> Tensor:
-        """Forward and the DeiT loss on an already mixed batch; the teacher sees the same images."""
+    def loss(self, images: Tensor, targets: Tensor, teacher_outputs: Tensor | None = None) -> Tensor:
+        """Forward and the DeiT loss on an already mixed batch; the teacher sees the same images (or its logits
+        on them come looked up, `teacher_outputs`: the in-memory path's teacher table)."""
         with self.precision.autocast(images.device):
             outputs = self.model(images)
-            return self.criterion(images, outputs, targets)
+            if teacher_outputs is None:
+                return self.criterion(images, outputs, targets)
+            return self.criterion(images, outputs, targets, teacher_outputs)
 
     def update(self, loss: Tensor) -> None:
         """Backward, gradient clipping, the optimizer step (through the fp16 scaler) and the EMA update.
@@ -74,15 +77,15 @@ class TrainStep:
         if self.model_ema is not None:
             self.model_ema.update(unwrap_model(self.model))
 
-    def __call__(self, images: Tensor, targets: Tensor, *,
+    def __call__(self, images: Tensor, targets: Tensor, *, teacher_outputs: Tensor | None = None,
                  should_update: Callable[[Tensor], bool] | None = None) -> tuple[Tensor, bool]:
         """The whole step on a batch already on the device: `(detached loss, whether the weights were updated)`.
 
         `should_update(loss)`, when given, may veto the update (the loop's `--nan-policy skip`); otherwise no
-        device value is read.
+        device value is read. `teacher_outputs`: the teacher's logits for this batch, looked up (never with mixup).
         """
-        images, targets = self.mix(images, targets)
-        loss = self.loss(images, targets)
+        images, targets = self.mix(images, targets)  # never with a teacher table: the run builds none with mixup
+        loss = self.loss(images, targets) if teacher_outputs is None else self.loss(images, targets, teacher_outputs)
         if should_update is not None and not should_update(loss):
             self.optimizer.zero_grad(set_to_none=True)
             self._micro_steps = 0  # a bad batch also drops the gradients accumulated so far
