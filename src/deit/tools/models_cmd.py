@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from deit.errors import DeitError
-from deit.models.registry import get_model_spec, list_models
+from deit.models.registry import aliases, get_model_spec, list_models
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(info) for info in infos], indent=2))
     else:
         print(format_table(infos))
+    if not args.json and not args.pattern:
+        print("also accepted, the official DeiT III names: "
+              + ", ".join(f"{alias} ({target} at --input-size, LayerScale 1e-4)" for alias, target in aliases().items()))
     return 0
 
 
