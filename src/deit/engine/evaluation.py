@@ -26,6 +26,15 @@ def training_record(checkpoint: Path) -> tuple[dict[str, Any], bool]:
     return (args if isinstance(args, dict) else {}), meta is not None
 
 
+def recorded_data(checkpoint: Path, data_set: str | None, data_path: str | None
+                  ) -> tuple[str | None, str | None, dict[str, Any], bool]:
+    """(data set, data path) as given, else as the checkpoint's training record names them; with the record
+    and whether the file carries its own preprocessing (see `training_record`)."""
+    args, has_preprocessing = training_record(checkpoint)
+    return (data_set or args.get("data_set") or None, data_path or args.get("data_path") or None, args,
+            has_preprocessing)
+
+
 def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, data_path: str | None = None,
                         teacher_model: str | None = None, teacher_path: str | None = None,
                         output: str | Path | None = None, batch_size: int = 128, device: str = "auto",
@@ -44,9 +53,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     path = Path(checkpoint)
     if not path.exists():
         raise DeitError(f"--checkpoint {path}: no such file or directory")
-    args, has_preprocessing = training_record(path)
-    data_set = data_set or args.get("data_set")
-    data_path = data_path or args.get("data_path") or None
+    data_set, data_path, args, has_preprocessing = recorded_data(path, data_set, data_path)
     if not data_set:
         raise DeitError(f"--data-set is needed: {path} does not record the data set it was trained on")
     torch_device = resolve_device(device)

@@ -219,22 +219,37 @@ def _gather_rng(env: DistributedEnv) -> dict[str, Any]:
 def _evaluate_only(run: _Run) -> dict[str, Any]:
     metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher, precision=run.precision,
                        distributed=run.loaders.distributed_eval)
-    say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%",
+    untrained = _dist_head_untrained(run.config, metrics)
+    say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%"
+        + (" (fused with the untrained distillation head; see the class head below)" if untrained else ""),
         is_main=run.env.is_main)
-    say(format_metrics(metrics), is_main=run.env.is_main)
+    say(format_metrics(metrics, untrained_dist_head=untrained), is_main=run.env.is_main)
     check_finite_metrics(metrics, source="--eval")
     return metrics
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """One line: fused, class-head and dist-head top-1/top-5, and teacher agreement when present."""
+def format_metrics(metrics: dict[str, Any], *, untrained_dist_head: bool = False) -> str:
+    """One line: fused, class-head and dist-head top-1/top-5, and teacher agreement when present.
+
+    `untrained_dist_head` (a distilled model trained with `--distillation-type none`): the class head's number
+    leads, and the fused one says that it averages in a head that never learned.
+    """
     parts = [f"fused top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}",
              f"class head {metrics['cls_acc1']:.2f}/{metrics['cls_acc5']:.2f}"]
-    if "dist_acc1" in metrics:
+    if "dist_acc1" in metrics and untrained_dist_head:
+        parts = [f"class head top-1 {metrics['cls_acc1']:.2f} top-5 {metrics['cls_acc5']:.2f}",
+                 f"fused {metrics['acc1']:.2f}/{metrics['acc5']:.2f} (averages in the distillation head, "
+                 f"untrained under --distillation-type none)",
+                 f"dist head (untrained) {metrics['dist_acc1']:.2f}/{metrics['dist_acc5']:.2f}"]
+    elif "dist_acc1" in metrics:
         parts.append(f"dist head {metrics['dist_acc1']:.2f}/{metrics['dist_acc5']:.2f}")
     if "teacher_agreement" in metrics:
         parts.append(f"teacher top-1 {metrics['teacher_acc1']:.2f}, agreement {metrics['teacher_agreement']:.2f}")
     return " | ".join(parts) + f" | loss {metrics['loss']:.4f}"
+
+
+def _dist_head_untrained(config: TrainConfig, metrics: dict[str, Any]) -> bool:
+    return config.distillation_type == "none" and "dist_acc1" in metrics
 
 
 def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
@@ -275,7 +290,8 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
                      "epoch_time": time.time() - started}
             log.write(stats)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
-            validation = f"{format_metrics(metrics)} | best {run.best_acc:.2f}" if evaluated else "not evaluated"
+            validation = (f"{format_metrics(metrics, untrained_dist_head=_dist_head_untrained(config, metrics))} | "
+                          f"best {run.best_acc:.2f}" if evaluated else "not evaluated")
             say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "
                 f"{time.time() - started:.1f}s", is_main=env.is_main)
     except KeyboardInterrupt:
