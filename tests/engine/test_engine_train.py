@@ -49,7 +49,7 @@ def test_distilled_student_follows_the_teacher_in_its_dist_head(tmp_path: Path, 
     row = log_rows(tmp_path)[0]
     assert row["test_dist_teacher_agreement"] >= 80.0, row
     assert row["test_dist_teacher_agreement"] > row["test_cls_teacher_agreement"], row
-    assert "dist head" in out and "agreement" in out
+    assert "dist head" in out and "agreement" in out and "untrained" not in out  # hard: both heads learn
     checkpoint = load_torch_file(tmp_path / "checkpoint.pth")
     assert checkpoint["meta"]["distilled"] and "model_ema" in checkpoint
     assert checkpoint["args"]["distillation_type"] == "hard"
@@ -58,19 +58,39 @@ def test_distilled_student_follows_the_teacher_in_its_dist_head(tmp_path: Path, 
 def test_eval_resume_and_deit_eval_agree(tmp_path: Path, teacher_checkpoint: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     run_dir = tmp_path / "run"
-    code, _, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", run_dir], capsys)
-    assert code == 0
+    # --distillation-type none (the default) on a distilled student: its distillation head never learns, so
+    # every printed fused number says it averages that head in, and the class head's number comes first.
+    untrained = "untrained under --distillation-type none"
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", run_dir], capsys)
+    assert code == 0 and untrained in out and "| class head top-1" in out
     logged = log_rows(run_dir)[0]["test_acc1"]
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--eval", "--resume", run_dir / "checkpoint.pth"], capsys)
-    assert code == 0 and f"test images: {logged:.1f}%" in out
+    assert code == 0 and f"test images: {logged:.1f}% (fused with the untrained distillation head" in out
+    assert untrained in out
     code, out, _ = run_cli(["eval", "--checkpoint", run_dir / "checkpoint.pth", "--num_workers", "0", "--output",
                             tmp_path / "eval", "--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint],
                            capsys)
     assert code == 0 and "dist head" in out and "agreement" in out
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["acc1"] == pytest.approx(logged) and metrics["num_images"] == 360
-    assert np.asarray(metrics["confusion_matrix"]).sum() == 360
+    assert metrics["dist_head_untrained"] and untrained in out.splitlines()[1]
+    matrix = np.asarray(metrics["confusion_matrix"])
+    assert matrix.sum() == 360
     assert Image.open(tmp_path / "eval" / "confusion_matrix.png").size[0] > 100
+    # Per class: scikit-learn's report agrees with the confusion matrix counted apart, and is printed.
+    report = metrics["classification_report"]
+    for k, name in enumerate(metrics["class_names"]):
+        assert report[name]["support"] == matrix[k].sum()
+        assert report[name]["recall"] == pytest.approx(matrix[k, k] / max(matrix[k].sum(), 1))
+        assert report[name]["precision"] == pytest.approx(matrix[k, k] / max(matrix[:, k].sum(), 1))
+    assert "precision" in out and "weighted avg" in out
+    # The worst mistakes: wrong, most confident first, with the teacher's call; drawn as a contact sheet.
+    mistakes = metrics["worst_mistakes"]
+    assert len(mistakes) == min(16, 360 - np.trace(matrix)) > 0
+    assert all(row["true"] != row["predicted"] and "teacher" in row for row in mistakes)
+    assert [row["confidence"] for row in mistakes] == sorted((row["confidence"] for row in mistakes), reverse=True)
+    assert "most confident mistakes: #" in out and "worst_mistakes.png" in out
+    assert Image.open(tmp_path / "eval" / "worst_mistakes.png").size[0] > 100
 
 
 def test_one_epoch_on_a_generated_image_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
