@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
+from inat_layout import write_inat_layout
 from PIL import Image
 
 from deit.io import load_torch_file
@@ -217,3 +218,23 @@ def test_eval_interval_is_refused_with_the_plateau_scheduler(tmp_path: Path, cap
     code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--eval-interval", "2", "--sched", "plateau",
                             "--output_dir", tmp_path], capsys)
     assert code != 0 and "--eval-interval 2 with --sched plateau" in err and len(err.strip().splitlines()) == 1
+
+
+def test_inat19_json_layout_trains_at_a_category_level_and_evaluates(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    data = write_inat_layout(tmp_path / "inat", shape=(32, 32), mark_class=True)
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--data-set", "INAT19", "--data-path",
+                            data, "--inat-category", "genus", "--batch-size", "4", "--output_dir", tmp_path / "run"],
+                           capsys)
+    assert code == 0, out
+    assert "INAT19: 8 train / 4 val images, 2 classes" in out  # genus: 4 species in 2 genera
+    checkpoint = load_torch_file(tmp_path / "run" / "checkpoint.pth")
+    assert checkpoint["meta"]["class_names"] == ["genus_1", "genus_0"]  # the official first-appearance order
+    code, out, _ = run_cli(["eval", "--checkpoint", tmp_path / "run" / "checkpoint.pth", "--num_workers", "0"],
+                           capsys)  # data set, path and level all from the checkpoint
+    assert code == 0 and "on INAT19 (4 images)" in out and "genus_0" in out
+    # A class-folder INAT tree has one granularity: another level is refused before anything runs.
+    folders = make_image_folder(tmp_path / "folders", classes=2, per_class=2)
+    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--data-set", "INAT", "--data-path", folders,
+                            "--inat-category", "genus", "--output_dir", tmp_path / "run2"], capsys)
+    assert code == 2 and "--inat-category: this INAT --data-path has no train2018.json" in err

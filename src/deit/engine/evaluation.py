@@ -65,7 +65,9 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
 
         mean, std = data_set_normalization(data_set)
         meta = dataclasses.replace(meta, mean=tuple(mean), std=tuple(std))
-    dataset = build_dataset(data_set, data_path, train=False, transform=_eval_transform(meta, model))
+    options = {"inat_category": str(args.get("inat_category") or "name")}  # the level the model was trained on
+    dataset = build_dataset(data_set, data_path, train=False, transform=_eval_transform(meta, model),
+                            options=options)
     classes = [str(name) for name in dataset.classes]
     if len(classes) != meta.num_classes:
         raise DeitError(f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} "
@@ -95,7 +97,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
         write_outputs(metrics, Path(output))  # NaN is written as null, and the run still fails below
         # The same crop without normalisation: the contact sheet shows what the model saw.
         display = build_dataset(data_set, data_path, train=False,
-                                transform=_eval_transform(meta, model, normalise=False))
+                                transform=_eval_transform(meta, model, normalise=False), options=options)
         metrics["worst_mistakes_png"] = eval_report.plot_mistakes(metrics["worst_mistakes"], display,
                                                                   Path(output) / "worst_mistakes.png")
     check_finite_metrics(metrics, source=str(path))
