@@ -201,9 +201,10 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
 
     if num_images < 0 or max_images < 1 or batch_size < 1:
         raise DeitError("--num-images must be >= 0, --max-images and --batch-size >= 1")
+    record: dict[str, Any] = {}
     if Path(checkpoint).exists():  # else the loader below says so in one line
-        data_set, recorded_path, _, _ = recorded_data(Path(checkpoint), data_set,
-                                                      None if data_path is None else str(data_path))
+        data_set, recorded_path, record, _ = recorded_data(Path(checkpoint), data_set,
+                                                           None if data_path is None else str(data_path))
         data_path = recorded_path
     data_set = data_set or "IMNET"
     model, meta, resolved = load_inference_model(checkpoint, device)
@@ -211,7 +212,8 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
         raise DeitError(f"--checkpoint {checkpoint}: analyze needs a DeiT model, this is {type(model).__name__}")
     preprocessing = EvalPreprocessing.from_meta(meta, model)
     dataset = build_dataset(data_set, None if data_path is None else str(data_path), train=False,
-                            transform=preprocessing.transform())
+                            transform=preprocessing.transform(),
+                            options={"inat_category": str(record.get("inat_category") or "name")})
     if len(dataset) == 0:
         raise DeitError(f"--data-path {data_path}: the {data_set} validation split holds no usable image")
     num_classes = model.num_classes
