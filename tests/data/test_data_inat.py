@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from inat_layout import CATEGORIES, TRAIN_CATEGORY_ORDER, VAL_CATEGORY_ORDER, write_inat_layout
 
-from deit.data import build_dataset
-from deit.data import inat
+from deit.data import build_dataset, inat
 from deit.data.folder import FolderDataset
 from deit.errors import DeitError
 
@@ -65,7 +65,7 @@ def test_inat_without_its_json_is_still_class_folders(tmp_path: Path) -> None:
         build_dataset("INAT19", str(root), train=True, transform=None)
 
 
-def _rewrite(root: Path, name: str, edit) -> None:  # noqa: ANN001
+def _rewrite(root: Path, name: str, edit) -> None:
     path = root / name
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
 
@@ -85,7 +85,8 @@ def _rewrite(root: Path, name: str, edit) -> None:  # noqa: ANN001
     ("categories.json", lambda d: [{k: v for k, v in c.items() if k != "name"} for c in d],
      r"entry 0 has no 'name' name"),
 ])
-def test_malformed_json_is_one_line_naming_the_file(tmp_path: Path, name: str, edit, message: str) -> None:  # noqa: ANN001
+def test_malformed_json_is_one_line_naming_the_file(tmp_path: Path, name: str, edit: Callable,
+                                                    message: str) -> None:
     root = write_inat_layout(tmp_path)
     _rewrite(root, name, edit)
     with pytest.raises(DeitError, match=message) as error:

@@ -8,8 +8,15 @@ import pytest
 import torch
 from torch.utils.data import IterableDataset, TensorDataset
 
-from deit.engine.eval_report import (TABLE_MAX_CLASSES, PerImage, classification_report, describe_mistakes,
-                                     format_report, plot_mistakes, worst_mistakes)
+from deit.engine.eval_report import (
+    TABLE_MAX_CLASSES,
+    PerImage,
+    classification_report,
+    describe_mistakes,
+    format_report,
+    plot_mistakes,
+    worst_mistakes,
+)
 from deit.engine.loop import evaluate
 
 
@@ -29,10 +36,9 @@ def test_worst_mistakes_are_the_confident_wrong_ones_first() -> None:
 def test_describe_mistakes_names_classes_file_and_teacher() -> None:
     records = _records([0, 1], [1, 1], [0.8, 0.9], teacher=[0, 1])
 
-    class Folder(TensorDataset):
-        samples = [("/data/val/cat/a.png", 0), ("/data/val/dog/b.png", 1)]
-
-    rows = describe_mistakes(records, [0], ["cat", "dog"], Folder(torch.zeros(2)))
+    folder = TensorDataset(torch.zeros(2))
+    folder.samples = [("/data/val/cat/a.png", 0), ("/data/val/dog/b.png", 1)]  # as FolderDataset lists them
+    rows = describe_mistakes(records, [0], ["cat", "dog"], folder)
     assert rows == [{"index": 0, "true": "cat", "predicted": "dog", "confidence": pytest.approx(0.8),
                      "teacher": "cat", "file": "/data/val/cat/a.png"}]
 
@@ -78,7 +84,7 @@ def test_contact_sheet_is_drawn_for_indexed_data_only(tmp_path: Path) -> None:
     assert (tmp_path / "sheet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     class Stream(IterableDataset):
-        def __iter__(self):  # noqa: ANN204
+        def __iter__(self):
             yield from images
 
     assert not plot_mistakes(rows, Stream(), tmp_path / "stream.png") and not (tmp_path / "stream.png").exists()

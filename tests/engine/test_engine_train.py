@@ -238,3 +238,13 @@ def test_inat19_json_layout_trains_at_a_category_level_and_evaluates(tmp_path: P
     code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--data-set", "INAT", "--data-path", folders,
                             "--inat-category", "genus", "--output_dir", tmp_path / "run2"], capsys)
     assert code == 2 and "--inat-category: this INAT --data-path has no train2018.json" in err
+
+
+def test_an_official_deit3_name_trains_and_reloads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    kwargs = '{"depth": 1, "embed_dim": 32, "num_heads": 2, "patch_size": 8}'
+    tiny = ["--model", "deit_small_patch16_LS", "--model-kwargs", kwargs, "--input-size", "32"]
+    code, out, _ = run_cli(["train", *tiny, *FAST, "--epochs", "1", "--output_dir", tmp_path], capsys)
+    assert code == 0, out
+    model, meta = load_trained_model(tmp_path / "checkpoint.pth")
+    assert meta.model == "deit_small_patch16_LS" and model.pos_embed.shape[1] == 16  # DeiT III: patches only
+    assert model.blocks[0].ls1.gamma.shape == (32,)

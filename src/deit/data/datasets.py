@@ -3,7 +3,7 @@
 | name | source | layout under `--data-path` |
 |---|---|---|
 | `IMNET`, `IMAGEFOLDER` | image files | `train/<class>/*`, `val/<class>/*` (classes: sorted train/ folder names) |
-| `INAT`, `INAT19` | image files | iNaturalist 2018 / 2019 in the official JSON layout (`deit.data.inat`); `INAT` without `train2018.json` reads class folders as `IMNET` |
+| `INAT`, `INAT19` | image files | iNaturalist official JSON layout (`deit.data.inat`); `INAT` else as `IMNET` |
 | `CIFAR` (CIFAR-100), `CIFAR100`, `CIFAR10` | official binary archives | see `deit.data.cifar` |
 | `DIGITS` | scikit-learn's bundled digits | none (offline); use `DIGITS_MEAN`/`DIGITS_STD` |
 | `SYNTHETIC` | generated | none; 512 train / 128 val images, 10 classes, 64x64 |
@@ -26,7 +26,8 @@ from torch.utils.data import Dataset
 
 from deit.errors import DeitError
 
-DATASET_NAMES = ("IMNET", "IMAGEFOLDER", "INAT", "INAT19", "CIFAR", "CIFAR100", "CIFAR10", "DIGITS", "SYNTHETIC", "WDS", "HF")
+DATASET_NAMES = ("IMNET", "IMAGEFOLDER", "INAT", "INAT19", "CIFAR", "CIFAR100", "CIFAR10", "DIGITS", "SYNTHETIC",
+                 "WDS", "HF")
 FOLDER_DATA_SETS = ("IMNET", "IMAGEFOLDER", "INAT")  # read from `--data-path`'s train/ and val/ class folders
 
 

@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 from deit.data.folder import FolderDataset, _probe_all
 from deit.data.skips import raise_strict, report_skipped

@@ -105,8 +105,8 @@ def plot_mistakes(rows: list[dict[str, Any]], dataset: Dataset, path: Path) -> b
     for axes, row in zip(grid.flat, rows):
         image = dataset[row["index"]][0]  # a (3, H, W) tensor in [0, 1]: the evaluation crop, unnormalised
         axes.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
-        title = [f"#{row['index']}", f"true: {row['true']}", f"predicted: {row['predicted']} "
-                 f"({100 * row['confidence']:.0f}%)"]
+        title = [f"#{row['index']}", f"true: {row['true']}",
+                 f"predicted: {row['predicted']} ({100 * row['confidence']:.0f}%)"]
         if "teacher" in row:
             title.append(f"teacher: {row['teacher']}")
         axes.set_title("\n".join(title), fontsize=7, color="darkred")

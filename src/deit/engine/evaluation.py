@@ -49,8 +49,8 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     from deit.engine import eval_report
     from deit.engine.distributed import resolve_device
     from deit.engine.loop import evaluate
-    from deit.precision import resolve_precision
     from deit.models.factory import load_trained_model
+    from deit.precision import resolve_precision
 
     path = Path(checkpoint)
     if not path.exists():

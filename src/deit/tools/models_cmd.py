@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(infos))
     if not args.json and not args.pattern:
-        print("also accepted, the official DeiT III names: "
-              + ", ".join(f"{alias} ({target} at --input-size, LayerScale 1e-4)" for alias, target in aliases().items()))
+        names = [f"{alias} ({target} at --input-size, LayerScale 1e-4)" for alias, target in aliases().items()]
+        print("also accepted, the official DeiT III names: " + ", ".join(names))
     return 0
 
 
