@@ -91,8 +91,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     try:
         init_distributed(env, device, dist_url=config.dist_url, require=config.distributed)
         run = _build(config, env, device, precision, resume_path, checkpoint)
-        if config.eval:
-            return _evaluate_only(run)
+        if config.eval:  # the head was trained as the file records, whatever this command line says
+            args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+            return _evaluate_only(run, trained_with=args.get("distillation_type") if isinstance(args, dict) else None)
         if output_dir_is_main(run):
             save_config_yaml(config, run.output_dir / "config.yaml")  # only once the run is known to start
         return _train_epochs(run, resumed=run.last_saved_epoch is not None)
@@ -216,10 +217,10 @@ def _gather_rng(env: DistributedEnv) -> dict[str, Any]:
     return {**gathered[0], "ranks": gathered}
 
 
-def _evaluate_only(run: _Run) -> dict[str, Any]:
+def _evaluate_only(run: _Run, *, trained_with: str | None) -> dict[str, Any]:
     metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher, precision=run.precision,
                        distributed=run.loaders.distributed_eval)
-    untrained = _dist_head_untrained(run.config, metrics)
+    untrained = _dist_head_untrained(trained_with, metrics)
     say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%"
         + (" (fused with the untrained distillation head; see the class head below)" if untrained else ""),
         is_main=run.env.is_main)
@@ -248,8 +249,9 @@ def format_metrics(metrics: dict[str, Any], *, untrained_dist_head: bool = False
     return " | ".join(parts) + f" | loss {metrics['loss']:.4f}"
 
 
-def _dist_head_untrained(config: TrainConfig, metrics: dict[str, Any]) -> bool:
-    return config.distillation_type == "none" and "dist_acc1" in metrics
+def _dist_head_untrained(distillation_type: str | None, metrics: dict[str, Any]) -> bool:
+    # A distilled model trained with --distillation-type none: its distillation head never learned.
+    return distillation_type == "none" and "dist_acc1" in metrics
 
 
 def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
@@ -265,7 +267,7 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
     try:
         if run.start_epoch >= config.epochs:
             say(f"the checkpoint already completed all {config.epochs} epochs; evaluating it", is_main=env.is_main)
-            return _evaluate_only(run)
+            return _evaluate_only(run, trained_with=config.distillation_type)
         for epoch in range(run.start_epoch, config.epochs):
             started = time.time()
             run.loaders.train_sampler.set_epoch(epoch)
@@ -290,8 +292,9 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
                      "epoch_time": time.time() - started}
             log.write(stats)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
-            validation = (f"{format_metrics(metrics, untrained_dist_head=_dist_head_untrained(config, metrics))} | "
-                          f"best {run.best_acc:.2f}" if evaluated else "not evaluated")
+            untrained = _dist_head_untrained(config.distillation_type, metrics)
+            validation = (f"{format_metrics(metrics, untrained_dist_head=untrained)} | best {run.best_acc:.2f}"
+                          if evaluated else "not evaluated")
             say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "
                 f"{time.time() - started:.1f}s", is_main=env.is_main)
     except KeyboardInterrupt:
