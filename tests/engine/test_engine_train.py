@@ -240,6 +240,10 @@ def test_inat19_json_layout_trains_at_a_category_level_and_evaluates(tmp_path: P
     code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--data-set", "INAT", "--data-path", folders,
                             "--inat-category", "genus", "--output_dir", tmp_path / "run2"], capsys)
     assert code == 2 and "--inat-category: this INAT --data-path has no train2018.json" in err
+    inat18 = write_inat_layout(tmp_path / "inat18", year=2018)
+    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--data-set", "INAT", "--data-path", inat18,
+                            "--data-loader", "dali", "--output_dir", tmp_path / "run3"], capsys)
+    assert code == 2 and "--data-loader dali reads class folders" in err  # not the JSON layout
 
 
 def test_an_official_deit3_name_trains_and_reloads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
