@@ -66,8 +66,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(infos))
     if not args.json and not args.pattern:
-        names = [f"{alias} ({target} at --input-size, LayerScale 1e-4)" for alias, target in aliases().items()]
-        print("also accepted, the official DeiT III names: " + ", ".join(names))
+        names = ", ".join(f"{alias} = {target}" for alias, target in aliases().items())
+        print(f"also accepted, the official DeiT III names (built at --input-size, LayerScale from 1e-4): {names}")
     return 0
 
 
