@@ -63,7 +63,7 @@ def test_eval_resume_and_deit_eval_agree(tmp_path: Path, teacher_checkpoint: Pat
     # every printed fused number says it averages that head in, and the class head's number comes first.
     untrained = "untrained under --distillation-type none"
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", run_dir], capsys)
-    assert code == 0 and untrained in out and "| class head top-1" in out
+    assert code == 0 and untrained in out and "| class head top-1" in out and "| best fused " in out
     logged = log_rows(run_dir)[0]["test_acc1"]
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--eval", "--resume", run_dir / "checkpoint.pth"], capsys)
     assert code == 0 and f"test images: {logged:.1f}% (fused with the untrained distillation head" in out

@@ -293,8 +293,9 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             log.write(stats)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
             untrained = _dist_head_untrained(config.distillation_type, metrics)
-            validation = (f"{format_metrics(metrics, untrained_dist_head=untrained)} | best {run.best_acc:.2f}"
-                          if evaluated else "not evaluated")
+            best = f"best{' fused' if untrained else ''} {run.best_acc:.2f}"  # the official choice of best
+            validation = f"{format_metrics(metrics, untrained_dist_head=untrained)} | {best}" if evaluated else (
+                "not evaluated")
             say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "
                 f"{time.time() - started:.1f}s", is_main=env.is_main)
     except KeyboardInterrupt:
