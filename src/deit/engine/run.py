@@ -249,6 +249,13 @@ def format_metrics(metrics: dict[str, Any], *, untrained_dist_head: bool = False
     return " | ".join(parts) + f" | loss {metrics['loss']:.4f}"
 
 
+def _epoch_validation(run: _Run, metrics: dict[str, Any]) -> str:
+    untrained = _dist_head_untrained(run.config.distillation_type, metrics)
+    # The best epoch is chosen by the fused top-1, as official: said so when that averages an untrained head.
+    best = f"best{' fused' if untrained else ''} {run.best_acc:.2f}"
+    return f"{format_metrics(metrics, untrained_dist_head=untrained)} | {best}"
+
+
 def _dist_head_untrained(distillation_type: str | None, metrics: dict[str, Any]) -> bool:
     # A distilled model trained with --distillation-type none: its distillation head never learned.
     return distillation_type == "none" and "dist_acc1" in metrics
@@ -292,10 +299,7 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
                      "epoch_time": time.time() - started}
             log.write(stats)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
-            untrained = _dist_head_untrained(config.distillation_type, metrics)
-            best = f"best{' fused' if untrained else ''} {run.best_acc:.2f}"  # the official choice of best
-            validation = f"{format_metrics(metrics, untrained_dist_head=untrained)} | {best}" if evaluated else (
-                "not evaluated")
+            validation = _epoch_validation(run, metrics) if evaluated else "not evaluated"
             say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "
                 f"{time.time() - started:.1f}s", is_main=env.is_main)
     except KeyboardInterrupt:
