@@ -28,7 +28,9 @@ from deit.errors import DeitError
 
 INAT_YEARS = {"INAT": 2018, "INAT19": 2019}
 INAT_CATEGORIES = ("kingdom", "phylum", "class", "order", "supercategory", "family", "genus", "name")
-MAX_JSON_BYTES = 256 * 2**20  # the real train2018.json is ~100 MB: the cap bounds what json.load may cost
+# json.load holds the whole file, several times its size in objects: the caps bound that cost. The largest real
+# file, train2018.json (437,513 images and as many annotations), is of the order of 100 MB by that count.
+MAX_JSON_BYTES = 256 * 2**20
 MAX_ENTRIES = 5_000_000  # images or annotations per file (iNat 2018 train: 437,513)
 
 
