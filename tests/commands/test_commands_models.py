@@ -60,6 +60,7 @@ def test_table_and_pattern(capsys: pytest.CaptureFixture) -> None:
     table = capsys.readouterr().out
     assert all(name in table for name in list_models())
     assert "74.5" in table  # DeiT-Ti distilled, official top-1
+    assert "deit_base_patch16_LS = deit3_base_patch16_224" in table  # the official DeiT III names
 
     assert main(["models", "--pattern", "*distilled*"]) == 0
     rows = capsys.readouterr().out.strip().splitlines()[1:]

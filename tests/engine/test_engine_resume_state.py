@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pytest
@@ -180,3 +181,31 @@ def test_official_checkpoint_is_evaluated_by_deit_eval(tmp_path: Path, capsys: p
                               "--num_workers", "0", "--device", "cpu"], capsys)
     assert code == 0, err
     assert "official.pth on DIGITS (360 images)" in out and "dist head" in out
+
+
+def test_deit_eval_ema_evaluates_the_official_model_ema(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    checkpoint = _official_checkpoint(tmp_path / "official.pth")
+    ema = dict(checkpoint["model_ema"])
+    for head in ("head", "head_dist"):  # an EMA that always says class 3: unmistakable when it is evaluated
+        ema[f"{head}.weight"] = torch.zeros_like(ema[f"{head}.weight"])
+        ema[f"{head}.bias"] = F.one_hot(torch.tensor(3), 10).float()
+    torch.save({**checkpoint, "model_ema": ema}, tmp_path / "official.pth")
+    flags = ["--data-set", "DIGITS", "--num_workers", "0", "--device", "cpu", "--worst", "0"]
+    code, out, err = run_cli(["eval", "--checkpoint", tmp_path / "official.pth", *flags, "--ema", "--output",
+                              tmp_path / "ema"], capsys)
+    assert code == 0, err
+    assert "official.pth (EMA weights) on DIGITS" in out
+    metrics = json.loads((tmp_path / "ema" / "metrics.json").read_text())
+    assert metrics["weights"] == "model_ema" and metrics["classification_report"]["3"]["recall"] == 1.0
+    assert metrics["acc1"] == pytest.approx(100 * metrics["classification_report"]["3"]["support"] / 360)
+    assert metrics["worst_mistakes"] == [] and not (tmp_path / "ema" / "worst_mistakes.png").exists()
+    code, out, err = run_cli(["eval", "--checkpoint", tmp_path / "official.pth", *flags, "--output",
+                              tmp_path / "model"], capsys)
+    assert code == 0 and "EMA" not in out
+    assert json.loads((tmp_path / "model" / "metrics.json").read_text())["classification_report"]["3"]["recall"] < 1
+    del checkpoint["model_ema"]
+    torch.save(checkpoint, tmp_path / "no_ema.pth")
+    code, _, err = run_cli(["eval", "--checkpoint", tmp_path / "no_ema.pth", *flags, "--ema"], capsys)
+    assert code == 2 and "no_ema.pth: holds no EMA weights ('model_ema'" in err and len(err.splitlines()) == 1
+    code, _, err = run_cli(["eval", "--checkpoint", tmp_path / "official.pth", *flags[:-1], "-1"], capsys)
+    assert code == 2 and "--worst -1: must be 0 or more" in err

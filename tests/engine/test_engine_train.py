@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
+from inat_layout import write_inat_layout
 from PIL import Image
 
 from deit.io import load_torch_file
@@ -50,7 +51,7 @@ def test_distilled_student_follows_the_teacher_in_its_dist_head(tmp_path: Path, 
     row = log_rows(tmp_path)[0]
     assert row["test_dist_teacher_agreement"] >= 80.0, row
     assert row["test_dist_teacher_agreement"] > row["test_cls_teacher_agreement"], row
-    assert "dist head" in out and "agreement" in out
+    assert "dist head" in out and "agreement" in out and "untrained" not in out  # hard: both heads learn
     checkpoint = load_torch_file(tmp_path / "checkpoint.pth")
     assert checkpoint["meta"]["distilled"] and "model_ema" in checkpoint
     assert checkpoint["args"]["distillation_type"] == "hard"
@@ -60,19 +61,39 @@ def test_distilled_student_follows_the_teacher_in_its_dist_head(tmp_path: Path, 
 def test_eval_resume_and_deit_eval_agree(tmp_path: Path, teacher_checkpoint: Path,
                                          capsys: pytest.CaptureFixture) -> None:
     run_dir = tmp_path / "run"
-    code, _, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", run_dir], capsys)
-    assert code == 0
+    # --distillation-type none (the default) on a distilled student: its distillation head never learns, so
+    # every printed fused number says it averages that head in, and the class head's number comes first.
+    untrained = "untrained under --distillation-type none"
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--output_dir", run_dir], capsys)
+    assert code == 0 and untrained in out and "| class head top-1" in out and "| best fused " in out
     logged = log_rows(run_dir)[0]["test_acc1"]
     code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--eval", "--resume", run_dir / "checkpoint.pth"], capsys)
-    assert code == 0 and f"test images: {logged:.1f}%" in out
+    assert code == 0 and f"test images: {logged:.1f}% (fused with the untrained distillation head" in out
+    assert untrained in out
     code, out, _ = run_cli(["eval", "--checkpoint", run_dir / "checkpoint.pth", "--num_workers", "0", "--output",
                             tmp_path / "eval", "--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint],
                            capsys)
     assert code == 0 and "dist head" in out and "agreement" in out
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["acc1"] == pytest.approx(logged) and metrics["num_images"] == 360
-    assert np.asarray(metrics["confusion_matrix"]).sum() == 360
+    assert metrics["dist_head_untrained"] and untrained in out.splitlines()[1]
+    matrix = np.asarray(metrics["confusion_matrix"])
+    assert matrix.sum() == 360
     assert Image.open(tmp_path / "eval" / "confusion_matrix.png").size[0] > 100
+    # Per class: scikit-learn's report agrees with the confusion matrix counted apart, and is printed.
+    report = metrics["classification_report"]
+    for k, name in enumerate(metrics["class_names"]):
+        assert report[name]["support"] == matrix[k].sum()
+        assert report[name]["recall"] == pytest.approx(matrix[k, k] / max(matrix[k].sum(), 1))
+        assert report[name]["precision"] == pytest.approx(matrix[k, k] / max(matrix[:, k].sum(), 1))
+    assert "precision" in out and "weighted avg" in out
+    # The worst mistakes: wrong, most confident first, with the teacher's call; drawn as a contact sheet.
+    mistakes = metrics["worst_mistakes"]
+    assert len(mistakes) == min(16, 360 - np.trace(matrix)) > 0
+    assert all(row["true"] != row["predicted"] and "teacher" in row for row in mistakes)
+    assert [row["confidence"] for row in mistakes] == sorted((row["confidence"] for row in mistakes), reverse=True)
+    assert "most confident mistakes: #" in out and "worst_mistakes.png" in out
+    assert Image.open(tmp_path / "eval" / "worst_mistakes.png").size[0] > 100
 
 
 @pytest.mark.slow
@@ -114,11 +135,13 @@ def test_deit_eval_of_weights_alone_normalises_like_train_eval(tmp_path: Path, c
     code, out, _ = run_cli(["train", *student, *FAST, "--eval", "--resume", weights], capsys)
     assert code == 0
     train_eval = out.strip().splitlines()[-1]
+    # Weights alone do not say how the distillation head was trained: no claim that it is untrained.
+    assert train_eval.startswith("fused top-1") and "untrained" not in out
     code, out, _ = run_cli(["eval", "--checkpoint", weights, "--data-set", "DIGITS", "--batch-size", "24",
                             "--num_workers", "0", "--device", "cpu"], capsys)
     assert code == 0
     # Same images, same normalisation (DIGITS' own), same batches: the same metrics line, loss included.
-    assert out.strip().splitlines()[-1] == train_eval
+    assert out.strip().splitlines()[1] == train_eval
 
 
 @pytest.mark.slow
@@ -207,3 +230,37 @@ def test_eval_interval_is_refused_with_the_plateau_scheduler(tmp_path: Path, cap
     code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--eval-interval", "2", "--sched", "plateau",
                             "--output_dir", tmp_path], capsys)
     assert code != 0 and "--eval-interval 2 with --sched plateau" in err and len(err.strip().splitlines()) == 1
+
+
+def test_inat19_json_layout_trains_at_a_category_level_and_evaluates(tmp_path: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    data = write_inat_layout(tmp_path / "inat", shape=(32, 32), mark_class=True)
+    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--data-set", "INAT19", "--data-path",
+                            data, "--inat-category", "genus", "--batch-size", "4", "--output_dir", tmp_path / "run"],
+                           capsys)
+    assert code == 0, out
+    assert "INAT19: 8 train / 4 val images, 2 classes" in out  # genus: 4 species in 2 genera
+    checkpoint = load_torch_file(tmp_path / "run" / "checkpoint.pth")
+    assert checkpoint["meta"]["class_names"] == ["genus_1", "genus_0"]  # the official first-appearance order
+    code, out, _ = run_cli(["eval", "--checkpoint", tmp_path / "run" / "checkpoint.pth", "--num_workers", "0"],
+                           capsys)  # data set, path and level all from the checkpoint
+    assert code == 0 and "on INAT19 (4 images)" in out and "genus_0" in out
+    # A class-folder INAT tree has one granularity: another level is refused before anything runs.
+    folders = make_image_folder(tmp_path / "folders", classes=2, per_class=2)
+    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--data-set", "INAT", "--data-path", folders,
+                            "--inat-category", "genus", "--output_dir", tmp_path / "run2"], capsys)
+    assert code == 2 and "--inat-category: this INAT --data-path has no train2018.json" in err
+    inat18 = write_inat_layout(tmp_path / "inat18", year=2018)
+    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--data-set", "INAT", "--data-path", inat18,
+                            "--data-loader", "dali", "--output_dir", tmp_path / "run3"], capsys)
+    assert code == 2 and "--data-loader dali reads class folders" in err  # not the JSON layout
+
+
+def test_an_official_deit3_name_trains_and_reloads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    kwargs = '{"depth": 1, "embed_dim": 32, "num_heads": 2, "patch_size": 8}'
+    tiny = ["--model", "deit_small_patch16_LS", "--model-kwargs", kwargs, "--input-size", "32"]
+    code, out, _ = run_cli(["train", *tiny, *FAST, "--epochs", "1", "--output_dir", tmp_path], capsys)
+    assert code == 0, out
+    model, meta = load_trained_model(tmp_path / "checkpoint.pth")
+    assert meta.model == "deit_small_patch16_LS" and model.pos_embed.shape[1] == 16  # DeiT III: patches only
+    assert model.blocks[0].ls1.gamma.shape == (32,)

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_checkpoints import CLASS_NAMES, TINY_OVERRIDES, TINY_SIZE
+from tiny_checkpoints import CLASS_NAMES, TINY_OVERRIDES, TINY_SIZE, save_tiny_checkpoint
 from PIL import Image
 
 import deit
 from deit.cli import main
 from deit.inference.analyze import analyze, attention_rollout, embedding_cosine_similarity, patch_grid
+from deit.inference.preprocess import EvalPreprocessing
 
 
 def test_rollout_rows_sum_to_one_and_follow_the_recursion() -> None:
@@ -95,3 +96,21 @@ def test_analyze_a_plain_model_skips_the_distillation_parts(tiny_plain_checkpoin
     assert json.loads((tmp_path / "agreement.json").read_text())["agreement"] == {}
     assert set(np.load(tmp_path / "attention_maps.npz").files) == {"cls_attention", "cls_rollout"}
     _assert_png(tmp_path / "attention_maps.png")
+
+
+def test_analyze_reads_the_checkpoints_data_and_titles_true_and_predicted(image_dataset: Path, tmp_path: Path) -> None:
+    checkpoint = save_tiny_checkpoint(tmp_path / "checkpoint.pth")
+    payload = torch.load(checkpoint, weights_only=True)
+    payload["args"].update(data_set="IMAGEFOLDER", data_path=str(image_dataset))  # what `deit train` records
+    torch.save(payload, checkpoint)
+    summary = analyze(checkpoint, None, tmp_path / "out", num_images=3, device="cpu")  # no data flags
+    drawn = summary["attention_images"]
+    indices = [entry["index"] for entry in drawn]
+    # Two validation images per class, in class order: the true class is the folder the image came from.
+    assert [entry["true"] for entry in drawn] == [CLASS_NAMES[i // 2] for i in indices] == CLASS_NAMES
+    model, meta = deit.models.factory.load_trained_model(checkpoint)
+    transform = EvalPreprocessing.from_meta(meta, model).transform()
+    dataset = deit.data.build_dataset("IMAGEFOLDER", str(image_dataset), train=False, transform=transform)
+    with torch.no_grad():
+        logits = model(torch.stack([dataset[i][0] for i in indices]))
+    assert [entry["predicted"] for entry in drawn] == [CLASS_NAMES[k] for k in logits.argmax(-1).tolist()]

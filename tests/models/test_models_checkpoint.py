@@ -254,3 +254,37 @@ def test_only_plain_namespaces_are_allowed(tmp_path: Path, hostile_payload, cont
         with pytest.raises(DeitError, match="hostile.pth: .*pickled Python objects"):
             load(tmp_path / "hostile.pth")
     assert not marker.exists()
+
+
+def test_use_ema_reads_the_ema_of_an_official_training_checkpoint(tmp_path: Path) -> None:
+    model = create_model("deit_tiny_distilled_patch16_224", **SMALL).eval()
+    ema = create_model("deit_tiny_distilled_patch16_224", **SMALL).eval()  # other random weights: the EMA
+    args = argparse.Namespace(model="deit_tiny_distilled_patch16_224", input_size=32, data_set="IMNET")
+    checkpoint = dict(_official_main_checkpoint(model, args), model_ema=ema.state_dict())
+    torch.save(checkpoint, tmp_path / "official.pth")
+    options = dict(model_name="deit_tiny_distilled_patch16_224", num_heads=3)
+    with torch.no_grad():
+        rebuilt_ema, _ = load_trained_model(tmp_path / "official.pth", use_ema=True, **options)
+        torch.testing.assert_close(rebuilt_ema(_images()), ema(_images()), rtol=0, atol=0)
+        rebuilt, _ = load_trained_model(tmp_path / "official.pth", **options)
+        torch.testing.assert_close(rebuilt(_images()), model(_images()), rtol=0, atol=0)
+        assert not torch.allclose(rebuilt_ema(_images()), rebuilt(_images()))
+
+
+@pytest.mark.parametrize("layout", ["official_without_ema", "release", "export"])
+def test_use_ema_without_ema_weights_is_one_line(tmp_path: Path, layout: str) -> None:
+    model = create_model("deit_tiny_patch16_224", **SMALL)
+    if layout == "official_without_ema":
+        checkpoint = _official_main_checkpoint(model, argparse.Namespace(model="deit_tiny_patch16_224"))
+        del checkpoint["model_ema"]
+        torch.save(checkpoint, tmp_path / "file.pth")
+    elif layout == "release":
+        torch.save({"model": model.state_dict()}, tmp_path / "file.pth")
+    else:
+        save_weights(model, tmp_path / "file.pth", default_meta("deit_tiny_patch16_224", img_size=32,
+                                                                num_classes=10, model_kwargs={"patch_size": 8,
+                                                                                              "depth": 2}))
+    with pytest.raises(DeitError, match=r"file.pth: holds no EMA weights \('model_ema'") as error:
+        load_trained_model(tmp_path / "file.pth", use_ema=True, model_name="deit_tiny_patch16_224", num_heads=3)
+    assert "\n" not in str(error.value)
+    load_trained_model(tmp_path / "file.pth", model_name="deit_tiny_patch16_224", num_heads=3)  # without: loads

@@ -8,7 +8,7 @@ import torch
 from deit.errors import DeitError
 from deit.models import VisionTransformer, create_model, get_model_spec, list_models
 from deit.models.factory import build_model
-from deit.models.registry import check_model_name, model_source
+from deit.models.registry import aliases, check_model_name, model_source
 
 ALL_NAMES = list_models()
 
@@ -112,3 +112,33 @@ def test_check_model_name_names_the_flag_and_the_close_matches() -> None:
 def test_an_image_that_cuts_into_no_whole_patches_is_refused(build) -> None:  # noqa: ANN001
     with pytest.raises(DeitError, match="img_size 30 is not divisible by the patch size 8; use a multiple of 8"):
         build()
+
+
+@pytest.mark.parametrize(("alias", "target"), [
+    ("deit_small_patch16_LS", "deit3_small_patch16_224"), ("deit_medium_patch16_LS", "deit3_medium_patch16_224"),
+    ("deit_base_patch16_LS", "deit3_base_patch16_224"), ("deit_large_patch16_LS", "deit3_large_patch16_224")])
+def test_official_deit3_names_build_our_deit3(alias: str, target: str) -> None:
+    assert aliases()[alias] == target and model_source(alias) == "deit"
+    check_model_name(alias, where="--model")
+    small = dict(img_size=48, depth=2, num_classes=7)
+    torch.manual_seed(0)
+    ours = create_model(alias, **small).eval()
+    assert ours.patch_embed.proj.kernel_size == (16, 16) and ours.pos_embed.shape[1] == 9  # patches only
+    # The official constructors start LayerScale at 1e-4 whatever the size (models_v2.vit_models init_scale).
+    assert all(torch.all(block.ls1.gamma == 1e-4) for block in ours.blocks)
+    with torch.device("meta"):
+        assert sum(p.numel() for p in create_model(alias).parameters()) == get_model_spec(target).params
+    import timm
+
+    reference = timm.create_model(target, pretrained=False, **small).eval()  # timm's port of the official models
+    reference.load_state_dict(ours.state_dict(), strict=True)
+    images = torch.randn(2, 3, 48, 48)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(images), reference(images), rtol=1e-5, atol=1e-5)
+
+
+def test_official_names_without_a_deit3_of_ours_stay_unknown() -> None:
+    for name in ("deit_tiny_patch16_LS", "deit_huge_patch14_LS"):
+        with pytest.raises(DeitError, match="unknown model"):
+            create_model(name)
+    assert not set(aliases()) & set(list_models())  # `deit models` lists each architecture once

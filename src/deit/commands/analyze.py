@@ -9,8 +9,10 @@ import sys
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit analyze`."""
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
-    parser.add_argument("--data-set", default="IMNET", help="IMNET (folder with val/<class>/), CIFAR10, DIGITS ...")
-    parser.add_argument("--data-path", default=None, help="where the data set lives")
+    parser.add_argument("--data-set", default=None, help="IMNET (folder with val/<class>/), CIFAR10, DIGITS ... "
+                        "(default: the one the checkpoint was trained on, else IMNET)")
+    parser.add_argument("--data-path", default=None,
+                        help="where the data set lives (default: the checkpoint's training data path)")
     parser.add_argument("--output", required=True, help="folder for the tables, JSON and PNGs")
     parser.add_argument("--num-images", type=int, default=8, help="images drawn with attention maps (default 8)")
     parser.add_argument("--max-images", type=int, default=1000,

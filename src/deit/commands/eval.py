@@ -20,20 +20,37 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N")
     parser.add_argument("--num_workers", "--num-workers", dest="num_workers", type=int, default=2,
                         help="data loader workers")
-    parser.add_argument("--ema", action="store_true", help="evaluate the EMA weights of a training checkpoint")
+    parser.add_argument("--ema", action="store_true",
+                        help="evaluate the EMA weights (model_ema) of a training checkpoint, ours or official")
+    parser.add_argument("--worst", type=int, default=16,
+                        help="how many of the most confident mistakes to list and draw (default 16; 0: none)")
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate and print the three heads' top-1/top-5 (and teacher agreement); 0 on success."""
+    """Evaluate and print the three heads' top-1/top-5 (and teacher agreement), the per-class table and the worst
+    mistakes; 0 on success."""
+    from deit.inference.eval_report import format_report
     from deit.inference.evaluation import evaluate_checkpoint
     from deit.engine.run import format_metrics
+    from deit.errors import DeitError
 
+    if args.worst < 0:
+        raise DeitError(f"--worst {args.worst}: must be 0 or more")
     metrics = evaluate_checkpoint(args.checkpoint, data_set=args.data_set, data_path=args.data_path,
                                   teacher_model=args.teacher_model, teacher_path=args.teacher_path,
                                   output=args.output, batch_size=args.batch_size, device=args.device,
-                                  num_workers=args.num_workers, use_ema=args.ema)
-    print(f"{metrics['checkpoint']} on {metrics['data_set']} ({metrics['num_images']} images)")
-    print(format_metrics(metrics))
+                                  num_workers=args.num_workers, use_ema=args.ema, worst=args.worst)
+    weights = " (EMA weights)" if args.ema else ""
+    print(f"{metrics['checkpoint']}{weights} on {metrics['data_set']} ({metrics['num_images']} images)")
+    print(format_metrics(metrics, untrained_dist_head=metrics["dist_head_untrained"]))
+    print(format_report(metrics["classification_report"], metrics["class_names"]))
+    mistakes = metrics["worst_mistakes"]
+    if mistakes:
+        print("most confident mistakes: " + "; ".join(
+            f"#{row['index']} {row['true']} -> {row['predicted']} ({100 * row['confidence']:.0f}%"
+            + (f", teacher {row['teacher']})" if "teacher" in row else ")") for row in mistakes[:5])
+            + (f" and {len(mistakes) - 5} more" if len(mistakes) > 5 else ""))
     if args.output:
-        print(f"wrote {args.output}/metrics.json and {args.output}/confusion_matrix.png")
+        sheet = f", {args.output}/worst_mistakes.png" if metrics.get("worst_mistakes_png") else ""
+        print(f"wrote {args.output}/metrics.json, {args.output}/confusion_matrix.png{sheet}")
     return 0

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from deit.errors import DeitError
-from deit.models.registry import get_model_spec, list_models
+from deit.models.registry import aliases, get_model_spec, list_models
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps([asdict(info) for info in infos], indent=2))
     else:
         print(format_table(infos))
+    if not args.json and not args.pattern:
+        names = ", ".join(f"{alias} = {target}" for alias, target in aliases().items())
+        print(f"also accepted, the official DeiT III names (built at --input-size, LayerScale from 1e-4): {names}")
     return 0
 
 

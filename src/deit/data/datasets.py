@@ -3,7 +3,7 @@
 | name | source | layout under `--data-path` |
 |---|---|---|
 | `IMNET`, `IMAGEFOLDER` | image files | `train/<class>/*`, `val/<class>/*` (classes: sorted train/ folder names) |
-| `INAT` | image files | the same folder-per-class layout (not the official JSON annotation files) |
+| `INAT`, `INAT19` | image files | iNaturalist official JSON layout (`deit.data.inat`); `INAT` else as `IMNET` |
 | `CIFAR` (CIFAR-100), `CIFAR100`, `CIFAR10` | official binary archives | see `deit.data.cifar` |
 | `DIGITS` | scikit-learn's bundled digits | none (offline); use `DIGITS_MEAN`/`DIGITS_STD` |
 | `SYNTHETIC` | generated | none; 512 train / 128 val images, 10 classes, 64x64 |
@@ -11,7 +11,7 @@
 | `HF` | a Hugging Face dataset (`deit.data.hf_datasets`) | a `save_to_disk` folder or a folder of parquet files |
 
 `options` carries the source-specific settings: `shuffle_buffer`, `seed` (WDS); `image_column`, `label_column`,
-`train_split`, `val_split`, `max_classes` (HF).
+`train_split`, `val_split`, `max_classes` (HF); `inat_category` (INAT, INAT19).
 
 Every data set returned has `.classes` (list of names, its length the number of classes), `.skipped`
 (`(path, reason)` for unusable files) and yields `(transform(PIL RGB image), int label)`.
@@ -26,7 +26,8 @@ from torch.utils.data import Dataset
 
 from deit.errors import DeitError
 
-DATASET_NAMES = ("IMNET", "IMAGEFOLDER", "INAT", "CIFAR", "CIFAR100", "CIFAR10", "DIGITS", "SYNTHETIC", "WDS", "HF")
+DATASET_NAMES = ("IMNET", "IMAGEFOLDER", "INAT", "INAT19", "CIFAR", "CIFAR100", "CIFAR10", "DIGITS", "SYNTHETIC",
+                 "WDS", "HF")
 FOLDER_DATA_SETS = ("IMNET", "IMAGEFOLDER", "INAT")  # read from `--data-path`'s train/ and val/ class folders
 
 
@@ -56,6 +57,13 @@ def build_dataset(name: str, data_path: str | None, *, train: bool, transform: C
     if key in ("WDS", "HF"):
         return _build_external(key, data_path, train=train, transform=transform, report_dir=report_dir,
                                options=dict(options or {}))
+    if key in ("INAT", "INAT19"):
+        from deit.data.inat import INAT_YEARS, INatDataset, inat_json_layout
+
+        if key == "INAT19" or inat_json_layout(data_path, INAT_YEARS[key]):
+            return INatDataset(data_path, year=INAT_YEARS[key], train=train, transform=transform,
+                               category=str((options or {}).get("inat_category", "name")),
+                               strict_data=strict_data, report_dir=report_dir)
     if key.startswith("CIFAR"):
         from deit.data.cifar import CifarDataset
 

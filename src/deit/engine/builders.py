@@ -48,7 +48,8 @@ def build_datasets(config: TrainConfig, *, report_dir: str | None, need_train: b
     mean, std = normalization(config)
     options = dict(shuffle_buffer=config.shuffle_buffer, seed=config.seed, image_column=config.hf_image_column,
                    label_column=config.hf_label_column, train_split=config.hf_train_split,
-                   val_split=config.hf_val_split, max_classes=config.max_classes)
+                   val_split=config.hf_val_split, max_classes=config.max_classes,
+                   inat_category=config.inat_category)
     common = dict(download=config.download, strict_data=config.strict_data, report_dir=report_dir, options=options)
     train_set = None
     if need_train:

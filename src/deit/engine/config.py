@@ -163,12 +163,13 @@ class TrainConfig:
                           help="data root (IMNET: train/ and val/ class folders); DIGITS needs none")
     data_set: str = _opt("auto", "--data-set", group="data",
                          help="auto (IMNET, the official default, when --data-path is given; else the embedded, "
-                              "offline DIGITS), IMNET, IMAGEFOLDER, INAT (class folders), CIFAR (CIFAR-100), "
+                              "offline DIGITS), IMNET, IMAGEFOLDER, INAT, INAT19 (iNaturalist 2018/2019, official json "
+                              "layout; INAT also class folders), CIFAR (CIFAR-100), "
                               "CIFAR100, CIFAR10, DIGITS, SYNTHETIC, WDS (tar shards of `deit data pack`), "
                               "HF (a Hugging Face dataset on disk)")
     inat_category: str = _opt("name", "--inat-category", group="data",
                               choices=("kingdom", "phylum", "class", "order", "supercategory", "family", "genus",
-                                       "name"), help="iNaturalist label granularity")
+                                       "name"), help="iNaturalist label granularity (INAT, INAT19 json layout)")
     train_subset: float = _opt(1.0, "--train-subset", group="data", metavar="SIZE",
                                help="train on a stratified, seeded subset of the training split: a fraction in "
                                     "(0, 1] or a number of images (ours; 1 = all; nested across sizes)")

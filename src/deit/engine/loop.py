@@ -125,7 +125,8 @@ def _topk_correct(logits: Tensor, targets: Tensor, k: int) -> Tensor:
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teacher: nn.Module | None = None,
              precision: Precision | None = None, distributed: bool = False, confusion: bool = False,
-             max_batches: int = 0, teacher_cache: dict[int, Tensor] | None = None) -> dict[str, Any]:
+             max_batches: int = 0, teacher_cache: dict[int, Tensor] | None = None,
+             per_image: list[dict[str, Tensor]] | None = None) -> dict[str, Any]:
     """Top-1/top-5 of the class head, the distillation head and their fused average, loss, teacher agreement.
 
     Keys: `acc1`, `acc5`, `loss` (fused output, the official names), `cls_acc1/5`, and for distilled models
@@ -133,6 +134,8 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teache
     `cls_teacher_agreement`, `dist_teacher_agreement` -- all in percent. `distributed`: sum over processes.
     `teacher_cache`: the teacher's decisions by batch, filled on the first call and reused after: the teacher is
     frozen and the validation loader deterministic, so its forward pass is paid once per run, not every epoch.
+    `per_image`: a list that receives, per batch, the true class, fused prediction, its softmax confidence and
+    the teacher's call (on the CPU) -- `deit eval`'s per-class report and worst mistakes.
     """
     net = unwrap_model(model)
     was_training = net.training
@@ -175,6 +178,12 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teache
             if dist_logits is not None:
                 batch[12] = (dist_logits.argmax(1) == teacher_prediction).sum()
         counts += batch
+        if per_image is not None:
+            record = {"target": targets, "prediction": prediction,
+                      "confidence": fused.softmax(1).gather(1, prediction[:, None])[:, 0]}
+            if teacher_prediction is not None:
+                record["teacher"] = teacher_prediction
+            per_image.append({key: value.detach().cpu() for key, value in record.items()})
         if confusion:
             classes = fused.shape[1]
             if matrix is None:

@@ -39,9 +39,9 @@ def describe_data(config: TrainConfig) -> str:
 def validate_config(config: TrainConfig) -> None:
     """Every check that needs no data and no model; raises a one-line `DeitError` naming the flag."""
     refused = non_default_unimplemented(config)
-    if data_set_key(config.data_set) == "INAT" and config.inat_category != "name":
-        refused.append("--inat-category: INAT is read as class folders here; other granularities are not "
-                       "implemented")
+    if _inat_class_folders(config) and config.inat_category != "name":
+        refused.append("--inat-category: this INAT --data-path has no train2018.json and is read as class "
+                       "folders, whose names are the only granularity")
     if refused:
         raise DeitError(refused[0])
     _check_numbers(config)
@@ -125,10 +125,18 @@ def _check_file(path: str, flag: str) -> None:
     require_regular_file(path, flag=flag, allow_directory=True)  # a FIFO would hang the first read
 
 
+def _inat_class_folders(config: TrainConfig) -> bool:
+    # --data-set INAT reads the official json layout when its train2018.json is there, else class folders.
+    from deit.data.inat import INAT_YEARS, inat_json_layout
+
+    key = data_set_key(config.data_set)
+    return key == "INAT" and not (config.data_path and inat_json_layout(config.data_path, INAT_YEARS[key]))
+
+
 def _check_data_layout(config: TrainConfig) -> None:
     key = data_set_key(config.data_set)
     if config.data_loader == "dali":
-        if key not in FOLDER_DATA_SETS + ("WDS",):
+        if key not in FOLDER_DATA_SETS + ("WDS",) or (key == "INAT" and not _inat_class_folders(config)):
             raise DeitError(f"--data-loader dali reads class folders (--data-set {', '.join(FOLDER_DATA_SETS)}) "
                             f"and shards (--data-set WDS), "
                             f"not --data-set {config.data_set}; use --data-loader torch")
@@ -137,7 +145,7 @@ def _check_data_layout(config: TrainConfig) -> None:
         require_dali()  # the missing extra is named now, before any work
         check_dali_flags(auto_augment=config.aa, three_augment=config.three_augment, simple_random_crop=config.src,
                          interpolation=config.train_interpolation)
-    if key not in FOLDER_DATA_SETS:
+    if key not in FOLDER_DATA_SETS or (key == "INAT" and not _inat_class_folders(config)):
         return
     if not config.data_path:
         raise DeitError(f"--data-set {config.data_set} needs --data-path (a folder with train/ and val/)")

@@ -105,8 +105,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
     try:
         init_distributed(env, device, dist_url=config.dist_url, require=config.distributed)
         run = _build(config, env, device, precision, resume_path, checkpoint)
-        if config.eval:
-            return _evaluate_only(run)
+        if config.eval:  # the head was trained as the file records, whatever this command line says
+            args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+            return _evaluate_only(run, trained_with=args.get("distillation_type") if isinstance(args, dict) else None)
         if output_dir_is_main(run):
             # only once the run is known to start; the fine-tune origin as comments (a reload ignores them)
             save_config_yaml(config, run.output_dir / "config.yaml",
@@ -235,25 +236,48 @@ def _gather_rng(env: DistributedEnv) -> dict[str, Any]:
     return {**gathered[0], "ranks": gathered}
 
 
-def _evaluate_only(run: _Run) -> dict[str, Any]:
+def _evaluate_only(run: _Run, *, trained_with: str | None) -> dict[str, Any]:
     metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher, precision=run.precision,
                        distributed=run.loaders.distributed_eval)
-    say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%",
+    untrained = _dist_head_untrained(trained_with, metrics)
+    say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%"
+        + (" (fused with the untrained distillation head; see the class head below)" if untrained else ""),
         is_main=run.env.is_main)
-    say(format_metrics(metrics), is_main=run.env.is_main)
+    say(format_metrics(metrics, untrained_dist_head=untrained), is_main=run.env.is_main)
     check_finite_metrics(metrics, source="--eval")
     return metrics
 
 
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """One line: fused, class-head and dist-head top-1/top-5, and teacher agreement when present."""
+def format_metrics(metrics: dict[str, Any], *, untrained_dist_head: bool = False) -> str:
+    """One line: fused, class-head and dist-head top-1/top-5, and teacher agreement when present.
+
+    `untrained_dist_head` (a distilled model trained with `--distillation-type none`): the class head's number
+    leads, and the fused one says that it averages in a head that never learned.
+    """
     parts = [f"fused top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}",
              f"class head {metrics['cls_acc1']:.2f}/{metrics['cls_acc5']:.2f}"]
-    if "dist_acc1" in metrics:
+    if "dist_acc1" in metrics and untrained_dist_head:
+        parts = [f"class head top-1 {metrics['cls_acc1']:.2f} top-5 {metrics['cls_acc5']:.2f}",
+                 f"fused {metrics['acc1']:.2f}/{metrics['acc5']:.2f} (averages in the distillation head, "
+                 f"untrained under --distillation-type none)",
+                 f"dist head (untrained) {metrics['dist_acc1']:.2f}/{metrics['dist_acc5']:.2f}"]
+    elif "dist_acc1" in metrics:
         parts.append(f"dist head {metrics['dist_acc1']:.2f}/{metrics['dist_acc5']:.2f}")
     if "teacher_agreement" in metrics:
         parts.append(f"teacher top-1 {metrics['teacher_acc1']:.2f}, agreement {metrics['teacher_agreement']:.2f}")
     return " | ".join(parts) + f" | loss {metrics['loss']:.4f}"
+
+
+def _epoch_validation(run: _Run, metrics: dict[str, Any]) -> str:
+    untrained = _dist_head_untrained(run.config.distillation_type, metrics)
+    # The best epoch is chosen by the fused top-1, as official: said so when that averages an untrained head.
+    best = f"best{' fused' if untrained else ''} {run.best_acc:.2f}"
+    return f"{format_metrics(metrics, untrained_dist_head=untrained)} | {best}"
+
+
+def _dist_head_untrained(distillation_type: str | None, metrics: dict[str, Any]) -> bool:
+    # A distilled model trained with --distillation-type none: its distillation head never learned.
+    return distillation_type == "none" and "dist_acc1" in metrics
 
 
 def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
@@ -272,7 +296,7 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
     try:
         if run.start_epoch >= config.epochs:
             say(f"the checkpoint already completed all {config.epochs} epochs; evaluating it", is_main=env.is_main)
-            return _evaluate_only(run)
+            return _evaluate_only(run, trained_with=config.distillation_type)
         for epoch in range(run.start_epoch, config.epochs):
             started = time.time()
             run.loaders.train_sampler.set_epoch(epoch)
@@ -300,7 +324,7 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             log.write(stats)
             _save_epoch(run, epoch, improved)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
-            validation = f"{format_metrics(metrics)} | best {run.best_acc:.2f}" if evaluated else "not evaluated"
+            validation = _epoch_validation(run, metrics) if evaluated else "not evaluated"
             say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "
                 f"{time.time() - started:.1f}s", is_main=env.is_main)
     except KeyboardInterrupt:

@@ -186,21 +186,32 @@ def _build_teacher(name: str | None, path: str | None, num_classes: int, preproc
 
 
 @torch.inference_mode()
-def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | Path, *, data_set: str = "IMNET",
+def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | Path, *, data_set: str | None = None,
             num_images: int = 8, max_images: int = 1000, batch_size: int = 64, teacher_model: str | None = None,
             teacher_path: str | Path | None = None, device: str | torch.device | None = None,
             workers: int = 0) -> dict[str, Any]:
-    """Run the measurements on `data_set`'s validation split and write them under `output`; returns a summary."""
+    """Run the measurements on `data_set`'s validation split and write them under `output`; returns a summary.
+
+    `data_set` and `data_path` default to those the checkpoint was trained on, as `deit eval`'s do (else IMNET).
+    """
     from deit.data import build_dataset
+    from deit.inference.record import training_record
 
     if num_images < 0 or max_images < 1 or batch_size < 1:
         raise DeitError("--num-images must be >= 0, --max-images and --batch-size >= 1")
+    record: dict[str, Any] = {}
+    if Path(checkpoint).exists():  # else the loader below says so in one line
+        recorded = training_record(checkpoint)
+        record = recorded.args
+        data_set, data_path = recorded.data(data_set, None if data_path is None else str(data_path))
+    data_set = data_set or "IMNET"
     model, meta, resolved = load_inference_model(checkpoint, device)
     if not isinstance(model, VisionTransformer):
         raise DeitError(f"--checkpoint {checkpoint}: analyze needs a DeiT model, this is {type(model).__name__}")
     preprocessing = EvalPreprocessing.from_meta(meta, model)
     dataset = build_dataset(data_set, None if data_path is None else str(data_path), train=False,
-                            transform=preprocessing.transform())
+                            transform=preprocessing.transform(),
+                            options={"inat_category": str(record.get("inat_category") or "name")})
     if len(dataset) == 0:
         raise DeitError(f"--data-path {data_path}: the {data_set} validation split holds no usable image")
     num_classes = model.num_classes
@@ -250,7 +261,8 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
 
     picked = _spread_indices(len(dataset), num_images)
     if picked:
-        images = torch.stack([dataset[i][0] for i in picked]).to(resolved)
+        samples = [dataset[i] for i in picked]
+        images = torch.stack([image for image, _ in samples]).to(resolved)
         maps = model.attention_maps(images)
         last = maps[-1].float().mean(dim=1)
         rollout = attention_rollout(maps)
@@ -261,12 +273,56 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
             grids["dist rollout"] = patch_grid(rollout[:, 1], prefix)
         grids = {name: grids[name] for name in sorted(grids, key=lambda n: (n.split()[1], n))}
         predicted = model(images).argmax(-1).tolist()
-        titles = [f"#{i}: {class_names[p]}" for i, p in zip(picked, predicted)]
+        truths = [class_names[int(label)] if labels_match else "?" for _, label in samples]
+        titles = [f"#{i} true: {truth}\npredicted: {class_names[p]}"
+                  for i, truth, p in zip(picked, truths, predicted)]
         files += _write_attention(output, preprocessing.denormalize(images).cpu(),
                                   {k: v.cpu() for k, v in grids.items()}, titles)
+        summary["attention_images"] = [{"index": i, "true": truth, "predicted": class_names[p]}
+                                       for i, truth, p in zip(picked, truths, predicted)]
     summary["files"] = [str(path) for path in files]
     (output / "summary.json").write_text(dumps_strict(summary, indent=2) + "\n")
     return summary
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Flags of `deit analyze`."""
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
+    parser.add_argument("--data-set", default=None, help="IMNET (folder with val/<class>/), CIFAR10, DIGITS ... "
+                        "(default: the one the checkpoint was trained on, else IMNET)")
+    parser.add_argument("--data-path", default=None,
+                        help="where the data set lives (default: the checkpoint's training data path)")
+    parser.add_argument("--output", required=True, help="folder for the tables, JSON and PNGs")
+    parser.add_argument("--num-images", type=int, default=8, help="images drawn with attention maps (default 8)")
+    parser.add_argument("--max-images", type=int, default=1000,
+                        help="images for similarity and agreement, spread over the split (default 1000)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda ... (default: cuda if available)")
+    parser.add_argument("--teacher-model", default=None, help="teacher name (ours / timm / torchvision)")
+    parser.add_argument("--teacher-path", default=None, help="the teacher's trained weights")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `deit analyze` and print the headline numbers."""
+    summary = analyze(args.checkpoint, args.data_path, args.output, data_set=args.data_set,
+                      num_images=args.num_images, max_images=args.max_images, batch_size=args.batch_size,
+                      teacher_model=args.teacher_model, teacher_path=args.teacher_path, device=args.device,
+                      workers=args.workers)
+    for note in summary["notes"]:
+        print(f"note: {note}", file=sys.stderr)
+    similarity = summary.get("token_similarity")
+    if similarity:
+        print(f"cls/dist token cosine similarity: embeddings {similarity['embedding']:.3f} "
+              f"(paper {PAPER_EMBEDDING_SIMILARITY}), last layer {similarity['layers'][-1]:.3f} "
+              f"(paper {PAPER_LAST_LAYER_SIMILARITY})")
+    agreement = summary["agreement"]
+    for pair, value in agreement["agreement"].items():
+        print(f"agreement {pair.replace('_vs_', ' vs ')}: {value:.3f} over {agreement['num_images']} images")
+    for head, value in agreement.get("top1_accuracy", {}).items():
+        print(f"top-1 {head}: {100 * value:.2f}%")
+    print(f"wrote {len(summary['files'])} files to {args.output}")
+    return 0
 
 
 __all__ = ["AgreementCounter", "analyze", "attention_rollout", "embedding_cosine_similarity", "patch_grid",

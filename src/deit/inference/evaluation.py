@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from deit.errors import DeitError
@@ -18,17 +19,19 @@ from deit.models.download import is_url
 def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, data_path: str | None = None,
                         teacher_model: str | None = None, teacher_path: str | None = None,
                         output: str | Path | None = None, batch_size: int = 128, device: str = "auto",
-                        num_workers: int = 2, use_ema: bool = False) -> dict[str, Any]:
-    """Top-1/top-5 of the class, distillation and fused heads (+ teacher agreement) on a validation split.
+                        num_workers: int = 2, use_ema: bool = False, worst: int = 16) -> dict[str, Any]:
+    """Top-1/top-5 of the class, distillation and fused heads (+ teacher agreement) on a validation split, the
+    per-class report (`classification_report`) and the `worst` most confident mistakes (`worst_mistakes`).
 
-    The data set defaults to the one the checkpoint was trained on; with `output`, writes `metrics.json` and
-    `confusion_matrix.png` there.
+    The data set defaults to the one the checkpoint was trained on; with `output`, writes `metrics.json`,
+    `confusion_matrix.png` and `worst_mistakes.png` there.
     """
-    from deit.data import build_dataset, build_transform
+    from deit.data import build_dataset
+    from deit.inference import eval_report
     from deit.perf import resolve_device
     from deit.engine.loop import evaluate
-    from deit.precision import resolve_precision
     from deit.models.factory import load_trained_model
+    from deit.precision import resolve_precision
 
     from deit.io import require_regular_file
 
@@ -37,8 +40,7 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
         require_regular_file(teacher_path, flag="--teacher-path", allow_directory=True)
     record = training_record(path)
     args = record.args
-    data_set = data_set or args.get("data_set")
-    data_path = data_path or args.get("data_path") or None
+    data_set, data_path = record.data(data_set, data_path)
     if not data_set:
         raise DeitError(f"--data-set is needed: {path} does not record the data set it was trained on")
     torch_device = resolve_device(device)
@@ -48,10 +50,9 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
 
         mean, std = data_set_normalization(data_set)
         meta = dataclasses.replace(meta, mean=tuple(mean), std=tuple(std))
-    transform = build_transform(False, input_size=meta.input_size or int(getattr(model, "img_size", 224)),
-                                mean=meta.mean, std=meta.std, interpolation=meta.interpolation,
-                                eval_crop_ratio=meta.crop_pct)
-    dataset = build_dataset(data_set, data_path, train=False, transform=transform)
+    options = {"inat_category": str(args.get("inat_category") or "name")}  # the level the model was trained on
+    dataset = build_dataset(data_set, data_path, train=False, transform=_eval_transform(meta, model),
+                            options=options)
     if len(dataset) == 0:
         raise DeitError(f"--data-set {data_set}: the validation split is empty")
     classes = [str(name) for name in dataset.classes]
@@ -68,13 +69,34 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
                                 student_mean=meta.mean, student_std=meta.std, device=torch_device)
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
                         pin_memory=torch_device.type == "cuda")
+    per_image: list[dict[str, torch.Tensor]] = []
     metrics = evaluate(model, loader, torch_device, teacher=teacher,
-                       precision=resolve_precision("auto", torch_device), confusion=True)
-    metrics.update(checkpoint=str(path), data_set=data_set, class_names=classes)
+                       precision=resolve_precision("auto", torch_device), confusion=True, per_image=per_image)
+    records = eval_report.PerImage.from_batches(per_image)
+    # Under --distillation-type none the distillation head never learned: the fused number averages it in.
+    untrained = args.get("distillation_type") == "none" and "dist_acc1" in metrics
+    metrics.update(checkpoint=str(path), data_set=data_set, class_names=classes,
+                   weights="model_ema" if use_ema else "model", dist_head_untrained=untrained,
+                   classification_report=eval_report.classification_report(records, classes),
+                   worst_mistakes=eval_report.describe_mistakes(
+                       records, eval_report.worst_mistakes(records, worst), classes, dataset))
     if output is not None:
         write_outputs(metrics, Path(output))  # NaN is written as null, and the run still fails below
+        # The same crop without normalisation: the contact sheet shows what the model saw.
+        display = build_dataset(data_set, data_path, train=False,
+                                transform=_eval_transform(meta, model, normalise=False), options=options)
+        metrics["worst_mistakes_png"] = eval_report.plot_mistakes(metrics["worst_mistakes"], display,
+                                                                  Path(output) / "worst_mistakes.png")
     check_finite_metrics(metrics, source=str(path))
     return metrics
+
+
+def _eval_transform(meta: Any, model: torch.nn.Module, *, normalise: bool = True) -> Any:
+    from deit.data import build_transform
+
+    mean, std = (meta.mean, meta.std) if normalise else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    return build_transform(False, input_size=meta.input_size or int(getattr(model, "img_size", 224)), mean=mean,
+                           std=std, interpolation=meta.interpolation, eval_crop_ratio=meta.crop_pct)
 
 
 def write_outputs(metrics: dict[str, Any], output: Path) -> None:

@@ -17,6 +17,10 @@ class TrainingRecord:
     best_acc: float | None = None
     last_log: dict[str, Any] = field(default_factory=dict)  # the last complete row of log.txt beside the file
 
+    def data(self, data_set: str | None, data_path: str | None) -> tuple[str | None, str | None]:
+        """The data set and path given, else those the run recorded (`deit eval` and `deit analyze` alike)."""
+        return data_set or self.args.get("data_set") or None, data_path or self.args.get("data_path") or None
+
 
 def training_record(checkpoint: str | Path) -> TrainingRecord:
     """The record of `checkpoint` (a file or an HF/export directory), read safely; empty where it has none."""

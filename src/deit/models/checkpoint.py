@@ -121,26 +121,39 @@ def read_trained_weights(path: Source, *, use_ema: bool = False
     """(state dict, HF config or None, deit meta or None) of a trained model's file or directory, checked.
 
     The tensors are checked finite and the meta against the tensors (it is untrusted) before anyone builds a
-    model from them. `use_ema` picks the EMA weights of a `deit train` checkpoint.
+    model from them. `use_ema` picks the EMA weights (`model_ema`) of a `deit train` or official `main.py`
+    training checkpoint, and refuses a file without them in one line.
     """
     path = Path(path)
     source = str(path)
     hf_config = meta = None
     if path.is_dir():
+        if use_ema:
+            _ema_weights(None, path)
         state_dict, hf_config, meta = _read_directory(path)
     else:
         payload, meta = read_file_with_meta(path)
-        if isinstance(payload, dict) and isinstance(payload.get("meta"), dict):  # a `deit train` checkpoint
-            key = "model_ema" if use_ema else "model"
-            if key not in payload:
-                raise DeitError(f"{path}: has no '{key}' weights" + (" (trained without EMA)" if use_ema else ""))
-            payload = payload[key]
+        if use_ema:
+            payload = _ema_weights(payload, path)
+        elif isinstance(payload, dict) and isinstance(payload.get("meta"), dict):  # a `deit train` checkpoint
+            if "model" not in payload:
+                raise DeitError(f"{path}: has no 'model' weights")
+            payload = payload["model"]
         state_dict = extract_state_dict(payload, source=source)
     check_finite(state_dict, source=source)
     if meta is not None:
         # Checked against the tensors before any allocation: the meta is untrusted.
         return state_dict, hf_config, CheckpointMeta.from_dict(meta, source=source, state_dict=state_dict)
     return state_dict, hf_config, None
+
+
+def _ema_weights(payload: Any, path: Path) -> Any:
+    # A training checkpoint (ours or official main.py's) keeps the EMA beside `model`; without this lookup the
+    # generic unwrapping would pick `model` first and the EMA request would be ignored without a word.
+    if isinstance(payload, dict) and isinstance(payload.get("model_ema"), dict) and payload["model_ema"]:
+        return payload["model_ema"]
+    raise DeitError(f"{path}: holds no EMA weights ('model_ema'; trained without EMA, or not a training "
+                    "checkpoint): drop --ema / use_ema to evaluate its weights")
 
 
 def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: dict[str, Any] | None = None,

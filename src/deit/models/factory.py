@@ -87,7 +87,8 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
 
     `path` is a `deit train` checkpoint, a safetensors export, an official/timm `.pth`/`.safetensors` (the model
     is named by `model_name` or read off the tensor shapes) or a Hugging Face directory. `use_ema` picks the EMA
-    weights of a training checkpoint; `overrides` (e.g. `num_heads=`) fix what weights alone cannot tell.
+    weights (`model_ema`) of a training checkpoint, ours or official `main.py`'s, and refuses a file without
+    them; `overrides` (e.g. `num_heads=`) fix what weights alone cannot tell.
     """
     path = Path(path)
     source = str(path)

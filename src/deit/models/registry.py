@@ -1,4 +1,5 @@
-"""Named configurations (deit_*, deit3_*) as data, and the one model-name lookup (with close matches).
+"""Named configurations (deit_*, deit3_*, the official DeiT III names as aliases) as data, and the one
+model-name lookup (with close matches).
 
 Nothing here builds a model: `deit.models.factory` turns a name into one.
 """
@@ -94,6 +95,24 @@ _deit3("large", 224, 84.9, 304_374_760, 1e-6, "deit_3_large_224_1k.pth")
 _deit3("large", 384, 85.8, 304_763_880, 1e-6, "deit_3_large_384_1k.pth")
 
 
+# The official DeiT III names (facebookresearch/deit models_v2.py, used by its README's commands), as aliases of
+# ours: the same layers and state-dict keys; the size comes from `img_size` (`--input-size`) as there. Its
+# constructors start every LayerScale at 1e-4 (`vit_models(init_scale=1e-4)`), so the alias does too. Its tiny,
+# huge and giant variants have no DeiT III of ours and stay unknown names.
+_OFFICIAL_DEIT3_ALIASES = {f"deit_{size}_patch16_LS": f"deit3_{size}_patch16_224"
+                           for size in ("small", "medium", "base", "large")}
+_ALIASES: dict[str, ModelSpec] = {
+    alias: ModelSpec(alias, dict(_REGISTRY[target].kwargs, layer_scale_init=1e-4), top1=_REGISTRY[target].top1,
+                     params=_REGISTRY[target].params, url=_REGISTRY[target].url, crop_pct=_REGISTRY[target].crop_pct,
+                     extra={"alias_of": target})
+    for alias, target in _OFFICIAL_DEIT3_ALIASES.items()}
+
+
+def aliases() -> dict[str, str]:
+    """Official names accepted in place of ours (`deit_small_patch16_LS` -> `deit3_small_patch16_224`)."""
+    return dict(_OFFICIAL_DEIT3_ALIASES)
+
+
 def list_models(pattern: str | None = None) -> list[str]:
     """Registered model names, sorted, optionally filtered by a shell-style pattern (`*distilled*`)."""
     names = sorted(_REGISTRY)
@@ -102,6 +121,8 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def get_model_spec(name: str) -> ModelSpec:
     """The registered spec for `name`; an unknown name gets an error listing the close matches."""
+    if name in _ALIASES:
+        return _ALIASES[name]
     if name not in _REGISTRY:
         raise unknown_model_error(name, registered_only=True)
     return _REGISTRY[name]
@@ -109,12 +130,12 @@ def get_model_spec(name: str) -> ModelSpec:
 
 def is_registered(name: str) -> bool:
     """Whether `name` is one of our DeiT models (as opposed to a timm/torchvision CNN, say)."""
-    return name in _REGISTRY
+    return name in _REGISTRY or name in _ALIASES
 
 
 def model_source(name: str) -> str | None:
     """Who provides `name`: "deit" (this registry), "timm" or "torchvision", searched in that order; else None."""
-    if name in _REGISTRY:
+    if is_registered(name):
         return "deit"
     import timm
 
@@ -135,7 +156,7 @@ def unknown_model_error(name: str, *, where: str | None = None, registered_only:
     """The one-line error for an unknown model name, listing the closest known names."""
     import difflib
 
-    candidates = list(_REGISTRY)
+    candidates = list(_REGISTRY) + list(_ALIASES)
     if not registered_only:
         import timm
         import torchvision
