@@ -8,6 +8,9 @@ from typing import Any
 
 from deit.errors import DeitError
 from deit.models.meta import CheckpointMeta
+from deit.integrity import source_sha256
+
+DEFAULT_LICENSE = "other"  # the Hub's value for "see the card"; `deit export --license` sets a real one
 
 _RECIPE_KEYS = ("epochs", "batch_size", "opt", "lr", "weight_decay", "sched", "warmup_epochs", "smoothing",
                 "mixup", "cutmix", "aa", "reprob", "drop_path", "repeated_aug", "three_augment", "bce_loss", "seed")
@@ -27,7 +30,8 @@ def training_record(checkpoint: str | Path) -> dict[str, Any]:
         return {}
     if not isinstance(payload, dict) or not isinstance(payload.get("args"), dict):
         return {}
-    record = {"args": payload["args"], "epoch": payload.get("epoch"), "best_acc": payload.get("best_acc")}
+    record = {"args": payload["args"], "epoch": payload.get("epoch"), "best_acc": payload.get("best_acc"),
+              "lr_used": _peak_lr(payload.get("optimizer"))}
     log = path.parent / "log.txt"
     if log.is_file():
         rows = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
@@ -38,14 +42,25 @@ def training_record(checkpoint: str | Path) -> dict[str, Any]:
     return record
 
 
-def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str) -> str:
-    """Markdown stating what the exported weights are, how they were trained and how well they did."""
+def _peak_lr(optimizer_state: Any) -> float | None:
+    """The lr the run actually used (after batch scaling): timm's schedulers keep it as `initial_lr`."""
+    if not isinstance(optimizer_state, dict) or not isinstance(optimizer_state.get("param_groups"), list):
+        return None
+    rates = [g.get("initial_lr", g.get("lr")) for g in optimizer_state["param_groups"] if isinstance(g, dict)]
+    rates = [float(r) for r in rates if isinstance(r, (int, float)) and not isinstance(r, bool)]
+    return max(rates) if rates else None
+
+
+def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str, license: str = DEFAULT_LICENSE) -> str:
+    """Markdown stating what the exported weights are, where they came from, how they were trained, how well they
+    did, under which licence and for what use."""
     record = training_record(checkpoint)
     args = record.get("args", {})
     name, size = meta.model, meta.input_size or 224
-    lines = [f"---\nlibrary_name: {'transformers' if fmt == 'hf' else 'timm'}\ntags: [image-classification, deit]\n"
-             f"---\n", f"# {name}", "",
-             f"Exported by `deit export --format {fmt}` from `{Path(checkpoint).name}`.", "",
+    lines = [f"---\nlibrary_name: {'transformers' if fmt == 'hf' else 'timm'}\nlicense: {license}\n"
+             f"tags: [image-classification, deit]\n---\n", f"# {name}", "",
+             f"Exported by `deit export --format {fmt}` from `{Path(checkpoint).name}` "
+             f"(sha256 `{source_sha256(checkpoint)}`).", "",
              f"- architecture: `{name}` {json.dumps(meta.model_kwargs)}, "
              f"{'distilled (class + distillation heads, averaged at inference)' if meta.distilled else 'one class head'}",
              f"- classes: {meta.num_classes} ({', '.join(meta.class_names[:10])}"
@@ -54,10 +69,16 @@ def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str) -> str
              f"({meta.interpolation}), center crop {size}, mean {list(meta.mean)}, std {list(meta.std)}", ""]
     if not args:
         lines += ["No training record: these weights did not come from a `deit train` checkpoint.", ""]
-        return "\n".join(lines)
-    data = args.get("data_set", "?") + (f" (`{args['data_path']}`)" if args.get("data_path") else "")
-    lines += ["## Training", "", f"- data: {data}, input size {args.get('input_size')}",
-              "- recipe: " + ", ".join(f"{k}={args[k]}" for k in _RECIPE_KEYS if k in args)]
+        return "\n".join(lines + _use_and_licence(meta, license))
+    data = str(args.get("data_set", "?")) + (f" (`{args['data_path']}`)" if args.get("data_path") else "")
+    origin = args.get("finetune") or meta.extra.get("finetune_origin")
+    recipe = {k: args[k] for k in _RECIPE_KEYS if k in args}
+    if record.get("lr_used") is not None:  # the flag is the lr for a batch of 512; the run used the scaled one
+        recipe["lr"] = f"{record['lr_used']:.4g} (--lr {args.get('lr')} scaled to the batch)" \
+            if not args.get("unscale_lr") else record["lr_used"]
+    lines += ["## Origin", "", f"- fine-tuned from `{origin}`" if origin else "- trained from scratch (no --finetune)",
+              "", "## Training", "", f"- data: {data}, input size {args.get('input_size')}",
+              "- recipe: " + ", ".join(f"{k}={v}" for k, v in recipe.items())]
     distillation = args.get("distillation_type", "none")
     if distillation != "none":
         lines.append(f"- teacher: `{args.get('teacher_model')}` from `{args.get('teacher_path') or '-'}`, "
@@ -72,7 +93,18 @@ def model_card(checkpoint: str | Path, meta: CheckpointMeta, *, fmt: str) -> str
     for key in _METRIC_KEYS:
         if f"test_{key}" in last:
             lines.append(f"- last epoch {key}: {last[f'test_{key}']}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + [""] + _use_and_licence(meta, license))
 
 
-__all__ = ["model_card", "training_record"]
+def _use_and_licence(meta: CheckpointMeta, license: str) -> list[str]:
+    return ["## Intended use", "",
+            f"Image classification into the {meta.num_classes} classes above, on images like the training data, "
+            f"preprocessed as stated. Every input gets one of these classes, including images of none of them: "
+            f"the model was evaluated only on the validation split named above.", "",
+            "## Licence", "",
+            f"- these weights: `{license}` (set with `deit export --license`)",
+            "- code: the `deit` package (Apache-2.0, as the official DeiT release); the terms of the training "
+            "data (and of any --finetune source) also apply to weights learnt from it", ""]
+
+
+__all__ = ["DEFAULT_LICENSE", "model_card", "training_record"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, Dataset
 from deit.data import read_image
 from deit.errors import DeitError
 from deit.io import dumps_strict
+from deit.models.meta import CheckpointMeta
 from deit.tools.preprocess import EvalPreprocessing, load_inference_model
 
 EXIT_SOME_INPUTS_FAILED = 1
@@ -86,6 +87,27 @@ def _collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> list:
     return items  # batches are assembled after the bad items are set aside
 
 
+def _load_predictor(checkpoint: str | Path, device: str | torch.device | None
+                    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], CheckpointMeta, torch.device]:
+    """The model (or, for an `.onnx` export, its ONNX Runtime session), its meta and the device to feed."""
+    path = Path(checkpoint)
+    if path.suffix.lower() != ".onnx":
+        return load_inference_model(path, device)
+    if not path.is_file():
+        raise DeitError(f"--checkpoint {path}: no such file")
+    from deit.tools.onnx_meta import read_onnx_meta
+    from deit.tools.onnx_runtime import OnnxRuntimeModel
+
+    try:
+        runner = OnnxRuntimeModel(path)
+    except DeitError:
+        raise
+    except Exception as error:  # onnxruntime raises its own InvalidProtobuf, Fail, ... for a bad file
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DeitError(f"--checkpoint {path}: cannot be read as ONNX: {reason}") from error
+    return runner, read_onnx_meta(path, runner.session), torch.device("cpu")
+
+
 def _default_workers(num_files: int, batch_size: int) -> int:
     # Worker start-up costs more than it saves on a handful of images.
     return 0 if num_files < 2 * batch_size else min(4, os.cpu_count() or 1)
@@ -103,7 +125,7 @@ def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, 
     files = expand_inputs(paths)
     if not files:
         raise DeitError("no input images given")
-    model, meta, resolved = load_inference_model(checkpoint, device)
+    model, meta, resolved = _load_predictor(checkpoint, device)
     num_classes = int(getattr(model, "num_classes", 0) or meta.num_classes)
     names = meta.labels(num_classes)
     dataset = _ImageFiles(files, EvalPreprocessing.from_meta(meta, model))
@@ -138,7 +160,8 @@ def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit predict`."""
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory, "
+                        "or an .onnx file written by `deit export`")
     parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
