@@ -7,8 +7,10 @@ import importlib
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 from deit.errors import DeitError
+from deit.flag_bounds import apply_bounds
 
 # Each subcommand lives in its own module exposing `configure_parser(parser)` and `run(args) -> int`.
 # Imported lazily so `deit models` does not pay for torch.compile, onnx, matplotlib ...
@@ -25,15 +27,26 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with a usage error on one line naming the flag (the full usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print `prog: error: message` and exit 2, as argparse does, without the usage block."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The `deit` parser; only `command`'s module is imported and configured (all listed for --help)."""
-    parser = argparse.ArgumentParser(prog="deit", description="DeiT: data-efficient image transformers.")
+    """The `deit` parser; only `command`'s module is imported and configured (all listed for --help).
+
+    Every numeric flag of `command` is checked against `deit.flag_bounds` as it is parsed."""
+    parser = OneLineErrorParser(prog="deit", description="DeiT: data-efficient image transformers.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == command:
             sub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
             importlib.import_module(module_name).configure_parser(sub)
+            apply_bounds(sub, name)
             sub.set_defaults(_module=module_name)
     return parser
 

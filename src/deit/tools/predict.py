@@ -98,13 +98,7 @@ def _load_predictor(checkpoint: str | Path, device: str | torch.device | None
     from deit.tools.onnx_meta import read_onnx_meta
     from deit.tools.onnx_runtime import OnnxRuntimeModel
 
-    try:
-        runner = OnnxRuntimeModel(path)
-    except DeitError:
-        raise
-    except Exception as error:  # onnxruntime raises its own InvalidProtobuf, Fail, ... for a bad file
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DeitError(f"--checkpoint {path}: cannot be read as ONNX: {reason}") from error
+    runner = OnnxRuntimeModel(path)
     return runner, read_onnx_meta(path, runner.session), torch.device("cpu")
 
 
