@@ -197,6 +197,7 @@ def test_free_text_flags_of_eval_export_and_pack_run_to_a_one_line_end(tmp_path:
     (["train", "--world_size", "-1"], "--world_size", "must be in [1, 65536]"),
     (["train", "--min-lr", "-1"], "--min-lr", "must be in [0, 10]"),
     (["train", "--train-subset", "inf"], "--train-subset", "must be a finite number"),
+    (["train", "--bce-loss", "--bce-target-thresh", "1.5"], "--bce-target-thresh", "must be in [0, 1)"),
     (["export", "--checkpoint", "c.pth", "--format", "onnx", "--output", "m.onnx", "--opset", "999"], "--opset",
      "must be in [14, 23]"),
 ])

@@ -44,7 +44,6 @@ def validate_config(config: TrainConfig) -> None:
     if refused:
         raise DeitError(refused[0])
     _check_numbers(config)
-    _check_names(config)
     check_model_name(config.model, where="--model")
     for key, why in _RESERVED_KWARGS.items():
         if key in config.model_kwargs:
@@ -59,6 +58,7 @@ def validate_config(config: TrainConfig) -> None:
         _check_file(config.teacher_path, "--teacher-path")
     if config.finetune:
         _check_file(config.finetune, "--finetune")
+    _check_names(config)
     _check_data_layout(config)
     if config.eval and not (config.resume or config.finetune):
         warnings.warn("--eval without --resume or --finetune evaluates a freshly initialised model", stacklevel=2)
@@ -94,7 +94,7 @@ def _check_names(config: TrainConfig) -> None:
     from deit.perf import resolve_device
 
     key = data_set_key(config.data_set)
-    if key not in DATASET_NAMES:
+    if key not in DATASET_NAMES + ("AUTO",):
         raise DeitError(f"--data-set {config.data_set!r}: unknown; choose one of {', '.join(DATASET_NAMES)}")
     # timm's own parsing: an optional "lookahead_" or "fused" prefix, then the optimizer's name.
     if config.opt.lower().split("_")[-1] not in list_optimizers():
