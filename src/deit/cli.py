@@ -28,11 +28,11 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, with a usage error on one line naming the flag (the full usage is one `--help` away)."""
+    """argparse, with a usage error as every other `deit` error: one line naming the flag, exit 2."""
 
     def error(self, message: str) -> NoReturn:
-        """Print `prog: error: message` and exit 2, as argparse does, without the usage block."""
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        """Raise the error as a `DeitError` (`main` prints it on one line; the usage is one `--help` away)."""
+        raise DeitError(f"{message.removeprefix('argument ')} (see {self.prog} --help)")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -132,7 +132,7 @@ def numeric_actions(parser: argparse.ArgumentParser, command: str) -> Iterator[t
 
 
 def apply_bounds(parser: argparse.ArgumentParser, command: str) -> None:
-    """Make each bounded numeric flag of `parser` refuse out-of-bound values at parse time (argparse's one line)."""
+    """Make each bounded numeric flag of `parser` refuse out-of-bound values at parse time (a parser error)."""
     for path, action in numeric_actions(parser, command):
         bound = bound_for(path.split()[0], action.dest)
         if bound is not None:
@@ -148,7 +148,7 @@ def _bounded(kind: Callable[[str], Any], bound: Bound) -> Callable[[str], Any]:
         value = kind(text)  # argparse turns its ValueError into "invalid int value: ..."
         reason = bound.reason(value)
         if reason:
-            raise argparse.ArgumentTypeError(f"{text!r} {reason}")
+            raise argparse.ArgumentTypeError(f"{text} {reason}")
         return value
 
     parse.base_type = kind  # type: ignore[attr-defined]
