@@ -29,7 +29,7 @@ def write_onnx_properties(path: Path, properties: dict[str, str]) -> None:
     """Set `properties` on the ONNX file at `path` (rewritten in place; it is still the unpublished export)."""
     import onnx
 
-    model = onnx.load(str(path))
+    model = onnx.load(str(path), load_external_data=False)  # weights over 2 GB stay in their side file
     del model.metadata_props[:]
     for key, value in properties.items():
         model.metadata_props.add(key=key, value=value)
