@@ -235,3 +235,16 @@ def test_a_config_built_directly_is_still_checked() -> None:
 ])
 def test_a_bound_says_why(bound: Bound, value: float, reason: str | None) -> None:
     assert bound.reason(value) == reason
+
+
+def test_the_python_api_of_export_and_predict_reads_the_same_table(tmp_path: Path) -> None:
+    from deit.tools.export import export
+    from deit.tools.predict import predict
+
+    with pytest.raises(DeitError, match=r"--opset 999: must be in \[14, 23\]"):
+        export(tmp_path / "c.pth", "onnx", tmp_path / "m.onnx", opset=999)
+    with pytest.raises(DeitError, match=r"--tolerance nan: must be a finite number"):
+        export(tmp_path / "c.pth", "torchscript", tmp_path / "m.pt", tolerance=float("nan"))
+    with pytest.raises(DeitError, match=r"--topk 0: must be in \[1, 100000\]"):
+        predict(tmp_path / "c.pth", [tmp_path], topk=0)
+    assert not any(tmp_path.iterdir())

@@ -98,6 +98,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
     "export": {
         "opset": count(14, 23),  # what torch.onnx writes; below 14 there is no scaled_dot_product_attention
         "tolerance": Bound(0, 1), "min_agreement": unit(),
+        "batch_size": count(1, 1024),  # the largest verification batch: random images, held at once
     },
     "predict": {"topk": count(1, 100000)},
     "data": {"shard_size": count(1, 10**7)},
@@ -119,6 +120,17 @@ def check_value(bound: Bound, value: Any, where: str) -> str | None:
         if reason:
             return f"{where} {item!r}: {reason}" if isinstance(value, (list, tuple)) else f"{where} {item}: {reason}"
     return None
+
+
+def check_bounds(command: str, **values: Any) -> None:
+    """The Python API's side of the table: raise a one-line `DeitError` for the first value out of its bound."""
+    from deit.errors import DeitError
+
+    for dest, value in values.items():
+        bound = bound_for(command, dest)
+        problem = check_value(bound, value, "--" + dest.replace("_", "-")) if bound and value is not None else None
+        if problem:
+            raise DeitError(problem)
 
 
 def numeric_actions(parser: argparse.ArgumentParser, command: str) -> Iterator[tuple[str, argparse.Action]]:
@@ -156,5 +168,5 @@ def _bounded(kind: Callable[[str], Any], bound: Bound) -> Callable[[str], Any]:
     return parse
 
 
-__all__ = ["BOUNDS", "HUGE_COUNT", "SHARED", "Bound", "apply_bounds", "bound_for", "check_value", "count",
+__all__ = ["BOUNDS", "HUGE_COUNT", "SHARED", "Bound", "apply_bounds", "bound_for", "check_bounds", "check_value", "count",
            "numeric_actions", "positive", "unit"]

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from deit.errors import DeitError
+from deit.flag_bounds import check_bounds
 from deit.tools.agreement import DEFAULT_MIN_AGREEMENT, Agreement, checkpoint_agreement, recorded_data
 from deit.tools.model_card import DEFAULT_LICENSE
 from deit.tools.export_output import failed_name, staged_file, staged_folder
@@ -163,13 +164,12 @@ def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: in
         raise DeitError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)}")
     if quantize != "none" and format != "onnx":
         raise DeitError(f"--quantize {quantize} needs --format onnx")
+    check_bounds("export", opset=opset, batch_size=batch_size, tolerance=tolerance, min_agreement=min_agreement)
     if format in FOLDER_FORMATS:
         return _export_folder(checkpoint, format, check_export_folder(checkpoint, output, overwrite=overwrite),
                               tolerance, overwrite=overwrite, keep_failed=keep_failed, license=license)
     if format not in FORMATS:
         raise DeitError(f"--format {format}: choose one of {', '.join(FORMATS + FOLDER_FORMATS)}")
-    if batch_size < 1:
-        raise DeitError(f"--batch-size {batch_size}: must be at least 1")
     output = check_export_target(checkpoint, output, format, overwrite=overwrite)
     if quantize != "none" and check_agreement and not (data_set or recorded_data(checkpoint)[0]):
         raise DeitError(f"--quantize {quantize}: {checkpoint} records no data set, so the top-1 agreement floor "

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from deit.data import read_image
 from deit.errors import DeitError
+from deit.flag_bounds import check_bounds
 from deit.io import dumps_strict
 from deit.models.meta import CheckpointMeta
 from deit.tools.preprocess import EvalPreprocessing, load_inference_model
@@ -112,10 +113,7 @@ def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, 
             device: str | torch.device | None = None, workers: int | None = None,
             progress: bool = False) -> list[Prediction]:
     """Top-k fused-head predictions for each file (folders expanded); unreadable files carry `error`."""
-    if topk < 1:
-        raise DeitError(f"--topk {topk}: must be at least 1")
-    if batch_size < 1:
-        raise DeitError(f"--batch-size {batch_size}: must be at least 1")
+    check_bounds("predict", topk=topk, batch_size=batch_size, workers=workers)
     files = expand_inputs(paths)
     if not files:
         raise DeitError("no input images given")
