@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -32,6 +33,9 @@ class OneLineErrorParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         """Raise the error as a `DeitError` (`main` prints it on one line; the usage is one `--help` away)."""
+        bound = re.fullmatch(r"argument (\S+): (\S*) (must be .+)", message)  # deit.flag_bounds' refusal
+        if bound:  # in the words of every other bad value: "--lr inf: must be a finite number"
+            message = f"{bound[1].split('/')[0]} {bound[2]}: {bound[3]}"
         raise DeitError(f"{message.removeprefix('argument ')} (see {self.prog} --help)")
 
 
