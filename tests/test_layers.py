@@ -16,8 +16,8 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "deit"
 
 # Lowest first; a module may import its own layer and the ones below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("runtime primitives", ("deit.errors", "deit.io", "deit.integrity", "deit.perf", "deit.precision",
-                            "deit.version", "deit.yaml_load")),
+    ("runtime primitives", ("deit.errors", "deit.flag_bounds", "deit.io", "deit.integrity", "deit.perf",
+                            "deit.precision", "deit.version", "deit.yaml_load")),
     ("models", ("deit.models",)),
     ("distill, data", ("deit.distill", "deit.data")),
     ("engine", ("deit.engine",)),
