@@ -178,3 +178,21 @@ def test_the_model_card_states_origin_data_recipe_as_run_licence_and_use(tiny_ch
     assert "data: IMAGEFOLDER (`/data/fruit`)" in card
     assert "lr=1.563e-05 (--lr 0.0005 scaled to the batch)" in card  # what the run used, not the base lr alone
     assert source_sha256(checkpoint) in card
+
+
+def test_a_folder_export_that_fails_its_check_leaves_no_folder(tiny_checkpoint: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    import deit.tools.export_timm as export_timm
+
+    def drifting(checkpoint: Path, output: Path, **_: object) -> tuple[Path, float, int]:
+        (Path(output) / "model.safetensors").write_bytes(b"unverified")
+        return Path(output), 1.0, TINY_SIZE  # timm's reload differs from ours by 1.0
+
+    monkeypatch.setattr(export_timm, "export_timm", drifting)
+    with pytest.raises(DeitError, match=r"differs from PyTorch by max \|diff\| 1\.000e\+00.*nothing was written"):
+        export(tiny_checkpoint, "timm", tmp_path / "timm_dir")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DeitError, match="kept at"):
+        export(tiny_checkpoint, "timm", tmp_path / "timm_dir", keep_failed=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["timm_dir.failed"]
+    assert (tmp_path / "timm_dir.failed" / "model.safetensors").read_bytes() == b"unverified"
