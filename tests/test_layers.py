@@ -16,7 +16,7 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "deit"
 
 # Lowest first; a module may import its own layer and the ones below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("runtime primitives", ("deit.cpu_info", "deit.errors", "deit.io", "deit.integrity", "deit.perf",
+    ("runtime primitives", ("deit.cpu_info", "deit.errors", "deit.flag_bounds", "deit.io", "deit.integrity", "deit.perf",
                             "deit.precision", "deit.version", "deit.yaml_load")),
     ("models", ("deit.models",)),
     ("distill, data", ("deit.distill", "deit.data")),

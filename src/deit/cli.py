@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import warnings
 from collections.abc import Sequence
 from types import ModuleType
+from typing import NoReturn
 
 from deit.commands import analyze, bench, data, demo, export, models, predict, train
 from deit.commands import eval as evaluate
 from deit.errors import DeitError
+from deit.flag_bounds import apply_bounds
+from deit.flag_bounds import apply_bounds
 
 # Each subcommand is a module of deit.commands exposing `configure_parser(parser)` and `run(args) -> int`.
 # Those modules import their library inside the two functions, so `deit --help` does not pay for the engine,
@@ -28,15 +32,40 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
 }
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with a usage error as every other `deit` error: one line naming the flag, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the error as a `DeitError` (`main` prints it on one line; the usage is one `--help` away)."""
+        bound = re.fullmatch(r"argument (\S+): (\S*) (must be .+)", message)  # deit.flag_bounds' refusal
+        if bound:  # in the words of every other bad value: "--lr inf: must be a finite number"
+            message = f"{bound[1].split('/')[0]} {bound[2]}: {bound[3]}"
+        raise DeitError(f"{message.removeprefix('argument ')} (see {self.prog} --help)")
+
+
+class OneLineErrorParser(argparse.ArgumentParser):
+    """argparse, with a usage error as every other `deit` error: one line naming the flag, exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        """Raise the error as a `DeitError` (`main` prints it on one line; the usage is one `--help` away)."""
+        bound = re.fullmatch(r"argument (\S+): (\S*) (must be .+)", message)  # deit.flag_bounds' refusal
+        if bound:  # in the words of every other bad value: "--lr inf: must be a finite number"
+            message = f"{bound[1].split('/')[0]} {bound[2]}: {bound[3]}"
+        raise DeitError(f"{message.removeprefix('argument ')} (see {self.prog} --help)")
+
+
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The `deit` parser; only `command`'s flags are configured (every command is listed for --help)."""
-    parser = argparse.ArgumentParser(prog="deit", description="DeiT: data-efficient image transformers.")
+    """The `deit` parser; only `command`'s flags are configured (every command is listed for --help).
+
+    Every numeric flag of `command` is checked against `deit.flag_bounds` as it is parsed."""
+    parser = OneLineErrorParser(prog="deit", description="DeiT: data-efficient image transformers.")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_text) in SUBCOMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == command:
             sub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
             module.configure_parser(sub)
+            apply_bounds(sub, name)
             sub.set_defaults(_run=module.run)
     return parser
 

@@ -32,6 +32,18 @@ def verify_zip_crc(path: str | Path) -> None:
                         f"use another copy")
 
 
+def source_sha256(checkpoint: str | Path) -> str:
+    """sha256 of the checkpoint file (what `sha256sum` prints); for a folder, of its files' names and digests."""
+    path = Path(checkpoint)
+    if path.is_file():
+        with open(path, "rb") as handle:
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)}\0{source_sha256(file)}\n".encode())
+    return digest.hexdigest()
+
+
 def tensor_digest(state_dict: Mapping[str, Tensor]) -> str:
     """sha256 over the names, dtypes, shapes and bytes of `state_dict`'s tensors, in key order."""
     digest = hashlib.sha256()

@@ -110,7 +110,7 @@ def atomic_write(path: str | Path, write: Any) -> None:
         write(tmp_name)
         with open(tmp_name, "rb") as written:
             os.fsync(written.fileno())
-        os.chmod(tmp_name, 0o666 & ~current_umask())  # mkstemp makes 0600; give the usual permissions
+        os.chmod(tmp_name, user_file_mode())  # mkstemp makes 0600; give the usual permissions
         os.replace(tmp_name, path)
         _fsync_directory(path.parent)
     except BaseException:
@@ -134,6 +134,11 @@ def _fsync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def user_file_mode(*, directory: bool = False) -> int:
+    """The mode `open()` (or `mkdir`) would give a new file (folder) under the current umask."""
+    return (0o777 if directory else 0o666) & ~current_umask()
 
 
 def current_umask() -> int:

@@ -108,17 +108,40 @@ def test_int8_onnx_export_reports_top1_agreement_on_the_validation_split(tiny_ch
     assert not list(tmp_path.glob("deit-onnx-*"))  # the fp32 intermediate is cleaned up
 
 
+def _disagreeing_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the exported runner predict one class for every image: its top-1 agrees with fp32 only by chance."""
+    real_exporter = export_module._export_onnx
+
+    def constant(*args, **kwargs):
+        name, run = real_exporter(*args, **kwargs)
+
+        def one_class(images):
+            logits = np.zeros_like(run(images))
+            logits[:, 0] = 1.0
+            return logits
+        return name, one_class
+
+    monkeypatch.setattr(export_module, "_export_onnx", constant)
+
+
 @pytest.mark.slow
-def test_int8_export_below_the_agreement_floor_fails_and_keeps_the_file(tiny_checkpoint: Path, tmp_path: Path,
-                                                                       image_dataset: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_int8_export_below_the_agreement_floor_leaves_nothing_at_output(tiny_checkpoint: Path, tmp_path: Path,
+                                                                        image_dataset: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    _disagreeing_onnx(monkeypatch)
     output = tmp_path / "model.int8.onnx"
-    code = main(["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx", "--output", str(output),
-                 "--quantize", "int8", "--data-set", "IMAGEFOLDER", "--data-path", str(image_dataset),
-                 "--min-agreement", "1.01"])
+    argv = ["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx", "--output", str(output),
+            "--quantize", "int8", "--data-set", "IMAGEFOLDER", "--data-path", str(image_dataset),
+            "--min-agreement", "1.0"]
+    code = main(argv)
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "below --min-agreement 101.0%" in err
-    assert output.exists()
+    assert code == 2 and err.count("\n") == 1 and "below --min-agreement 100.0%" in err
+    assert "nothing was written" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no output, no temporary file
+    assert main(argv + ["--keep-failed"]) == 2  # a retry is not refused as "already exists"
+    assert "kept at" in capsys.readouterr().err
+    assert not output.exists() and (tmp_path / "model.int8.failed.onnx").is_file()
 
 
 def test_quantize_needs_onnx(tiny_checkpoint: Path, tmp_path: Path) -> None:

@@ -72,6 +72,7 @@ def test_nan_outputs_fail_the_parity_check(tiny_checkpoint: Path, tmp_path: Path
     assert _export("--checkpoint", str(tiny_checkpoint), "--format", "torchscript", "--output",
                    str(tmp_path / "m.pt")) == 2
     assert "non-finite outputs" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # the unverified file is not left at --output, nor its temporary
 
 
 def test_a_folder_export_never_writes_into_the_input_folder_or_a_full_folder(tmp_path: Path) -> None:

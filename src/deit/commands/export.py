@@ -9,6 +9,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit export`."""
     from deit.export.exporter import DEFAULT_TOLERANCE, FOLDER_FORMATS, FORMATS
     from deit.export.onnx_runtime import QUANTIZE_CHOICES
+    from deit.export.model_card import DEFAULT_LICENSE
     from deit.inference.agreement import DEFAULT_MIN_AGREEMENT
 
     parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
@@ -31,6 +32,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-path", default=None, help="folder of --data-set (default: the checkpoint's)")
     parser.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
                         help="lowest int8 top-1 agreement with fp32 accepted (default 0.995)")
+    parser.add_argument("--no-agreement-check", dest="check_agreement", action="store_false",
+                        help="export int8 without measuring its top-1 agreement (needed when no data set is known)")
+    parser.add_argument("--license", default=DEFAULT_LICENSE,
+                        help="licence of the exported weights in the model card (hf, timm; default 'other')")
+    parser.add_argument("--keep-failed", action="store_true",
+                        help="keep an export that fails its check as <name>.failed<ext> (never at --output)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     report = export(args.checkpoint, args.format, args.output, opset=args.opset, batch_size=args.batch_size,
                     tolerance=args.tolerance, overwrite=args.overwrite, quantize=args.quantize,
-                    data_set=args.data_set, data_path=args.data_path, min_agreement=args.min_agreement)
+                    data_set=args.data_set, data_path=args.data_path, min_agreement=args.min_agreement,
+                    check_agreement=args.check_agreement, keep_failed=args.keep_failed, license=args.license)
     print(report.summary())
     return 0

@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit predict`."""
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory, "
+                        "or an .onnx file written by `deit export`")
     parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")

@@ -21,7 +21,7 @@ from typing import Any
 
 from deit.data.shards import INDEX_NAME
 from deit.errors import DeitError
-from deit.io import current_umask
+from deit.io import user_file_mode
 
 
 def pack_split(samples: list[tuple[str, int]], output: Path, split: str, shard_size: int) -> list[dict[str, Any]]:
@@ -66,7 +66,7 @@ def pack_folder(data_path: str, output: str | Path, *, shard_size: int = 1000,
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output.name}.incomplete-", dir=output.parent))
     try:
-        os.chmod(staging, 0o777 & ~current_umask())  # mkdtemp makes 0700; the output gets the usual mode
+        os.chmod(staging, user_file_mode(directory=True))  # mkdtemp makes 0700; the output gets the usual mode
         with _signals_interrupt():
             index = {"classes": classes, "splits": {}}
             for split, samples in splits.items():

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from deit.errors import DeitError
+from deit.flag_bounds import bound_for, check_value
 from deit.yaml_load import safe_load_no_aliases
 
 
@@ -67,7 +68,8 @@ class TrainConfig:
     weight_decay: float = _opt(0.05, "--weight-decay", group="optimizer",
                                help="weight decay (never on biases, norms, tokens, pos_embed)")
     # -- learning-rate schedule (official)
-    sched: str = _opt("cosine", "--sched", group="schedule", metavar="SCHEDULER", help="timm scheduler name")
+    sched: str = _opt("cosine", "--sched", group="schedule", metavar="SCHEDULER",
+                      choices=("cosine", "tanh", "step", "multistep", "plateau", "poly"), help="timm scheduler name")
     lr: float = _opt(5e-4, "--lr", group="schedule", metavar="LR",
                      help="learning rate for a total batch of 512 (scaled linearly, see --unscale-lr)")
     lr_noise: list[float] | None = _opt(None, "--lr-noise", group="schedule", kind="floats", metavar="PCT",
@@ -297,6 +299,17 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _coerce(name: str, value: Any, source: str) -> Any:
     """Check and convert one value to its field's type; the error names the key and where it came from."""
+    value = _convert(name, value, source)
+    bound = bound_for("train", name)
+    if bound is not None and value is not None:
+        where = source if source.startswith("--") else f"{source}: '{name}'"
+        problem = check_value(bound, value, where)
+        if problem:
+            raise DeitError(problem)
+    return value
+
+
+def _convert(name: str, value: Any, source: str) -> Any:
     kind = _FIELDS[name].metadata["kind"]
     where = f"{source}: '{name}'"
     if value is None:
@@ -365,11 +378,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then the `--config` YAML, then the flags actually given on the command line."""
     given = vars(args)
     settings: dict[str, Any] = {}
-    if given.get("config"):
+    if "config" in given:  # `--config ''` is a missing file, not "no config"
         settings.update(load_yaml_settings(given["config"]))
     for name in _FIELDS:
         if name in given:
-            settings[name] = _coerce(name, given[name], "--" + name.replace("_", "-"))
+            settings[name] = _coerce(name, given[name], _FIELDS[name].metadata["flags"][0])
     return TrainConfig(**_resolved(settings))
 
 
@@ -396,6 +409,16 @@ def save_config_yaml(config: TrainConfig, path: str | Path, *, comments: Sequenc
     header = "".join("# " + line.replace("\n", " ") + "\n" for line in comments)
     text = header + yaml.safe_dump(config.to_dict(), sort_keys=False, default_flow_style=None)
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def check_config_bounds(config: TrainConfig) -> None:
+    """Every bounded setting of `config` against `deit.flag_bounds` (for configs built without `_coerce`)."""
+    for name, f in _FIELDS.items():
+        bound, value = bound_for("train", name), getattr(config, name)
+        if bound is not None and value is not None:
+            problem = check_value(bound, value, f.metadata["flags"][0])
+            if problem:
+                raise DeitError(problem)
 
 
 def non_default_unimplemented(config: TrainConfig) -> list[str]:

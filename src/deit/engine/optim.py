@@ -96,7 +96,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, *, sched: str, epochs: int
             warmup_epochs=warmup_epochs, noise=lr_noise, noise_pct=lr_noise_pct, noise_std=lr_noise_std,
             noise_seed=seed, step_on_epochs=True)
     except (AssertionError, ValueError) as error:
-        raise DeitError(f"--sched {sched}: {error}") from error
+        reason = str(error) or f"timm's scheduler refused these settings ({type(error).__name__})"
+        raise DeitError(f"--sched {sched}: {reason}") from error
     if scheduler is None:
         raise DeitError(f"--sched {sched}: unknown scheduler; try cosine, step, multistep, plateau, tanh, poly")
     return scheduler

@@ -6,8 +6,8 @@ import dataclasses
 import warnings
 from pathlib import Path
 
-from deit.data.datasets import FOLDER_DATA_SETS, data_set_key
-from deit.engine.config import TrainConfig, non_default_unimplemented
+from deit.data.datasets import DATASET_NAMES, FOLDER_DATA_SETS, data_set_key
+from deit.engine.config import TrainConfig, check_config_bounds, non_default_unimplemented
 from deit.distill.loss import TEACHER_TYPES
 from deit.errors import DeitError
 from deit.io import require_regular_file
@@ -59,51 +59,61 @@ def validate_config(config: TrainConfig) -> None:
         _check_file(config.teacher_path, "--teacher-path")
     if config.finetune:
         _check_file(config.finetune, "--finetune")
+    _check_names(config)
     _check_data_layout(config)
     if config.eval and not (config.resume or config.finetune):
         warnings.warn("--eval without --resume or --finetune evaluates a freshly initialised model", stacklevel=2)
 
 
 def _check_numbers(config: TrainConfig) -> None:
-    positive = {"--batch-size": config.batch_size, "--epochs": config.epochs, "--input-size": config.input_size,
-                "--lr": config.lr, "--eval-interval": config.eval_interval}
-    for flag, value in positive.items():
-        if value <= 0:
-            raise DeitError(f"{flag} {value}: must be positive")
+    check_config_bounds(config)  # each value alone: finite and in its range (deit.flag_bounds)
+    # What follows relates values to each other.
     if config.eval_interval > 1 and config.sched == "plateau":
         raise DeitError(f"--eval-interval {config.eval_interval} with --sched plateau: the plateau scheduler needs "
                         f"a validation top-1 every epoch; use --eval-interval 1")
-    for flag, value in {"--start_epoch": config.start_epoch, "--num_workers": config.num_workers,
-                        "--weight-decay": config.weight_decay, "--warmup-epochs": config.warmup_epochs,
-                        "--max-steps-per-epoch": config.max_steps_per_epoch, "--keep-every": config.keep_every,
-                        "--log-interval": config.log_interval}.items():
-        if value < 0:
-            raise DeitError(f"{flag} {value}: must not be negative")
-    for flag, value in {"--drop": config.drop, "--drop-path": config.drop_path}.items():
-        if not 0.0 <= value < 1.0:  # 1 drops every activation / residual branch: NaN or nothing learnt
-            raise DeitError(f"{flag} {value}: must be in [0, 1)")
-    if not 0.0 <= config.distillation_alpha <= 1.0:
-        raise DeitError(f"--distillation-alpha {config.distillation_alpha}: must be in [0, 1]")
-    if config.bce_target_thresh is not None:
-        if not config.bce_loss:
-            raise DeitError("--bce-target-thresh needs --bce-loss")
-        if not 0.0 <= config.bce_target_thresh < 1.0:
-            raise DeitError(f"--bce-target-thresh {config.bce_target_thresh}: must be in [0, 1)")
+    if config.bce_target_thresh is not None and not config.bce_loss:
+        raise DeitError("--bce-target-thresh needs --bce-loss")
     if config.train_subset != 1.0:
         from deit.data.subset import check_subset_flag
 
         check_subset_flag(config.train_subset)  # the size against the data is checked when the data is built
-    if config.max_classes < 1:
-        raise DeitError(f"--max-classes {config.max_classes}: must be at least 1")
-    if config.clip_grad is not None and config.clip_grad <= 0:
-        raise DeitError(f"--clip-grad {config.clip_grad}: must be positive")
-    if not 0.0 < config.model_ema_decay < 1.0:
-        raise DeitError(f"--model-ema-decay {config.model_ema_decay}: must be in (0, 1)")
     mixup_on = config.mixup > 0 or config.cutmix > 0 or config.cutmix_minmax is not None
     if mixup_on and config.batch_size % 2:  # timm's Mixup pairs samples in every mode
         raise DeitError(f"--batch-size {config.batch_size}: mixup/cutmix needs an even batch size")
+    if config.cutmix_minmax is not None and config.cutmix_minmax[0] > config.cutmix_minmax[1]:
+        raise DeitError(f"--cutmix-minmax {config.cutmix_minmax[0]} {config.cutmix_minmax[1]}: the minimum is "
+                        f"above the maximum")
     if config.start_epoch >= config.epochs and not config.eval:
         raise DeitError(f"--start_epoch {config.start_epoch}: the run has only --epochs {config.epochs}")
+
+
+def _check_names(config: TrainConfig) -> None:
+    """The string settings that name something (data set, optimizer, device, augmentation): known, before any work."""
+    from timm.optim import list_optimizers
+
+    from deit.data import build_transform
+    from deit.perf import resolve_device
+
+    key = data_set_key(config.data_set)
+    if key not in DATASET_NAMES + ("AUTO",):
+        raise DeitError(f"--data-set {config.data_set!r}: unknown; choose one of {', '.join(DATASET_NAMES)}")
+    # timm's own parsing: an optional "lookahead_" or "fused" prefix, then the optimizer's name.
+    if config.opt.lower().split("_")[-1] not in list_optimizers():
+        raise DeitError(f"--opt {config.opt!r}: not an optimizer timm knows (adamw, sgd, lamb, ...)")
+    resolve_device(config.device)
+    # The training transform is built by the same code the run uses (milliseconds): --aa, --remode and
+    # --train-interpolation are refused now rather than after the data set is read.
+    build_transform(True, input_size=config.input_size, color_jitter=config.color_jitter, auto_augment=config.aa,
+                    interpolation=config.train_interpolation, reprob=config.reprob, remode=config.remode,
+                    recount=config.recount, three_augment=config.three_augment, simple_random_crop=config.src,
+                    hflip=config.hflip)
+    if key == "HF":
+        for flag, value in {"--hf-image-column": config.hf_image_column, "--hf-label-column": config.hf_label_column,
+                            "--hf-train-split": config.hf_train_split, "--hf-val-split": config.hf_val_split}.items():
+            if not value:
+                raise DeitError(f"{flag}: may not be empty")
+    if config.resume and config.resume != "auto":
+        _check_file(config.resume, "--resume")
 
 
 def _check_model_kwargs(config: TrainConfig) -> None:

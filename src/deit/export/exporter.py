@@ -11,14 +11,19 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from deit.errors import DeitError
-from deit.inference.agreement import DEFAULT_MIN_AGREEMENT, Agreement, checkpoint_agreement
+from deit.flag_bounds import check_bounds
+from deit.inference.agreement import DEFAULT_MIN_AGREEMENT, Agreement, checkpoint_agreement, recorded_data
+from deit.export.model_card import DEFAULT_LICENSE
+from deit.export.export_output import failed_name, staged_file, staged_folder
 from deit.export.target import check_export_folder, check_export_target
+from deit.export.onnx_meta import onnx_properties, write_onnx_properties
 from deit.export.onnx_runtime import QUANTIZE_CHOICES, require_onnx
 from deit.models.meta import CheckpointMeta
 from deit.inference.preprocess import load_inference_model
@@ -62,8 +67,8 @@ class ExportReport:
             lines[-1] = (f"verified at batch sizes {sizes}: max |diff| vs PyTorch fp32 = {self.max_abs_diff:.3e} "
                          f"({self.quantize}: logits differ by design; the check is top-1 agreement)")
             lines.append(self.agreement.summary() + f" (needs {100 * self.min_agreement:.1f}%)"
-                         if self.agreement else "top-1 agreement not measured: the checkpoint records no data "
-                         "set; give --data-set (and --data-path)")
+                         if self.agreement else "top-1 agreement NOT measured (--no-agreement-check): this int8 "
+                         "model is unverified")
         return "\n".join(lines + self.notes)
 
 
@@ -102,13 +107,14 @@ def _max_abs_diff(model: nn.Module, inputs: Sequence[torch.Tensor],
 
 
 def _export_onnx(model: nn.Module, example: torch.Tensor, output: Path, opset: int | None, quantize: str,
-                 notes: list[str]) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
+                 notes: list[str], properties: dict[str, str]) -> tuple[str, Callable[[torch.Tensor], np.ndarray]]:
     from deit.export.onnx_runtime import OnnxRuntimeModel, export_int8, export_onnx
 
     if quantize == "none":
         exporter = export_onnx(model, example, output, opset=opset, notes=notes)
     else:
         exporter = export_int8(model, example, output, opset=opset, notes=notes) + " + ONNX Runtime int8"
+    write_onnx_properties(output, properties)
     runner = OnnxRuntimeModel(output)
     return exporter, lambda images: runner(images).numpy()
 
@@ -144,69 +150,96 @@ def _export_safetensors(model: nn.Module, meta: CheckpointMeta, output: Path
 def export(checkpoint: str | Path, format: str, output: str | Path, *, opset: int | None = None,
            batch_size: int = 4, tolerance: float = DEFAULT_TOLERANCE, overwrite: bool = False,
            quantize: str = "none", data_set: str | None = None, data_path: str | None = None,
-           min_agreement: float = DEFAULT_MIN_AGREEMENT) -> ExportReport:
+           min_agreement: float = DEFAULT_MIN_AGREEMENT, check_agreement: bool = True,
+           keep_failed: bool = False, license: str = DEFAULT_LICENSE) -> ExportReport:
     """Export `checkpoint` to `output`, then compare with PyTorch; raises `DeitError` above `tolerance`.
 
     With `quantize='int8'` (ONNX only) the check is instead the top-1 agreement with the fp32 model on the
-    validation split of `data_set` (default: the one the checkpoint was trained on), at least `min_agreement`.
+    validation split of `data_set` (default: the one the checkpoint was trained on), at least `min_agreement`;
+    with neither known the export is refused unless `check_agreement=False`. Nothing exists at `output` unless
+    the check passed (`keep_failed` keeps a failed file as `<name>.failed<ext>`).
     """
     if quantize not in QUANTIZE_CHOICES:
         raise DeitError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)}")
     if quantize != "none" and format != "onnx":
         raise DeitError(f"--quantize {quantize} needs --format onnx")
+    check_bounds("export", opset=opset, batch_size=batch_size, tolerance=tolerance, min_agreement=min_agreement)
     if format in FOLDER_FORMATS:
         return _export_folder(checkpoint, format, check_export_folder(checkpoint, output, overwrite=overwrite),
-                              tolerance)
+                              tolerance, overwrite=overwrite, keep_failed=keep_failed, license=license)
     if format not in FORMATS:
         raise DeitError(f"--format {format}: choose one of {', '.join(FORMATS + FOLDER_FORMATS)}")
-    if batch_size < 1:
-        raise DeitError(f"--batch-size {batch_size}: must be at least 1")
     output = check_export_target(checkpoint, output, format, overwrite=overwrite)
+    if quantize != "none" and check_agreement and not (data_set or recorded_data(checkpoint)[0]):
+        raise DeitError(f"--quantize {quantize}: {checkpoint} records no data set, so the top-1 agreement floor "
+                        f"(--min-agreement) cannot be checked; give --data-set (and --data-path), or pass "
+                        f"--no-agreement-check to export it unchecked")
     if format == "onnx":
         require_onnx()  # fail before the (slow) model load
     model, meta, _ = load_inference_model(checkpoint, "cpu")
     model = model.float()
     size = meta.input_size or int(getattr(model, "img_size", 224))
     input_shape = (3, size, size)
-    output.parent.mkdir(parents=True, exist_ok=True)
     # Batch 2 for the example: a batch of 1 lets exporters specialise the batch axis to a constant.
     example = torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(1))
     notes: list[str] = []
-    if format == "onnx":
-        exporter, run_exported = _export_onnx(model, example, output, opset, quantize, notes)
-    elif format == "torchscript":
-        exporter, run_exported = _export_torchscript(model, example, output)
-    else:
-        exporter, run_exported = _export_safetensors(model, meta, output)
-    inputs = _verification_inputs(input_shape, batch_size)
-    report = ExportReport(format, output, exporter, input_shape, tuple(x.shape[0] for x in inputs),
-                          _max_abs_diff(model, inputs, run_exported), tolerance, notes, quantize,
-                          min_agreement=min_agreement)
-    if quantize != "none":
-        report.agreement = checkpoint_agreement(model, meta, lambda images: torch.from_numpy(run_exported(images)),
-                                                checkpoint=checkpoint, data_set=data_set, data_path=data_path)
-        if not report.passed:
-            raise DeitError(f"{output}: {report.agreement.summary()}, below --min-agreement "
-                            f"{100 * min_agreement:.1f}% (the file is kept for inspection)")
-    elif not report.passed:
-        raise DeitError(f"{output}: exported model differs from PyTorch by max |diff| {report.max_abs_diff:.3e} "
-                        f"> {tolerance:.0e} (the file is kept for inspection)")
+    with staged_file(output, overwrite=overwrite, keep_failed=keep_failed) as staged:
+        if format == "onnx":
+            exporter, run_exported = _export_onnx(model, example, staged, opset, quantize, notes,
+                                                  onnx_properties(meta, checkpoint))
+        elif format == "torchscript":
+            exporter, run_exported = _export_torchscript(model, example, staged)
+        else:
+            exporter, run_exported = _export_safetensors(model, meta, staged)
+        inputs = _verification_inputs(input_shape, batch_size)
+        report = ExportReport(format, output, exporter, input_shape, tuple(x.shape[0] for x in inputs),
+                              _checked(lambda: _max_abs_diff(model, inputs, run_exported), output, keep_failed),
+                              tolerance, notes, quantize, min_agreement=min_agreement)
+        if quantize != "none" and check_agreement:
+            report.agreement = _checked(lambda: checkpoint_agreement(
+                model, meta, lambda images: torch.from_numpy(run_exported(images)), checkpoint=checkpoint,
+                data_set=data_set, data_path=data_path), output, keep_failed)
+            if not report.passed:
+                raise DeitError(f"{output}: {report.agreement.summary()}, below --min-agreement "
+                                f"{100 * min_agreement:.1f}%; {_what_was_kept(output, keep_failed)}")
+        elif quantize == "none" and not report.passed:
+            raise DeitError(f"{output}: exported model differs from PyTorch by max |diff| {report.max_abs_diff:.3e} "
+                            f"> {tolerance:.0e}; {_what_was_kept(output, keep_failed)}")
     return report
 
 
-def _export_folder(checkpoint: str | Path, format: str, output: Path, tolerance: float) -> ExportReport:
+def _what_was_kept(output: Path, keep_failed: bool) -> str:
+    if keep_failed:
+        return f"the unverified export is kept at {failed_name(output)}"
+    return "nothing was written (--keep-failed keeps the unverified export for inspection)"
+
+
+_T = TypeVar("_T")
+
+
+def _checked(check: Callable[[], _T], output: Path, keep_failed: bool) -> _T:
+    """Run one verification step; its one-line failure also says what became of the unverified export."""
+    try:
+        return check()
+    except DeitError as error:
+        raise DeitError(f"{error}; {_what_was_kept(output, keep_failed)}") from error
+
+
+def _export_folder(checkpoint: str | Path, format: str, output: Path, tolerance: float, *, overwrite: bool,
+                   keep_failed: bool, license: str) -> ExportReport:
     if format == "hf":
         from deit.export.hf_format import export_hf as write
         exporter = "transformers save_pretrained"
     else:
         from deit.export.timm_format import export_timm as write
         exporter = "timm local-dir"
-    output, diff, size = write(checkpoint, output)
-    report = ExportReport(format, output, exporter, (3, size, size), (2,), diff, tolerance,
-                          [f"verified by reloading {output} with {'transformers' if format == 'hf' else 'timm'}"])
-    if not report.passed:
-        raise DeitError(f"{output}: the {format} export differs from PyTorch by max |diff| {diff:.3e} "
-                        f"> {tolerance:.0e} (kept for inspection)")
+    with staged_folder(output, overwrite=overwrite, keep_failed=keep_failed) as staged:
+        _, diff, size = _checked(lambda: write(checkpoint, staged, license=license), output, keep_failed)
+        report = ExportReport(format, output, exporter, (3, size, size), (2,), diff, tolerance,
+                              [f"verified by reloading {output} with {'transformers' if format == 'hf' else 'timm'}"])
+        if not report.passed:
+            raise DeitError(f"{output}: the {format} export differs from PyTorch by max |diff| {diff:.3e} "
+                            f"> {tolerance:.0e}; {_what_was_kept(output, keep_failed)}")
     return report
 
 

@@ -18,7 +18,7 @@ from torch import nn
 
 from deit.errors import DeitError
 from deit.models.hf_convert import to_hf_state_dict
-from deit.export.model_card import model_card
+from deit.export.model_card import DEFAULT_LICENSE, model_card
 from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 
 HF_EXTRA_HINT = "install transformers: pip install 'deit[hf]'"
@@ -65,7 +65,8 @@ def processor_config(preprocessing: EvalPreprocessing) -> dict[str, Any]:
     }
 
 
-def export_hf(checkpoint: str | Path, output: str | Path) -> tuple[Path, float, int]:
+def export_hf(checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE
+                ) -> tuple[Path, float, int]:
     """Write the directory; returns it, max |logits diff| of transformers' reload vs ours, the input size."""
     try:
         import transformers
@@ -88,7 +89,7 @@ def export_hf(checkpoint: str | Path, output: str | Path) -> tuple[Path, float, 
     hf_model.save_pretrained(output, safe_serialization=True)
     preprocessing = EvalPreprocessing.from_meta(meta, model)
     (output / "preprocessor_config.json").write_text(json.dumps(processor_config(preprocessing), indent=2) + "\n")
-    (output / "README.md").write_text(model_card(checkpoint, meta, fmt="hf"), encoding="utf-8")
+    (output / "README.md").write_text(model_card(checkpoint, meta, fmt="hf", license=license), encoding="utf-8")
     return output, _reload_diff(output, model, hf_class), model.img_size
 
 

@@ -159,7 +159,12 @@ class OnnxRuntimeModel:
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         model = source if isinstance(source, bytes) else str(source)
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own InvalidProtobuf, InvalidGraph, Fail ...
+            reason = str(error).strip().splitlines()[0][:500] if str(error).strip() else type(error).__name__
+            where = "the ONNX model" if isinstance(source, bytes) else str(source)
+            raise DeitError(f"{where}: cannot be read as ONNX by ONNX Runtime: {reason}") from error
         self.input_name = self.session.get_inputs()[0].name
         self.notes: list[str] = []
 

@@ -16,8 +16,9 @@ import torch
 from safetensors.torch import save_file
 
 from deit.errors import DeitError
+from deit.io import dumps_strict
 from deit.models.meta import CheckpointMeta
-from deit.export.model_card import model_card
+from deit.export.model_card import DEFAULT_LICENSE, model_card
 from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 
 
@@ -45,7 +46,8 @@ def timm_config(meta: CheckpointMeta, num_features: int, preprocessing: EvalPrep
             "label_names": list(meta.class_names)}
 
 
-def export_timm(checkpoint: str | Path, output: str | Path) -> tuple[Path, float, int]:
+def export_timm(checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE
+                ) -> tuple[Path, float, int]:
     """Write the folder; returns it, max |logits diff| of timm's reload vs ours, the input size."""
     import timm
 
@@ -60,10 +62,12 @@ def export_timm(checkpoint: str | Path, output: str | Path) -> tuple[Path, float
     config = timm_config(meta, int(getattr(model, "embed_dim", 0) or getattr(model, "num_features", 0)),
                          preprocessing)
     output.mkdir(parents=True, exist_ok=True)
+    # Our meta rides in the safetensors header (timm ignores it): `deit predict`/`eval` on this folder then get
+    # the heads, class names and preprocessing of the source instead of guessing them from the shapes.
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(output / "model.safetensors"),
-              metadata={"format": "pt"})
+              metadata={"format": "pt", "deit": dumps_strict(meta.to_dict())})
     (output / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
-    (output / "README.md").write_text(model_card(checkpoint, meta, fmt="timm"), encoding="utf-8")
+    (output / "README.md").write_text(model_card(checkpoint, meta, fmt="timm", license=license), encoding="utf-8")
     reloaded = timm.create_model(f"local-dir:{output}", pretrained=True).eval()
     images = torch.randn(2, 3, preprocessing.input_size, preprocessing.input_size,
                          generator=torch.Generator().manual_seed(0))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +16,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from deit.data import read_image
 from deit.errors import DeitError
+from deit.flag_bounds import check_bounds
 from deit.inference.preprocess import EvalPreprocessing, load_inference_model
+from deit.models.meta import CheckpointMeta
 
 
 
@@ -82,6 +84,21 @@ def _collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> list:
     return items  # batches are assembled after the bad items are set aside
 
 
+def _load_predictor(checkpoint: str | Path, device: str | torch.device | None
+                    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], CheckpointMeta, torch.device]:
+    """The model (or, for an `.onnx` export, its ONNX Runtime session), its meta and the device to feed."""
+    path = Path(checkpoint)
+    if path.suffix.lower() != ".onnx":
+        return load_inference_model(path, device)
+    if not path.is_file():
+        raise DeitError(f"--checkpoint {path}: no such file")
+    from deit.export.onnx_meta import read_onnx_meta
+    from deit.export.onnx_runtime import OnnxRuntimeModel
+
+    runner = OnnxRuntimeModel(path)
+    return runner, read_onnx_meta(path, runner.session), torch.device("cpu")
+
+
 def _default_workers(num_files: int, batch_size: int) -> int:
     # Worker start-up costs more than it saves on a handful of images.
     return 0 if num_files < 2 * batch_size else min(4, os.cpu_count() or 1)
@@ -92,14 +109,11 @@ def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, 
             device: str | torch.device | None = None, workers: int | None = None,
             progress: bool = False) -> list[Prediction]:
     """Top-k fused-head predictions for each file (folders expanded); unreadable files carry `error`."""
-    if topk < 1:
-        raise DeitError(f"--topk {topk}: must be at least 1")
-    if batch_size < 1:
-        raise DeitError(f"--batch-size {batch_size}: must be at least 1")
+    check_bounds("predict", topk=topk, batch_size=batch_size, workers=workers)
     files = expand_inputs(paths)
     if not files:
         raise DeitError("no input images given")
-    model, meta, resolved = load_inference_model(checkpoint, device)
+    model, meta, resolved = _load_predictor(checkpoint, device)
     num_classes = int(getattr(model, "num_classes", 0) or meta.num_classes)
     names = meta.labels(num_classes)
     dataset = _ImageFiles(files, EvalPreprocessing.from_meta(meta, model))

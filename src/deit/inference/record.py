@@ -16,6 +16,7 @@ class TrainingRecord:
     epoch: int | None = None
     best_acc: float | None = None
     last_log: dict[str, Any] = field(default_factory=dict)  # the last complete row of log.txt beside the file
+    lr_used: float | None = None  # the peak lr the optimizer ran with (after batch scaling), from its state
 
     def data(self, data_set: str | None, data_path: str | None) -> tuple[str | None, str | None]:
         """The data set and path given, else those the run recorded (`deit eval` and `deit analyze` alike)."""
@@ -37,7 +38,16 @@ def training_record(checkpoint: str | Path) -> TrainingRecord:
     log = path.parent / "log.txt"
     rows = read_log(log) if log.is_file() else []
     return TrainingRecord(args, meta is not None, epoch=payload.get("epoch"), best_acc=payload.get("best_acc"),
-                          last_log=rows[-1] if rows else {})
+                          last_log=rows[-1] if rows else {}, lr_used=_peak_lr(payload.get("optimizer")))
+
+
+def _peak_lr(optimizer_state: Any) -> float | None:
+    """The lr the run actually used (after batch scaling): timm's schedulers keep it as `initial_lr`."""
+    if not isinstance(optimizer_state, dict) or not isinstance(optimizer_state.get("param_groups"), list):
+        return None
+    rates = [g.get("initial_lr", g.get("lr")) for g in optimizer_state["param_groups"] if isinstance(g, dict)]
+    rates = [float(r) for r in rates if isinstance(r, (int, float)) and not isinstance(r, bool)]
+    return max(rates) if rates else None
 
 
 __all__ = ["TrainingRecord", "training_record"]

@@ -91,8 +91,24 @@ def _read_safetensors(path: Path) -> tuple[dict[str, Tensor], dict[str, str]]:
         raise DeitError(f"{path}: cannot be read as safetensors: {reason}") from error
 
 
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    """The header metadata of a safetensors file (no tensor is read); {} when it cannot be read."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except Exception:  # noqa: BLE001 - an unreadable file is reported by the full read that follows
+        return {}
+
+
 def _read_directory(directory: Path) -> tuple[dict[str, Tensor], hf_convert.HfModelConfig | None, dict | None]:
     """(state dict, HF config or None, deit meta or None) of a HF `save_pretrained` dir or an export dir."""
+    export = directory / "model.safetensors"
+    # Our timm export has a timm config.json too, but its weights carry our meta (heads, classes, preprocessing).
+    if export.is_file() and ("deit" in _safetensors_metadata(export) or not (directory / "config.json").is_file()):
+        tensors, metadata = _read_safetensors(export)
+        return extract_state_dict(tensors, source=str(export)), None, _export_meta(metadata, export)
     if (directory / "config.json").is_file():
         config = hf_convert.read_hf_config(directory)
         merged: dict[str, Any] = {}
@@ -102,10 +118,6 @@ def _read_directory(directory: Path) -> tuple[dict[str, Tensor], hf_convert.HfMo
                 raise DeitError(f"{weight_file}: expected a flat mapping of tensor names to tensors")
             merged.update(payload)
         return extract_state_dict(merged, source=str(directory)), config, None
-    export = directory / "model.safetensors"
-    if export.is_file():
-        tensors, metadata = _read_safetensors(export)
-        return extract_state_dict(tensors, source=str(export)), None, _export_meta(metadata, export)
     raise DeitError(f"{directory}: neither a Hugging Face directory (config.json) nor an export (model.safetensors)")
 
 
