@@ -30,9 +30,12 @@ def ort_linear(in_features: int, out_features: int, threads: int):  # type: igno
     weight = numpy_helper.from_array(rng.standard_normal((in_features, out_features), dtype=np.float32), "W")
     bias = numpy_helper.from_array(rng.standard_normal(out_features, dtype=np.float32), "b")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])], "linear",
+        [helper.make_node("MatMul", ["x", "W"], ["xw"]), helper.make_node("Add", ["xw", "b"], ["y"])],
+        "linear",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", in_features])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", out_features])], initializer=[weight, bias])
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", out_features])],
+        initializer=[weight, bias],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     options = ort.SessionOptions()
@@ -60,8 +63,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__} ({'MKL' if torch.backends.mkl.is_available() else 'no MKL'}), "
-          f"{args.threads} thread(s), {args.tokens} tokens")
+    print(
+        f"torch {torch.__version__} ({'MKL' if torch.backends.mkl.is_available() else 'no MKL'}), "
+        f"{args.threads} thread(s), {args.tokens} tokens"
+    )
     print("| product | shape | PyTorch GFLOP/s | ONNX Runtime GFLOP/s | ratio |\n|---|---|---|---|---|")
     for name, (fan_in, fan_out) in SHAPES.items():
         x = torch.randn(args.tokens, fan_in)
@@ -74,8 +79,10 @@ def main() -> None:
             results["torch"].append(gflops(partial(F.linear, x, weight, bias), flops, args.repeats))
             results["ort"].append(gflops(partial(session.run, None, feed), flops, args.repeats))
         torch_rate, ort_rate = max(results["torch"]), max(results["ort"])
-        print(f"| {name} | {args.tokens}×{fan_in} · {fan_in}×{fan_out} | {torch_rate:.0f} | {ort_rate:.0f} | "
-              f"×{ort_rate / torch_rate:.2f} |")
+        print(
+            f"| {name} | {args.tokens}×{fan_in} · {fan_in}×{fan_out} | {torch_rate:.0f} | {ort_rate:.0f} | "
+            f"×{ort_rate / torch_rate:.2f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -41,9 +41,14 @@ def main() -> None:
             folder.mkdir(exist_ok=True)
             (folder / f"{index}.jpg").write_bytes(natural_jpeg(rng))
         settings = DaliSettings(auto_augment=None if args.no_rand_augment else DaliSettings.auto_augment)
-        loader = DaliLoader(FolderDataset(scratch), settings, train=True, batch_size=args.batch_size,
-                            device_id=0 if args.device == "cuda" else None,
-                            num_threads=args.threads)
+        loader = DaliLoader(
+            FolderDataset(scratch),
+            settings,
+            train=True,
+            batch_size=args.batch_size,
+            device_id=0 if args.device == "cuda" else None,
+            num_threads=args.threads,
+        )
         rates = []
         for epoch in range(args.epochs + 1):
             began, seen = time.perf_counter(), 0
@@ -56,13 +61,28 @@ def main() -> None:
     rate = float(np.median(rates))
     env = environment(torch.device(args.device))
     where = "GPU (mixed decode)" if args.device == "cuda" else f"CPU mode, {args.threads} threads"
-    rows = [[f"DALI decode + train transform{'' if args.no_rand_augment else ' + RandAugment'}", where,
-             number(rate)]]
-    markdown = "### DALI input pipeline\n\n" + environment_lines(env) + "\n\n" + \
-        markdown_table(["pipeline", "where", "images/s"], rows)
-    write_report(args.out, "dali", {"environment": env, "images_per_second": rate, "epochs": rates,
-                                    "device": args.device, "threads": args.threads,
-                                    "batch_size": args.batch_size, "images": args.images}, markdown, echo=True)
+    rows = [[f"DALI decode + train transform{'' if args.no_rand_augment else ' + RandAugment'}", where, number(rate)]]
+    markdown = (
+        "### DALI input pipeline\n\n"
+        + environment_lines(env)
+        + "\n\n"
+        + markdown_table(["pipeline", "where", "images/s"], rows)
+    )
+    write_report(
+        args.out,
+        "dali",
+        {
+            "environment": env,
+            "images_per_second": rate,
+            "epochs": rates,
+            "device": args.device,
+            "threads": args.threads,
+            "batch_size": args.batch_size,
+            "images": args.images,
+        },
+        markdown,
+        echo=True,
+    )
 
 
 if __name__ == "__main__":

@@ -25,9 +25,11 @@ from PIL import Image
 from common import environment, environment_lines, markdown_table, number, write_report
 
 # docs/reference.md: timm on one H200, bf16, deit_small⚗ + RegNetY-16GF teacher, hard distillation, batch 256.
-GPU_STEP_RATES = {"timm loop, small⚗ + teacher (docs/reference.md, H200)": 2360.0,
-                  "2× that (this project's goal)": 4720.0,
-                  "timm, small without teacher (docs/reference.md)": 5077.0}
+GPU_STEP_RATES = {
+    "timm loop, small⚗ + teacher (docs/reference.md, H200)": 2360.0,
+    "2× that (this project's goal)": 4720.0,
+    "timm, small without teacher (docs/reference.md)": 5077.0,
+}
 
 
 def natural_jpeg(rng: np.random.Generator, *, width: int = 500, height: int = 375, quality: int = 90) -> bytes:
@@ -35,6 +37,7 @@ def natural_jpeg(rng: np.random.Generator, *, width: int = 500, height: int = 37
 
     The texture is set so the files average about ImageNet's 110 KiB: decoding cost follows the coded size.
     """
+
     def field(rows: int, cols: int) -> np.ndarray:
         cells = rng.uniform(0, 255, size=(rows, cols, 3)).astype(np.uint8)
         return np.asarray(Image.fromarray(cells).resize((width, height), Image.BICUBIC), dtype=np.float32)
@@ -43,7 +46,7 @@ def natural_jpeg(rng: np.random.Generator, *, width: int = 500, height: int = 37
     for _ in range(int(rng.integers(3, 8))):  # shapes give the edges real photos have
         x0, y0 = int(rng.integers(0, width - 60)), int(rng.integers(0, height - 60))
         w, h = int(rng.integers(30, width - x0)), int(rng.integers(30, height - y0))
-        canvas[y0:y0 + h, x0:x0 + w] = canvas[y0:y0 + h, x0:x0 + w] * 0.4 + rng.uniform(0, 255, 3) * 0.6
+        canvas[y0 : y0 + h, x0 : x0 + w] = canvas[y0 : y0 + h, x0 : x0 + w] * 0.4 + rng.uniform(0, 255, 3) * 0.6
     canvas += rng.normal(0, 22, size=canvas.shape)  # fine texture
     image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
     buffer = io.BytesIO()
@@ -83,7 +86,8 @@ def pipelines() -> dict[str, Callable[[bytes], Any]]:
     return {
         "decode (PIL)": pil_decode,
         "decode (torchvision.io, libjpeg-turbo)": lambda data: decode_jpeg(
-            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB),
+            torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB
+        ),
         "decode + paper train transform": lambda data: train(pil_decode(data)),
         "½-scale decode + paper train transform (changes the input)": lambda data: train(reduced_decode(data)),
     }
@@ -124,18 +128,28 @@ def main() -> None:
     mean_kib = sum(map(len, files)) / len(files) / 1024
     paper_rate = results["decode + paper train transform"]["median_images_per_second"]
     rows = [[name, number(r["median_images_per_second"], 0)] for name, r in results.items()]
-    markdown = "\n\n".join([
-        "### Data path on one CPU core (500×375 JPEG, quality 90, "
-        f"{mean_kib:.0f} KiB on average; ImageNet's train JPEGs average about 110 KiB)",
-        environment_lines(env),
-        markdown_table(["pipeline (one thread)", "images/s per core"], rows),
-        f"#### Would {args.cores} loader cores feed the GPU? "
-        f"(decode + paper transform, {paper_rate:,.0f} img/s/core)",
-        markdown_table(["GPU training step", "needs img/s", "cores needed", f"{args.cores} cores give", "verdict"],
-                       starvation_table(paper_rate, args.cores)),
-    ])
-    payload = {"environment": env, "images": args.images, "mean_jpeg_kib": mean_kib, "results": results,
-               "cores": args.cores, "gpu_step_rates": GPU_STEP_RATES}
+    markdown = "\n\n".join(
+        [
+            "### Data path on one CPU core (500×375 JPEG, quality 90, "
+            f"{mean_kib:.0f} KiB on average; ImageNet's train JPEGs average about 110 KiB)",
+            environment_lines(env),
+            markdown_table(["pipeline (one thread)", "images/s per core"], rows),
+            f"#### Would {args.cores} loader cores feed the GPU? "
+            f"(decode + paper transform, {paper_rate:,.0f} img/s/core)",
+            markdown_table(
+                ["GPU training step", "needs img/s", "cores needed", f"{args.cores} cores give", "verdict"],
+                starvation_table(paper_rate, args.cores),
+            ),
+        ]
+    )
+    payload = {
+        "environment": env,
+        "images": args.images,
+        "mean_jpeg_kib": mean_kib,
+        "results": results,
+        "cores": args.cores,
+        "gpu_step_rates": GPU_STEP_RATES,
+    }
     write_report(args.out, "data", payload, markdown)
 
 

@@ -23,11 +23,11 @@ import torch
 from torch import Tensor, nn
 
 from common import environment, environment_lines, markdown_table, write_report
+from deit.demo.experiment import DemoSettings, student_config
 from deit.engine import builders
 from deit.engine.distributed import read_launcher_env
 from deit.engine.loop import train_one_epoch
 from deit.inference.bench import build_bench_step
-from deit.demo.experiment import DemoSettings, student_config
 
 
 class _LookedUpTeacher(nn.Module):
@@ -70,7 +70,7 @@ def measure(config: Any, *, steps: int, rounds: int) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {"data": [], "teacher": [], "student": [], "whole": []}
     for epoch in range(rounds):
         batches = iter(loaders.train)
-        results["data"].append(_cpu_ms(lambda: next(batches), steps))
+        results["data"].append(_cpu_ms(lambda batches=batches: next(batches), steps))
         teacher(images)  # warm
         results["teacher"].append(_cpu_ms(lambda: teacher(images), steps))
         step.criterion.teacher = looked_up
@@ -78,14 +78,22 @@ def measure(config: Any, *, steps: int, rounds: int) -> dict[str, list[float]]:
         results["student"].append(_cpu_ms(lambda: step(images, labels), steps))
         step.criterion.teacher = teacher
         loaders.train_sampler.set_epoch(epoch)
-        results["whole"].append(_cpu_ms(lambda: train_one_epoch(step, loaders.train, device, epoch, max_steps=steps,
-                                                                log_interval=0), 1) / steps)
+        results["whole"].append(
+            _cpu_ms(
+                lambda epoch=epoch: train_one_epoch(
+                    step, loaders.train, device, epoch, max_steps=steps, log_interval=0
+                ),
+                1,
+            )
+            / steps
+        )
     return results
 
 
 def profile(config: Any, *, steps: int) -> str:
     """torch.profiler's operator table over `steps` steps of `train_one_epoch` (after one warm-up epoch)."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     device = torch.device("cpu")
     train_set, val_set = builders.build_datasets(config, report_dir=None)
@@ -115,16 +123,30 @@ def main() -> None:
     env = environment(torch.device("cpu"))
     # The median over rounds, and the fastest (the least disturbed by other processes sharing the caches).
     parts = {part: (statistics.median(values), min(values)) for part, values in times.items()}
-    names = {"data": "data: DataLoader batch (per-image transforms + collate)", "teacher": "teacher forward",
-             "student": "student forward + backward + AdamW (the engine's TrainStep, teacher looked up)",
-             "whole": "whole step (train_one_epoch over the real loader)"}
+    names = {
+        "data": "data: DataLoader batch (per-image transforms + collate)",
+        "teacher": "teacher forward",
+        "student": "student forward + backward + AdamW (the engine's TrainStep, teacher looked up)",
+        "whole": "whole step (train_one_epoch over the real loader)",
+    }
     rows = [[names[part], f"{median:.1f}", f"{fastest:.1f}"] for part, (median, fastest) in parts.items()]
     title = f"### The demo's distilled step, {args.threads} thread(s){' — ' + args.label if args.label else ''}"
-    table = title + "\n\n" + environment_lines(env) + "\n\n" + markdown_table(["part of one step", "CPU ms, median", "CPU ms, fastest"], rows)
+    table = (
+        title
+        + "\n\n"
+        + environment_lines(env)
+        + "\n\n"
+        + markdown_table(["part of one step", "CPU ms, median", "CPU ms, fastest"], rows)
+    )
     if table_profile:
         print(table_profile)
-    write_report(args.out, f"demo_step{'_' + args.label if args.label else ''}",
-                 {"environment": env, "parts_ms": times, "train_config": config.to_dict()}, table, echo=True)
+    write_report(
+        args.out,
+        f"demo_step{'_' + args.label if args.label else ''}",
+        {"environment": env, "parts_ms": times, "train_config": config.to_dict()},
+        table,
+        echo=True,
+    )
 
 
 if __name__ == "__main__":

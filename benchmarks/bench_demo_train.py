@@ -36,10 +36,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment  # noqa: E402
-
-from deit.distill import teacher_table  # noqa: E402
 from deit.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset  # noqa: E402
 from deit.demo.experiment import TEACHER_KWARGS, TEACHER_MODEL, DemoSettings, student_config, teacher_config  # noqa: E402
+from deit.distill import teacher_table  # noqa: E402
 
 TAU, ALPHA, BATCH = 3.0, 0.7, 16
 
@@ -84,14 +83,15 @@ def _plain_parts(teacher_path: Path) -> tuple[Any, Any, Any, Any, Any]:
     from deit.models.checkpoint import load_torch_file
 
     normalize = T.Normalize(DIGITS_MEAN, DIGITS_STD)
-    train_tf = T.Compose([T.Resize(32, T.InterpolationMode.BICUBIC), T.RandomCrop(32, padding=4), T.ToTensor(),
-                          normalize])
+    train_tf = T.Compose(
+        [T.Resize(32, T.InterpolationMode.BICUBIC), T.RandomCrop(32, padding=4), T.ToTensor(), normalize]
+    )
     val_tf = T.Compose([T.Resize(32, T.InterpolationMode.BICUBIC), T.CenterCrop(32), T.ToTensor(), normalize])
-    train_loader = DataLoader(DigitsDataset(train=True, transform=train_tf), batch_size=BATCH, shuffle=True,
-                              num_workers=0, drop_last=True)
+    train_loader = DataLoader(
+        DigitsDataset(train=True, transform=train_tf), batch_size=BATCH, shuffle=True, num_workers=0, drop_last=True
+    )
     val_loader = DataLoader(DigitsDataset(train=False, transform=val_tf), batch_size=24, num_workers=0)
-    student = VisionTransformerDistilled(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4,
-                                         num_classes=10)
+    student = VisionTransformerDistilled(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=10)
     student.set_distilled_training(True)  # (class, distillation) logits in training mode, as DeiT's loss needs
     teacher = timm.create_model(TEACHER_MODEL, num_classes=10, **TEACHER_KWARGS)
     teacher.load_state_dict(load_torch_file(teacher_path)["model"])
@@ -121,8 +121,7 @@ def plain_step(student: Any, teacher: Any, optimizer: Any, images: torch.Tensor,
     with torch.no_grad():
         z_t = teacher(images)
     base = F.cross_entropy(z_cls, labels, label_smoothing=0.1)
-    kl = F.kl_div(F.log_softmax(z_dist / TAU, 1), F.log_softmax(z_t / TAU, 1), reduction="batchmean",
-                  log_target=True)
+    kl = F.kl_div(F.log_softmax(z_dist / TAU, 1), F.log_softmax(z_t / TAU, 1), reduction="batchmean", log_target=True)
     loss = (1 - ALPHA) * base + ALPHA * TAU * TAU * kl
     optimizer.zero_grad()
     loss.backward()
@@ -147,12 +146,16 @@ def step_parts(teacher_path: Path, folder: Path, calls: int) -> dict[str, float]
     train_loader, _, student, teacher, optimizer = _plain_parts(teacher_path)
     batches = iter(train_loader)
     images, labels = next(batches)
-    parts = {"plain: data (PIL resize + padded crop + to-tensor, DataLoader collate)":
-             _per_call_ms(lambda: next(iter(train_loader)), calls)}
+    parts = {
+        "plain: data (PIL resize + padded crop + to-tensor, DataLoader collate)": _per_call_ms(
+            lambda: next(iter(train_loader)), calls
+        )
+    }
     with torch.no_grad():
         parts["plain: teacher forward"] = _per_call_ms(lambda: teacher(images), calls)
     parts["plain: whole step without data"] = _per_call_ms(
-        lambda: plain_step(student, teacher, optimizer, images, labels), calls)
+        lambda: plain_step(student, teacher, optimizer, images, labels), calls
+    )
 
     settings = DemoSettings(output_dir=str(folder), device="cpu")
     config = student_config(settings, "soft", 0, teacher_path=str(teacher_path))
@@ -162,22 +165,32 @@ def step_parts(teacher_path: Path, folder: Path, calls: int) -> dict[str, float]
     deit_teacher = builders.build_teacher_for(config, 10, device)
     sampler = torch.utils.data.RandomSampler(train_set)
     sampler.set_epoch = lambda epoch: None  # type: ignore[attr-defined]
-    loader, _ = build_memory_loader(config, train_set, sampler, rank=read_launcher_env().rank, device=device,
-                                    teacher=deit_teacher, mean=DIGITS_MEAN, std=DIGITS_STD)
+    loader, _ = build_memory_loader(
+        config,
+        train_set,
+        sampler,
+        rank=read_launcher_env().rank,
+        device=device,
+        teacher=deit_teacher,
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+    )
     model = builders.build_student(config, 10, load_finetune=False)
-    step = builders.build_train_step(config, model, deit_teacher, num_classes=10, device=device,
-                                     precision=resolve_precision(config.amp, device))
+    step = builders.build_train_step(
+        config, model, deit_teacher, num_classes=10, device=device, precision=resolve_precision(config.amp, device)
+    )
     order, view = torch.randint(0, len(train_set), (BATCH,)), torch.randint(0, 81, (BATCH,))
     memory_images = loader.augment(order, view)
     table_logits = loader.teacher_table[order, view]
     targets = loader.labels[order]
     parts["deit: data (in-memory batch: gather, normalise, table lookup)"] = _per_call_ms(
-        lambda: (loader.augment(order, view), loader.teacher_table[order, view]), calls)
+        lambda: (loader.augment(order, view), loader.teacher_table[order, view]), calls
+    )
     with torch.no_grad():
-        parts["deit: teacher forward (--teacher-table off)"] = _per_call_ms(lambda: deit_teacher(memory_images),
-                                                                             calls)
+        parts["deit: teacher forward (--teacher-table off)"] = _per_call_ms(lambda: deit_teacher(memory_images), calls)
     parts["deit: student step with the table (forward, loss, backward, AdamW)"] = _per_call_ms(
-        lambda: step(memory_images, targets, teacher_outputs=table_logits), calls)
+        lambda: step(memory_images, targets, teacher_outputs=table_logits), calls
+    )
     parts["deit: student step, teacher per step"] = _per_call_ms(lambda: step(memory_images, targets), calls)
     return {name: round(value, 3) for name, value in parts.items()}
 
@@ -202,17 +215,23 @@ def main() -> int:
     one_epoch = deit_run(work / "prebuild", teacher, 1, table="on", table_dir=shared)
     for _ in range(args.rounds):
         seconds["plain"].append(plain_run(teacher, args.epochs))
-        seconds["deit, table built"].append(deit_run(work / "warm", teacher, args.epochs, table="on",
-                                                     table_dir=shared))
-        seconds["deit, teacher per step"].append(deit_run(work / "off", teacher, args.epochs, table="off",
-                                                          table_dir=None))
-    report: dict[str, Any] = {"environment": environment(torch.device("cpu")), "epochs": args.epochs,
-                              "training_images_per_run": images, "seconds": seconds,
-                              "table_build_cpu_seconds": round(build - one_epoch, 2)}
+        seconds["deit, table built"].append(deit_run(work / "warm", teacher, args.epochs, table="on", table_dir=shared))
+        seconds["deit, teacher per step"].append(
+            deit_run(work / "off", teacher, args.epochs, table="off", table_dir=None)
+        )
+    report: dict[str, Any] = {
+        "environment": environment(torch.device("cpu")),
+        "epochs": args.epochs,
+        "training_images_per_run": images,
+        "seconds": seconds,
+        "table_build_cpu_seconds": round(build - one_epoch, 2),
+    }
     print(f"building the teacher table (1,437 images x 81 views), once per teacher: {build - one_epoch:.1f} CPU s")
     plain = statistics.median(seconds["plain"])
-    print(f"{images} training images per run ({args.epochs} epochs of the demo's soft student, batch {BATCH}, "
-          f"1 thread), median of {args.rounds}:")
+    print(
+        f"{images} training images per run ({args.epochs} epochs of the demo's soft student, batch {BATCH}, "
+        f"1 thread), median of {args.rounds}:"
+    )
     for name, values in seconds.items():
         median = statistics.median(values)
         report.setdefault("images_per_second", {})[name] = round(images / median, 1)

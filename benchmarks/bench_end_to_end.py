@@ -46,11 +46,26 @@ def make_jpeg_folder(root: Path, *, classes: int, per_class: int, seed: int = 0)
 
 def our_config(data: Path, args: argparse.Namespace, out: Path | None, data_loader: str) -> Any:
     """The `deit train` configuration of our side: one epoch of `--steps` steps over the folder."""
-    return make_config(model=args.model, data_set="IMNET", data_path=str(data), batch_size=args.batch_size,
-                       data_loader=data_loader, repeated_aug=data_loader == "torch",
-                       epochs=1, warmup_epochs=0, max_steps_per_epoch=args.steps, num_workers=args.workers,
-                       device=args.device, amp=args.amp, drop_path=0.0, log_interval=0, log_format="plain",
-                       output_dir=str(out) if out else "", overwrite_output=True, seed=0)
+    return make_config(
+        model=args.model,
+        data_set="IMNET",
+        data_path=str(data),
+        batch_size=args.batch_size,
+        data_loader=data_loader,
+        repeated_aug=data_loader == "torch",
+        epochs=1,
+        warmup_epochs=0,
+        max_steps_per_epoch=args.steps,
+        num_workers=args.workers,
+        device=args.device,
+        amp=args.amp,
+        drop_path=0.0,
+        log_interval=0,
+        log_format="plain",
+        output_dir=str(out) if out else "",
+        overwrite_output=True,
+        seed=0,
+    )
 
 
 def ours(data: Path, args: argparse.Namespace, out: Path, data_loader: str) -> dict[str, Any]:
@@ -58,8 +73,11 @@ def ours(data: Path, args: argparse.Namespace, out: Path, data_loader: str) -> d
     config = our_config(data, args, out, data_loader)
     train(config)
     row = json.loads((out / "log.txt").read_text().splitlines()[-1])
-    return {"images_per_second": row["train_images_per_second"], "steps": row["train_steps"],
-            "train_config": config.to_dict()}
+    return {
+        "images_per_second": row["train_images_per_second"],
+        "steps": row["train_steps"],
+        "train_config": config.to_dict(),
+    }
 
 
 def official_dataset(data: Path) -> Any:
@@ -69,8 +87,16 @@ def official_dataset(data: Path) -> Any:
 
     from deit.data.augment import make_posterize_safe
 
-    transform = create_transform(224, is_training=True, color_jitter=0.3, auto_augment="rand-m9-mstd0.5-inc1",
-                                 interpolation="bicubic", re_prob=0.25, re_mode="pixel", re_count=1)
+    transform = create_transform(
+        224,
+        is_training=True,
+        color_jitter=0.3,
+        auto_augment="rand-m9-mstd0.5-inc1",
+        interpolation="bicubic",
+        re_prob=0.25,
+        re_mode="pixel",
+        re_count=1,
+    )
     # Pillow 12 raises on the 0-bit posterize that this policy draws ~2% of the time (data/augment.py): the same
     # function swap as ours, so the baseline does not crash on an unlucky draw (it costs nothing per image).
     make_posterize_safe(transform)
@@ -84,11 +110,24 @@ def official(data: Path, args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device(args.device)
     dataset = official_dataset(data)
     sampler = RepeatAugSampler(dataset, num_replicas=1, rank=0, shuffle=True)
-    loader = torch.utils.data.DataLoader(dataset, sampler=sampler, batch_size=args.batch_size,
-                                         num_workers=args.workers, pin_memory=device.type == "cuda", drop_last=True)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        sampler=sampler,
+        batch_size=args.batch_size,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+    )
     student, _ = same_weights_pair(args.model, device, num_classes=len(dataset.classes))
-    step = OfficialStep(student, None, device=device, dtype=resolve_precision(args.amp, device).dtype,
-                        distillation_type="none", batch_size=args.batch_size, num_classes=len(dataset.classes))
+    step = OfficialStep(
+        student,
+        None,
+        device=device,
+        dtype=resolve_precision(args.amp, device).dtype,
+        distillation_type="none",
+        batch_size=args.batch_size,
+        num_classes=len(dataset.classes),
+    )
     started, steps = time.perf_counter(), 0
     for images, labels in loader:
         if steps == args.steps:
@@ -115,8 +154,15 @@ def cpu_parts(data: Path, args: argparse.Namespace, rounds: int = 4) -> dict[str
     their_set = official_dataset(data)
     classes = len(their_set.classes)
     timm_student, _ = same_weights_pair(args.model, device, num_classes=classes)
-    their_step = OfficialStep(timm_student, None, device=device, dtype=resolve_precision(args.amp, device).dtype,
-                              distillation_type="none", batch_size=args.batch_size, num_classes=classes)
+    their_step = OfficialStep(
+        timm_student,
+        None,
+        device=device,
+        dtype=resolve_precision(args.amp, device).dtype,
+        distillation_type="none",
+        batch_size=args.batch_size,
+        num_classes=classes,
+    )
     our_step = build_bench_step(config, num_classes=classes, device=device)
     images = torch.stack([their_set[i][0] for i in range(args.batch_size)]).to(device)
     labels = (torch.arange(args.batch_size) % classes).to(device)
@@ -150,10 +196,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="DataLoader workers on both sides")
     parser.add_argument("--classes", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--data-loaders", default="torch",
-                        help="comma-separated deit train --data-loader values to time (torch, dali)")
-    parser.add_argument("--parts", action="store_true",
-                        help="also the CPU time per image of each side's data set and step, one thread (cpu only)")
+    parser.add_argument(
+        "--data-loaders", default="torch", help="comma-separated deit train --data-loader values to time (torch, dali)"
+    )
+    parser.add_argument(
+        "--parts",
+        action="store_true",
+        help="also the CPU time per image of each side's data set and step, one thread (cpu only)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -167,38 +217,62 @@ def main() -> None:
         results: dict[str, list[dict[str, Any]]] = {"official": [], **{name: [] for name in names.values()}}
         sides: list[tuple[str, Any]] = [("official", lambda index: official(data, args))] + [
             (name, lambda index, loader=loader: ours(data, args, root / f"run{index}_{loader}", loader))
-            for loader, name in names.items()]
+            for loader, name in names.items()
+        ]
         for round_index in range(args.rounds):
             # Every other round in reverse order: whichever side runs first in a round (cold page cache, the
             # other side's freed memory, load drift) is not always the same one.
             for name, run in sides if round_index % 2 == 0 else sides[::-1]:
                 results[name].append(run(round_index))
-            print(f"round {round_index + 1}: " + ", ".join(
-                f"{name} {number(runs[-1]['images_per_second'])} img/s" for name, runs in results.items()), flush=True)
+            print(
+                f"round {round_index + 1}: "
+                + ", ".join(f"{name} {number(runs[-1]['images_per_second'])} img/s" for name, runs in results.items()),
+                flush=True,
+            )
         parts = cpu_parts(data, args) if args.parts else None
     medians = {name: statistics.median(r["images_per_second"] for r in runs) for name, runs in results.items()}
     # The ratio within each round (both sides under the same load), then its median: steadier than the ratio of
     # medians on a shared machine.
-    paired = {name: statistics.median(ours_run["images_per_second"] / official_run["images_per_second"]
-                                      for ours_run, official_run in zip(results[name], results["official"]))
-              for name in results if name != "official"}
+    paired = {
+        name: statistics.median(
+            ours_run["images_per_second"] / official_run["images_per_second"]
+            for ours_run, official_run in zip(results[name], results["official"])
+        )
+        for name in results
+        if name != "official"
+    }
     env = environment(device)
     env["load_average_1_5_15_at_end"] = env["load_average_1_5_15"]
     env["load_average_1_5_15"] = load_at_start
     ours_names = [name for name in results if name != "official"]
     row = [args.model, args.batch_size, args.workers, args.rounds, number(medians["official"])] + [
-        f"{number(medians[name])} (×{paired[name]:.2f})" for name in ours_names]
+        f"{number(medians[name])} (×{paired[name]:.2f})" for name in ours_names
+    ]
     headers = ["student (no teacher)", "batch", "workers", "rounds", "official loop img/s"] + [
-        f"{n} img/s (median ratio per round)" for n in ours_names]
-    table = ("### End to end from JPEG files (decode + paper augmentation + step), median over rounds\n\n"
-             + environment_lines(env) + "\n\n" + markdown_table(headers, [row]))
-    payload = {"environment": env, "rounds": results, "medians": medians, "median_ratio_per_round": paired,
-               "train_config": {name: results[name][0]["train_config"] for name in ours_names}}
+        f"{n} img/s (median ratio per round)" for n in ours_names
+    ]
+    table = (
+        "### End to end from JPEG files (decode + paper augmentation + step), median over rounds\n\n"
+        + environment_lines(env)
+        + "\n\n"
+        + markdown_table(headers, [row])
+    )
+    payload = {
+        "environment": env,
+        "rounds": results,
+        "medians": medians,
+        "median_ratio_per_round": paired,
+        "train_config": {name: results[name][0]["train_config"] for name in ours_names},
+    }
     if parts:
         payload["cpu_ms_per_image"] = parts
-        table += "\n\nCPU ms per image, one thread, process time (median of 4 alternating rounds):\n\n" + markdown_table(
-            ["side", "data set: decode + paper transform", "training step"],
-            [[name, f"{values['data']:.2f}", f"{values['step']:.1f}"] for name, values in parts.items()])
+        table += (
+            "\n\nCPU ms per image, one thread, process time (median of 4 alternating rounds):\n\n"
+            + markdown_table(
+                ["side", "data set: decode + paper transform", "training step"],
+                [[name, f"{values['data']:.2f}", f"{values['step']:.1f}"] for name, values in parts.items()],
+            )
+        )
     write_report(args.out, "end_to_end", payload, table, echo=True)
 
 

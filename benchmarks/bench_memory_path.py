@@ -23,18 +23,37 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import environment  # noqa: E402
-
 from deit.engine import make_config, train  # noqa: E402
 
 
 def images_per_second(loader: str, folder: Path, args: argparse.Namespace) -> float:
     """Median training images/s over the epochs after the first, from the run's log."""
-    config = make_config(model="deit_tiny_distilled_patch16_224", input_size=32, data_set="DIGITS",
-                         data_loader=loader, batch_size=args.batch_size, epochs=args.epochs, aa="none",
-                         color_jitter=0.0, reprob=0.0, mixup=0.0, cutmix=0.0, repeated_aug=False, hflip=0.5,
-                         model_ema=False, amp=args.amp, device=args.device, num_workers=args.workers,
-                         eval_interval=args.epochs, warmup_epochs=0, log_format="plain", log_interval=0,
-                         model_kwargs=json.loads(args.model_kwargs), output_dir=str(folder), overwrite_output=True)
+    config = make_config(
+        model="deit_tiny_distilled_patch16_224",
+        input_size=32,
+        data_set="DIGITS",
+        data_loader=loader,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        aa="none",
+        color_jitter=0.0,
+        reprob=0.0,
+        mixup=0.0,
+        cutmix=0.0,
+        repeated_aug=False,
+        hflip=0.5,
+        model_ema=False,
+        amp=args.amp,
+        device=args.device,
+        num_workers=args.workers,
+        eval_interval=args.epochs,
+        warmup_epochs=0,
+        log_format="plain",
+        log_interval=0,
+        model_kwargs=json.loads(args.model_kwargs),
+        output_dir=str(folder),
+        overwrite_output=True,
+    )
     with contextlib.redirect_stdout(io.StringIO()):
         train(config)
     rows = [json.loads(line) for line in (folder / "log.txt").read_text().splitlines()]
@@ -59,14 +78,15 @@ def main() -> int:
         for loader in results:
             results[loader].append(images_per_second(loader, work / loader, args))
     medians = {loader: statistics.median(values) for loader, values in results.items()}
-    line = (f"deit_tiny⚗ at 32 px on DIGITS, batch {args.batch_size}, {args.device} {args.amp}: memory "
-            f"{medians['memory']:.0f} images/s, per-image DataLoader ({args.workers} workers) "
-            f"{medians['torch']:.0f} images/s, x{medians['memory'] / medians['torch']:.2f}")
+    line = (
+        f"deit_tiny⚗ at 32 px on DIGITS, batch {args.batch_size}, {args.device} {args.amp}: memory "
+        f"{medians['memory']:.0f} images/s, per-image DataLoader ({args.workers} workers) "
+        f"{medians['torch']:.0f} images/s, x{medians['memory'] / medians['torch']:.2f}"
+    )
     print(line)
     if args.out:
         Path(args.out).mkdir(parents=True, exist_ok=True)
-        report = {"environment": environment(torch.device(args.device)), "images_per_second": results,
-                  "summary": line}
+        report = {"environment": environment(torch.device(args.device)), "images_per_second": results, "summary": line}
         (Path(args.out) / "memory_path.json").write_text(json.dumps(report, indent=2))
         (Path(args.out) / "memory_path.md").write_text(line + "\n")
     return 0

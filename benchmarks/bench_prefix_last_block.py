@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common import environment_lines, environment, interleaved, number
+from common import environment, environment_lines, interleaved, number
 from deit import create_model, perf
 from deit.precision import resolve_precision
 
@@ -31,8 +31,9 @@ def prefix_only_block(block: nn.Module, tokens: Tensor, prefix: int) -> Tensor:
     qkv = attention.qkv(block.norm1(tokens)).reshape(batch, length, 3, attention.num_heads, attention.head_dim)
     query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
     mixed = F.scaled_dot_product_attention(query[:, :, :prefix], key, value)
-    kept = tokens[:, :prefix] + block.drop_path1(block.ls1(attention.proj(
-        mixed.transpose(1, 2).reshape(batch, prefix, dim))))
+    kept = tokens[:, :prefix] + block.drop_path1(
+        block.ls1(attention.proj(mixed.transpose(1, 2).reshape(batch, prefix, dim)))
+    )
     return kept + block.drop_path2(block.ls2(block.mlp(block.norm2(kept))))
 
 
@@ -95,14 +96,21 @@ def main() -> None:
             return module(images)
 
     output_diff = perf.max_abs_diff(run(full), run(fast))
-    times = interleaved({"full": lambda: run(full), "prefix-last-block": lambda: run(fast)}, rounds=args.rounds,
-                        steps=steps, warmup=2, device=device)
+    times = interleaved(
+        {"full": lambda: run(full), "prefix-last-block": lambda: run(fast)},
+        rounds=args.rounds,
+        steps=steps,
+        warmup=2,
+        device=device,
+    )
     rates = {name: batch * 1000 / statistics.median(t) for name, t in times.items()}
     print(environment_lines(environment(device)))
-    print(f"\n{args.model} bs{batch} {args.amp} {'compiled' if args.compile else 'eager'}: "
-          f"full {number(rates['full'])} img/s, prefix-only last block {number(rates['prefix-last-block'])} img/s "
-          f"(×{rates['prefix-last-block'] / rates['full']:.3f}); max abs diff: outputs {output_diff:.1e}, "
-          f"fp32 gradients {grad_diff:.1e}")
+    print(
+        f"\n{args.model} bs{batch} {args.amp} {'compiled' if args.compile else 'eager'}: "
+        f"full {number(rates['full'])} img/s, prefix-only last block {number(rates['prefix-last-block'])} img/s "
+        f"(×{rates['prefix-last-block'] / rates['full']:.3f}); max abs diff: outputs {output_diff:.1e}, "
+        f"fp32 gradients {grad_diff:.1e}"
+    )
 
 
 if __name__ == "__main__":

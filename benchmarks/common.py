@@ -17,8 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from deit.inference.bench import time_steps
 from deit.cpu_info import describe_cpu
+from deit.inference.bench import time_steps
 
 
 def environment(device: torch.device) -> dict[str, Any]:
@@ -28,8 +28,12 @@ def environment(device: torch.device) -> dict[str, Any]:
     info: dict[str, Any] = {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "python": platform.python_version(), "torch": torch.__version__, "timm": timm.__version__,
-        "cpu": describe_cpu(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "timm": timm.__version__,
+        "cpu": describe_cpu(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
         "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
     }
     try:
@@ -40,8 +44,12 @@ def environment(device: torch.device) -> dict[str, Any]:
         pass
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        info.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / 2**30, 1),
-                    cuda=torch.version.cuda, cudnn=torch.backends.cudnn.version())
+        info.update(
+            gpu=props.name,
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )
     return info
 
 
@@ -53,14 +61,16 @@ def same_weights_pair(name: str, device: torch.device, **kwargs: Any) -> tuple[n
 
     torch.manual_seed(0)
     reference = timm.create_model(name, pretrained=False, **kwargs)
-    ours = build_model(name, num_classes=kwargs.get("num_classes", 1000),
-                       **{k: v for k, v in kwargs.items() if k != "num_classes"})
+    ours = build_model(
+        name, num_classes=kwargs.get("num_classes", 1000), **{k: v for k, v in kwargs.items() if k != "num_classes"}
+    )
     ours.load_state_dict(reference.state_dict(), strict=True)
     return reference.to(device), ours.to(device)
 
 
-def interleaved(paths: dict[str, Callable[[], Any]], *, rounds: int, steps: int, warmup: int,
-                device: torch.device) -> dict[str, list[float]]:
+def interleaved(
+    paths: dict[str, Callable[[], Any]], *, rounds: int, steps: int, warmup: int, device: torch.device
+) -> dict[str, list[float]]:
     """Per-step milliseconds of each path, timed in alternation (A, B, A, B, ...) so load drift hits all alike."""
     for step in paths.values():
         for _ in range(warmup):
@@ -127,8 +137,7 @@ def number(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
-def write_report(out_dir: str | None, stem: str, payload: dict[str, Any], markdown: str, *,
-                 echo: bool = True) -> None:
+def write_report(out_dir: str | None, stem: str, payload: dict[str, Any], markdown: str, *, echo: bool = True) -> None:
     """Print the Markdown (with `echo`); with `out_dir`, also write `<stem>.json` and `<stem>.md` there."""
     if echo:
         print(markdown, flush=True)
@@ -141,7 +150,20 @@ def write_report(out_dir: str | None, stem: str, payload: dict[str, Any], markdo
 
 def environment_lines(env: dict[str, Any]) -> str:
     """The environment as Markdown bullet points, for the top of a report."""
-    keys = ["date_utc", "gpu", "cpu", "cpu_count", "torch_threads", "load_average_1_5_15",
-            "load_average_1_5_15_at_end", "torch", "timm",
-            "onnxruntime", "cuda", "cudnn", "python", "command"]
+    keys = [
+        "date_utc",
+        "gpu",
+        "cpu",
+        "cpu_count",
+        "torch_threads",
+        "load_average_1_5_15",
+        "load_average_1_5_15_at_end",
+        "torch",
+        "timm",
+        "onnxruntime",
+        "cuda",
+        "cudnn",
+        "python",
+        "command",
+    ]
     return "\n".join(f"- {key}: `{env[key]}`" for key in keys if key in env)

@@ -19,8 +19,14 @@ from torch import Tensor, nn
 class OfficialDistillationLoss(nn.Module):
     """L = (1-α)·base(z_cls, y) + α·D, D hard = CE(z_dist, argmax z_t), soft = τ²·KL sum / numel (as released)."""
 
-    def __init__(self, base_criterion: nn.Module, teacher: nn.Module, distillation_type: str, alpha: float = 0.5,
-                 tau: float = 1.0) -> None:
+    def __init__(
+        self,
+        base_criterion: nn.Module,
+        teacher: nn.Module,
+        distillation_type: str,
+        alpha: float = 0.5,
+        tau: float = 1.0,
+    ) -> None:
         super().__init__()
         self.base_criterion, self.teacher = base_criterion, teacher
         self.distillation_type, self.alpha, self.tau = distillation_type, alpha, tau
@@ -37,18 +43,34 @@ class OfficialDistillationLoss(nn.Module):
             distillation = F.cross_entropy(distillation_logits, teacher_logits.argmax(dim=1))
         else:
             tau = self.tau
-            distillation = F.kl_div(F.log_softmax(distillation_logits / tau, dim=1),
-                                    F.log_softmax(teacher_logits / tau, dim=1), reduction="sum",
-                                    log_target=True) * (tau * tau) / distillation_logits.numel()
+            distillation = (
+                F.kl_div(
+                    F.log_softmax(distillation_logits / tau, dim=1),
+                    F.log_softmax(teacher_logits / tau, dim=1),
+                    reduction="sum",
+                    log_target=True,
+                )
+                * (tau * tau)
+                / distillation_logits.numel()
+            )
         return base_loss * (1 - self.alpha) + distillation * self.alpha
 
 
 class OfficialStep:
     """One step of the official loop (see the module docstring); returns the loss as a Python float."""
 
-    def __init__(self, student: nn.Module, teacher: nn.Module | None, *, device: torch.device,
-                 dtype: torch.dtype | None, distillation_type: str, batch_size: int, num_classes: int = 1000,
-                 recipe: bool = True) -> None:
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: nn.Module | None,
+        *,
+        device: torch.device,
+        dtype: torch.dtype | None,
+        distillation_type: str,
+        batch_size: int,
+        num_classes: int = 1000,
+        recipe: bool = True,
+    ) -> None:
         from timm.data import Mixup
         from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
         from timm.optim import create_optimizer_v2
@@ -59,8 +81,9 @@ class OfficialStep:
             student.set_distilled_training(True)
         self.teacher = teacher.eval() if teacher is not None else None
         # `recipe`: the paper's mixup 0.8 / cutmix 1.0 and EMA 0.99996 (official defaults); off for parity checks.
-        self.mixup = Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=num_classes) \
-            if recipe else None
+        self.mixup = (
+            Mixup(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, num_classes=num_classes) if recipe else None
+        )
         self.model_ema = ModelEmaV3(student, decay=0.99996) if recipe else None
         base = SoftTargetCrossEntropy() if recipe else LabelSmoothingCrossEntropy(smoothing=0.1)
         self.criterion = OfficialDistillationLoss(base, self.teacher, distillation_type)

@@ -27,9 +27,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-TINY = ["--model", "deit_tiny_patch16_224", "--input-size", "32", "--model-kwargs",
-        '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}', "--batch-size", "4", "--epochs", "1",
-        "--num_workers", "0", "--device", "cpu", "--log-format", "plain", "--no-model-ema", "--no-repeated-aug"]
+TINY = [
+    "--model",
+    "deit_tiny_patch16_224",
+    "--input-size",
+    "32",
+    "--model-kwargs",
+    '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}',
+    "--batch-size",
+    "4",
+    "--epochs",
+    "1",
+    "--num_workers",
+    "0",
+    "--device",
+    "cpu",
+    "--log-format",
+    "plain",
+    "--no-model-ema",
+    "--no-repeated-aug",
+]
 HF = ["--data-set", "HF", "--hf-image-column", "img", "--hf-label-column", "animal"]
 
 
@@ -56,11 +73,14 @@ def _hf(root: Path, train_labels: list[int], val_rows: int = 6, class_label: boo
     def split(labels: list[int], offset: int) -> datasets.Dataset:
         label_feature = datasets.ClassLabel(names=["a", "b", "c"]) if class_label else datasets.Value("int64")
         features = datasets.Features({"img": datasets.Image(), "animal": label_feature})
-        return datasets.Dataset.from_dict({"img": [{"bytes": _png(offset + i), "path": None}
-                                                   for i in range(len(labels))], "animal": labels}, features=features)
+        return datasets.Dataset.from_dict(
+            {"img": [{"bytes": _png(offset + i), "path": None} for i in range(len(labels))], "animal": labels},
+            features=features,
+        )
 
-    datasets.DatasetDict({"train": split(train_labels, 0),
-                          "validation": split([i % 3 for i in range(val_rows)], 100)}).save_to_disk(str(root))
+    datasets.DatasetDict(
+        {"train": split(train_labels, 0), "validation": split([i % 3 for i in range(val_rows)], 100)}
+    ).save_to_disk(str(root))
     return root
 
 
@@ -77,13 +97,20 @@ def _edit_index(folder: Path, edit) -> None:
     (folder / "index.json").write_text(json.dumps(index))
 
 
-def _deit(argv: list[str], *, timeout: float = 120, rss_cap_gb: float = 6.0, env: dict | None = None,
-          code: str | None = None) -> dict:
+def _deit(
+    argv: list[str], *, timeout: float = 120, rss_cap_gb: float = 6.0, env: dict | None = None, code: str | None = None
+) -> dict:
     """Run `python -m deit argv` (or `python -c code argv`), watching time and resident memory."""
     command = [sys.executable, "-c", code, *argv] if code else [sys.executable, "-m", "deit", *argv]
     started, cpu_before = time.perf_counter(), _children_cpu()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, **(env or {})}, start_new_session=True)
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+        start_new_session=True,
+    )
     stopped, peak, output = "", 0, []
     reader = threading.Thread(target=lambda: output.append(process.stdout.read()), daemon=True)
     reader.start()
@@ -103,11 +130,17 @@ def _deit(argv: list[str], *, timeout: float = 120, rss_cap_gb: float = 6.0, env
     wall = time.perf_counter() - started
     reader.join(timeout=5)
     lines = [line for line in "".join(output).splitlines() if line.strip()]
-    return {"rc": process.returncode, "wall_s": round(wall, 1), "cpu_s": round(_children_cpu() - cpu_before, 1),
-            "peak_rss_mb": round(peak / 1024),
-            "stopped": stopped, "traceback": any(line.startswith("Traceback") for line in lines),
-            "last": lines[-1][:220] if lines else "", "lines": lines,
-            "notes": [line[:160] for line in lines if re.search(r"skipping|skipped|train / ", line)][:3]}
+    return {
+        "rc": process.returncode,
+        "wall_s": round(wall, 1),
+        "cpu_s": round(_children_cpu() - cpu_before, 1),
+        "peak_rss_mb": round(peak / 1024),
+        "stopped": stopped,
+        "traceback": any(line.startswith("Traceback") for line in lines),
+        "last": lines[-1][:220] if lines else "",
+        "lines": lines,
+        "notes": [line[:160] for line in lines if re.search(r"skipping|skipped|train / ", line)][:3],
+    }
 
 
 def _children_cpu() -> float:
@@ -117,8 +150,7 @@ def _children_cpu() -> float:
 
 
 def case_label_1e9(tmp: Path) -> dict:
-    return _deit(["train", *TINY, *HF, "--data-path", str(_hf(tmp / "hf", [0, 1, 2, 10**9, 0, 1, 2, 0]))],
-                 timeout=150)
+    return _deit(["train", *TINY, *HF, "--data-path", str(_hf(tmp / "hf", [0, 1, 2, 10**9, 0, 1, 2, 0]))], timeout=150)
 
 
 def case_label_minus_1(tmp: Path) -> dict:
@@ -137,14 +169,31 @@ def case_eval_empty_val_split(tmp: Path) -> dict:
     data = _hf(tmp / "hf", [0, 1, 2, 0, 1, 2, 0, 1], val_rows=6)
     _deit(["train", *TINY, *HF, "--data-path", str(data), "--output_dir", str(tmp / "run")])
     _hf(tmp / "hf0", [0, 1, 2, 0, 1, 2, 0, 1], val_rows=0)
-    return _deit(["eval", "--checkpoint", str(tmp / "run" / "checkpoint.pth"), "--data-set", "HF", "--data-path",
-                  str(tmp / "hf0"), "--num_workers", "0", "--device", "cpu"])
+    return _deit(
+        [
+            "eval",
+            "--checkpoint",
+            str(tmp / "run" / "checkpoint.pth"),
+            "--data-set",
+            "HF",
+            "--data-path",
+            str(tmp / "hf0"),
+            "--num_workers",
+            "0",
+            "--device",
+            "cpu",
+        ]
+    )
 
 
 def case_index_parent_path(tmp: Path) -> dict:
     folder = _shards(tmp)
-    _edit_index(folder, lambda index: index["splits"]["train"]["shards"].append(
-        {"file": "../../../../../../../../etc/passwd", "count": 1}))
+    _edit_index(
+        folder,
+        lambda index: index["splits"]["train"]["shards"].append(
+            {"file": "../../../../../../../../etc/passwd", "count": 1}
+        ),
+    )
     return _deit(["train", *TINY, "--data-set", "WDS", "--data-path", str(folder)])
 
 
@@ -160,6 +209,7 @@ def case_index_100x_count(tmp: Path) -> dict:
     def inflate(index: dict) -> None:
         for shard in index["splits"]["train"]["shards"]:
             shard["count"] *= 100
+
     _edit_index(folder, inflate)
     return _deit(["train", *TINY, "--data-set", "WDS", "--data-path", str(folder), "--max-steps-per-epoch", "2"])
 
@@ -187,12 +237,21 @@ def case_pack_disk_full(tmp: Path) -> dict:
     source = _folders(tmp / "src", per_class=40)
     small = tmp / "small"
     small.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True, check=False).returncode:
-        return {"rc": None, "last": "cannot mount a small tmpfs here (needs root)", "wall_s": 0, "peak_rss_mb": 0,
-                "stopped": "", "traceback": False}
+    if subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], capture_output=True, check=False
+    ).returncode:
+        return {
+            "rc": None,
+            "last": "cannot mount a small tmpfs here (needs root)",
+            "wall_s": 0,
+            "peak_rss_mb": 0,
+            "stopped": "",
+            "traceback": False,
+        }
     try:
-        result = _deit(["data", "pack", "--data-path", str(source), "--output", str(small / "wds"),
-                        "--shard-size", "20"])
+        result = _deit(
+            ["data", "pack", "--data-path", str(source), "--output", str(small / "wds"), "--shard-size", "20"]
+        )
         result["after"] = sorted(str(p.relative_to(small)) for p in small.rglob("*"))
     finally:
         subprocess.run(["umount", str(small)], capture_output=True, check=False)
@@ -217,8 +276,18 @@ sys.exit(main(sys.argv[1:]))
 
 
 def case_kill_after_first_checkpoint(tmp: Path) -> dict:
-    argv = ["train", *TINY, "--data-set", "DIGITS", "--train-subset", "0.05", "--output_dir", str(tmp / "run"),
-            "--max-steps-per-epoch", "2"]
+    argv = [
+        "train",
+        *TINY,
+        "--data-set",
+        "DIGITS",
+        "--train-subset",
+        "0.05",
+        "--output_dir",
+        str(tmp / "run"),
+        "--max-steps-per-epoch",
+        "2",
+    ]
     killed = _deit([*argv, "--epochs", "3"], code=_KILL_AFTER_SAVE)
     result = _deit([*argv, "--epochs", "3", "--resume", "auto"])
     rows = [json.loads(line)["epoch"] for line in (tmp / "run" / "log.txt").read_text().splitlines() if line.strip()]
@@ -267,8 +336,18 @@ def case_fifo_eval(tmp: Path) -> dict:
 
 
 def case_fifo_export(tmp: Path) -> dict:
-    return _deit(["export", "--checkpoint", str(_fifo(tmp)), "--format", "safetensors", "--output",
-                  str(tmp / "out.safetensors")], timeout=45)
+    return _deit(
+        [
+            "export",
+            "--checkpoint",
+            str(_fifo(tmp)),
+            "--format",
+            "safetensors",
+            "--output",
+            str(tmp / "out.safetensors"),
+        ],
+        timeout=45,
+    )
 
 
 def case_fifo_finetune(tmp: Path) -> dict:
@@ -280,11 +359,24 @@ def case_fifo_resume(tmp: Path) -> dict:
 
 
 def case_fifo_teacher(tmp: Path) -> dict:
-    return _deit(["train", *TINY, "--data-set", "DIGITS", "--distillation-type", "hard", "--teacher-model",
-                  "resnet18", "--teacher-path", str(_fifo(tmp))], timeout=45)
+    return _deit(
+        [
+            "train",
+            *TINY,
+            "--data-set",
+            "DIGITS",
+            "--distillation-type",
+            "hard",
+            "--teacher-model",
+            "resnet18",
+            "--teacher-path",
+            str(_fifo(tmp)),
+        ],
+        timeout=45,
+    )
 
 
-CASES = {name[len("case_"):]: function for name, function in globals().items() if name.startswith("case_")}
+CASES = {name[len("case_") :]: function for name, function in globals().items() if name.startswith("case_")}
 
 
 def main() -> None:
@@ -297,9 +389,13 @@ def main() -> None:
             result = CASES[name](Path(tmp))
         extra = f" | after: {result['after']}" if "after" in result else ""
         extra += "".join(f" | {note}" for note in result.get("notes", []))
-        print(f"{name}: rc {result['rc']}, {result['wall_s']} s wall, {result.get('cpu_s', 0)} s CPU, peak RSS {result['peak_rss_mb']} MB"
-              f"{', TRACEBACK' if result['traceback'] else ''}{', ' + result['stopped'] if result['stopped'] else ''}"
-              f" | {result['last']}{extra}", flush=True)
+        print(
+            f"{name}: rc {result['rc']}, {result['wall_s']} s wall, {result.get('cpu_s', 0)} s CPU, "
+            f"peak RSS {result['peak_rss_mb']} MB"
+            f"{', TRACEBACK' if result['traceback'] else ''}{', ' + result['stopped'] if result['stopped'] else ''}"
+            f" | {result['last']}{extra}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -8,9 +8,18 @@ import numpy as np
 from PIL import Image
 
 
-def write_class_folders(root: Path, *, classes: int, per_class: int, val_per_class: int = 2,
-                        shape: tuple[int, int] = (40, 48), formats: tuple[str, ...] = ("png",),
-                        mark_class: bool = False, seed: int = 0, class_prefix: str = "class_") -> Path:
+def write_class_folders(
+    root: Path,
+    *,
+    classes: int,
+    per_class: int,
+    val_per_class: int = 2,
+    shape: tuple[int, int] = (40, 48),
+    formats: tuple[str, ...] = ("png",),
+    mark_class: bool = False,
+    seed: int = 0,
+    class_prefix: str = "class_",
+) -> Path:
     """Every image different; `formats` cycle over the index; `mark_class` saturates channel `label`, so a
     model has something to learn."""
     rng = np.random.default_rng(seed)

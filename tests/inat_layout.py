@@ -9,15 +9,32 @@ import numpy as np
 from PIL import Image
 
 # Four species in two genera of one kingdom; the training annotations first meet category 2, then 0, 3, 1.
-CATEGORIES = [{"id": k, "name": f"species_{k}", "genus": f"genus_{k // 2}", "family": "family_0",
-               "order": "order_0", "class": "class_0", "phylum": "phylum_0", "kingdom": "Plantae",
-               "supercategory": "Plants"} for k in range(4)]
+CATEGORIES = [
+    {
+        "id": k,
+        "name": f"species_{k}",
+        "genus": f"genus_{k // 2}",
+        "family": "family_0",
+        "order": "order_0",
+        "class": "class_0",
+        "phylum": "phylum_0",
+        "kingdom": "Plantae",
+        "supercategory": "Plants",
+    }
+    for k in range(4)
+]
 TRAIN_CATEGORY_ORDER = [2, 0, 3, 1, 2, 0, 3, 1]
 VAL_CATEGORY_ORDER = [1, 3, 0, 2]
 
 
-def write_inat_layout(root: Path, *, year: int = 2019, flattened: bool = False, shape: tuple[int, int] = (40, 48),
-                      mark_class: bool = False) -> Path:
+def write_inat_layout(
+    root: Path,
+    *,
+    year: int = 2019,
+    flattened: bool = False,
+    shape: tuple[int, int] = (40, 48),
+    mark_class: bool = False,
+) -> Path:
     """Images at `file_name` (`train_val<year>/Plants/<category>/<n>.jpg`, as the archives extract), or with
     `flattened` where the official reader opens them (the supercategory folder dropped)."""
     rng = np.random.default_rng(year)
@@ -37,6 +54,7 @@ def write_inat_layout(root: Path, *, year: int = 2019, flattened: bool = False, 
             images.append({"id": image_id, "file_name": file_name, "width": shape[1], "height": shape[0]})
             annotations.append({"id": image_id, "image_id": image_id, "category_id": category})
             image_id += 1
-        (root / f"{split}{year}.json").write_text(json.dumps({"images": images, "annotations": annotations,
-                                                               "categories": CATEGORIES}))
+        (root / f"{split}{year}.json").write_text(
+            json.dumps({"images": images, "annotations": annotations, "categories": CATEGORIES})
+        )
     return root

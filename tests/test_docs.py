@@ -52,8 +52,13 @@ def module_and_rest(dotted: str) -> tuple[Path | None, list[str]]:
 
 def broken_links(folder: Path, text: str) -> list[str]:
     """Relative Markdown link targets in `text` (a file in `folder`) that do not exist; URLs and anchors pass."""
-    return [target for target in LINK.findall(text) if not re.match(r"^[a-z]+:", target)
-            and not target.startswith("#") and not (folder / target.split("#")[0]).exists()]
+    return [
+        target
+        for target in LINK.findall(text)
+        if not re.match(r"^[a-z]+:", target)
+        and not target.startswith("#")
+        and not (folder / target.split("#")[0]).exists()
+    ]
 
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda path: path.name)
@@ -99,8 +104,10 @@ def test_the_docs_cite_paths_and_modules_at_all() -> None:
 
 
 def test_the_checks_catch_a_bad_citation() -> None:
-    text = ("see DESIGN.md, BENCHMARKS.md, `src/deit/tools/demo.py`, `deit/cli.py`, `deit.tools.bench.benchmark`, "
-            "`deit.cli.no_such_name` and `deit.cli.main`; [a link](docs/nowhere.md)")
+    text = (
+        "see DESIGN.md, BENCHMARKS.md, `src/deit/tools/demo.py`, `deit/cli.py`, `deit.tools.bench.benchmark`, "
+        "`deit.cli.no_such_name` and `deit.cli.main`; [a link](docs/nowhere.md)"
+    )
     assert missing_paths(text) == ["DESIGN.md", "src/deit/tools/demo.py"]
     assert missing_modules(text) == ["deit.cli.no_such_name", "deit.tools.bench.benchmark"]
     assert broken_links(ROOT, text + " [ok](README.md#usage) [web](https://example.org)") == ["docs/nowhere.md"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.util
 import io
 import signal
 import warnings
@@ -48,8 +47,11 @@ def _leaf_parsers(command: str) -> Iterator[tuple[list[str], argparse.ArgumentPa
 
 @pytest.mark.parametrize("command", COMMANDS)
 def test_every_numeric_flag_has_a_declared_bound(command: str) -> None:
-    unbounded = [f"{path}: {'/'.join(action.option_strings)}" for path, action in
-                 numeric_actions(_subparser(command), command) if bound_for(path.split()[0], action.dest) is None]
+    unbounded = [
+        f"{path}: {'/'.join(action.option_strings)}"
+        for path, action in numeric_actions(_subparser(command), command)
+        if bound_for(path.split()[0], action.dest) is None
+    ]
     assert not unbounded, f"declare their bounds in deit.flag_bounds.BOUNDS: {unbounded}"
 
 
@@ -69,16 +71,22 @@ def _deadline(seconds: int) -> Iterator[None]:
 
 def _base_argv(prefix: list[str], checkpoint: Path, tmp: Path) -> dict[str, list[str]]:
     """The required flags of each command, with ordinary values (replaced when they are the flag swept)."""
-    return {"train": {"--model": ["deit_tiny_patch16_224"]},
-            "eval": {"--checkpoint": [str(checkpoint)]},
-            "export": {"--checkpoint": [str(checkpoint)], "--format": ["torchscript"],
-                       "--output": [str(tmp / "m.pt")]},
-            "data pack": {"--data-path": [str(tmp / "no_data")], "--output": [str(tmp / "shards")]},
-            }[" ".join(prefix)]
+    return {
+        "train": {"--model": ["deit_tiny_patch16_224"]},
+        "eval": {"--checkpoint": [str(checkpoint)]},
+        "export": {"--checkpoint": [str(checkpoint)], "--format": ["torchscript"], "--output": [str(tmp / "m.pt")]},
+        "data pack": {"--data-path": [str(tmp / "no_data")], "--output": [str(tmp / "shards")]},
+    }[" ".join(prefix)]
 
 
-def _outcome(prefix: list[str], parser: argparse.ArgumentParser, action: argparse.Action, value: str | None,
-             checkpoint: Path, tmp: Path) -> tuple[str, str]:
+def _outcome(
+    prefix: list[str],
+    parser: argparse.ArgumentParser,
+    action: argparse.Action,
+    value: str | None,
+    checkpoint: Path,
+    tmp: Path,
+) -> tuple[str, str]:
     """('refused', message), ('accepted', '') or ('checked', message) for one flag and value."""
     flag = action.option_strings[0]
     argv = dict(_base_argv(prefix, checkpoint, tmp))
@@ -106,8 +114,7 @@ def _names_the_flag(message: str, action: argparse.Action) -> bool:
     return any(spelling in message for spelling in spellings)
 
 
-def test_every_flag_with_every_absurd_value_is_refused_in_one_line_or_means_something(
-        tmp_path: Path) -> None:
+def test_every_flag_with_every_absurd_value_is_refused_in_one_line_or_means_something(tmp_path: Path) -> None:
     checkpoint = tmp_path / "checkpoint.pth"  # only parsed here, never opened
     cases = refused = accepted = 0
     problems: list[str] = []
@@ -123,8 +130,9 @@ def test_every_flag_with_every_absurd_value_is_refused_in_one_line_or_means_some
                     try:
                         kind, message = _outcome(prefix, parser, action, value, checkpoint, tmp_path)
                     except Exception as error:  # noqa: BLE001 - the sweep reports every traceback at once
-                        problems.append(f"{' '.join(prefix)} {action.option_strings[0]} {value!r}: "
-                                        f"{type(error).__name__}: {error}")
+                        problems.append(
+                            f"{' '.join(prefix)} {action.option_strings[0]} {value!r}: {type(error).__name__}: {error}"
+                        )
                         continue
                     if kind == "accepted":
                         accepted += 1
@@ -154,8 +162,9 @@ def _tiny_checkpoint(path: Path) -> Path:
     return save_tiny_checkpoint(path)
 
 
-def test_free_text_flags_of_eval_export_and_pack_run_to_a_one_line_end(tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_free_text_flags_of_eval_export_and_pack_run_to_a_one_line_end(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     # A name or path passes the parser by nature; what it names is checked when the command runs (a dry start
     # on a tiny checkpoint): an error is one line with exit 2, anything else is a finished run.
     checkpoint = _tiny_checkpoint(tmp_path / "checkpoint.pth")
@@ -184,20 +193,27 @@ def test_free_text_flags_of_eval_export_and_pack_run_to_a_one_line_end(tmp_path:
     assert runs >= 20
 
 
-@pytest.mark.parametrize(("argv", "flag", "reason"), [
-    (["train", "--recount", "100000000000000000000"], "--recount", "must be in [1, 100]"),
-    (["train", "--lr", "inf"], "--lr", "must be a finite number"),
-    (["train", "--momentum", "nan"], "--momentum", "must be a finite number"),
-    (["train", "--mixup", "nan"], "--mixup", "must be a finite number"),
-    (["train", "--world_size", "-1"], "--world_size", "must be in [1, 65536]"),
-    (["train", "--min-lr", "-1"], "--min-lr", "must be in [0, 10]"),
-    (["train", "--train-subset", "inf"], "--train-subset", "must be a finite number"),
-    (["train", "--bce-loss", "--bce-target-thresh", "1.5"], "--bce-target-thresh", "must be in [0, 1)"),
-    (["export", "--checkpoint", "c.pth", "--format", "onnx", "--output", "m.onnx", "--opset", "999"], "--opset",
-     "must be in [14, 23]"),
-])
-def test_the_issues_rows_are_one_line_naming_the_flag(argv: list[str], flag: str, reason: str,
-                                                      capsys: pytest.CaptureFixture) -> None:
+@pytest.mark.parametrize(
+    ("argv", "flag", "reason"),
+    [
+        (["train", "--recount", "100000000000000000000"], "--recount", "must be in [1, 100]"),
+        (["train", "--lr", "inf"], "--lr", "must be a finite number"),
+        (["train", "--momentum", "nan"], "--momentum", "must be a finite number"),
+        (["train", "--mixup", "nan"], "--mixup", "must be a finite number"),
+        (["train", "--world_size", "-1"], "--world_size", "must be in [1, 65536]"),
+        (["train", "--min-lr", "-1"], "--min-lr", "must be in [0, 10]"),
+        (["train", "--train-subset", "inf"], "--train-subset", "must be a finite number"),
+        (["train", "--bce-loss", "--bce-target-thresh", "1.5"], "--bce-target-thresh", "must be in [0, 1)"),
+        (
+            ["export", "--checkpoint", "c.pth", "--format", "onnx", "--output", "m.onnx", "--opset", "999"],
+            "--opset",
+            "must be in [14, 23]",
+        ),
+    ],
+)
+def test_the_issues_rows_are_one_line_naming_the_flag(
+    argv: list[str], flag: str, reason: str, capsys: pytest.CaptureFixture
+) -> None:
     with _deadline(SECONDS_PER_CASE):
         code = main(argv)
     assert code == 2
@@ -223,15 +239,18 @@ def test_a_config_built_directly_is_still_checked() -> None:
         validate_config(TrainConfig(model="deit_tiny_patch16_224", world_size=-1))
 
 
-@pytest.mark.parametrize(("bound", "value", "reason"), [
-    (Bound(0, 1, high_open=True), 1.0, "must be in [0, 1)"),
-    (Bound(0, 1, high_open=True), 0.999, None),
-    (Bound(0, 10, low_open=True), 0.0, "must be in (0, 10]"),
-    (Bound(1, None), 0, "must be at least 1"),
-    (Bound(1, None), 10**400, None),  # huge but whole: only an upper end refuses it
-    (Bound(1, 100), 10**400, "must be in [1, 100]"),
-    (Bound(None, None), float("nan"), "must be a finite number"),
-])
+@pytest.mark.parametrize(
+    ("bound", "value", "reason"),
+    [
+        (Bound(0, 1, high_open=True), 1.0, "must be in [0, 1)"),
+        (Bound(0, 1, high_open=True), 0.999, None),
+        (Bound(0, 10, low_open=True), 0.0, "must be in (0, 10]"),
+        (Bound(1, None), 0, "must be at least 1"),
+        (Bound(1, None), 10**400, None),  # huge but whole: only an upper end refuses it
+        (Bound(1, 100), 10**400, "must be in [1, 100]"),
+        (Bound(None, None), float("nan"), "must be a finite number"),
+    ],
+)
 def test_a_bound_says_why(bound: Bound, value: float, reason: str | None) -> None:
     assert bound.reason(value) == reason
 

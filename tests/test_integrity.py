@@ -26,7 +26,7 @@ def _flip_bytes_inside_tensor(path: Path) -> None:
     data = bytearray(path.read_bytes())
     # The local header is 30 bytes + name + extra; flip 64 bytes well inside the stored tensor.
     start = info.header_offset + 30 + len(info.filename.encode()) + 200
-    data[start:start + 64] = bytes(b ^ 0xFF for b in data[start:start + 64])
+    data[start : start + 64] = bytes(b ^ 0xFF for b in data[start : start + 64])
     path.write_bytes(bytes(data))
 
 

@@ -16,8 +16,20 @@ PACKAGE_ROOT = Path(__file__).resolve().parents[1] / "src" / "deit"
 
 # Lowest first; a module may import its own layer and the ones below it, never one above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("runtime primitives", ("deit.cpu_info", "deit.errors", "deit.flag_bounds", "deit.io", "deit.integrity", "deit.perf",
-                            "deit.precision", "deit.version", "deit.yaml_load")),
+    (
+        "runtime primitives",
+        (
+            "deit.cpu_info",
+            "deit.errors",
+            "deit.flag_bounds",
+            "deit.io",
+            "deit.integrity",
+            "deit.perf",
+            "deit.precision",
+            "deit.version",
+            "deit.yaml_load",
+        ),
+    ),
     ("models", ("deit.models",)),
     ("distill, data", ("deit.distill", "deit.data")),
     ("engine", ("deit.engine",)),
@@ -93,7 +105,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for target in sorted(graph[node]):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         path.pop()
@@ -133,18 +145,26 @@ def test_cycle_finder_finds_a_planted_circle() -> None:
 
 
 def test_nothing_imports_upward() -> None:
-    upward = sorted(f"{source} ({LAYERS[layer_of(source)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
-                    for source, targets in GRAPH.items() for target in targets
-                    if layer_of(target) > layer_of(source) and (source, target) not in ALLOWED_UPWARD)
+    upward = sorted(
+        f"{source} ({LAYERS[layer_of(source)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+        for source, targets in GRAPH.items()
+        for target in targets
+        if layer_of(target) > layer_of(source) and (source, target) not in ALLOWED_UPWARD
+    )
     assert not upward, "upward import(s):\n" + "\n".join(upward)
 
 
-@pytest.mark.parametrize("forbidden", ["deit", "deit.engine", "deit.inference", "deit.export", "deit.demo",
-                                       "deit.commands", "deit.cli"])
+@pytest.mark.parametrize(
+    "forbidden", ["deit", "deit.engine", "deit.inference", "deit.export", "deit.demo", "deit.commands", "deit.cli"]
+)
 def test_models_never_imports_the_root_or_anything_above(forbidden: str) -> None:
-    offenders = sorted(source for source, targets in GRAPH.items() if source.startswith("deit.models")
-                       for target in targets if target == forbidden or target.startswith(forbidden + ".")
-                       and forbidden != "deit")
+    offenders = sorted(
+        source
+        for source, targets in GRAPH.items()
+        if source.startswith("deit.models")
+        for target in targets
+        if target == forbidden or target.startswith(forbidden + ".") and forbidden != "deit"
+    )
     assert not offenders, f"{offenders} import {forbidden}"
 
 
@@ -159,11 +179,14 @@ def reachable(module: str) -> set[str]:
     return seen
 
 
-@pytest.mark.parametrize("module, never", [
-    ("deit.models.registry", {"deit.models.vit", "deit.models.factory", "deit.models.checkpoint"}),  # data only
-    ("deit.models.checkpoint", {"deit.models.vit", "deit.models.factory"}),  # state dicts only, builds nothing
-    ("deit.models.meta_check", {"deit.models.vit", "deit.models.factory"}),
-])
+@pytest.mark.parametrize(
+    "module, never",
+    [
+        ("deit.models.registry", {"deit.models.vit", "deit.models.factory", "deit.models.checkpoint"}),  # data only
+        ("deit.models.checkpoint", {"deit.models.vit", "deit.models.factory"}),  # state dicts only, builds nothing
+        ("deit.models.meta_check", {"deit.models.vit", "deit.models.factory"}),
+    ],
+)
 def test_only_the_factory_builds_models(module: str, never: set[str]) -> None:
     assert not reachable(module) & never, f"{module} reaches {sorted(reachable(module) & never)}"
 

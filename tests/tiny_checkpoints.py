@@ -23,9 +23,15 @@ def save_tiny_checkpoint(path: Path, *, distilled: bool = True, seed: int = 0) -
     torch.manual_seed(seed)
     name = TINY_MODEL if distilled else "deit_tiny_patch16_224"
     model = deit.create_model(name, img_size=TINY_SIZE, num_classes=len(CLASS_NAMES), **TINY_OVERRIDES)
-    meta = CheckpointMeta(model=name, model_kwargs=dict(TINY_OVERRIDES), input_size=TINY_SIZE,
-                          num_classes=len(CLASS_NAMES), class_names=tuple(CLASS_NAMES), distilled=distilled,
-                          deit_version=deit.__version__)
+    meta = CheckpointMeta(
+        model=name,
+        model_kwargs=dict(TINY_OVERRIDES),
+        input_size=TINY_SIZE,
+        num_classes=len(CLASS_NAMES),
+        class_names=tuple(CLASS_NAMES),
+        distilled=distilled,
+        deit_version=deit.__version__,
+    )
     torch.save({"model": model.state_dict(), "epoch": 0, "args": {"model": name}, "meta": meta.to_dict()}, path)
     return path
 

@@ -8,9 +8,13 @@ run([teacher(0.25, 32), teacher(1.0, 8)])
 T25 = str(ROOT / "teacher_f0.25_e32" / "checkpoint.pth")
 T100 = str(ROOT / "teacher_f1.0_e8" / "checkpoint.pth")
 E4 = dict(eval_interval=4)
-run([student("none", 0.25, 64, 0, tag="_w64", student_kw=W64, **E4),
-     student("soft", 0.25, 64, 0, T25, tag="_w64", student_kw=W64, **E4, **KD),
-     student("none", 1.0, 16, 0, tag="_w64", student_kw=W64),
-     student("soft", 1.0, 16, 0, T100, tag="_w64", student_kw=W64, **KD),
-     student("none", 0.25, 64, 0, tag="_w64_lr2", student_kw=W64, lr=2e-3, **E4),
-     student("soft", 0.25, 64, 0, T25, tag="_w64_lr2", student_kw=W64, lr=2e-3, **E4, **KD)])
+run(
+    [
+        student("none", 0.25, 64, 0, tag="_w64", student_kw=W64, **E4),
+        student("soft", 0.25, 64, 0, T25, tag="_w64", student_kw=W64, **E4, **KD),
+        student("none", 1.0, 16, 0, tag="_w64", student_kw=W64),
+        student("soft", 1.0, 16, 0, T100, tag="_w64", student_kw=W64, **KD),
+        student("none", 0.25, 64, 0, tag="_w64_lr2", student_kw=W64, lr=2e-3, **E4),
+        student("soft", 0.25, 64, 0, T25, tag="_w64_lr2", student_kw=W64, lr=2e-3, **E4, **KD),
+    ]
+)

@@ -4,5 +4,9 @@ W64 = {"embed_dim": 64, "depth": 2, "num_heads": 4, "patch_size": 8}
 KD = dict(distillation_alpha=0.7, distillation_tau=3.0, distillation_kl_reduction="batchmean")
 T25 = str(ROOT / "teacher_f0.25_e32" / "checkpoint.pth")
 E4 = dict(eval_interval=4, lr=1e-3)  # base() now has the demo default lr 2e-3
-run([student("none", 0.25, 64, 0, tag="_w64", student_kw=W64, **E4),
-     student("soft", 0.25, 64, 0, T25, tag="_w64", student_kw=W64, **E4, **KD)])
+run(
+    [
+        student("none", 0.25, 64, 0, tag="_w64", student_kw=W64, **E4),
+        student("soft", 0.25, 64, 0, T25, tag="_w64", student_kw=W64, **E4, **KD),
+    ]
+)

@@ -1,5 +1,6 @@
 """Write a small class-folder data set for docs/finetune.md: five shapes drawn at random places and sizes, each
-in the complement of its random, noisy background, `ROOT/{train,val}/<shape>/<n>.png` at 64×64. Offline, seeded, a few seconds.
+in the complement of its random, noisy background, `ROOT/{train,val}/<shape>/<n>.png` at 64×64.
+Offline, seeded, a few seconds.
 
     python docs/examples/make_shapes.py shapes [--train 100] [--val 40]
 """

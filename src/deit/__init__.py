@@ -32,5 +32,13 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'deit' has no attribute '{name}'")
 
 
-__all__ = ["DeitError", "ModelSpec", "VisionTransformer", "create_model", "get_model_spec", "list_models",
-           "__version__", *_LAZY_EXPORTS]
+__all__ = [
+    "DeitError",
+    "ModelSpec",
+    "VisionTransformer",
+    "create_model",
+    "get_model_spec",
+    "list_models",
+    "__version__",
+    *_LAZY_EXPORTS,
+]

@@ -14,7 +14,6 @@ from deit.commands import analyze, bench, data, demo, export, models, predict, t
 from deit.commands import eval as evaluate
 from deit.errors import DeitError
 from deit.flag_bounds import apply_bounds
-from deit.flag_bounds import apply_bounds
 
 # Each subcommand is a module of deit.commands exposing `configure_parser(parser)` and `run(args) -> int`.
 # Those modules import their library inside the two functions, so `deit --help` does not pay for the engine,
@@ -30,17 +29,6 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "data": (data, "data tools: `deit data pack` writes WebDataset tar shards"),
     "demo": (demo, "the paper's distillation experiment on the embedded DIGITS data"),
 }
-
-
-class OneLineErrorParser(argparse.ArgumentParser):
-    """argparse, with a usage error as every other `deit` error: one line naming the flag, exit 2."""
-
-    def error(self, message: str) -> NoReturn:
-        """Raise the error as a `DeitError` (`main` prints it on one line; the usage is one `--help` away)."""
-        bound = re.fullmatch(r"argument (\S+): (\S*) (must be .+)", message)  # deit.flag_bounds' refusal
-        if bound:  # in the words of every other bad value: "--lr inf: must be a finite number"
-            message = f"{bound[1].split('/')[0]} {bound[2]}: {bound[3]}"
-        raise DeitError(f"{message.removeprefix('argument ')} (see {self.prog} --help)")
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -74,8 +62,9 @@ def _wants_debug(argv: Sequence[str]) -> bool:
     return "--debug" in argv
 
 
-def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                      line: str | None = None) -> str:
+def _one_line_warning(
+    message: Warning | str, category: type[Warning], filename: str, lineno: int, line: str | None = None
+) -> str:
     return f"deit: warning: {message}\n"
 
 

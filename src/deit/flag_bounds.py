@@ -43,7 +43,7 @@ class Bound:
     def describe(self) -> str:
         """The interval in words: 'in [0, 1)', 'at least 1', 'positive' ..."""
         if self.low is not None and self.high is not None:
-            return (f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}")
+            return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
         if self.low is not None:
             if self.low == 0:
                 return "positive" if self.low_open else "at least 0"
@@ -68,38 +68,68 @@ def positive(high: float) -> Bound:
 
 # Flags meaning the same in every subcommand that has them (argparse `dest` names).
 SHARED: dict[str, Bound] = {
-    "batch_size": count(1, 65536), "num_workers": count(0, 1024), "workers": count(0, 1024),
+    "batch_size": count(1, 65536),
+    "num_workers": count(0, 1024),
+    "workers": count(0, 1024),
 }
 
 # Per subcommand: `deit train`'s keys are `TrainConfig` field names (its YAML keys and `args` attributes).
 BOUNDS: dict[str, dict[str, Bound]] = {
     "train": {
-        "epochs": count(1), "bce_target_thresh": unit(high_open=True), "input_size": count(1, 4096),
-        "drop": unit(high_open=True), "drop_path": unit(high_open=True),  # 1 drops everything: nothing is learnt
+        "epochs": count(1),
+        "bce_target_thresh": unit(high_open=True),
+        "input_size": count(1, 4096),
+        "drop": unit(high_open=True),
+        "drop_path": unit(high_open=True),  # 1 drops everything: nothing is learnt
         "model_ema_decay": unit(low_open=True, high_open=True),
-        "opt_eps": positive(1.0), "opt_betas": Bound(0, 1, high_open=True, lengths=(2, 3)),
-        "clip_grad": positive(1e6), "momentum": unit(high_open=True), "weight_decay": Bound(0, 10),
-        "lr": positive(10.0), "lr_noise": Bound(0, HUGE_COUNT, lengths=(1, 2)), "lr_noise_pct": Bound(0, 1),
-        "lr_noise_std": Bound(0, 100), "warmup_lr": Bound(0, 10), "min_lr": Bound(0, 10),
-        "decay_epochs": positive(HUGE_COUNT), "warmup_epochs": count(), "cooldown_epochs": count(),
-        "patience_epochs": count(), "decay_rate": unit(low_open=True),
-        "color_jitter": Bound(0, 10), "hflip": unit(), "smoothing": unit(high_open=True), "reprob": unit(),
+        "opt_eps": positive(1.0),
+        "opt_betas": Bound(0, 1, high_open=True, lengths=(2, 3)),
+        "clip_grad": positive(1e6),
+        "momentum": unit(high_open=True),
+        "weight_decay": Bound(0, 10),
+        "lr": positive(10.0),
+        "lr_noise": Bound(0, HUGE_COUNT, lengths=(1, 2)),
+        "lr_noise_pct": Bound(0, 1),
+        "lr_noise_std": Bound(0, 100),
+        "warmup_lr": Bound(0, 10),
+        "min_lr": Bound(0, 10),
+        "decay_epochs": positive(HUGE_COUNT),
+        "warmup_epochs": count(),
+        "cooldown_epochs": count(),
+        "patience_epochs": count(),
+        "decay_rate": unit(low_open=True),
+        "color_jitter": Bound(0, 10),
+        "hflip": unit(),
+        "smoothing": unit(high_open=True),
+        "reprob": unit(),
         "recount": count(1, 100),  # boxes erased per image; timm draws each one in a loop
-        "mixup": Bound(0, 1000), "cutmix": Bound(0, 1000), "cutmix_minmax": Bound(0, 1, low_open=True, lengths=(2,)),
-        "mixup_prob": unit(), "mixup_switch_prob": unit(),
-        "distillation_alpha": unit(), "distillation_tau": positive(1000),
-        "train_subset": positive(HUGE_COUNT), "train_subset_seed": count(0, 2**32 - 1),
-        "shuffle_buffer": count(0, 10**7), "seed": count(0, 2**32 - 1), "start_epoch": count(),
-        "eval_crop_ratio": unit(low_open=True), "world_size": count(1, 65536),
-        "log_interval": count(), "keep_every": count(), "eval_interval": count(1),
+        "mixup": Bound(0, 1000),
+        "cutmix": Bound(0, 1000),
+        "cutmix_minmax": Bound(0, 1, low_open=True, lengths=(2,)),
+        "mixup_prob": unit(),
+        "mixup_switch_prob": unit(),
+        "distillation_alpha": unit(),
+        "distillation_tau": positive(1000),
+        "train_subset": positive(HUGE_COUNT),
+        "train_subset_seed": count(0, 2**32 - 1),
+        "shuffle_buffer": count(0, 10**7),
+        "seed": count(0, 2**32 - 1),
+        "start_epoch": count(),
+        "eval_crop_ratio": unit(low_open=True),
+        "world_size": count(1, 65536),
+        "log_interval": count(),
+        "keep_every": count(),
+        "eval_interval": count(1),
         "max_steps_per_epoch": count(),
         "max_classes": count(1, HUGE_COUNT),  # the head is built from it: the data's labels are checked against it
-        "layer_decay": unit(low_open=True), "grad_accum_steps": count(1, 65536),
+        "layer_decay": unit(low_open=True),
+        "grad_accum_steps": count(1, 65536),
     },
     "eval": {"worst": count(0, 100000)},
     "export": {
         "opset": count(14, 23),  # what torch.onnx writes; below 14 there is no scaled_dot_product_attention
-        "tolerance": Bound(0, 1), "min_agreement": unit(),
+        "tolerance": Bound(0, 1),
+        "min_agreement": unit(),
         "batch_size": count(1, 1024),  # the largest verification batch: random images, held at once
     },
     "predict": {"topk": count(1, 100000)},
@@ -170,5 +200,17 @@ def _bounded(kind: Callable[[str], Any], bound: Bound) -> Callable[[str], Any]:
     return parse
 
 
-__all__ = ["BOUNDS", "HUGE_COUNT", "SHARED", "Bound", "apply_bounds", "bound_for", "check_bounds", "check_value", "count",
-           "numeric_actions", "positive", "unit"]
+__all__ = [
+    "BOUNDS",
+    "HUGE_COUNT",
+    "SHARED",
+    "Bound",
+    "apply_bounds",
+    "bound_for",
+    "check_bounds",
+    "check_value",
+    "count",
+    "numeric_actions",
+    "positive",
+    "unit",
+]

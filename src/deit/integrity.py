@@ -28,8 +28,9 @@ def verify_zip_crc(path: str | Path) -> None:
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise DeitError(f"{path}: damaged zip container ({error})") from error
     if bad is not None:
-        raise DeitError(f"{path}: damaged: the checksum of its entry '{bad}' does not match (corrupted bytes); "
-                        f"use another copy")
+        raise DeitError(
+            f"{path}: damaged: the checksum of its entry '{bad}' does not match (corrupted bytes); use another copy"
+        )
 
 
 def source_sha256(checkpoint: str | Path) -> str:
@@ -65,11 +66,16 @@ def verify_digest(state_dict: Mapping[str, Tensor], expected: Any, *, source: st
 
 def check_finite(state_dict: Mapping[str, Any], *, source: str) -> None:
     """Refuse weights holding NaN or infinity (they only ever produce NaN outputs)."""
-    bad = [key for key, value in state_dict.items()
-           if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    bad = [
+        key
+        for key, value in state_dict.items()
+        if isinstance(value, Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+    ]
     if bad:
-        raise DeitError(f"{source}: non-finite weights (NaN or inf) in {short_list(bad)}; this model cannot "
-                        f"produce meaningful outputs (a diverged run? use an earlier checkpoint)")
+        raise DeitError(
+            f"{source}: non-finite weights (NaN or inf) in {short_list(bad)}; this model cannot "
+            f"produce meaningful outputs (a diverged run? use an earlier checkpoint)"
+        )
 
 
 def looks_like_safetensors(path: str | Path) -> bool:
@@ -86,5 +92,7 @@ def check_finite_metrics(metrics: dict[str, Any], *, source: str) -> None:
     """Refuse an evaluation whose loss is NaN/inf: accuracies over NaN logits mean nothing."""
     loss = metrics.get("loss")
     if isinstance(loss, float) and not math.isfinite(loss):
-        raise DeitError(f"{source}: the evaluation loss is {loss} (the model's outputs are not finite); the "
-                        f"accuracies are meaningless")
+        raise DeitError(
+            f"{source}: the evaluation loss is {loss} (the model's outputs are not finite); the "
+            f"accuracies are meaningless"
+        )

@@ -33,9 +33,17 @@ def require_regular_file(path: str | Path, *, flag: str | None = None, allow_dir
         raise DeitError(f"{where}: cannot be read ({error.strerror or error})") from error
     if stat.S_ISREG(mode) or (allow_directory and stat.S_ISDIR(mode)):
         return path
-    kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO (named pipe)" if stat.S_ISFIFO(mode)
-            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a socket" if stat.S_ISSOCK(mode) else "not a plain file")
+    kind = (
+        "a folder"
+        if stat.S_ISDIR(mode)
+        else "a FIFO (named pipe)"
+        if stat.S_ISFIFO(mode)
+        else "a device"
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "not a plain file"
+    )
     raise DeitError(f"{where}: is {kind}, not a regular file{' or folder' if allow_directory else ''}")
 
 

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from deit.errors import DeitError
 from deit.precision import autocast
 
+
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """`device` as a torch.device (None or `auto`: CUDA when present, else CPU); a missing CUDA is an error."""
     if device is None or device == "auto":
@@ -26,8 +27,9 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     except (RuntimeError, TypeError) as error:
         raise DeitError(f"--device: '{device}' is not a device (use cpu or cuda)") from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise DeitError(f"--device {device}: CUDA is not available here (no CUDA device visible to PyTorch); "
-                        "use --device cpu")
+        raise DeitError(
+            f"--device {device}: CUDA is not available here (no CUDA device visible to PyTorch); use --device cpu"
+        )
     return resolved
 
 
@@ -37,8 +39,15 @@ def default_compile(device: torch.device) -> bool:
     return device.type == "cuda"
 
 
-def compile_model(model: nn.Module | Callable, *, mode: str | None = None, fullgraph: bool = False,
-                  dynamic: bool | None = False, backend: str = "inductor", freeze: bool = False) -> Any:
+def compile_model(
+    model: nn.Module | Callable,
+    *,
+    mode: str | None = None,
+    fullgraph: bool = False,
+    dynamic: bool | None = False,
+    backend: str = "inductor",
+    freeze: bool = False,
+) -> Any:
     """`torch.compile(model)`; compilation itself happens on the first call (see `warm_up_or_eager`).
 
     `dynamic=False` because batch shapes are fixed in training and benchmarking: static shapes give the
@@ -110,8 +119,9 @@ class CudaGraphRunner:
     def __call__(self, images: Tensor) -> Tensor:
         """The output for `images` (same shape as the example), through graph replay."""
         if images.shape != self.static_input.shape:
-            raise DeitError(f"the CUDA graph was captured for {tuple(self.static_input.shape)}, "
-                            f"got {tuple(images.shape)}")
+            raise DeitError(
+                f"the CUDA graph was captured for {tuple(self.static_input.shape)}, got {tuple(images.shape)}"
+            )
         self.static_input.copy_(images, non_blocking=True)
         self.graph.replay()
         return self.static_output

@@ -11,7 +11,6 @@ from deit import create_model
 from deit.cli import main
 from deit.models.registry import list_models
 
-
 # The official release (docs/reference.md, "Models"): name -> (embed dim, heads, parameters, ImageNet top-1).
 OFFICIAL = {
     "deit_tiny_patch16_224": (192, 3, 5_717_416, 72.2),
@@ -31,8 +30,12 @@ def test_json_matches_the_official_release(capsys: pytest.CaptureFixture) -> Non
     assert set(OFFICIAL) <= set(records)
     for name, (dim, heads, params, top1) in OFFICIAL.items():
         record = records[name]
-        assert (record["embed_dim"], record["num_heads"], record["params"], record["top1"]) == (dim, heads, params,
-                                                                                                top1), name
+        assert (record["embed_dim"], record["num_heads"], record["params"], record["top1"]) == (
+            dim,
+            heads,
+            params,
+            top1,
+        ), name
         assert record["depth"] == 12 and record["resolution"] == int(name[-3:]), name
 
 
@@ -47,11 +50,17 @@ def test_json_describes_the_model_actually_built(capsys: pytest.CaptureFixture) 
     for record in records:
         with torch.device("meta"):  # shapes only: no memory, no init time
             model = create_model(record["name"])
-        built = (sum(p.numel() for p in model.parameters()), model.embed_dim, len(model.blocks),
-                 model.blocks[0].attn.num_heads, _side(model.patch_embed.img_size),
-                 getattr(model, "dist_token", None) is not None)
-        described = tuple(record[key] for key in ("params", "embed_dim", "depth", "num_heads", "resolution",
-                                                  "distilled"))
+        built = (
+            sum(p.numel() for p in model.parameters()),
+            model.embed_dim,
+            len(model.blocks),
+            model.blocks[0].attn.num_heads,
+            _side(model.patch_embed.img_size),
+            getattr(model, "dist_token", None) is not None,
+        )
+        described = tuple(
+            record[key] for key in ("params", "embed_dim", "depth", "num_heads", "resolution", "distilled")
+        )
         assert described == built, record["name"]
 
 

@@ -15,8 +15,8 @@ from PIL import Image, ImageFilter, ImageOps
 from timm.data import auto_augment as timm_aa
 from timm.data import create_transform
 
-from deit.data import build_transform
 from deit.data import augment as augment_module
+from deit.data import build_transform
 from deit.data.augment import RandomGaussianBlur, make_posterize_safe, posterize_any_bits
 
 
@@ -110,8 +110,7 @@ def test_every_timm_policy_with_posterize_is_patched(policy):
 def test_gaussian_blur_radius_is_random_in_range(monkeypatch):
     radii = []
     box_blur = ImageFilter.BoxBlur
-    monkeypatch.setattr(augment_module.ImageFilter, "GaussianBlur",
-                        lambda radius: radii.append(radius) or box_blur(0))
+    monkeypatch.setattr(augment_module.ImageFilter, "GaussianBlur", lambda radius: radii.append(radius) or box_blur(0))
     blur = RandomGaussianBlur(0.1, 2.0)
     for _ in range(50):
         blur(_image(8))

@@ -40,9 +40,15 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _labels_by_rank(source: FolderDataset, *, train: bool) -> list[list[int]]:
     per_rank = []
     for rank in range(2):
-        loader = DaliLoader(source, DaliSettings(input_size=32, auto_augment=None, color_jitter=None), train=train,
-                            batch_size=4,
-                            shard_id=rank, num_shards=2, seed=7)
+        loader = DaliLoader(
+            source,
+            DaliSettings(input_size=32, auto_augment=None, color_jitter=None),
+            train=train,
+            batch_size=4,
+            shard_id=rank,
+            num_shards=2,
+            seed=7,
+        )
         epochs = [[int(label) for _, labels in loader for label in labels] for _ in range(2)]
         assert len(epochs[0]) == len(epochs[1]) == loader.shard_size  # the same count every epoch
         assert sorted(epochs[0]) == sorted(epochs[1])  # and the same images
@@ -58,8 +64,7 @@ def test_two_ranks_see_every_image_once_per_epoch_with_its_label(folder: Path, t
     assert {len(labels) for labels in ranks} == {7, 8}
 
 
-def test_bad_files_are_skipped_and_named_as_by_the_torch_loader(folder: Path,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_files_are_skipped_and_named_as_by_the_torch_loader(folder: Path, caplog: pytest.LogCaptureFixture) -> None:
     source = FolderDataset(folder)  # the DALI loader reads exactly the torch loader's checked list
     assert [Path(path).name for path, _ in source.skipped] == ["broken.jpg"]
     assert "skipping unusable image" in caplog.text and "broken.jpg" in caplog.text
@@ -70,16 +75,17 @@ def test_bad_files_are_skipped_and_named_as_by_the_torch_loader(folder: Path,
 def _damaged_payloads(folder: Path) -> list[str]:
     """Two JPEGs whose headers pass the folder scan but whose payloads do not decode (cut, overwritten)."""
     data = (folder / "0.jpg").read_bytes()
-    (folder / "cut.jpg").write_bytes(data[:len(data) // 2])
+    (folder / "cut.jpg").write_bytes(data[: len(data) // 2])
     overwritten = bytearray(data)
-    overwritten[len(data) // 2:len(data) // 2 + 200] = b"\xff" * 200
+    overwritten[len(data) // 2 : len(data) // 2 + 200] = b"\xff" * 200
     (folder / "overwritten.jpg").write_bytes(bytes(overwritten))
     return ["cut.jpg", "overwritten.jpg"]
 
 
 @pytest.mark.parametrize("train", [False, True])
 def test_files_that_fail_only_at_decode_are_replaced_and_named_as_by_the_torch_loader(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture, train: bool) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, train: bool
+) -> None:
     rng = np.random.default_rng(2)
     (tmp_path / "a").mkdir()
     for index in range(10):
@@ -90,8 +96,9 @@ def test_files_that_fail_only_at_decode_are_replaced_and_named_as_by_the_torch_l
     torch_source = FolderDataset(tmp_path)
     for index in range(len(torch_source)):
         torch_source[index]  # the torch loader's late fallback: skipped, named, the next image instead
-    loader = DaliLoader(source, DaliSettings(input_size=32, auto_augment=None, color_jitter=None), train=train,
-                        batch_size=4)
+    loader = DaliLoader(
+        source, DaliSettings(input_size=32, auto_augment=None, color_jitter=None), train=train, batch_size=4
+    )
     for _ in range(2):  # a second pass reads the replacements without failing again
         assert sum(len(labels) for _, labels in loader) == 12
     assert sorted(Path(path).name for path, _ in source.skipped) == damaged
@@ -102,8 +109,7 @@ def test_files_that_fail_only_at_decode_are_replaced_and_named_as_by_the_torch_l
 def test_a_damaged_file_without_a_fallback_is_one_line(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((40, 48, 3), dtype=np.uint8)).save(tmp_path / "0.jpg")
     _damaged_payloads(tmp_path)
-    loader = DaliLoader(_Repeated(tmp_path / "cut.jpg", 4), DaliSettings(input_size=32), train=False,
-                        batch_size=4)
+    loader = DaliLoader(_Repeated(tmp_path / "cut.jpg", 4), DaliSettings(input_size=32), train=False, batch_size=4)
     with pytest.raises(DeitError, match="the DALI pipeline failed") as error:
         list(loader)
     assert "\n" not in str(error.value)
@@ -160,10 +166,12 @@ class _Repeated:
 def test_crop_and_flip_statistics_match_our_torch_transform(tmp_path: Path, input_size: int) -> None:
     path = _ramps(tmp_path / "ramps.png")
     count = 400
-    settings = DaliSettings(input_size=input_size, auto_augment=None, color_jitter=None, reprob=0.0,
-                            mean=(0, 0, 0), std=(1, 1, 1))
-    dali = torch.cat([batch for batch, _ in DaliLoader(_Repeated(path, count), settings, train=True,
-                                                       batch_size=100, seed=3)])
+    settings = DaliSettings(
+        input_size=input_size, auto_augment=None, color_jitter=None, reprob=0.0, mean=(0, 0, 0), std=(1, 1, 1)
+    )
+    dali = torch.cat(
+        [batch for batch, _ in DaliLoader(_Repeated(path, count), settings, train=True, batch_size=100, seed=3)]
+    )
     ours = build_transform(True, input_size=input_size, auto_augment=None, reprob=0.0, color_jitter=None)
     base = Image.open(path).convert("RGB")
     _seed_everything()
@@ -171,16 +179,19 @@ def test_crop_and_flip_statistics_match_our_torch_transform(tmp_path: Path, inpu
     measured = _window_statistics(dali, std=(1.0, 1.0))
     expected = _window_statistics(reference, std=(0.229, 0.224))
     for key in measured:
-        print(f"{input_size}px {key}: DALI {float(measured[key].mean()):.3f} ± {float(measured[key].std()):.3f}, "
-              f"ours {float(expected[key].mean()):.3f} ± {float(expected[key].std()):.3f}")
+        print(
+            f"{input_size}px {key}: DALI {float(measured[key].mean()):.3f} ± {float(measured[key].std()):.3f}, "
+            f"ours {float(expected[key].mean()):.3f} ± {float(expected[key].std()):.3f}"
+        )
     # 400 draws each: the standard error of a mean is ~0.009 here, the tolerance ~3.5 of them for the difference
     for key in ("flip", "width", "height", "area"):
         assert abs(float(measured[key].mean()) - float(expected[key].mean())) < 0.045, key
         assert abs(float(measured[key].std()) - float(expected[key].std())) < 0.035, key
 
 
-def _flat_images(tmp_path: Path, settings: DaliSettings, count: int = 400, colour: tuple = (200, 120, 40)
-                 ) -> torch.Tensor:
+def _flat_images(
+    tmp_path: Path, settings: DaliSettings, count: int = 400, colour: tuple = (200, 120, 40)
+) -> torch.Tensor:
     path = tmp_path / "flat.png"
     Image.new("RGB", (80, 72), colour).save(path)
     loader = DaliLoader(_Repeated(path, count), settings, train=True, batch_size=100, seed=5)
@@ -203,22 +214,26 @@ def test_random_erasing_statistics_match_timm(tmp_path: Path) -> None:
     from timm.data.random_erasing import RandomErasing
 
     size, count = 48, 400
-    settings = DaliSettings(input_size=size, auto_augment=None, color_jitter=None, reprob=0.4, mean=(0, 0, 0),
-                            std=(1, 1, 1))
+    settings = DaliSettings(
+        input_size=size, auto_augment=None, color_jitter=None, reprob=0.4, mean=(0, 0, 0), std=(1, 1, 1)
+    )
     images = _flat_images(tmp_path, settings, count)
     background = torch.tensor((200, 120, 40), dtype=torch.float32).view(1, 3, 1, 1) / 255
     boxes = _erased_boxes(images, background)
     _seed_everything()
     timm_erasing = RandomErasing(probability=0.4, mode="pixel", device="cpu")
-    reference = _erased_boxes(torch.stack([timm_erasing(background[0].expand(3, size, size).clone())
-                                           for _ in range(count)]), background)
+    reference = _erased_boxes(
+        torch.stack([timm_erasing(background[0].expand(3, size, size).clone()) for _ in range(count)]), background
+    )
     erased = [box for box in boxes if box]
     expected = [box for box in reference if box]
     areas = torch.tensor([height * width for height, width, _ in erased], dtype=torch.float32) / size**2
     expected_areas = torch.tensor([height * width for height, width, _ in expected], dtype=torch.float32) / size**2
-    print(f"erased {len(erased) / count:.3f} (timm {len(expected) / count:.3f}); box area {float(areas.mean()):.3f}"
-          f" ± {float(areas.std()):.3f} (timm {float(expected_areas.mean()):.3f} ± "
-          f"{float(expected_areas.std()):.3f})")
+    print(
+        f"erased {len(erased) / count:.3f} (timm {len(expected) / count:.3f}); box area {float(areas.mean()):.3f}"
+        f" ± {float(areas.std()):.3f} (timm {float(expected_areas.mean()):.3f} ± "
+        f"{float(expected_areas.std()):.3f})"
+    )
     assert abs(len(erased) / count - 0.4) < 0.07 and abs(len(expected) / count - 0.4) < 0.07
     assert all(changed == height * width for height, width, changed in erased)  # a filled rectangle
     assert 0.015 < float(areas.min()) and float(areas.max()) < 1 / 3 + 0.03  # timm's 2%–1/3 (pixel rounding)
@@ -232,8 +247,16 @@ def test_random_erasing_statistics_match_timm(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("mode", ["rand", "const"])
 def test_random_erasing_modes_fill_as_timm(tmp_path: Path, mode: str) -> None:
-    settings = DaliSettings(input_size=40, auto_augment=None, color_jitter=None, reprob=1.0, remode=mode,
-                            recount=2, mean=(0, 0, 0), std=(1, 1, 1))
+    settings = DaliSettings(
+        input_size=40,
+        auto_augment=None,
+        color_jitter=None,
+        reprob=1.0,
+        remode=mode,
+        recount=2,
+        mean=(0, 0, 0),
+        std=(1, 1, 1),
+    )
     images = _flat_images(tmp_path, settings, count=40)
     background = torch.tensor((200, 120, 40), dtype=torch.float32).view(3, 1, 1) / 255
     erased = 0
@@ -251,16 +274,20 @@ def test_random_erasing_modes_fill_as_timm(tmp_path: Path, mode: str) -> None:
 @pytest.mark.slow
 def test_colour_jitter_applies_without_rand_augment_as_timm(tmp_path: Path) -> None:
     count = 400
-    settings = DaliSettings(input_size=40, auto_augment=None, color_jitter=0.3, reprob=0.0, hflip=0.0,
-                            mean=(0, 0, 0), std=(1, 1, 1))
+    settings = DaliSettings(
+        input_size=40, auto_augment=None, color_jitter=0.3, reprob=0.0, hflip=0.0, mean=(0, 0, 0), std=(1, 1, 1)
+    )
     colours = _flat_images(tmp_path, settings, count, colour=(200, 120, 40)).mean((2, 3))
-    ours = build_transform(True, input_size=40, auto_augment=None, reprob=0.0, color_jitter=0.3, hflip=0.0,
-                           mean=(0, 0, 0), std=(1, 1, 1))
+    ours = build_transform(
+        True, input_size=40, auto_augment=None, reprob=0.0, color_jitter=0.3, hflip=0.0, mean=(0, 0, 0), std=(1, 1, 1)
+    )
     _seed_everything()
     base = Image.new("RGB", (80, 72), (200, 120, 40))
     expected = torch.stack([ours(base).mean((1, 2)) for _ in range(count)])
-    print(f"jitter colour mean {colours.mean(0).tolist()} vs {expected.mean(0).tolist()}, std "
-          f"{colours.std(0).tolist()} vs {expected.std(0).tolist()}")
+    print(
+        f"jitter colour mean {colours.mean(0).tolist()} vs {expected.mean(0).tolist()}, std "
+        f"{colours.std(0).tolist()} vs {expected.std(0).tolist()}"
+    )
     assert (colours.std(0) > 0.03).all()  # jittered (a flat image stays flat through the crop)
     assert torch.allclose(colours.mean(0), expected.mean(0), atol=0.03)
     assert torch.allclose(colours.std(0), expected.std(0), atol=0.03)
@@ -286,9 +313,10 @@ def test_resumed_epoch_replays_the_uninterrupted_order_and_augmentations(folder:
         assert orders[1][0] != orders[2][0]  # reshuffled every epoch
         # the torch loader's DistributedSampler draws the same permutation (it pads with repeats; we do not)
         sampler = __import__("torch.utils.data", fromlist=["DistributedSampler"]).DistributedSampler(
-            unique.samples, num_replicas=2, rank=rank, shuffle=True, seed=7)
+            unique.samples, num_replicas=2, rank=rank, shuffle=True, seed=7
+        )
         sampler.set_epoch(2)
-        assert list(sampler)[:len(order)] == order
+        assert list(sampler)[: len(order)] == order
 
 
 @pytest.mark.slow
@@ -299,8 +327,9 @@ def test_rand_augment_strength_matches_timm(tmp_path: Path) -> None:
     small = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
     Image.fromarray(small).resize((128, 96), Image.BILINEAR).save(path)
     count = 400
-    loader = DaliLoader(_Repeated(path, count), DaliSettings(input_size=64, reprob=0.0), train=True,
-                        batch_size=100, seed=2)
+    loader = DaliLoader(
+        _Repeated(path, count), DaliSettings(input_size=64, reprob=0.0), train=True, batch_size=100, seed=2
+    )
     dali = torch.cat([batch for batch, _ in loader])
     ours = build_transform(True, input_size=64, reprob=0.0)
     base = Image.open(path).convert("RGB")
@@ -308,8 +337,10 @@ def test_rand_augment_strength_matches_timm(tmp_path: Path) -> None:
     reference = torch.stack([ours(base) for _ in range(count)])
     for name, statistic in (("colour mean", lambda x: x.mean((2, 3))), ("contrast", lambda x: x.std((2, 3)))):
         measured, expected = statistic(dali), statistic(reference)
-        print(f"RandAugment {name}: DALI {float(measured.mean()):.3f} ± {float(measured.std()):.3f}, timm "
-              f"{float(expected.mean()):.3f} ± {float(expected.std()):.3f}")
+        print(
+            f"RandAugment {name}: DALI {float(measured.mean()):.3f} ± {float(measured.std()):.3f}, timm "
+            f"{float(expected.mean()):.3f} ± {float(expected.std()):.3f}"
+        )
         # the colour mean runs ~0.04 above timm's (over seeds; std error 0.03): fill colour, op details
         assert abs(float(measured.mean()) - float(expected.mean())) < 0.1, name
         assert abs(float(measured.std()) - float(expected.std())) < 0.1, name
@@ -334,20 +365,52 @@ def test_missing_dali_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_rank_outside_the_world_is_refused(folder: Path) -> None:
     with pytest.raises(DeitError, match="shard 2 of 2"):
-        DaliLoader(FolderDataset(folder), DaliSettings(input_size=32), train=False, batch_size=4, shard_id=2,
-                   num_shards=2)
+        DaliLoader(
+            FolderDataset(folder), DaliSettings(input_size=32), train=False, batch_size=4, shard_id=2, num_shards=2
+        )
 
 
 @pytest.mark.slow
 def test_deit_train_runs_an_epoch_through_dali_on_the_cpu(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from deit.cli import main
 
-    root = write_class_folders(tmp_path / "data", classes=2, per_class=12, val_per_class=3, formats=("jpg",),
-                               mark_class=True, seed=1, class_prefix="c")
-    argv = ["train", "--data-loader", "dali", "--data-path", str(root), "--model", "deit_tiny_patch16_224",
-            "--model-kwargs", '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}', "--input-size", "32",
-            "--batch-size", "8", "--epochs", "1", "--warmup-epochs", "0", "--num_workers", "1", "--device", "cpu",
-            "--log-format", "plain", "--output_dir", str(tmp_path / "run")]
+    root = write_class_folders(
+        tmp_path / "data",
+        classes=2,
+        per_class=12,
+        val_per_class=3,
+        formats=("jpg",),
+        mark_class=True,
+        seed=1,
+        class_prefix="c",
+    )
+    argv = [
+        "train",
+        "--data-loader",
+        "dali",
+        "--data-path",
+        str(root),
+        "--model",
+        "deit_tiny_patch16_224",
+        "--model-kwargs",
+        '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}',
+        "--input-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0",
+        "--num_workers",
+        "1",
+        "--device",
+        "cpu",
+        "--log-format",
+        "plain",
+        "--output_dir",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     row = __import__("json").loads((tmp_path / "run" / "log.txt").read_text().splitlines()[-1])
     # 24 training images, repeated augmentation does not apply to DALI's reader: 3 full batches of 8
@@ -364,11 +427,18 @@ def test_dali_needs_a_class_folder_data_set(capsys: pytest.CaptureFixture, data_
     assert len(err.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize(("flags", "named"), [(["--three-augment"], "--three-augment"), (["--src"], "--src"),
-                                              (["--train-interpolation", "bilinear"], "--train-interpolation"),
-                                              (["--aa", "rand-m9-mstd0.5"], "inc1")])
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--three-augment"], "--three-augment"),
+        (["--src"], "--src"),
+        (["--train-interpolation", "bilinear"], "--train-interpolation"),
+        (["--aa", "rand-m9-mstd0.5"], "inc1"),
+    ],
+)
 def test_transform_flags_dali_does_not_implement_are_refused_in_one_line(
-        tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], named: str) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], named: str
+) -> None:
     from deit.cli import main
 
     for split in ("train", "val"):
@@ -384,21 +454,40 @@ def test_deit_train_hands_the_torch_transform_flags_to_dali(folder: Path) -> Non
     from deit.engine.config import TrainConfig
     from deit.engine.distributed import DistributedEnv
 
-    config = TrainConfig(data_loader="dali", input_size=32, batch_size=4, aa="none", color_jitter=0.2, hflip=0.1,
-                         reprob=0.6, remode="const", recount=2, repeated_aug=False, num_workers=1)
+    config = TrainConfig(
+        data_loader="dali",
+        input_size=32,
+        batch_size=4,
+        aa="none",
+        color_jitter=0.2,
+        hflip=0.1,
+        reprob=0.6,
+        remode="const",
+        recount=2,
+        repeated_aug=False,
+        num_workers=1,
+    )
     source = FolderDataset(folder)
     loaders = build_loaders(config, source, source, DistributedEnv(), torch.device("cpu"))
     settings = loaders.train.settings  # type: ignore[union-attr]
-    assert (settings.auto_augment, settings.color_jitter, settings.hflip, settings.reprob, settings.remode,
-            settings.recount) == (None, 0.2, 0.1, 0.6, "const", 2)
+    assert (
+        settings.auto_augment,
+        settings.color_jitter,
+        settings.hflip,
+        settings.reprob,
+        settings.remode,
+        settings.recount,
+    ) == (None, 0.2, 0.1, 0.6, "const", 2)
     assert loaders.train_sampler is loaders.train  # the engine's set_epoch reaches the DALI loader
 
 
 def test_training_ranks_take_the_same_number_of_steps(folder: Path) -> None:
     source = FolderDataset(folder)  # 15 images: shards of 8 and 7, batches of 4 -> 1 full batch each, not 2 and 1
     settings = DaliSettings(input_size=32, auto_augment=None, color_jitter=None, reprob=0.0)
-    steps = [len(list(DaliLoader(source, settings, train=True, batch_size=4, shard_id=rank, num_shards=2,
-                                 drop_last=True))) for rank in range(2)]
+    steps = [
+        len(list(DaliLoader(source, settings, train=True, batch_size=4, shard_id=rank, num_shards=2, drop_last=True)))
+        for rank in range(2)
+    ]
     assert steps == [1, 1]
 
 
@@ -440,8 +529,9 @@ def test_shard_records_are_read_once_per_epoch_across_ranks_with_their_labels(sh
     assert sorted(seen) == sorted(records.samples[index][1] for index in read)  # each with its own label
 
 
-def test_undecodable_records_are_skipped_and_named_as_by_the_torch_loader(shards: Path,
-                                                                          caplog: pytest.LogCaptureFixture) -> None:
+def test_undecodable_records_are_skipped_and_named_as_by_the_torch_loader(
+    shards: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from deit.data.dali_shards import ShardRecords
     from deit.data.shards import ShardDataset
 
@@ -460,11 +550,38 @@ def test_undecodable_records_are_skipped_and_named_as_by_the_torch_loader(shards
 def test_deit_train_reads_shards_through_dali(shards: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from deit.cli import main
 
-    argv = ["train", "--data-loader", "dali", "--data-set", "WDS", "--data-path", str(shards), "--model",
-            "deit_tiny_patch16_224", "--model-kwargs", '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}',
-            "--input-size", "32", "--batch-size", "4", "--epochs", "1", "--warmup-epochs", "0", "--aa", "none",
-            "--no-repeated-aug", "--num_workers", "1", "--device", "cpu", "--log-format", "plain", "--output_dir",
-            str(tmp_path / "run")]
+    argv = [
+        "train",
+        "--data-loader",
+        "dali",
+        "--data-set",
+        "WDS",
+        "--data-path",
+        str(shards),
+        "--model",
+        "deit_tiny_patch16_224",
+        "--model-kwargs",
+        '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}',
+        "--input-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--epochs",
+        "1",
+        "--warmup-epochs",
+        "0",
+        "--aa",
+        "none",
+        "--no-repeated-aug",
+        "--num_workers",
+        "1",
+        "--device",
+        "cpu",
+        "--log-format",
+        "plain",
+        "--output_dir",
+        str(tmp_path / "run"),
+    ]
     assert main(argv) == 0, capsys.readouterr().err
     row = __import__("json").loads((tmp_path / "run" / "log.txt").read_text().splitlines()[-1])
     assert row["train_steps"] == 4 and row["test_num_images"] == 4  # 16 records / 4; 2 x 2 validation images

@@ -33,8 +33,9 @@ def test_digits_items_are_rgb_upscaled_by_the_transform():
     assert (pixels[..., 0] == pixels[..., 1]).all() and (pixels[..., 1] == pixels[..., 2]).all()
     levels = {round(level * 255 / 16) for level in range(17)}  # sklearn's 0..16 scaled to 0..255
     assert set(np.unique(train.images).tolist()) == levels
-    transformed = build_dataset("DIGITS", None, train=False,
-                                transform=build_transform(False, input_size=32, mean=DIGITS_MEAN, std=DIGITS_STD))
+    transformed = build_dataset(
+        "DIGITS", None, train=False, transform=build_transform(False, input_size=32, mean=DIGITS_MEAN, std=DIGITS_STD)
+    )
     tensor, _ = transformed[0]
     assert tensor.shape == (3, 32, 32) and tensor.dtype == torch.float32
 
@@ -59,6 +60,8 @@ def test_synthetic_is_deterministic_balanced_and_learnable():
     means = np.zeros((10, 3))
     for index in range(len(train)):
         means[train.targets[index]] += np.asarray(train[index][0]).reshape(-1, 3).mean(0) / counts[train.targets[index]]
-    hits = sum(np.argmin(((means - np.asarray(img).reshape(-1, 3).mean(0)) ** 2).sum(1)) == label
-               for img, label in (val[i] for i in range(len(val))))
+    hits = sum(
+        np.argmin(((means - np.asarray(img).reshape(-1, 3).mean(0)) ** 2).sum(1)) == label
+        for img, label in (val[i] for i in range(len(val)))
+    )
     assert hits == len(val)

@@ -56,8 +56,7 @@ def test_bad_files_are_skipped_logged_and_reported(tmp_path, caplog):
     assert len(bad) == 3
     report_dir = tmp_path / "run"
     with caplog.at_level(logging.WARNING, logger="deit.data"):
-        dataset = build_dataset("IMNET", str(tmp_path / "data"), train=True, transform=None,
-                                report_dir=str(report_dir))
+        dataset = build_dataset("IMNET", str(tmp_path / "data"), train=True, transform=None, report_dir=str(report_dir))
     assert dataset.classes == ["cat", "dog", "fish"]
     assert len(dataset) == 9 + 4  # 3 per class + cmyk, deep, palette, nested gray
     assert sorted(path for path, _ in dataset.skipped) == bad
@@ -83,8 +82,7 @@ def test_val_split_uses_train_class_indices(tmp_path):
     for name in ("a", "b", "c"):
         _save(root / "train" / name / "x.png", 0)
     _save(root / "val/c/y.png", 1)  # val lacks a and b
-    val = build_dataset("IMAGEFOLDER", str(root), train=False,
-                        transform=build_transform(False, input_size=16))
+    val = build_dataset("IMAGEFOLDER", str(root), train=False, transform=build_transform(False, input_size=16))
     assert val.classes == ["a", "b", "c"] and len(val) == 1
     image, label = val[0]
     assert label == 2 and isinstance(image, torch.Tensor) and image.shape == (3, 16, 16)

@@ -26,8 +26,10 @@ def test_a_link_loop_is_not_followed(tree: Path) -> None:
     os.symlink("..", tree / "train" / "c0" / "up")  # c0/up/c1/... would list every class again under c0
     dataset = _train(tree)
     assert Counter(label for _, label in dataset.samples) == {0: 8, 1: 8, 2: 8}
-    assert (str(tree / "train" / "c0" / "up"), "a link to a folder inside a class folder (not followed)") \
-        in dataset.skipped
+    assert (
+        str(tree / "train" / "c0" / "up"),
+        "a link to a folder inside a class folder (not followed)",
+    ) in dataset.skipped
     assert "c0/up\t" in (tree.parent / "skipped_files.txt").read_text()
 
 
@@ -55,5 +57,7 @@ def test_a_fifo_in_a_class_folder_is_refused_unopened(tree: Path) -> None:
     os.mkfifo(tree / "train" / "c0" / "pipe.png")
     dataset = _train(tree)
     assert len(dataset.samples) == 24
-    assert (str(tree / "train" / "c0" / "pipe.png"), "not a regular file (a FIFO, socket or device); skipped") \
-        in dataset.skipped
+    assert (
+        str(tree / "train" / "c0" / "pipe.png"),
+        "not a regular file (a FIFO, socket or device); skipped",
+    ) in dataset.skipped

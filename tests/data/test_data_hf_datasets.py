@@ -32,8 +32,13 @@ def _png(seed: int) -> bytes:
 
 def _split(count: int, offset: int) -> datasets.Dataset:
     features = datasets.Features({"img": datasets.Image(), "animal": datasets.ClassLabel(names=NAMES)})
-    return datasets.Dataset.from_dict({"img": [{"bytes": _png(offset + i), "path": None} for i in range(count)],
-                                       "animal": [i % 3 for i in range(count)]}, features=features)
+    return datasets.Dataset.from_dict(
+        {
+            "img": [{"bytes": _png(offset + i), "path": None} for i in range(count)],
+            "animal": [i % 3 for i in range(count)],
+        },
+        features=features,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,11 +76,13 @@ def test_wrong_column_or_split_is_named(saved: Path) -> None:
 
 def test_a_bad_record_is_skipped_and_named(tmp_path: Path) -> None:
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=NAMES)})
-    rows = {"image": [{"bytes": _png(1), "path": None}, {"bytes": b"junk", "path": None}],
-            "label": [0, 1]}
-    datasets.DatasetDict({"train": datasets.Dataset.from_dict(rows, features=features),
-                          "validation": datasets.Dataset.from_dict(rows, features=features)}
-                         ).save_to_disk(str(tmp_path / "d"))
+    rows = {"image": [{"bytes": _png(1), "path": None}, {"bytes": b"junk", "path": None}], "label": [0, 1]}
+    datasets.DatasetDict(
+        {
+            "train": datasets.Dataset.from_dict(rows, features=features),
+            "validation": datasets.Dataset.from_dict(rows, features=features),
+        }
+    ).save_to_disk(str(tmp_path / "d"))
     dataset = build_dataset("HF", str(tmp_path / "d"), train=True, transform=None, report_dir=str(tmp_path))
     assert dataset[1][1] == 0  # the next good record stands in
     assert "[train][1]" in (tmp_path / "skipped_files.txt").read_text()
@@ -84,10 +91,36 @@ def test_a_bad_record_is_skipped_and_named(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_deit_train_from_a_hf_dataset(saved: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    code = main(["train", "--data-set", "HF", "--data-path", str(saved), "--hf-image-column", "img",
-                 "--hf-label-column", "animal", "--model", "deit_tiny_distilled_patch16_224", "--model-kwargs",
-                 '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}', "--input-size", "32",
-                 "--epochs", "2", "--batch-size", "8", "--num_workers", "0", "--warmup-epochs", "0",
-                 "--log-format", "plain", "--output_dir", str(tmp_path)])
+    code = main(
+        [
+            "train",
+            "--data-set",
+            "HF",
+            "--data-path",
+            str(saved),
+            "--hf-image-column",
+            "img",
+            "--hf-label-column",
+            "animal",
+            "--model",
+            "deit_tiny_distilled_patch16_224",
+            "--model-kwargs",
+            '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}',
+            "--input-size",
+            "32",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--num_workers",
+            "0",
+            "--warmup-epochs",
+            "0",
+            "--log-format",
+            "plain",
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     assert [json.loads(line)["epoch"] for line in (tmp_path / "log.txt").read_text().splitlines()] == [0, 1]

@@ -23,9 +23,28 @@ from deit.data import build_dataset  # noqa: E402
 from deit.errors import DeitError  # noqa: E402
 
 OPTIONS = {"image_column": "img", "label_column": "animal"}
-TINY = ["--model", "deit_tiny_patch16_224", "--model-kwargs",
-        '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}', "--input-size", "32", "--epochs", "1", "--batch-size", "2", "--num_workers", "0",
-        "--log-format", "plain", "--data-set", "HF", "--hf-image-column", "img", "--hf-label-column", "animal"]
+TINY = [
+    "--model",
+    "deit_tiny_patch16_224",
+    "--model-kwargs",
+    '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}',
+    "--input-size",
+    "32",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "2",
+    "--num_workers",
+    "0",
+    "--log-format",
+    "plain",
+    "--data-set",
+    "HF",
+    "--hf-image-column",
+    "img",
+    "--hf-label-column",
+    "animal",
+]
 
 
 def _png(seed: int) -> bytes:
@@ -40,8 +59,10 @@ def save(root: Path, train: list[int], validation: list[int] | None = None, name
     features = datasets.Features({"img": datasets.Image(), "animal": label})
 
     def split(labels: list[int], offset: int) -> datasets.Dataset:
-        return datasets.Dataset.from_dict({"img": [{"bytes": _png(offset + i), "path": None}
-                                                   for i in range(len(labels))], "animal": labels}, features=features)
+        return datasets.Dataset.from_dict(
+            {"img": [{"bytes": _png(offset + i), "path": None} for i in range(len(labels))], "animal": labels},
+            features=features,
+        )
 
     validation = [0, 1, 2] if validation is None else validation
     datasets.DatasetDict({"train": split(train, 0), "validation": split(validation, 100)}).save_to_disk(str(root))
@@ -51,8 +72,11 @@ def save(root: Path, train: list[int], validation: list[int] | None = None, name
 def test_a_huge_label_is_refused_before_any_model(tmp_path: Path) -> None:
     # 300,000 stays affordable if the bound were missing (a head that size still builds): the check must refuse.
     data = save(tmp_path / "d", [0, 1, 2, 300_000])
-    with pytest.raises(DeitError, match=r"\[train\]: label 300,000 in column 'animal' would make 300,001 classes, "
-                                        r"more than --max-classes 100,000"):
+    with pytest.raises(
+        DeitError,
+        match=r"\[train\]: label 300,000 in column 'animal' would make 300,001 classes, "
+        r"more than --max-classes 100,000",
+    ):
         build_dataset("HF", data, train=True, transform=None, options=OPTIONS)
 
 
@@ -63,8 +87,7 @@ def test_deit_train_refuses_label_1e9_in_one_line(tmp_path: Path, capsys: pytest
     assert err.startswith("deit: error: ") and "1,000,000,001 classes" in err and "\n" not in err
 
 
-def test_max_classes_raises_the_bound_and_a_gap_is_still_refused(tmp_path: Path, capsys: pytest.CaptureFixture
-                                                                 ) -> None:
+def test_max_classes_raises_the_bound_and_a_gap_is_still_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     data = save(tmp_path / "d", [0, 1, 2, 20])
     assert main(["train", *TINY, "--data-path", data, "--max-classes", "10"]) == 2
     assert "more than --max-classes 10" in capsys.readouterr().err
@@ -89,12 +112,17 @@ def test_a_declared_class_list_bounds_every_label(tmp_path: Path) -> None:
     assert train.classes == ["cat", "dog", "fox"] and len(train) == 3  # fox declared, never seen: allowed
 
 
-@pytest.mark.parametrize(("train", "validation", "message"), [
-    ([], [0, 1], r"d\[train\]: the split is empty \(0 rows\)"),
-    ([0, 1, 1], [], r"d\[validation\]: the split is empty \(0 rows\)"),
-    ([0, 1, 1], [-1, 5], r"d\[validation\]: no usable rows \(all 2 labels are outside the 2 classes\)")])
-def test_an_empty_split_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture, train: list[int],
-                                              validation: list[int], message: str) -> None:
+@pytest.mark.parametrize(
+    ("train", "validation", "message"),
+    [
+        ([], [0, 1], r"d\[train\]: the split is empty \(0 rows\)"),
+        ([0, 1, 1], [], r"d\[validation\]: the split is empty \(0 rows\)"),
+        ([0, 1, 1], [-1, 5], r"d\[validation\]: no usable rows \(all 2 labels are outside the 2 classes\)"),
+    ],
+)
+def test_an_empty_split_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture, train: list[int], validation: list[int], message: str
+) -> None:
     data = save(tmp_path / "d", train, validation)
     assert main(["train", *TINY, "--data-path", data]) == 2
     err = capsys.readouterr().err.strip()

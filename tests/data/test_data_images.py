@@ -58,8 +58,19 @@ def test_alpha_is_composited_onto_white(tmp_path):
     assert np.asarray(read_image(tmp_path / "la.png"))[0, 0].tolist() == [255, 255, 255]
 
 
-@pytest.mark.parametrize("mode, fmt", [("CMYK", "JPEG"), ("CMYK", "TIFF"), ("L", "PNG"), ("1", "PNG"),
-                                       ("P", "GIF"), ("L", "JPEG"), ("RGB", "BMP"), ("RGB", "WEBP")])
+@pytest.mark.parametrize(
+    "mode, fmt",
+    [
+        ("CMYK", "JPEG"),
+        ("CMYK", "TIFF"),
+        ("L", "PNG"),
+        ("1", "PNG"),
+        ("P", "GIF"),
+        ("L", "JPEG"),
+        ("RGB", "BMP"),
+        ("RGB", "WEBP"),
+    ],
+)
 def test_any_common_mode_loads_as_rgb(tmp_path, mode, fmt):
     base = Image.fromarray(_noise())
     image = base.convert(mode)

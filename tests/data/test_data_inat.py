@@ -8,11 +8,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from inat_layout import CATEGORIES, TRAIN_CATEGORY_ORDER, VAL_CATEGORY_ORDER, write_inat_layout
 
 from deit.data import build_dataset, inat
 from deit.data.folder import FolderDataset
 from deit.errors import DeitError
+from inat_layout import CATEGORIES, TRAIN_CATEGORY_ORDER, VAL_CATEGORY_ORDER, write_inat_layout
 
 
 def _official_samples(root: Path, year: int, train: bool, category: str) -> tuple[list[str], list[tuple]]:
@@ -26,8 +26,7 @@ def _official_samples(root: Path, year: int, train: bool, category: str) -> tupl
     samples = []
     for element in data["images"]:
         cut = element["file_name"].split("/")
-        samples.append((os.path.join(root, cut[0], cut[2], cut[3]),
-                        targeter[categories[int(cut[2])][category]]))
+        samples.append((os.path.join(root, cut[0], cut[2], cut[3]), targeter[categories[int(cut[2])][category]]))
     return list(targeter), samples
 
 
@@ -35,8 +34,7 @@ def _official_samples(root: Path, year: int, train: bool, category: str) -> tupl
 @pytest.mark.parametrize("train", [True, False])
 def test_labels_match_the_official_reader(tmp_path: Path, category: str, train: bool) -> None:
     root = write_inat_layout(tmp_path, flattened=True)  # the tree the official reader opens
-    dataset = build_dataset("INAT19", str(root), train=train, transform=None,
-                            options={"inat_category": category})
+    dataset = build_dataset("INAT19", str(root), train=train, transform=None, options={"inat_category": category})
     classes, samples = _official_samples(root, 2019, train, category)
     assert dataset.classes == classes and dataset.samples == samples
     assert len(classes) == {"name": 4, "genus": 2, "kingdom": 1}[category]
@@ -49,7 +47,8 @@ def test_the_archive_layout_is_read_where_file_name_says(tmp_path: Path) -> None
     dataset = build_dataset("INAT", str(root), train=False, transform=None, options={})
     assert isinstance(dataset, inat.INatDataset)
     assert [Path(path).relative_to(root).parts[:3] for path, _ in dataset.samples] == [
-        ("train_val2018", "Plants", str(category)) for category in VAL_CATEGORY_ORDER]
+        ("train_val2018", "Plants", str(category)) for category in VAL_CATEGORY_ORDER
+    ]
     # Classes follow the training annotations' order of first appearance (2, 0, 3, 1), in both splits.
     assert dataset.classes == [CATEGORIES[k]["name"] for k in TRAIN_CATEGORY_ORDER[:4]]
     assert dataset.targets == [dataset.classes.index(f"species_{k}") for k in VAL_CATEGORY_ORDER]
@@ -70,23 +69,40 @@ def _rewrite(root: Path, name: str, edit) -> None:
     path.write_text(json.dumps(edit(json.loads(path.read_text()))))
 
 
-@pytest.mark.parametrize(("name", "edit", "message"), [
-    ("val2019.json", lambda d: {**d, "images": [{**d["images"][0], "file_name": "../../etc/passwd"}]},
-     r"file_name '../../etc/passwd' is not a relative path inside --data-path"),
-    ("val2019.json", lambda d: {**d, "images": [{**d["images"][0], "file_name": "/etc/passwd"}]},
-     r"file_name '/etc/passwd' is not a relative path"),
-    ("val2019.json", lambda d: {**d, "annotations": [{**d["annotations"][0], "category_id": 4}]},
-     r"'category_id' 4 in .* is not an integer >= 0 below 4"),
-    ("train2019.json", lambda d: {**d, "annotations": [{**d["annotations"][0], "category_id": True}]},
-     r"'category_id' True"),
-    ("val2019.json", lambda d: {**d, "annotations": d["annotations"][1:]}, r"image 8 has no annotation"),
-    ("val2019.json", lambda d: {**d, "images": {"id": 1}}, r"expected 'images' to be a list of objects"),
-    ("categories.json", lambda d: [{**c, "id": c["id"] + 1} for c in d], r"entry 0 has id 1"),
-    ("categories.json", lambda d: [{k: v for k, v in c.items() if k != "name"} for c in d],
-     r"entry 0 has no 'name' name"),
-])
-def test_malformed_json_is_one_line_naming_the_file(tmp_path: Path, name: str, edit: Callable,
-                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "edit", "message"),
+    [
+        (
+            "val2019.json",
+            lambda d: {**d, "images": [{**d["images"][0], "file_name": "../../etc/passwd"}]},
+            r"file_name '../../etc/passwd' is not a relative path inside --data-path",
+        ),
+        (
+            "val2019.json",
+            lambda d: {**d, "images": [{**d["images"][0], "file_name": "/etc/passwd"}]},
+            r"file_name '/etc/passwd' is not a relative path",
+        ),
+        (
+            "val2019.json",
+            lambda d: {**d, "annotations": [{**d["annotations"][0], "category_id": 4}]},
+            r"'category_id' 4 in .* is not an integer >= 0 below 4",
+        ),
+        (
+            "train2019.json",
+            lambda d: {**d, "annotations": [{**d["annotations"][0], "category_id": True}]},
+            r"'category_id' True",
+        ),
+        ("val2019.json", lambda d: {**d, "annotations": d["annotations"][1:]}, r"image 8 has no annotation"),
+        ("val2019.json", lambda d: {**d, "images": {"id": 1}}, r"expected 'images' to be a list of objects"),
+        ("categories.json", lambda d: [{**c, "id": c["id"] + 1} for c in d], r"entry 0 has id 1"),
+        (
+            "categories.json",
+            lambda d: [{k: v for k, v in c.items() if k != "name"} for c in d],
+            r"entry 0 has no 'name' name",
+        ),
+    ],
+)
+def test_malformed_json_is_one_line_naming_the_file(tmp_path: Path, name: str, edit: Callable, message: str) -> None:
     root = write_inat_layout(tmp_path)
     _rewrite(root, name, edit)
     with pytest.raises(DeitError, match=message) as error:

@@ -28,8 +28,16 @@ class NoiseImages(torch.utils.data.Dataset):
 
 
 def _paper_train_transform(hflip: float):
-    return build_transform(True, input_size=16, mean=DIGITS_MEAN, std=DIGITS_STD, color_jitter=None,
-                           auto_augment="none", reprob=0.0, hflip=hflip)
+    return build_transform(
+        True,
+        input_size=16,
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        color_jitter=None,
+        auto_augment="none",
+        reprob=0.0,
+        hflip=hflip,
+    )
 
 
 @pytest.mark.parametrize("hflip", [0.0, 0.5])
@@ -121,13 +129,21 @@ def test_two_ranks_share_an_epoch_without_overlap_as_the_distributed_sampler() -
 
 
 def test_what_cannot_be_batched_is_refused_with_the_flag_named() -> None:
-    common = dict(data_set=NoiseImages(), input_size=32, aa="none", color_jitter=None, reprob=0.0,
-                  three_augment=False, iterable=False)
+    common = dict(
+        data_set=NoiseImages(),
+        input_size=32,
+        aa="none",
+        color_jitter=None,
+        reprob=0.0,
+        three_augment=False,
+        iterable=False,
+    )
     assert memory_refusal(**common) is None
     assert "--aa rand-m9" in memory_refusal(**{**common, "aa": "rand-m9-mstd0.5-inc1"})
     assert "RandomResizedCrop" in memory_refusal(**{**common, "input_size": 64})
     assert "--reprob" in memory_refusal(**{**common, "reprob": 0.25})
     assert "--color-jitter" in memory_refusal(**{**common, "color_jitter": 0.3})
     assert "--three-augment" in memory_refusal(**{**common, "three_augment": True})
-    assert "array of images" in memory_refusal(**{**common, "data_set": torch.utils.data.TensorDataset(
-        torch.zeros(2, 3))})
+    assert "array of images" in memory_refusal(
+        **{**common, "data_set": torch.utils.data.TensorDataset(torch.zeros(2, 3))}
+    )

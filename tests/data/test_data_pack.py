@@ -52,6 +52,7 @@ def _fail_on_write(monkeypatch: pytest.MonkeyPatch, after: int, failure) -> None
         if len(calls) > after:
             failure()
         return real(self, sample)
+
     monkeypatch.setattr(webdataset.TarWriter, "write", write)
 
 
@@ -59,19 +60,21 @@ def _disk_full() -> None:
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-def test_disk_full_is_said_in_words_and_nothing_is_kept(images: Path, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch,
-                                                        capsys: pytest.CaptureFixture) -> None:
+def test_disk_full_is_said_in_words_and_nothing_is_kept(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     _fail_on_write(monkeypatch, 3, _disk_full)  # the second shard (2 records each)
     assert _pack(images, tmp_path / "out") == 2
-    assert capsys.readouterr().err.strip() == (f"deit: error: --output {tmp_path / 'out'}: disk full while writing "
-                                               f"train-000001.tar; nothing kept")
+    assert capsys.readouterr().err.strip() == (
+        f"deit: error: --output {tmp_path / 'out'}: disk full while writing train-000001.tar; nothing kept"
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images"]
 
 
 @pytest.mark.parametrize("how", ["ctrl-c", "SIGTERM"])
-def test_an_interrupted_pack_leaves_nothing(images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           how: str) -> None:
+def test_an_interrupted_pack_leaves_nothing(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
     def interrupt() -> None:
         if how == "SIGTERM":
             os.kill(os.getpid(), signal.SIGTERM)  # the handler turns it into an interrupt at once

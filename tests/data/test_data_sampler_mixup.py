@@ -62,7 +62,7 @@ def test_resumed_epoch_draws_the_same_order_and_seed_zero_is_the_official_one():
     official = torch.randperm(300, generator=torch.Generator().manual_seed(4)).repeat_interleave(3)
     official_sampler = RepeatAugSampler(range(300), seed=0)
     official_sampler.set_epoch(4)
-    assert list(official_sampler) == official[:len(official_sampler)].tolist()
+    assert list(official_sampler) == official[: len(official_sampler)].tolist()
 
 
 def test_drives_a_data_loader():

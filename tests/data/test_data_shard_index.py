@@ -22,8 +22,12 @@ def packed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """3 classes x 4 training images in 3 shards of 4; 6 validation images."""
     root = tmp_path_factory.mktemp("index")
     write_class_folders(root / "images", classes=3, per_class=4, shape=(12, 12))
-    assert main(["data", "pack", "--data-path", str(root / "images"), "--output", str(root / "shards"),
-                 "--shard-size", "4"]) == 0
+    assert (
+        main(
+            ["data", "pack", "--data-path", str(root / "images"), "--output", str(root / "shards"), "--shard-size", "4"]
+        )
+        == 0
+    )
     return root / "shards"
 
 
@@ -41,12 +45,16 @@ def _add_shard(name: str, count: int = 1):
     return lambda index: index["splits"]["train"]["shards"].append({"file": name, "count": count})
 
 
-@pytest.mark.parametrize(("name", "message"), [
-    ("../../../../../../etc/passwd", "not a normalised relative path"),
-    ("/etc/passwd", "not a normalised relative path"),
-    ("./train-000000.tar", "not a normalised relative path"),
-    ("sub//x.tar", "not a normalised relative path"),
-    ("a\\..\\x.tar", "not a normalised relative path")])
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("../../../../../../etc/passwd", "not a normalised relative path"),
+        ("/etc/passwd", "not a normalised relative path"),
+        ("./train-000000.tar", "not a normalised relative path"),
+        ("sub//x.tar", "not a normalised relative path"),
+        ("a\\..\\x.tar", "not a normalised relative path"),
+    ],
+)
 def test_a_shard_outside_or_unnormalised_is_refused(packed: Path, tmp_path: Path, name: str, message: str) -> None:
     with pytest.raises(DeitError, match=f"index.json: shard .* {message}"):
         ShardDataset(edited(packed, tmp_path, _add_shard(name)), train=True, transform=None)
@@ -71,6 +79,7 @@ def test_a_fifo_shard_is_refused(packed: Path, tmp_path: Path) -> None:
 def test_counts_are_checked_against_the_tar_headers(packed: Path, tmp_path: Path) -> None:
     def inflate(index: dict) -> None:
         index["splits"]["train"]["shards"][1]["count"] *= 100
+
     with pytest.raises(DeitError, match=r"train-000001.tar: .*index.json says 400 records, the tar holds 4$"):
         ShardDataset(edited(packed, tmp_path, inflate), train=True, transform=None)
 
@@ -82,8 +91,9 @@ def test_a_count_that_is_no_whole_number_is_refused(packed: Path, tmp_path: Path
         ShardDataset(folder, train=True, transform=None)
 
 
-def test_a_deeply_nested_index_is_one_line_naming_the_file(packed: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_a_deeply_nested_index_is_one_line_naming_the_file(
+    packed: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     folder = edited(packed, tmp_path, lambda index: None)
     (Path(folder) / "index.json").write_text("[" * 100_000 + "]" * 100_000)
     assert main(["train", "--data-set", "WDS", "--data-path", folder, "--epochs", "1"]) == 2
@@ -110,8 +120,12 @@ def test_records_are_counted_by_key_in_plain_and_extended_headers(tmp_path: Path
     assert count_records(str(_tar(tmp_path / "plain.tar", names))) == 3
     long_key = "k" * 150  # over ustar's 100-byte name: a pax header, read by tarfile
     assert count_records(str(_tar(tmp_path / "pax.tar", [*names, f"{long_key}.jpg"], tarfile.PAX_FORMAT))) == 4
-    assert count_records(str(_tar(tmp_path / "gnu.tar", [f"{long_key}.jpg", f"{long_key}.cls", "x.jpg"],
-                                  tarfile.GNU_FORMAT))) == 2
+    assert (
+        count_records(
+            str(_tar(tmp_path / "gnu.tar", [f"{long_key}.jpg", f"{long_key}.cls", "x.jpg"], tarfile.GNU_FORMAT))
+        )
+        == 2
+    )
 
 
 def test_a_truncated_shard_is_one_line(tmp_path: Path) -> None:

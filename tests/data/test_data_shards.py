@@ -17,11 +17,17 @@ from torch.utils.data import DataLoader
 from deit.cli import main
 from deit.data import build_dataset
 from deit.data.shards import ShardDataset
-from image_folders import write_class_folders
 from deit.errors import DeitError
+from image_folders import write_class_folders
 
-TINY = ["--model", "deit_tiny_distilled_patch16_224", "--model-kwargs",
-        '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}', "--input-size", "32"]
+TINY = [
+    "--model",
+    "deit_tiny_distilled_patch16_224",
+    "--model-kwargs",
+    '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}',
+    "--input-size",
+    "32",
+]
 
 
 def make_folder(root: Path, classes: int = 3, per_class: int = 16) -> Path:
@@ -38,8 +44,21 @@ def digest(image: Image.Image) -> str:
 def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """48 training samples in 8 shards of 6, 6 validation samples."""
     root = tmp_path_factory.mktemp("wds")
-    assert main(["data", "pack", "--data-path", str(make_folder(root / "images")), "--output", str(root / "shards"),
-                 "--shard-size", "6"]) == 0
+    assert (
+        main(
+            [
+                "data",
+                "pack",
+                "--data-path",
+                str(make_folder(root / "images")),
+                "--output",
+                str(root / "shards"),
+                "--shard-size",
+                "6",
+            ]
+        )
+        == 0
+    )
     return root / "shards"
 
 
@@ -84,9 +103,17 @@ def test_uneven_shards_pad_every_rank_to_the_same_count(shards: Path) -> None:
 def test_a_bad_record_is_skipped_and_named(tmp_path: Path, shards: Path) -> None:
     import webdataset as wds
 
-    (tmp_path / "index.json").write_text(json.dumps({"classes": ["a", "b"], "splits": {
-        "train": {"count": 3, "shards": [{"file": "train-000000.tar", "count": 3}]},
-        "val": {"count": 3, "shards": [{"file": "train-000000.tar", "count": 3}]}}}))
+    (tmp_path / "index.json").write_text(
+        json.dumps(
+            {
+                "classes": ["a", "b"],
+                "splits": {
+                    "train": {"count": 3, "shards": [{"file": "train-000000.tar", "count": 3}]},
+                    "val": {"count": 3, "shards": [{"file": "train-000000.tar", "count": 3}]},
+                },
+            }
+        )
+    )
     good = (shards.parent / "images" / "train" / "class_0" / "0.jpg").read_bytes()
     with wds.TarWriter(str(tmp_path / "train-000000.tar")) as writer:
         for key, data in (("k0", good), ("broken", b"not an image"), ("k2", good)):
@@ -100,17 +127,35 @@ def test_missing_index_and_unknown_shard_name_the_file(tmp_path: Path, shards: P
     with pytest.raises(DeitError, match="index.json"):
         build_dataset("WDS", str(tmp_path), train=True, transform=None)
     with pytest.raises(DeitError, match="train-000099.tar"):
-        build_dataset("WDS", str(shards / "train-{000000,000099}.tar"), train=True,
-                      transform=None)
+        build_dataset("WDS", str(shards / "train-{000000,000099}.tar"), train=True, transform=None)
     assert len(build_dataset("WDS", str(shards / "train-{000000..000003}.tar"), train=True, transform=None)) == 24
 
 
 @pytest.mark.slow
 def test_deit_train_from_shards(shards: Path, tmp_path: Path) -> None:
     torch.set_num_threads(1)
-    code = main(["train", "--data-set", "WDS", "--data-path", str(shards), *TINY, "--epochs", "2",
-                 "--batch-size", "8", "--num_workers", "2", "--warmup-epochs", "0", "--log-format", "plain",
-                 "--output_dir", str(tmp_path)])
+    code = main(
+        [
+            "train",
+            "--data-set",
+            "WDS",
+            "--data-path",
+            str(shards),
+            *TINY,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--num_workers",
+            "2",
+            "--warmup-epochs",
+            "0",
+            "--log-format",
+            "plain",
+            "--output_dir",
+            str(tmp_path),
+        ]
+    )
     assert code == 0
     rows = [json.loads(line) for line in (tmp_path / "log.txt").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == [0, 1]
@@ -144,8 +189,22 @@ def test_torchrun_two_ranks_two_workers_read_each_sample_once(shards: Path, tmp_
     script = tmp_path / "count.py"
     script.write_text(TORCHRUN_SCRIPT)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                             str(script), str(shards), str(Path(__file__).parent)], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(script),
+            str(shards),
+            str(Path(__file__).parent),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout.strip().splitlines()[-1]) == [[48, 48], [48, 48]]

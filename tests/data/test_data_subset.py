@@ -77,9 +77,17 @@ def test_labels_come_from_targets_samples_or_the_items() -> None:
     assert list(stratified_order([0, 0, 1, 1], seed=5)) != [] and sorted(stratified_order([0, 1], 0)) == [0, 1]
 
 
-@pytest.mark.parametrize("size, message", [(0.0, "must be a fraction"), (-2, "must be a fraction"),
-                                           (2.5, "must be whole"), (5000, "has only 40 images"),
-                                           (float("inf"), "must be a fraction"), (float("nan"), "must be a fraction")])
+@pytest.mark.parametrize(
+    "size, message",
+    [
+        (0.0, "must be a fraction"),
+        (-2, "must be a fraction"),
+        (2.5, "must be whole"),
+        (5000, "has only 40 images"),
+        (float("inf"), "must be a fraction"),
+        (float("nan"), "must be a fraction"),
+    ],
+)
 def test_bad_sizes_are_one_line_errors(size: float, message: str) -> None:
     with pytest.raises(DeitError, match=f"--train-subset .*{message}"):
         subset_size(size, 40)

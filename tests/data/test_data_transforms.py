@@ -23,8 +23,14 @@ def _names(transform) -> list[str]:
 
 def test_paper_train_pipeline_matches_the_recipe():
     transform = build_transform(True, input_size=64)
-    assert _names(transform) == ["RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "RandAugment",
-                                 "MaybeToTensor", "Normalize", "RandomErasing"]
+    assert _names(transform) == [
+        "RandomResizedCropAndInterpolation",
+        "RandomHorizontalFlip",
+        "RandAugment",
+        "MaybeToTensor",
+        "Normalize",
+        "RandomErasing",
+    ]
     crop, erasing = transform.transforms[0], transform.transforms[-1]
     assert crop.scale == (0.08, 1.0) and str(crop.interpolation).endswith("BICUBIC")
     assert isinstance(erasing, RandomErasing) and erasing.probability == 0.25 and erasing.mode == "pixel"
@@ -104,7 +110,10 @@ def test_bad_settings_are_named():
 def test_transforms_pickle_for_spawned_data_loader_workers():
     import pickle
 
-    for transform in (build_transform(True, input_size=32), build_transform(True, input_size=48, three_augment=True),
-                      build_transform(False, input_size=32)):
+    for transform in (
+        build_transform(True, input_size=32),
+        build_transform(True, input_size=48, three_augment=True),
+        build_transform(False, input_size=32),
+    ):
         clone = pickle.loads(pickle.dumps(transform))
         assert clone(_image(40, 40)).shape == transform(_image(40, 40)).shape

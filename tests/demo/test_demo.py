@@ -10,12 +10,20 @@ from pathlib import Path
 import pytest
 
 from deit.cli import main
-from deit.errors import DeitError
 from deit.demo import report as demo_report
-from deit.io import load_torch_file
-from deit.demo.experiment import (DISTILLED_STUDENT, HEADLINE_KIND, PLAIN_STUDENT, STUDENT_KINDS, DemoSettings,
-                                  plan_runs, student_config, teacher_config)
+from deit.demo.experiment import (
+    DISTILLED_STUDENT,
+    HEADLINE_KIND,
+    PLAIN_STUDENT,
+    STUDENT_KINDS,
+    DemoSettings,
+    plan_runs,
+    student_config,
+    teacher_config,
+)
 from deit.demo.runs import Job, _PrefixedLines, execute
+from deit.errors import DeitError
+from deit.io import load_torch_file
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -59,8 +67,9 @@ def test_quick_demo_writes_results_tables_and_pictures(tmp_path: Path, capsys: p
     assert half["students"]["soft"]["cosine"] is None  # the token similarity is measured at the full size only
     soft_run = Path(half["students"]["soft"]["per_seed"][0]["run_dir"])
     args = load_torch_file(soft_run / "checkpoint.pth")["args"]
-    assert args["train_subset"] == 0.5 and args["teacher_path"] == str(Path(half["teacher"]["run_dir"]) /
-                                                                           "checkpoint.pth")
+    assert args["train_subset"] == 0.5 and args["teacher_path"] == str(
+        Path(half["teacher"]["run_dir"]) / "checkpoint.pth"
+    )
     assert args["distillation_kl_reduction"] == "batchmean" and args["distillation_tau"] == 3.0
 
     headline = results["headline"]
@@ -100,10 +109,15 @@ def test_student_configurations_follow_the_paper() -> None:
     assert quarter.train_subset_seed == settings.subset_seed and "f025" in quarter.output_dir
     # every size is evaluated about as often: each epoch at the full size, every 4th at a quarter of it
     assert (configs["soft"].eval_interval, quarter.eval_interval, teacher_config(settings, 0.25).eval_interval) == (
-        1, 4, 4)
+        1,
+        4,
+        4,
+    )
     # ... and warms up for the same number of steps
-    assert (configs["soft"].warmup_epochs, quarter.warmup_epochs) == (settings.warmup_epochs,
-                                                                      4 * settings.warmup_epochs)
+    assert (configs["soft"].warmup_epochs, quarter.warmup_epochs) == (
+        settings.warmup_epochs,
+        4 * settings.warmup_epochs,
+    )
     assert teacher_config(settings, 0.25).warmup_epochs == 4 * settings.warmup_epochs
     teacher = teacher_config(settings)
     assert teacher.distillation_type == "none" and teacher.epochs == settings.teacher_epochs
@@ -120,8 +134,13 @@ def test_plan_runs_trains_each_size_with_its_own_teacher() -> None:
     teachers = [job for job in first if job.kind == "teacher"]
     assert [job.fraction for job in teachers] == [0.25, 0.5, 1.0] and first[:3] == teachers  # teachers start first
     labels_only = {(job.kind, job.fraction, job.seed) for job in first[3:]}
-    assert labels_only == {(kind, fraction, seed) for seed in (0, 1) for fraction in (0.25, 0.5, 1.0)
-                           for kind in ("none", "two_cls_tokens") if kind == "none" or fraction == 1.0}
+    assert labels_only == {
+        (kind, fraction, seed)
+        for seed in (0, 1)
+        for fraction in (0.25, 0.5, 1.0)
+        for kind in ("none", "two_cls_tokens")
+        if kind == "none" or fraction == 1.0
+    }
     unlocked = distilled(teachers[0], "t25.pth")
     assert {(job.kind, job.fraction, job.seed) for job in unlocked} == {("soft", 0.25, 0), ("soft", 0.25, 1)}
     assert all(job.config.teacher_path == "t25.pth" and not job.measure_cosine for job in unlocked)
@@ -138,29 +157,60 @@ def test_a_failed_run_names_itself(tmp_path: Path) -> None:
         execute(job)
 
 
-@pytest.mark.parametrize("flags, message", [(["--seeds", "0"], "--seeds 0"), (["--epochs", "0"], "--epochs 0"),
-                                            (["--jobs", "-1"], "--jobs -1"), (["--sizes", "0.5,2"], "--sizes 0.5,2")])
-def test_bad_flags_are_one_line_errors(flags: list[str], message: str, tmp_path: Path,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--seeds", "0"], "--seeds 0"),
+        (["--epochs", "0"], "--epochs 0"),
+        (["--jobs", "-1"], "--jobs -1"),
+        (["--sizes", "0.5,2"], "--sizes 0.5,2"),
+    ],
+)
+def test_bad_flags_are_one_line_errors(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["demo", *flags, "--output-dir", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "results.json").exists()
 
 
 def _student(kind: str, fused: list[float], cosine: float | None = 0.9) -> dict:
-    runs = [{"seed": seed, "model": "m", "distillation_type": "none", "cosine": cosine, "seconds": 1.0,
-             "run_dir": "r", "metrics": {"acc1": 100 * value, "cls_acc1": 100 * value,
-                                         **({} if kind == "none" else {"dist_acc1": 100 * value})},
-             "curve": [{"epoch": 1, "fused": value, "cls": value, "dist": None}]}
-            for seed, value in enumerate(fused)]
+    runs = [
+        {
+            "seed": seed,
+            "model": "m",
+            "distillation_type": "none",
+            "cosine": cosine,
+            "seconds": 1.0,
+            "run_dir": "r",
+            "metrics": {
+                "acc1": 100 * value,
+                "cls_acc1": 100 * value,
+                **({} if kind == "none" else {"dist_acc1": 100 * value}),
+            },
+            "curve": [{"epoch": 1, "fused": value, "cls": value, "dist": None}],
+        }
+        for seed, value in enumerate(fused)
+    ]
     return demo_report.summarise_student(kind, runs)
 
 
 def _size(fraction: float, images: int, fused: dict[str, list[float]]) -> dict:
-    runs = [{"seed": seed, "kind": kind, "model": "m", "distillation_type": kind, "cosine": None, "seconds": 1.0,
-             "run_dir": "r", "metrics": {"acc1": 100 * value, "cls_acc1": 100 * value},
-             "curve": [{"epoch": 1, "fused": value, "cls": value, "dist": None}]}
-            for kind, values in fused.items() for seed, value in enumerate(values)]
+    runs = [
+        {
+            "seed": seed,
+            "kind": kind,
+            "model": "m",
+            "distillation_type": kind,
+            "cosine": None,
+            "seconds": 1.0,
+            "run_dir": "r",
+            "metrics": {"acc1": 100 * value, "cls_acc1": 100 * value},
+            "curve": [{"epoch": 1, "fused": value, "cls": value, "dist": None}],
+        }
+        for kind, values in fused.items()
+        for seed, value in enumerate(values)
+    ]
     teacher = {"metrics": {"acc1": 97.5}, "seconds": 2.0, "run_dir": "t"}
     return demo_report.summarise_size(fraction, teacher, runs, images=images, epochs=10, teacher_epochs=8)
 
@@ -179,15 +229,19 @@ def test_summary_uses_sample_std_and_pairs_seeds() -> None:
 
 
 def test_headline_and_verdict_when_every_seed_gains() -> None:
-    sizes = [_size(0.25, 359, {"none": [0.70, 0.74, 0.72], "soft": [0.78, 0.79, 0.73]}),
-             _size(1.0, 1437, {"none": [0.90, 0.91, 0.92], "soft": [0.93, 0.90, 0.95], "hard": [0.80, 0.85, 0.88]})]
+    sizes = [
+        _size(0.25, 359, {"none": [0.70, 0.74, 0.72], "soft": [0.78, 0.79, 0.73]}),
+        _size(1.0, 1437, {"none": [0.90, 0.91, 0.92], "soft": [0.93, 0.90, 0.95], "hard": [0.80, 0.85, 0.88]}),
+    ]
     headline = demo_report.headline(sizes, 0.25, "soft")
     assert set(headline) >= {"fraction", "kind", "gain", "per_seed_gain"}
     assert headline["per_seed_gain"] == pytest.approx([0.08, 0.05, 0.01])
     assert headline["gain"] == pytest.approx(0.14 / 3)
     sentence = demo_report.verdict(headline)
-    assert sentence == ("Soft distillation beat no distillation at 25% of the training set (359 images): fused top-1 "
-                        "+4.7 ± 3.5 points (paired by seed), better on 3 of 3 seeds.")
+    assert sentence == (
+        "Soft distillation beat no distillation at 25% of the training set (359 images): fused top-1 "
+        "+4.7 ± 3.5 points (paired by seed), better on 3 of 3 seeds."
+    )
     expected = "Better than no distillation on every seed: soft distillation at 25%."
     assert demo_report.every_seed_sentence(sizes) == expected
     assert demo_report.headline(sizes, 0.5, "soft") is None and demo_report.headline(sizes, 0.25, "hard") is None
@@ -202,15 +256,18 @@ def test_verdict_says_not_resolved_when_seeds_disagree() -> None:
     sentence = demo_report.verdict(demo_report.headline(sizes, 0.25, "soft"))
     assert sentence.startswith("Not resolved: soft distillation vs no distillation at 25% of the training set")
     assert "better on 1 of 3 seeds, tied on 1; the seeds disagree." in sentence
-    assert demo_report.every_seed_sentence(sizes) == ("No variant beat no distillation on every seed at any "
-                                                       "training-set size.")
+    assert demo_report.every_seed_sentence(sizes) == (
+        "No variant beat no distillation on every seed at any training-set size."
+    )
 
 
 def test_verdict_says_plainly_when_distillation_loses() -> None:
     sizes = [_size(0.1, 144, {"none": [0.95, 0.96], "hard": [0.90, 0.91]})]
     sentence = demo_report.verdict(demo_report.headline(sizes, 0.1, "hard"))
-    assert sentence == ("Hard distillation did not beat no distillation at 10% of the training set (144 images): "
-                        "fused top-1 -5.0 ± 0.0 points (paired by seed), worse on 2 of 2 seeds.")
+    assert sentence == (
+        "Hard distillation did not beat no distillation at 10% of the training set (144 images): "
+        "fused top-1 -5.0 ± 0.0 points (paired by seed), worse on 2 of 2 seeds."
+    )
     single = [_size(1.0, 1437, {"none": [0.9], "soft": [0.95]})]
     assert "single seed" in demo_report.verdict(demo_report.headline(single, 1.0, "soft"))
     assert demo_report.every_seed_sentence(single) == "With a single seed no comparison is resolved."
@@ -277,12 +334,17 @@ def test_a_free_worker_takes_the_longest_waiting_run_first(monkeypatch: pytest.M
 
     def fake_execute(job: Job, threads: int | None = None) -> dict:
         order.append(f"{job.kind}{job.fraction:g}")
-        return {"kind": job.kind, "fraction": job.fraction, "label": job.label, "seconds": 0.0, "cosine": None,
-                "metrics": {"acc1": 1.0, "cls_acc1": 1.0}}
+        return {
+            "kind": job.kind,
+            "fraction": job.fraction,
+            "label": job.label,
+            "seconds": 0.0,
+            "cosine": None,
+            "metrics": {"acc1": 1.0, "cls_acc1": 1.0},
+        }
 
     monkeypatch.setattr(demo_runs, "execute", fake_execute)
     first, distilled, total = plan_runs(DemoSettings(output_dir="out", seeds=1, sizes=(0.25, 1.0)))
     teachers, students = demo_runs.run_jobs(first, distilled, total=total, jobs=1, threads=None)
-    assert order == ["teacher0.25", "teacher1", "soft0.25", "soft1", "hard1", "none0.25", "none1",
-                     "two_cls_tokens1"]
+    assert order == ["teacher0.25", "teacher1", "soft0.25", "soft1", "hard1", "none0.25", "none1", "two_cls_tokens1"]
     assert sorted(teachers) == [0.25, 1.0] and len(students) == total - 2

@@ -37,7 +37,8 @@ def test_bce_accepts_hard_and_soft_targets():
     thresholded = build_base_criterion(mixup_active=True, bce_loss=True, bce_target_thresh=0.2)
     soft = torch.tensor([[0.7, 0.3, 0.0]] * 4)
     assert thresholded(logits, soft).item() == pytest.approx(
-        F.binary_cross_entropy_with_logits(logits, (soft > 0.2).float()).item(), rel=1e-6)
+        F.binary_cross_entropy_with_logits(logits, (soft > 0.2).float()).item(), rel=1e-6
+    )
 
 
 def test_bad_values_are_user_errors():

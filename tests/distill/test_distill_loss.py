@@ -96,7 +96,8 @@ def test_alpha_limits(distillation_type):
     only_base = DistillationLoss(nn.CrossEntropyLoss(), teacher, distillation_type, 0.0, 2.0)
     only_teacher = DistillationLoss(nn.CrossEntropyLoss(), teacher, distillation_type, 1.0, 2.0)
     assert only_base(images, (z_cls, z_dist), labels).item() == pytest.approx(
-        cross_entropy(z_cls, labels.tolist()), rel=1e-5)
+        cross_entropy(z_cls, labels.tolist()), rel=1e-5
+    )
     loss = only_teacher(images, (z_cls, z_dist), labels)
     assert loss.item() == pytest.approx(only_teacher.last_terms["distillation"].item(), rel=1e-6)
     assert loss.item() != pytest.approx(only_teacher.last_terms["base"].item(), rel=1e-3)
@@ -138,8 +139,9 @@ def test_two_class_token_control_averages_both_heads_on_the_labels():
     loss = criterion(images, (z_cls, z_dist), labels)
     expected = 0.5 * (cross_entropy(z_cls, labels.tolist()) + cross_entropy(z_dist, labels.tolist()))
     assert loss.item() == pytest.approx(expected, rel=1e-5)
-    assert criterion.last_terms["distillation"].item() == pytest.approx(cross_entropy(z_dist, labels.tolist()),
-                                                                        rel=1e-5)
+    assert criterion.last_terms["distillation"].item() == pytest.approx(
+        cross_entropy(z_dist, labels.tolist()), rel=1e-5
+    )
     with pytest.raises(DeitError, match="distillation token"):
         criterion(images, z_cls, labels)
 
@@ -165,8 +167,9 @@ def test_a_student_without_distillation_token_is_distilled_on_its_class_token():
 
 def tiny_student() -> nn.Module:
     torch.manual_seed(0)
-    return create_model("deit_tiny_distilled_patch16_224", img_size=16, patch_size=8, depth=1, embed_dim=16,
-                        num_heads=2, num_classes=C)
+    return create_model(
+        "deit_tiny_distilled_patch16_224", img_size=16, patch_size=8, depth=1, embed_dim=16, num_heads=2, num_classes=C
+    )
 
 
 @pytest.mark.parametrize("alpha,silent_head,live_head", [(1.0, "head", "head_dist"), (0.0, "head_dist", "head")])
@@ -208,7 +211,8 @@ def test_bad_settings_are_user_errors():
 
 def test_teacher_with_another_class_count_is_refused_at_the_loss():
     images, z_cls, z_dist, labels = batch(8)
-    criterion = DistillationLoss(nn.CrossEntropyLoss(), nn.Sequential(nn.Flatten(), nn.Linear(3 * SIDE * SIDE, C + 2)),
-                                 "soft", 0.5, 1.0)
+    criterion = DistillationLoss(
+        nn.CrossEntropyLoss(), nn.Sequential(nn.Flatten(), nn.Linear(3 * SIDE * SIDE, C + 2)), "soft", 0.5, 1.0
+    )
     with pytest.raises(DeitError, match=f"{C + 2} classes"):
         criterion(images, (z_cls, z_dist), labels)

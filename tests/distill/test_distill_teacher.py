@@ -27,8 +27,14 @@ TINY = dict(patch_size=8, depth=1, embed_dim=16, num_heads=2)
 
 def conv_teacher(num_classes: int = NUM_CLASSES) -> nn.Module:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-                        nn.Linear(4, num_classes))
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3),
+        nn.BatchNorm2d(4),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, num_classes),
+    )
     net[1].running_mean.uniform_(-1, 1)
     net[1].running_var.uniform_(0.5, 2)
     return net
@@ -40,9 +46,16 @@ def tiny_deit(num_classes: int = NUM_CLASSES) -> nn.Module:
 
 
 def train_checkpoint(model: nn.Module, *, num_classes: int = NUM_CLASSES, mean=TEACHER_MEAN, std=TEACHER_STD):
-    meta = CheckpointMeta(model="deit_tiny_patch16_224", model_kwargs=dict(TINY), input_size=16,
-                          num_classes=num_classes, mean=tuple(mean), std=tuple(std),
-                          class_names=tuple(str(i) for i in range(num_classes)), deit_version="0.1.0")
+    meta = CheckpointMeta(
+        model="deit_tiny_patch16_224",
+        model_kwargs=dict(TINY),
+        input_size=16,
+        num_classes=num_classes,
+        mean=tuple(mean),
+        std=tuple(std),
+        class_names=tuple(str(i) for i in range(num_classes)),
+        deit_version="0.1.0",
+    )
     return {"model": model.state_dict(), "epoch": 3, "args": {"lr": 5e-4}, "meta": meta.to_dict()}
 
 
@@ -68,8 +81,9 @@ def test_renormalisation_gives_the_predictions_of_the_teachers_own_normalisation
     student_input = (pixels - torch.tensor(STUDENT_MEAN)[:, None, None]) / torch.tensor(STUDENT_STD)[:, None, None]
     teacher_input = (pixels - torch.tensor(TEACHER_MEAN)[:, None, None]) / torch.tensor(TEACHER_STD)[:, None, None]
     expected = net(teacher_input)
-    teacher = FrozenTeacher(net, student_mean=STUDENT_MEAN, student_std=STUDENT_STD, teacher_mean=TEACHER_MEAN,
-                            teacher_std=TEACHER_STD)
+    teacher = FrozenTeacher(
+        net, student_mean=STUDENT_MEAN, student_std=STUDENT_STD, teacher_mean=TEACHER_MEAN, teacher_std=TEACHER_STD
+    )
     assert teacher.renormalise
     torch.testing.assert_close(teacher(student_input), expected, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(net(student_input), expected, atol=1e-3)  # the correction matters
@@ -93,8 +107,13 @@ def test_deit_train_checkpoint_rebuilds_the_variant_and_takes_mean_std_from_meta
     source = tiny_deit()
     path = tmp_path / "checkpoint.pth"
     torch.save(train_checkpoint(source), path)
-    teacher = build_teacher("deit_tiny_patch16_224", num_classes=NUM_CLASSES, checkpoint=str(path),
-                            student_mean=STUDENT_MEAN, student_std=STUDENT_STD)
+    teacher = build_teacher(
+        "deit_tiny_patch16_224",
+        num_classes=NUM_CLASSES,
+        checkpoint=str(path),
+        student_mean=STUDENT_MEAN,
+        student_std=STUDENT_STD,
+    )
     assert teacher.renormalise and teacher.input_size == 16
     pixels = torch.rand(2, 3, 16, 16)
     student_input = (pixels - torch.tensor(STUDENT_MEAN)[:, None, None]) / torch.tensor(STUDENT_STD)[:, None, None]
@@ -116,8 +135,13 @@ def test_official_and_safetensors_weights(tmp_path):
         student = tiny_deit()
         torch.manual_seed(123)
         student.apply(lambda m: nn.init.normal_(m.weight) if isinstance(m, nn.Linear) else None)
-        teacher = build_teacher(student, num_classes=NUM_CLASSES, checkpoint=str(checkpoint),
-                                student_mean=TEACHER_MEAN, student_std=TEACHER_STD)
+        teacher = build_teacher(
+            student,
+            num_classes=NUM_CLASSES,
+            checkpoint=str(checkpoint),
+            student_mean=TEACHER_MEAN,
+            student_std=TEACHER_STD,
+        )
         torch.testing.assert_close(teacher(images), source(images), rtol=1e-5, atol=1e-5)
     assert build_teacher(tiny_deit(), num_classes=NUM_CLASSES, checkpoint=str(exported)).renormalise
 
@@ -174,8 +198,9 @@ def file_server(tmp_path, monkeypatch):
     served.mkdir()
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     _CountingHandler.requests = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                             functools.partial(_CountingHandler, directory=str(served)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_CountingHandler, directory=str(served))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield served, f"http://127.0.0.1:{server.server_address[1]}"
@@ -213,7 +238,12 @@ def test_teacher_meta_is_checked_against_its_tensors_before_building(tmp_path: P
     kwargs = {"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}
     model = deit.create_model("deit_tiny_patch16_224", img_size=32, num_classes=3, **kwargs)
     path = tmp_path / "teacher.safetensors"
-    save_weights(model, path, CheckpointMeta(model="deit_tiny_patch16_224", model_kwargs={**kwargs, "depth": 5000},
-                                             input_size=32, num_classes=3))
+    save_weights(
+        model,
+        path,
+        CheckpointMeta(
+            model="deit_tiny_patch16_224", model_kwargs={**kwargs, "depth": 5000}, input_size=32, num_classes=3
+        ),
+    )
     with pytest.raises(DeitError, match="depth=5000"):
         build_teacher("deit_tiny_patch16_224", num_classes=3, checkpoint=path)

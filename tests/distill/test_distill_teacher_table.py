@@ -32,8 +32,9 @@ def test_looked_up_logits_give_the_per_step_loss_and_gradients(kind: str) -> Non
     images = augment(indices, view)
     student = nn.Sequential(nn.Flatten(), nn.Linear(3 * 64, 6))
     labels = torch.tensor([0, 1, 2, 0, 1, 2])
-    criterion = DistillationLoss(nn.CrossEntropyLoss(label_smoothing=0.1), teacher, kind, 0.7, 3.0,
-                                 kl_reduction="batchmean")
+    criterion = DistillationLoss(
+        nn.CrossEntropyLoss(label_smoothing=0.1), teacher, kind, 0.7, 3.0, kl_reduction="batchmean"
+    )
     results = []
     for teacher_outputs in (None, table[indices, view]):
         student.zero_grad()

@@ -14,8 +14,22 @@ from image_folders import write_class_folders
 # A distilled DeiT small enough that an epoch of a few steps takes well under a second.
 TINY_KWARGS = '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2}'
 TINY_STUDENT = ["--model", "deit_tiny_distilled_patch16_224", "--model-kwargs", TINY_KWARGS, "--input-size", "32"]
-FAST = ["--batch-size", "16", "--num_workers", "0", "--device", "cpu", "--max-steps-per-epoch", "3",
-        "--log-interval", "0", "--warmup-epochs", "0", "--log-format", "plain"]
+FAST = [
+    "--batch-size",
+    "16",
+    "--num_workers",
+    "0",
+    "--device",
+    "cpu",
+    "--max-steps-per-epoch",
+    "3",
+    "--log-interval",
+    "0",
+    "--warmup-epochs",
+    "0",
+    "--log-format",
+    "plain",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -46,7 +60,20 @@ def teacher_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN teacher trained by `deit train --model resnet10t` on DIGITS (1 short epoch)."""
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("teacher")
-    code = main(["train", "--model", "resnet10t", "--input-size", "32", "--epochs", "1", "--no-model-ema",
-                 "--output_dir", str(out), *FAST])
+    code = main(
+        [
+            "train",
+            "--model",
+            "resnet10t",
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--no-model-ema",
+            "--output_dir",
+            str(out),
+            *FAST,
+        ]
+    )
     assert code == 0
     return out / "checkpoint.pth"

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import FAST, TINY_STUDENT, log_rows, run_cli
 from PIL import Image
 
+from conftest import FAST, TINY_STUDENT, log_rows, run_cli
 from deit.io import load_torch_file
 
 
@@ -47,13 +47,30 @@ def _messy_folder(root: Path) -> list[str]:
 
 
 @pytest.mark.slow
-def test_an_epoch_on_a_messy_folder_completes_and_lists_the_skipped_files(tmp_path: Path,
-                                                                          capsys: pytest.CaptureFixture) -> None:
+def test_an_epoch_on_a_messy_folder_completes_and_lists_the_skipped_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     bad = _messy_folder(tmp_path / "data")
     out_dir = tmp_path / "run"
-    code, out, err = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--data-set", "IMNET",
-                              "--data-path", tmp_path / "data", "--output_dir", out_dir, "--no-model-ema",
-                              "--batch-size", "4"], capsys)
+    code, out, err = run_cli(
+        [
+            "train",
+            *TINY_STUDENT,
+            *FAST,
+            "--epochs",
+            "1",
+            "--data-set",
+            "IMNET",
+            "--data-path",
+            tmp_path / "data",
+            "--output_dir",
+            out_dir,
+            "--no-model-ema",
+            "--batch-size",
+            "4",
+        ],
+        capsys,
+    )
     assert code == 0, out + err
     assert log_rows(out_dir)[0]["epoch"] == 0
     listed = sorted(line.split("\t")[0] for line in (out_dir / "skipped_files.txt").read_text().splitlines())
@@ -61,12 +78,26 @@ def test_an_epoch_on_a_messy_folder_completes_and_lists_the_skipped_files(tmp_pa
     assert load_torch_file(out_dir / "checkpoint.pth")["meta"]["class_names"] == ["a", "b"]
 
 
-def test_strict_data_refuses_the_messy_folder_before_training(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture) -> None:
+def test_strict_data_refuses_the_messy_folder_before_training(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     _messy_folder(tmp_path / "data")
     out_dir = tmp_path / "run"
-    code, out, err = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--data-set", "IMNET",
-                              "--data-path", tmp_path / "data", "--output_dir", out_dir, "--strict-data"], capsys)
+    code, out, err = run_cli(
+        [
+            "train",
+            *TINY_STUDENT,
+            *FAST,
+            "--epochs",
+            "1",
+            "--data-set",
+            "IMNET",
+            "--data-path",
+            tmp_path / "data",
+            "--output_dir",
+            out_dir,
+            "--strict-data",
+        ],
+        capsys,
+    )
     assert code == 2
     error_lines = [line for line in err.splitlines() if line.startswith("deit: error:")]
     assert len(error_lines) == 1 and "Traceback" not in err

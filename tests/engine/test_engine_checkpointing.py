@@ -18,9 +18,11 @@ def _save(path: Path, value: float, epoch: int) -> None:
 
 
 @pytest.mark.parametrize("links", [True, False], ids=["hard-link", "no-links-on-this-file-system"])
-def test_the_best_copy_keeps_its_epoch_when_the_latest_is_rewritten(tmp_path: Path, links: bool,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_best_copy_keeps_its_epoch_when_the_latest_is_rewritten(
+    tmp_path: Path, links: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not links:
+
         def refuse(*_: object) -> None:
             raise OSError("hard links not supported")
 

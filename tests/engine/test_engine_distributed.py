@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from deit.engine.distributed import first_slurm_host, init_distributed, read_launcher_env, process_device
+from deit.engine.distributed import first_slurm_host, init_distributed, process_device, read_launcher_env
 from deit.errors import DeitError
 
 
@@ -16,8 +16,9 @@ def test_torchrun_environment() -> None:
 
 
 def test_slurm_environment_finds_the_master_node() -> None:
-    env = read_launcher_env({"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1",
-                             "SLURM_NODELIST": "gpu[07-08,11],cpu1"})
+    env = read_launcher_env(
+        {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1", "SLURM_NODELIST": "gpu[07-08,11],cpu1"}
+    )
     assert (env.rank, env.world_size, env.local_rank, env.master_addr) == (5, 8, 1, "gpu07")
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
 
+from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
 from deit.engine import builders
 from deit.engine.step import TrainStep
 from deit.io import load_torch_file
@@ -32,14 +32,16 @@ def interrupt_epoch(monkeypatch: pytest.MonkeyPatch, epoch: int, after_batches: 
                 if index == after_batches:
                     raise KeyboardInterrupt
                 yield batch
+
         return real(step, batches(), device, this_epoch, **kwargs)
 
     monkeypatch.setattr(train_module, "train_one_epoch", interrupted)
 
 
 @pytest.mark.slow
-def test_ctrl_c_then_resume_gives_the_same_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   capsys: pytest.CaptureFixture) -> None:
+def test_ctrl_c_then_resume_gives_the_same_weights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
     assert run_cli([*TWO_EPOCHS, "--output_dir", straight], capsys)[0] == 0
 
@@ -61,8 +63,9 @@ def test_ctrl_c_then_resume_gives_the_same_weights(tmp_path: Path, monkeypatch: 
     assert log_rows(resumed)[1]["test_acc1"] == log_rows(straight)[1]["test_acc1"]
 
 
-def test_ctrl_c_during_the_save_finishes_the_save(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_ctrl_c_during_the_save_finishes_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     real_save, calls = torch.save, []
 
     def save(obj, path, *args, **kwargs):
@@ -91,8 +94,9 @@ def nan_loss_at_step(monkeypatch: pytest.MonkeyPatch, bad_step: int) -> None:
 
 
 @pytest.mark.slow
-def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                      capsys: pytest.CaptureFixture) -> None:
+def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     nan_loss_at_step(monkeypatch, 4)
     code, _, err = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
@@ -103,8 +107,9 @@ def test_nan_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path: 
 
 
 @pytest.mark.slow
-def test_nan_skip_policy_drops_the_batch_and_continues(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                       capsys: pytest.CaptureFixture) -> None:
+def test_nan_skip_policy_drops_the_batch_and_continues(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     nan_loss_at_step(monkeypatch, 4)
     code, out, _ = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path, "--nan-policy", "skip"], capsys)
     assert code == 0 and "1 bad batches skipped" in out
@@ -114,8 +119,9 @@ def test_nan_skip_policy_drops_the_batch_and_continues(tmp_path: Path, monkeypat
 
 
 @pytest.mark.slow
-def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture) -> None:
+def test_disk_full_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     real_save, calls = torch.save, []
 
     def save(obj, path, *args, **kwargs):
@@ -134,47 +140,66 @@ def test_disk_full_keeps_the_previous_checkpoint(tmp_path: Path, monkeypatch: py
 
 
 @pytest.mark.slow
-def test_resume_from_another_model_fails_before_any_work(tmp_path: Path, teacher_checkpoint: Path,
-                                                         monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_resume_from_another_model_fails_before_any_work(
+    tmp_path: Path, teacher_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     def no_data(*args, **kwargs):
         raise AssertionError("data sets were built before the resume check")
 
     monkeypatch.setattr(builders, "build_datasets", no_data)
     out_dir = tmp_path / "run"
-    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--resume", teacher_checkpoint, "--output_dir", out_dir],
-                           capsys)
+    code, _, err = run_cli(
+        ["train", *TINY_STUDENT, *FAST, "--resume", teacher_checkpoint, "--output_dir", out_dir], capsys
+    )
     assert code == 2 and "'resnet10t' checkpoint, not 'deit_tiny_distilled_patch16_224'" in err
     assert len(err.strip().splitlines()) == 1 and not out_dir.exists()
 
 
 @pytest.mark.slow
 def test_resume_auto_without_a_checkpoint_starts_fresh(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--resume", "auto", "--output_dir",
-                            tmp_path], capsys)
+    code, out, _ = run_cli(
+        ["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--resume", "auto", "--output_dir", tmp_path], capsys
+    )
     assert code == 0 and "starting from scratch" in out
-    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--resume", "auto", "--output_dir",
-                            tmp_path], capsys)
+    code, out, _ = run_cli(
+        ["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--resume", "auto", "--output_dir", tmp_path], capsys
+    )
     assert code == 0 and "already completed all 1 epochs" in out
 
 
-def test_teacher_with_other_classes_fails_before_the_student_is_built(tmp_path: Path, teacher_checkpoint: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch,
-                                                                      capsys: pytest.CaptureFixture) -> None:
+def test_teacher_with_other_classes_fails_before_the_student_is_built(
+    tmp_path: Path, teacher_checkpoint: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     def no_student(*args, **kwargs):
         raise AssertionError("the student was built before the teacher check")
 
     monkeypatch.setattr(builders, "build_student", no_student)
     data = make_image_folder(tmp_path / "data", per_class=2)
-    code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, "--data-set", "IMNET", "--data-path", data,
-                            "--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint,
-                            "--distillation-type", "hard"], capsys)
+    code, _, err = run_cli(
+        [
+            "train",
+            *TINY_STUDENT,
+            *FAST,
+            "--data-set",
+            "IMNET",
+            "--data-path",
+            data,
+            "--teacher-model",
+            "resnet10t",
+            "--teacher-path",
+            teacher_checkpoint,
+            "--distillation-type",
+            "hard",
+        ],
+        capsys,
+    )
     assert code == 2 and "predicts 10 classes but the data has 3" in err
 
 
 @pytest.mark.parametrize("flag", ["--teacher-path", "--finetune"])
-def test_a_failed_download_says_which_flag_takes_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture, flag: str) -> None:
+def test_a_failed_download_says_which_flag_takes_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, flag: str
+) -> None:
     import socket
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
@@ -182,7 +207,7 @@ def test_a_failed_download_says_which_flag_takes_the_file(tmp_path: Path, monkey
     with socket.socket() as probe:  # a port on 127.0.0.1 that nothing listens on
         probe.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{probe.getsockname()[1]}/regnety_160-a5fe301d.pth"
-    source = (["--teacher-model", "resnet10t", "--distillation-type", "hard"] if flag == "--teacher-path" else [])
+    source = ["--teacher-model", "resnet10t", "--distillation-type", "hard"] if flag == "--teacher-path" else []
     code, _, err = run_cli(["train", *TINY_STUDENT, *FAST, *source, flag, url], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"cannot download {url}" in err and err.strip().endswith(f"pass the file's path as {flag}")

@@ -9,15 +9,15 @@ import pytest
 import torch
 import yaml
 
+from conftest import FAST, TINY_STUDENT, make_image_folder, run_cli
 from deit.cli import build_parser
 from deit.engine.config import config_from_args, make_config
 from deit.engine.optim import build_optimizer
 from deit.engine.recipes import RECIPES, describe_recipe, small_run_warnings
+from deit.export.model_card import model_card
 from deit.io import load_torch_file
 from deit.models.checkpoint import read_trained_weights
 from deit.models.factory import build_model
-from deit.export.model_card import model_card
-from conftest import FAST, TINY_STUDENT, make_image_folder, run_cli
 
 
 def parse(argv: list[str]):
@@ -36,11 +36,29 @@ def digits_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_finetune_without_model_builds_the_checkpoint_and_says_what_it_adapted(
-        tmp_path: Path, digits_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, digits_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
     folder = make_image_folder(tmp_path / "folder", classes=3)
     out = tmp_path / "ft"
-    code, stdout, err = run_cli(["train", "--finetune", digits_checkpoint, "--data-path", folder, "--input-size",
-                                 "64", "--output_dir", out, "--recipe", "finetune", "--epochs", "1", *FAST], capsys)
+    code, stdout, err = run_cli(
+        [
+            "train",
+            "--finetune",
+            digits_checkpoint,
+            "--data-path",
+            folder,
+            "--input-size",
+            "64",
+            "--output_dir",
+            out,
+            "--recipe",
+            "finetune",
+            "--epochs",
+            "1",
+            *FAST,
+        ],
+        capsys,
+    )
     assert code == 0, err
     lines = stdout.splitlines()
     head = "\n".join(lines[:6])
@@ -67,10 +85,27 @@ def test_finetune_takes_the_input_size_from_the_checkpoint_unless_given(digits_c
 
 
 def test_a_model_flag_that_does_not_fit_the_checkpoint_names_both(
-        tmp_path: Path, digits_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = run_cli(["train", "--finetune", digits_checkpoint, "--model", "deit_tiny_patch16_224",
-                            "--model-kwargs", TINY_STUDENT[3], "--input-size", "32", "--epochs", "1", *FAST,
-                            "--output_dir", tmp_path / "bad"], capsys)
+    tmp_path: Path, digits_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code, _, err = run_cli(
+        [
+            "train",
+            "--finetune",
+            digits_checkpoint,
+            "--model",
+            "deit_tiny_patch16_224",
+            "--model-kwargs",
+            TINY_STUDENT[3],
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            *FAST,
+            "--output_dir",
+            tmp_path / "bad",
+        ],
+        capsys,
+    )
     assert code == 2
     message = err.strip().splitlines()
     assert len(message) == 1 and "Traceback" not in err
@@ -78,7 +113,8 @@ def test_a_model_flag_that_does_not_fit_the_checkpoint_names_both(
 
 
 def test_a_model_that_fits_keeps_the_heads_when_the_classes_agree(
-        tmp_path: Path, digits_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, digits_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
     code, stdout, _ = run_cli(["train", "--finetune", digits_checkpoint, "--epochs", "1", *FAST], capsys)
     assert code == 0
     assert "heads kept (10 classes" in stdout and "pos_embed resampled" not in stdout
@@ -115,10 +151,20 @@ def test_small_runs_are_warned_about_warmup_and_a_negligible_lr() -> None:
 
 
 def test_layer_decay_gives_deeper_blocks_a_larger_lr_and_the_head_the_full_one() -> None:
-    model = build_model("deit_tiny_patch16_224", num_classes=3, img_size=32, depth=3, patch_size=8, embed_dim=32,
-                        num_heads=2)
-    optimizer = build_optimizer(model, opt="adamw", lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9,
-                                device=torch.device("cpu"), layer_decay=0.5)
+    model = build_model(
+        "deit_tiny_patch16_224", num_classes=3, img_size=32, depth=3, patch_size=8, embed_dim=32, num_heads=2
+    )
+    optimizer = build_optimizer(
+        model,
+        opt="adamw",
+        lr=1e-3,
+        weight_decay=0.05,
+        eps=1e-8,
+        betas=None,
+        momentum=0.9,
+        device=torch.device("cpu"),
+        layer_decay=0.5,
+    )
     scale_of = {id(p): group["lr_scale"] for group in optimizer.param_groups for p in group["params"]}
     named = dict(model.named_parameters())
     assert scale_of[id(named["head.weight"])] == 1.0
@@ -130,8 +176,9 @@ def test_layer_decay_gives_deeper_blocks_a_larger_lr_and_the_head_the_full_one()
 
 
 def test_layer_decay_reaches_the_optimizer_of_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--layer-decay", "0.5",
-                          "--output_dir", tmp_path], capsys)
+    code, _, _ = run_cli(
+        ["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--layer-decay", "0.5", "--output_dir", tmp_path], capsys
+    )
     assert code == 0
     groups = load_torch_file(tmp_path / "checkpoint.pth")["optimizer"]["param_groups"]
     assert sorted({group["lr_scale"] for group in groups}) == [0.25, 0.5, 1.0]  # stem, block 0, head
@@ -139,11 +186,27 @@ def test_layer_decay_reaches_the_optimizer_of_a_run(tmp_path: Path, capsys: pyte
     assert code == 2 and "--layer-decay 1.5: must be in (0, 1]" in err
 
 
-def test_linear_probe_trains_the_heads_only(tmp_path: Path, digits_checkpoint: Path,
-                                            capsys: pytest.CaptureFixture) -> None:
+def test_linear_probe_trains_the_heads_only(
+    tmp_path: Path, digits_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
     # `labels`: both heads learn, so both must move while everything else stays.
-    code, _, _ = run_cli(["train", "--finetune", digits_checkpoint, *FAST, "--epochs", "1", "--linear-probe",
-                          "--distillation-type", "labels", "--no-model-ema", "--output_dir", tmp_path], capsys)
+    code, _, _ = run_cli(
+        [
+            "train",
+            "--finetune",
+            digits_checkpoint,
+            *FAST,
+            "--epochs",
+            "1",
+            "--linear-probe",
+            "--distillation-type",
+            "labels",
+            "--no-model-ema",
+            "--output_dir",
+            tmp_path,
+        ],
+        capsys,
+    )
     assert code == 0
     before = load_torch_file(digits_checkpoint)["model"]
     after = load_torch_file(tmp_path / "checkpoint.pth")["model"]
@@ -154,8 +217,9 @@ def test_linear_probe_trains_the_heads_only(tmp_path: Path, digits_checkpoint: P
 
 
 def test_config_yaml_records_the_recipe(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, stdout, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--recipe", "small-data",
-                               "--output_dir", tmp_path], capsys)
+    code, stdout, _ = run_cli(
+        ["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--recipe", "small-data", "--output_dir", tmp_path], capsys
+    )
     assert code == 0
     assert "--recipe small-data: --aa none" in stdout.splitlines()[1]
     saved = yaml.safe_load((tmp_path / "config.yaml").read_text())
@@ -174,11 +238,12 @@ def test_grad_accumulation_equals_one_step_on_the_larger_batch() -> None:
     def trained(accum: int, batches: int) -> torch.nn.Module:
         torch.manual_seed(1)
         model = torch.nn.Linear(6, 3)
-        step = TrainStep(model, criterion, torch.optim.SGD(model.parameters(), lr=0.5), precision=precision,
-                         accum_steps=accum)
+        step = TrainStep(
+            model, criterion, torch.optim.SGD(model.parameters(), lr=0.5), precision=precision, accum_steps=accum
+        )
         size = 8 // max(batches, accum)
         for chunk in range(batches):
-            step(images[chunk * size:(chunk + 1) * size], targets[chunk * size:(chunk + 1) * size])
+            step(images[chunk * size : (chunk + 1) * size], targets[chunk * size : (chunk + 1) * size])
         return model
 
     whole, accumulated = trained(1, 1), trained(2, 2)
@@ -214,13 +279,15 @@ def test_class_balanced_sampling_evens_out_an_imbalanced_split() -> None:
 
 
 def test_class_balanced_runs_and_is_refused_with_dali(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, _ = run_cli(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--class-balanced", "--no-repeated-aug"],
-                         capsys)
+    code, _, _ = run_cli(
+        ["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--class-balanced", "--no-repeated-aug"], capsys
+    )
     assert code == 0
     from deit.engine.builders import build_loaders
     from deit.engine.distributed import DistributedEnv
     from deit.errors import DeitError
 
     with pytest.raises(DeitError, match="--class-balanced: needs an indexable data set"):
-        build_loaders(make_config(class_balanced=True, data_loader="dali"), None, None, DistributedEnv(),
-                      torch.device("cpu"))
+        build_loaders(
+            make_config(class_balanced=True, data_loader="dali"), None, None, DistributedEnv(), torch.device("cpu")
+        )

@@ -16,12 +16,20 @@ from deit.engine.loop import evaluate
 def test_evaluation_workers_persist_and_evaluate_as_without_workers(tmp_path: Path) -> None:
     data = make_image_folder(tmp_path / "data", classes=3, per_class=4)
     torch.manual_seed(0)
-    model = create_model("deit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=16, num_heads=2,
-                         num_classes=3)
+    model = create_model(
+        "deit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=16, num_heads=2, num_classes=3
+    )
     results = {}
     for workers in (0, 1):
-        config = make_config(model="deit_tiny_patch16_224", data_set="IMAGEFOLDER", data_path=str(data),
-                             input_size=32, batch_size=4, num_workers=workers, device="cpu")
+        config = make_config(
+            model="deit_tiny_patch16_224",
+            data_set="IMAGEFOLDER",
+            data_path=str(data),
+            input_size=32,
+            batch_size=4,
+            num_workers=workers,
+            device="cpu",
+        )
         train_set, val_set = builders.build_datasets(config, report_dir=None)
         loaders = builders.build_loaders(config, train_set, val_set, read_launcher_env(), torch.device("cpu"))
         # Training workers restart each epoch: their augmentation seeds come from the (checkpointed) torch RNG.

@@ -36,8 +36,18 @@ def test_plain_progress_line_has_throughput_and_eta(capsys: pytest.CaptureFixtur
 
 
 def write_log(path: Path, epochs: int, torn: bool = False) -> None:
-    rows = [json.dumps({"epoch": e, "train_loss": 2.0 - e / 10, "test_loss": 2.1 - e / 10,
-                        "test_acc1": 10.0 * e, "test_cls_acc1": 9.0 * e}) for e in range(epochs)]
+    rows = [
+        json.dumps(
+            {
+                "epoch": e,
+                "train_loss": 2.0 - e / 10,
+                "test_loss": 2.1 - e / 10,
+                "test_acc1": 10.0 * e,
+                "test_cls_acc1": 9.0 * e,
+            }
+        )
+        for e in range(epochs)
+    ]
     path.write_text("\n".join(rows) + "\n" + ('{"epoch": 9, "train_lo' if torn else ""))
 
 

@@ -9,9 +9,9 @@ from torch import nn
 from deit import create_model
 from deit.distill import DistillationLoss
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
-from deit.precision import resolve_precision
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
+from deit.precision import resolve_precision
 
 CPU = torch.device("cpu")
 
@@ -23,8 +23,10 @@ def tiny_vit(distilled: bool = True) -> nn.Module:
 
 def batches(steps: int, batch: int = 4, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(seed)
-    return [(torch.randn(batch, 3, 16, 16, generator=generator), torch.randint(0, 4, (batch,), generator=generator))
-            for _ in range(steps)]
+    return [
+        (torch.randn(batch, 3, 16, 16, generator=generator), torch.randint(0, 4, (batch,), generator=generator))
+        for _ in range(steps)
+    ]
 
 
 def make_step(model: nn.Module, optimizer_class: type = torch.optim.AdamW, precision: str = "none") -> TrainStep:
@@ -40,7 +42,7 @@ def run_epoch(model: nn.Module, data: list, optimizer_class: type = torch.optim.
 def poison(data: list, index: int) -> list:
     """The same batches with NaN images at position `index`: the fault comes from the data, not a hook."""
     images, labels = data[index]
-    return data[:index] + [(torch.full_like(images, float("nan")), labels)] + data[index + 1:]
+    return data[:index] + [(torch.full_like(images, float("nan")), labels)] + data[index + 1 :]
 
 
 def count_device_reads(monkeypatch: pytest.MonkeyPatch, steps: int) -> int:
@@ -120,7 +122,7 @@ class ScriptedTeacher(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         start = self.calls * images.shape[0]
         self.calls += 1
-        return nn.functional.one_hot(self.labels[start:start + images.shape[0]], self.classes).float()
+        return nn.functional.one_hot(self.labels[start : start + images.shape[0]], self.classes).float()
 
 
 def test_teacher_agreement_is_counted_per_head() -> None:

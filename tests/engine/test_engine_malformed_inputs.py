@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from conftest import FAST, TINY_STUDENT, run_cli
 
 TRAIN = ["train", *TINY_STUDENT, *FAST, "--epochs", "2", "--no-model-ema"]
@@ -31,12 +32,20 @@ def _one_line_exit_2(argv: list, capsys: pytest.CaptureFixture, *needles: str) -
     return lines[0]
 
 
-@pytest.mark.parametrize(("key", "value"), [
-    ("model", [1, 2]), ("meta", ["x"]), ("rng", {"torch": "not a tensor"}), ("lr_scheduler", [3]),
-    ("epoch", -5), ("optimizer", {"state": 1}),
-])
-def test_a_malformed_checkpoint_entry_is_named(finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-                                               key: str, value: object) -> None:
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("model", [1, 2]),
+        ("meta", ["x"]),
+        ("rng", {"torch": "not a tensor"}),
+        ("lr_scheduler", [3]),
+        ("epoch", -5),
+        ("optimizer", {"state": 1}),
+    ],
+)
+def test_a_malformed_checkpoint_entry_is_named(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture, key: str, value: object
+) -> None:
     checkpoint = torch.load(finished_run / "checkpoint.pth", weights_only=True)
     checkpoint[key] = value
     path = tmp_path / "bad.pth"
@@ -44,25 +53,32 @@ def test_a_malformed_checkpoint_entry_is_named(finished_run: Path, tmp_path: Pat
     _one_line_exit_2([*TRAIN, "--resume", path, "--output_dir", tmp_path / "out"], capsys, str(path), f"'{key}'")
 
 
-def test_a_scheduler_entry_of_the_wrong_type_is_named(finished_run: Path, tmp_path: Path,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_a_scheduler_entry_of_the_wrong_type_is_named(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     checkpoint = torch.load(finished_run / "checkpoint.pth", weights_only=True)
     checkpoint["lr_scheduler"]["t_initial"] = "soon"
     path = tmp_path / "bad.pth"
     torch.save(checkpoint, path)
-    _one_line_exit_2([*TRAIN, "--resume", path, "--output_dir", tmp_path / "out"], capsys, "'lr_scheduler'",
-                     "t_initial")
+    _one_line_exit_2(
+        [*TRAIN, "--resume", path, "--output_dir", tmp_path / "out"], capsys, "'lr_scheduler'", "t_initial"
+    )
 
 
-@pytest.mark.parametrize(("flags", "needle"), [
-    (["--model-kwargs", '{"depth": 1, "patch_size": [4, 4], "embed_dim": 32, "num_heads": 2}'], "'patch_size'"),
-    (["--model-kwargs", '{"depth": 0, "patch_size": 8, "embed_dim": 32, "num_heads": 2}'], "'depth'"),
-    (["--model-kwargs", '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 0}'],
-     "'mlp_ratio'"),
-    (["--model-kwargs", '{"pretrained": true}'], "'pretrained'"),
-    (["--batch-size", "1", "--mixup-mode", "elem"], "--batch-size 1"),
-    (["--drop-path", "1.0"], "--drop-path 1.0"),
-])
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--model-kwargs", '{"depth": 1, "patch_size": [4, 4], "embed_dim": 32, "num_heads": 2}'], "'patch_size'"),
+        (["--model-kwargs", '{"depth": 0, "patch_size": 8, "embed_dim": 32, "num_heads": 2}'], "'depth'"),
+        (
+            ["--model-kwargs", '{"depth": 1, "patch_size": 8, "embed_dim": 32, "num_heads": 2, "mlp_ratio": 0}'],
+            "'mlp_ratio'",
+        ),
+        (["--model-kwargs", '{"pretrained": true}'], "'pretrained'"),
+        (["--batch-size", "1", "--mixup-mode", "elem"], "--batch-size 1"),
+        (["--drop-path", "1.0"], "--drop-path 1.0"),
+    ],
+)
 def test_bad_flags_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list, needle: str) -> None:
     _one_line_exit_2([*TRAIN, *flags, "--output_dir", tmp_path], capsys, needle)
     assert not any(tmp_path.iterdir())  # nothing written before the settings are valid
@@ -77,9 +93,9 @@ def test_a_yaml_alias_bomb_is_refused(tmp_path: Path, capsys: pytest.CaptureFixt
     _one_line_exit_2(["train", "--config", config], capsys, "aliases", str(config))
 
 
-def test_nan_outputs_fail_eval_and_metrics_json_stays_strict(finished_run: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nan_outputs_fail_eval_and_metrics_json_stays_strict(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import deit.engine.loop as loop
 
     original = loop._logits_from
@@ -88,8 +104,11 @@ def test_nan_outputs_fail_eval_and_metrics_json_stays_strict(finished_run: Path,
         return tuple(None if t is None else t * float("nan") for t in original(net, images))
 
     monkeypatch.setattr(loop, "_logits_from", nan_logits)  # finite weights, overflowing outputs
-    _one_line_exit_2(["eval", "--checkpoint", finished_run / "checkpoint.pth", "--num_workers", "0", "--output",
-                      tmp_path], capsys, "loss is nan")
+    _one_line_exit_2(
+        ["eval", "--checkpoint", finished_run / "checkpoint.pth", "--num_workers", "0", "--output", tmp_path],
+        capsys,
+        "loss is nan",
+    )
 
     def refuse(constant: str) -> None:
         raise AssertionError(f"invalid JSON constant {constant}")

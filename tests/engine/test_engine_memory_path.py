@@ -12,25 +12,71 @@ from conftest import FAST, TINY_STUDENT, log_rows, run_cli
 from deit.models.checkpoint import load_torch_file
 
 # The demo's recipe: the small-image crop alone, so the in-memory path applies.
-CROP_ONLY = ["--data-set", "DIGITS", "--aa", "none", "--color-jitter", "0", "--reprob", "0", "--mixup", "0",
-             "--cutmix", "0", "--no-repeated-aug", "--no-model-ema", "--hflip", "0"]
+CROP_ONLY = [
+    "--data-set",
+    "DIGITS",
+    "--aa",
+    "none",
+    "--color-jitter",
+    "0",
+    "--reprob",
+    "0",
+    "--mixup",
+    "0",
+    "--cutmix",
+    "0",
+    "--no-repeated-aug",
+    "--no-model-ema",
+    "--hflip",
+    "0",
+]
 
 
-def test_auto_picks_memory_for_the_crop_recipe_and_torch_for_randaugment(tmp_path: Path,
-                                                                         capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, *CROP_ONLY, "--epochs", "1",
-                            "--output_dir", tmp_path / "memory"], capsys)
+def test_auto_picks_memory_for_the_crop_recipe_and_torch_for_randaugment(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code, out, _ = run_cli(
+        ["train", *TINY_STUDENT, *FAST, *CROP_ONLY, "--epochs", "1", "--output_dir", tmp_path / "memory"], capsys
+    )
     assert code == 0, out
     assert "--data-loader memory: 1437 training images decoded once" in out
-    code, out, _ = run_cli(["train", *TINY_STUDENT, *FAST, *CROP_ONLY, "--aa", "rand-m9-mstd0.5-inc1", "--epochs",
-                            "1", "--output_dir", tmp_path / "torch"], capsys)
+    code, out, _ = run_cli(
+        [
+            "train",
+            *TINY_STUDENT,
+            *FAST,
+            *CROP_ONLY,
+            "--aa",
+            "rand-m9-mstd0.5-inc1",
+            "--epochs",
+            "1",
+            "--output_dir",
+            tmp_path / "torch",
+        ],
+        capsys,
+    )
     assert code == 0, out
     assert "--data-loader auto: per-image DataLoader, not the in-memory path (--aa rand-m9-mstd0.5-inc1" in out
 
 
 def test_memory_asked_for_with_randaugment_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, err = run_cli(["train", *TINY_STUDENT, *FAST, *CROP_ONLY, "--data-loader", "memory", "--reprob",
-                              "0.25", "--epochs", "1", "--output_dir", tmp_path], capsys)
+    code, out, err = run_cli(
+        [
+            "train",
+            *TINY_STUDENT,
+            *FAST,
+            *CROP_ONLY,
+            "--data-loader",
+            "memory",
+            "--reprob",
+            "0.25",
+            "--epochs",
+            "1",
+            "--output_dir",
+            tmp_path,
+        ],
+        capsys,
+    )
     assert code != 0 and "--data-loader memory: --reprob 0.25" in err and "Traceback" not in err
 
 
@@ -47,10 +93,28 @@ def test_resumed_epoch_repeats_the_uninterrupted_run(tmp_path: Path, capsys: pyt
 
 
 def test_the_teacher_table_is_announced_shared_and_trains_as_the_per_step_teacher(
-        tmp_path: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture) -> None:
-    common = ["train", *TINY_STUDENT, *FAST, *CROP_ONLY, "--data-loader", "memory", "--epochs", "1",
-              "--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint, "--distillation-type", "soft",
-              "--max-steps-per-epoch", "2", "--train-subset", "40"]
+    tmp_path: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture
+) -> None:
+    common = [
+        "train",
+        *TINY_STUDENT,
+        *FAST,
+        *CROP_ONLY,
+        "--data-loader",
+        "memory",
+        "--epochs",
+        "1",
+        "--teacher-model",
+        "resnet10t",
+        "--teacher-path",
+        teacher_checkpoint,
+        "--distillation-type",
+        "soft",
+        "--max-steps-per-epoch",
+        "2",
+        "--train-subset",
+        "40",
+    ]
     tables = tmp_path / "tables"
     code, out, _ = run_cli([*common, "--teacher-table-dir", tables, "--output_dir", tmp_path / "table"], capsys)
     assert code == 0, out
@@ -58,8 +122,9 @@ def test_the_teacher_table_is_announced_shared_and_trains_as_the_per_step_teache
     assert len(list(tables.glob("teacher_table_*.safetensors"))) == 1
     code, out, _ = run_cli([*common, "--teacher-table", "off", "--output_dir", tmp_path / "per_step"], capsys)
     assert code == 0 and "teacher: one forward pass per step (--teacher-table off)" in out
-    looked_up, per_step = (load_torch_file(tmp_path / name / "checkpoint.pth")["model"]
-                           for name in ("table", "per_step"))
+    looked_up, per_step = (
+        load_torch_file(tmp_path / name / "checkpoint.pth")["model"] for name in ("table", "per_step")
+    )
     for key, value in per_step.items():  # same batches, same teacher logits (up to batch-size rounding)
         torch.testing.assert_close(looked_up[key], value, rtol=1e-4, atol=1e-5)
     code, out, _ = run_cli([*common, "--mixup", "0.8", "--output_dir", tmp_path / "mixup"], capsys)

@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from deit import create_model
-from deit.engine.optim import (build_optimizer, build_scheduler, current_lr, keep_kernel_choice, param_groups,
-                               scaled_lr)
+from deit.engine.optim import build_optimizer, build_scheduler, current_lr, keep_kernel_choice, param_groups, scaled_lr
 from deit.errors import DeitError
 
 
 def tiny_vit() -> nn.Module:
-    return create_model("deit_tiny_distilled_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=32,
-                        num_heads=2, num_classes=10)
+    return create_model(
+        "deit_tiny_distilled_patch16_224", img_size=32, patch_size=8, depth=1, embed_dim=32, num_heads=2, num_classes=10
+    )
 
 
 def test_lr_scales_with_the_total_batch() -> None:
@@ -46,8 +46,9 @@ def test_frozen_parameters_are_left_out() -> None:
 
 @pytest.mark.parametrize("name, cls", [("adamw", torch.optim.AdamW), ("lamb", None), ("sgd", torch.optim.SGD)])
 def test_optimizers_by_name_keep_the_groups(name: str, cls: type | None) -> None:
-    optimizer = build_optimizer(tiny_vit(), opt=name, lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None,
-                                momentum=0.9, device=torch.device("cpu"))
+    optimizer = build_optimizer(
+        tiny_vit(), opt=name, lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9, device=torch.device("cpu")
+    )
     if cls is not None:
         assert isinstance(optimizer, cls)
     else:
@@ -73,8 +74,16 @@ def _trained_weights(optimizer_for: object, steps: int = 5) -> list[torch.Tensor
 
 def test_cpu_adamw_is_the_multi_tensor_kernel_with_the_per_parameter_loops_weights() -> None:
     def ours(model: nn.Module) -> torch.optim.Optimizer:
-        return build_optimizer(model, opt="adamw", lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9,
-                               device=torch.device("cpu"))
+        return build_optimizer(
+            model,
+            opt="adamw",
+            lr=1e-3,
+            weight_decay=0.05,
+            eps=1e-8,
+            betas=None,
+            momentum=0.9,
+            device=torch.device("cpu"),
+        )
 
     def per_parameter_loop(model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, eps=1e-8, foreach=False)
@@ -88,8 +97,9 @@ def test_cpu_adamw_is_the_multi_tensor_kernel_with_the_per_parameter_loops_weigh
 def test_a_resumed_optimizer_keeps_this_runs_kernel_not_the_checkpoints() -> None:
     model = tiny_vit()
     saved = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, foreach=False, fused=True)  # as a GPU run saves
-    optimizer = build_optimizer(model, opt="adamw", lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9,
-                                device=torch.device("cpu"))
+    optimizer = build_optimizer(
+        model, opt="adamw", lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9, device=torch.device("cpu")
+    )
     optimizer.load_state_dict(saved.state_dict())
     assert all(group["fused"] for group in optimizer.param_groups)  # what loading alone does
     keep_kernel_choice(optimizer)
@@ -98,15 +108,36 @@ def test_a_resumed_optimizer_keeps_this_runs_kernel_not_the_checkpoints() -> Non
 
 def test_unknown_optimizer_is_a_user_error() -> None:
     with pytest.raises(DeitError, match="--opt adamz"):
-        build_optimizer(tiny_vit(), opt="adamz", lr=1e-3, weight_decay=0.0, eps=1e-8, betas=None, momentum=0.9,
-                        device=torch.device("cpu"))
+        build_optimizer(
+            tiny_vit(),
+            opt="adamz",
+            lr=1e-3,
+            weight_decay=0.0,
+            eps=1e-8,
+            betas=None,
+            momentum=0.9,
+            device=torch.device("cpu"),
+        )
 
 
 def test_cosine_with_linear_warmup_per_epoch() -> None:
     optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=1e-3)
-    scheduler = build_scheduler(optimizer, sched="cosine", epochs=10, warmup_epochs=2, warmup_lr=1e-6, min_lr=1e-5,
-                                decay_epochs=30, decay_rate=0.1, cooldown_epochs=10, patience_epochs=10,
-                                lr_noise=None, lr_noise_pct=0.67, lr_noise_std=1.0, seed=0)
+    scheduler = build_scheduler(
+        optimizer,
+        sched="cosine",
+        epochs=10,
+        warmup_epochs=2,
+        warmup_lr=1e-6,
+        min_lr=1e-5,
+        decay_epochs=30,
+        decay_rate=0.1,
+        cooldown_epochs=10,
+        patience_epochs=10,
+        lr_noise=None,
+        lr_noise_pct=0.67,
+        lr_noise_std=1.0,
+        seed=0,
+    )
     lrs = [current_lr(optimizer)]
     for epoch in range(1, 11):
         scheduler.step(epoch)

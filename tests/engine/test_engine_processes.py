@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST, TINY_STUDENT, log_rows, run_cli
 
+from conftest import FAST, TINY_STUDENT, log_rows, run_cli
 from deit.io import load_torch_file
 
 LONGER_EPOCHS = [a if a != "3" else "12" for a in FAST]  # 12 steps per epoch: time to land inside one
@@ -22,8 +22,14 @@ def spawn(argv: list, *, module: list[str] | None = None) -> subprocess.Popen:
     command = [sys.executable, *(module or ["-m", "deit"]), *[str(a) for a in argv]]
     # SIGINT back to its default in the child: a test run started in the background (`make test &`) inherits an
     # ignored SIGINT, and Python then installs no KeyboardInterrupt handler, so Ctrl-C could never be tested.
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    return subprocess.Popen(
+        command,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
 
 
 def wait_for_first_checkpoint(process: subprocess.Popen, run_dir: Path, timeout: float = 240.0) -> None:
@@ -71,8 +77,9 @@ def test_sigint_saves_the_last_completed_epoch_and_exits_130(tmp_path: Path) -> 
 def test_two_process_torchrun_on_cpu(tmp_path: Path) -> None:
     # --standalone: the launcher picks its own free rendezvous port (no race with a port chosen here).
     launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "deit"]
-    process = spawn(["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--dist-eval", "--output_dir", tmp_path],
-                    module=launcher)
+    process = spawn(
+        ["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--dist-eval", "--output_dir", tmp_path], module=launcher
+    )
     out, err = process.communicate(timeout=300)
     assert process.returncode == 0, err[-3000:]
     assert out.count("2 process(es)") == 1  # only rank 0 speaks
@@ -127,6 +134,8 @@ def test_a_distilled_student_trained_with_none_warns_in_one_line() -> None:
     assert process.returncode == 0, err
     lines = [line for line in err.splitlines() if line.strip()]
     assert len(lines) == 1, err
-    assert lines[0].startswith("deit: warning: --distillation-type none: the distillation head of "
-                               "deit_tiny_distilled_patch16_224 receives no training signal")
+    assert lines[0].startswith(
+        "deit: warning: --distillation-type none: the distillation head of "
+        "deit_tiny_distilled_patch16_224 receives no training signal"
+    )
     assert "'labels'" in lines[0] and "epoch 1/1" in out

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FAST, TINY_STUDENT, run_cli
 from deit.engine import run_report
 from deit.engine.config import make_config
 from deit.engine.logging_utils import curve_points, plot_curves
 from deit.engine.run_report import clamp_workers, effective_log_interval
-from conftest import FAST, TINY_STUDENT, run_cli
 
 # FAST without its "--log-interval 0": the default interval (50) against 3-step epochs.
 PIPED = [arg for index, arg in enumerate(FAST) if arg != "--log-interval" and FAST[index - 1] != "--log-interval"]
@@ -25,7 +25,8 @@ def test_small_epochs_get_a_shorter_log_interval() -> None:
 
 
 def test_a_piped_run_shows_steps_with_a_whole_run_eta_and_ends_with_a_summary(
-        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert "--log-interval" not in PIPED and "--max-steps-per-epoch" in PIPED
     code, out, err = run_cli(["train", *TINY_STUDENT, *PIPED, "--epochs", "2", "--output_dir", tmp_path], capsys)
     assert code == 0, err
@@ -46,8 +47,10 @@ def test_a_piped_run_shows_steps_with_a_whole_run_eta_and_ends_with_a_summary(
 
 
 def test_curves_count_epochs_as_the_console_and_plot_the_lr(tmp_path: Path) -> None:
-    rows = [{"epoch": 0, "train_loss": 2.0, "train_lr": 1e-4}, {"epoch": 1, "train_loss": 1.5, "train_lr": 5e-5,
-                                                                "test_acc1": 40.0}]
+    rows = [
+        {"epoch": 0, "train_loss": 2.0, "train_lr": 1e-4},
+        {"epoch": 1, "train_loss": 1.5, "train_lr": 5e-5, "test_acc1": 40.0},
+    ]
     assert curve_points(rows, "train_loss") == [(1, 2.0), (2, 1.5)]
     assert curve_points(rows, "test_acc1") == [(2, 40.0)]
     log = tmp_path / "log.txt"

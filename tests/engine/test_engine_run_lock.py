@@ -10,25 +10,32 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FAST, TINY_STUDENT, run_cli
 
+from conftest import FAST, TINY_STUDENT, run_cli
 from deit.engine.run_lock import LOCK_NAME, lock_run_folder
 
 ONE_EPOCH = ["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--no-model-ema"]
 
 
 def _hold_lock_in_another_process(folder: Path) -> subprocess.Popen:
-    code = (f"import sys, time; from deit.engine.run_lock import lock_run_folder; "
-            f"lock = lock_run_folder({str(folder)!r}); print('locked', flush=True); time.sleep(600)")
-    process = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
-                               env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    code = (
+        f"import sys, time; from deit.engine.run_lock import lock_run_folder; "
+        f"lock = lock_run_folder({str(folder)!r}); print('locked', flush=True); time.sleep(600)"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)),
+    )
     assert process.stdout is not None and process.stdout.readline().strip() == "locked"
     return process
 
 
 @pytest.mark.slow
-def test_a_second_process_on_a_held_folder_is_refused_until_the_holder_dies(tmp_path: Path,
-                                                                            capsys: pytest.CaptureFixture) -> None:
+def test_a_second_process_on_a_held_folder_is_refused_until_the_holder_dies(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     holder = _hold_lock_in_another_process(tmp_path)
     temporary = tmp_path / ".checkpoint.pth.abc123.tmp"  # the holder's checkpoint being written
     temporary.write_bytes(b"half written")

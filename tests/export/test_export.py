@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_checkpoints import CLASS_NAMES, TINY_SIZE
 
 import deit.export.exporter as export_module
 from deit.cli import main
 from deit.errors import DeitError
-from deit.models.factory import load_trained_model
 from deit.export.exporter import export
+from deit.models.factory import load_trained_model
+from tiny_checkpoints import CLASS_NAMES, TINY_SIZE
 
 
 def _reference(checkpoint: Path, batch: int) -> tuple[torch.Tensor, np.ndarray]:
@@ -27,8 +27,9 @@ def _reference(checkpoint: Path, batch: int) -> tuple[torch.Tensor, np.ndarray]:
 
 
 @pytest.mark.slow
-def test_onnx_export_has_a_dynamic_batch_and_matches_pytorch(tiny_checkpoint: Path, tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture) -> None:
+def test_onnx_export_has_a_dynamic_batch_and_matches_pytorch(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     import onnxruntime
 
     output = tmp_path / "model.onnx"
@@ -68,8 +69,9 @@ def test_safetensors_export_round_trips_weights_and_meta(tiny_checkpoint: Path, 
 
 
 @pytest.mark.slow
-def test_export_fails_when_the_exported_model_drifts(tiny_checkpoint: Path, tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_export_fails_when_the_exported_model_drifts(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real_exporter = export_module._export_torchscript
 
     def drifting(*args, **kwargs):
@@ -81,12 +83,13 @@ def test_export_fails_when_the_exported_model_drifts(tiny_checkpoint: Path, tmp_
         export(tiny_checkpoint, "torchscript", tmp_path / "model.pt")
 
 
-def test_missing_onnxruntime_names_the_export_extra(tiny_checkpoint: Path, tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture) -> None:
+def test_missing_onnxruntime_names_the_export_extra(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
-    code = main(["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx",
-                 "--output", str(tmp_path / "m.onnx")])
+    code = main(
+        ["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx", "--output", str(tmp_path / "m.onnx")]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "onnxruntime" in err and "deit[export]" in err
@@ -94,13 +97,21 @@ def test_missing_onnxruntime_names_the_export_extra(tiny_checkpoint: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_int8_onnx_export_reports_top1_agreement_on_the_validation_split(tiny_checkpoint: Path, tmp_path: Path,
-                                                                         image_dataset: Path) -> None:
+def test_int8_onnx_export_reports_top1_agreement_on_the_validation_split(
+    tiny_checkpoint: Path, tmp_path: Path, image_dataset: Path
+) -> None:
     import onnx
 
     output = tmp_path / "model.int8.onnx"
-    report = export(tiny_checkpoint, "onnx", output, quantize="int8", data_set="IMAGEFOLDER",
-                    data_path=str(image_dataset), min_agreement=0.0)
+    report = export(
+        tiny_checkpoint,
+        "onnx",
+        output,
+        quantize="int8",
+        data_set="IMAGEFOLDER",
+        data_path=str(image_dataset),
+        min_agreement=0.0,
+    )
     assert "MatMulInteger" in {node.op_type for node in onnx.load(str(output)).graph.node}
     assert report.agreement is not None and report.agreement.images == 2 * len(CLASS_NAMES)
     assert 0 <= report.agreement.agreeing <= report.agreement.images
@@ -119,21 +130,39 @@ def _disagreeing_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
             logits = np.zeros_like(run(images))
             logits[:, 0] = 1.0
             return logits
+
         return name, one_class
 
     monkeypatch.setattr(export_module, "_export_onnx", constant)
 
 
 @pytest.mark.slow
-def test_int8_export_below_the_agreement_floor_leaves_nothing_at_output(tiny_checkpoint: Path, tmp_path: Path,
-                                                                        image_dataset: Path,
-                                                                        monkeypatch: pytest.MonkeyPatch,
-                                                                        capsys: pytest.CaptureFixture) -> None:
+def test_int8_export_below_the_agreement_floor_leaves_nothing_at_output(
+    tiny_checkpoint: Path,
+    tmp_path: Path,
+    image_dataset: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture,
+) -> None:
     _disagreeing_onnx(monkeypatch)
     output = tmp_path / "model.int8.onnx"
-    argv = ["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx", "--output", str(output),
-            "--quantize", "int8", "--data-set", "IMAGEFOLDER", "--data-path", str(image_dataset),
-            "--min-agreement", "1.0"]
+    argv = [
+        "export",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--format",
+        "onnx",
+        "--output",
+        str(output),
+        "--quantize",
+        "int8",
+        "--data-set",
+        "IMAGEFOLDER",
+        "--data-path",
+        str(image_dataset),
+        "--min-agreement",
+        "1.0",
+    ]
     code = main(argv)
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "below --min-agreement 100.0%" in err

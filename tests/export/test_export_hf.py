@@ -13,8 +13,8 @@ from PIL import Image
 
 from deit.cli import main
 from deit.errors import DeitError
-from deit.models.factory import load_trained_model
 from deit.inference.preprocess import EvalPreprocessing
+from deit.models.factory import load_trained_model
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 KWARGS = '{"depth": 2, "patch_size": 4}'
@@ -22,9 +22,31 @@ KWARGS = '{"depth": 2, "patch_size": 4}'
 
 def _train(out: Path, model: str) -> Path:
     torch.set_num_threads(1)
-    code = main(["train", "--model", model, "--model-kwargs", KWARGS, "--input-size", "32", "--epochs", "1",
-                 "--batch-size", "16", "--max-steps-per-epoch", "2", "--num_workers", "0", "--device", "cpu",
-                 "--log-format", "plain", "--output_dir", str(out)])
+    code = main(
+        [
+            "train",
+            "--model",
+            model,
+            "--model-kwargs",
+            KWARGS,
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--max-steps-per-epoch",
+            "2",
+            "--num_workers",
+            "0",
+            "--device",
+            "cpu",
+            "--log-format",
+            "plain",
+            "--output_dir",
+            str(out),
+        ]
+    )
     assert code == 0
     return out / "checkpoint.pth"
 
@@ -38,8 +60,10 @@ def trained(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 def _images() -> list[Image.Image]:
     rng = np.random.default_rng(0)
     # (width, height) pairs whose center-crop margins are even: see the odd-margin test below
-    return [Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)) for w, h in
-            [(32, 32), (50, 64), (77, 100), (41, 41), (120, 90)]]
+    return [
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8))
+        for w, h in [(32, 32), (50, 64), (77, 100), (41, 41), (120, 90)]
+    ]
 
 
 @pytest.mark.slow
@@ -62,7 +86,8 @@ def test_transformers_reproduces_our_logits_and_preprocessing(trained: Path, tmp
     # torchvision's tensor bicubic resize (transformers' default backend) rounds some pixels one 8-bit level off
     one_level = 1 / 255 / min(meta.std)
     assert (default_processor(_images(), return_tensors="pt")["pixel_values"] - ours_batch).abs().max() <= (
-        one_level + 1e-5)
+        one_level + 1e-5
+    )
     with torch.inference_mode():
         diff = (theirs(pixel_values=pil_batch).logits - ours(ours_batch)).abs().max()
     assert diff <= 1e-4
@@ -78,8 +103,9 @@ def test_timm_loads_the_export_with_classes_mean_std_and_crop(trained: Path, tmp
     ours, meta = load_trained_model(trained)
     config = json.loads((tmp_path / "t" / "config.json").read_text())
     overlay = dict(config["pretrained_cfg"], file=str(tmp_path / "t" / "model.safetensors"))
-    model = timm.create_model(meta.model, pretrained=True, pretrained_cfg_overlay=overlay,
-                              **config["model_args"]).eval()
+    model = timm.create_model(
+        meta.model, pretrained=True, pretrained_cfg_overlay=overlay, **config["model_args"]
+    ).eval()
     assert model.num_classes == 10
     data_config = timm.data.resolve_data_config(model=model)
     assert list(data_config["mean"]) == list(meta.mean) and data_config["crop_pct"] == meta.crop_pct
@@ -115,12 +141,20 @@ def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
 
 def test_deit3_exports_to_timm(tmp_path: Path) -> None:
     import deit
-    from deit.models.meta import CheckpointMeta
     from deit.export.timm_format import export_timm
+    from deit.models.meta import CheckpointMeta
 
     model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
-    meta = CheckpointMeta(model="deit3_small_patch16_224", model_kwargs={"patch_size": 8, "depth": 1}, input_size=32,
-                          num_classes=3, mean=(0.5,) * 3, std=(0.5,) * 3, crop_pct=1.0, class_names=("a", "b", "c"))
+    meta = CheckpointMeta(
+        model="deit3_small_patch16_224",
+        model_kwargs={"patch_size": 8, "depth": 1},
+        input_size=32,
+        num_classes=3,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        crop_pct=1.0,
+        class_names=("a", "b", "c"),
+    )
     torch.save({"model": model.state_dict(), "epoch": 0, "args": {}, "meta": meta.to_dict()}, tmp_path / "d3.pth")
     _, diff, _ = export_timm(tmp_path / "d3.pth", tmp_path / "out")
     assert diff <= 1e-4

@@ -13,9 +13,9 @@ from torch import nn
 import deit.export.onnx_runtime as onnx_runtime
 from deit import create_model, perf
 from deit.errors import DeitError
-from deit.models.layers import Attention
 from deit.export.onnx_int8_graph import unfuse_skip_layer_norm, with_separate_qkv
 from deit.export.onnx_runtime import OnnxRuntimeModel, export_int8, export_onnx
+from deit.models.layers import Attention
 
 
 def _tiny(seed: int = 0) -> nn.Module:
@@ -105,16 +105,25 @@ def test_unfused_skip_layer_norm_computes_the_same(tmp_path: Path) -> None:
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
-    weights = [numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), name)
-               for name in ("gamma", "beta", "bias")]
-    node = helper.make_node("SkipLayerNormalization", ["x", "skip", "gamma", "beta", "bias"],
-                            ["y", "", "", "sum"], domain="com.microsoft", epsilon=1e-6)
+    weights = [
+        numpy_helper.from_array(rng.standard_normal(8).astype(np.float32), name) for name in ("gamma", "beta", "bias")
+    ]
+    node = helper.make_node(
+        "SkipLayerNormalization",
+        ["x", "skip", "gamma", "beta", "bias"],
+        ["y", "", "", "sum"],
+        domain="com.microsoft",
+        epsilon=1e-6,
+    )
     tensor = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [2, 3, 8]) for n in ("x", "skip", "y", "sum")]
     graph = helper.make_graph([node], "g", tensor[:2], tensor[2:], weights)
-    fused = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
-                                                     helper.make_opsetid("com.microsoft", 1)])
-    inputs = {"x": rng.standard_normal((2, 3, 8)).astype(np.float32),
-              "skip": rng.standard_normal((2, 3, 8)).astype(np.float32)}
+    fused = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    )
+    inputs = {
+        "x": rng.standard_normal((2, 3, 8)).astype(np.float32),
+        "skip": rng.standard_normal((2, 3, 8)).astype(np.float32),
+    }
 
     def run(model: onnx.ModelProto) -> list[np.ndarray]:
         return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, inputs)

@@ -11,15 +11,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_checkpoints import CLASS_NAMES, TINY_SIZE, write_image
 
 import deit
 from deit.cli import main
 from deit.errors import DeitError
-from deit.integrity import source_sha256
-from deit.export.exporter import export
 from deit.export.export_output import staged_file, staged_folder
+from deit.export.exporter import export
 from deit.inference.predict import predict
+from deit.integrity import source_sha256
+from tiny_checkpoints import CLASS_NAMES, TINY_SIZE, write_image
 
 
 def test_of_two_interleaved_file_exports_exactly_one_is_published(tmp_path: Path) -> None:
@@ -49,10 +49,21 @@ def test_of_two_interleaved_folder_exports_exactly_one_is_published(tmp_path: Pa
 def test_two_export_processes_to_one_new_output_cannot_both_succeed(tiny_checkpoint: Path, tmp_path: Path) -> None:
     output = tmp_path / "model.pt"
     env = dict(os.environ, PYTHONPATH=str(Path(deit.__file__).parents[1]))
-    argv = [sys.executable, "-m", "deit", "export", "--checkpoint", str(tiny_checkpoint), "--format", "torchscript",
-            "--output", str(output)]
-    processes = [subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-                 for _ in range(2)]
+    argv = [
+        sys.executable,
+        "-m",
+        "deit",
+        "export",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--format",
+        "torchscript",
+        "--output",
+        str(output),
+    ]
+    processes = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in processes]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 2], results
@@ -61,11 +72,21 @@ def test_two_export_processes_to_one_new_output_cannot_both_succeed(tiny_checkpo
     assert sorted(tmp_path.iterdir()) == [output]  # no temporary file left by either
 
 
-def test_int8_without_a_known_data_set_is_refused_unless_waived(tiny_checkpoint: Path, tmp_path: Path,
-                                                                capsys: pytest.CaptureFixture) -> None:
+def test_int8_without_a_known_data_set_is_refused_unless_waived(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     output = tmp_path / "model.onnx"
-    argv = ["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx", "--output", str(output),
-            "--quantize", "int8"]
+    argv = [
+        "export",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--format",
+        "onnx",
+        "--output",
+        str(output),
+        "--quantize",
+        "int8",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "records no data set" in err and "--no-agreement-check" in err
@@ -74,25 +95,47 @@ def test_int8_without_a_known_data_set_is_refused_unless_waived(tiny_checkpoint:
     assert "NOT measured (--no-agreement-check)" in capsys.readouterr().out and output.is_file()
 
 
-def test_a_class_count_mismatch_leaves_nothing_at_output(tiny_checkpoint: Path, tmp_path: Path,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_a_class_count_mismatch_leaves_nothing_at_output(
+    tiny_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     data = tmp_path / "two_classes"
     for split in ("train", "val"):
         for index, name in enumerate(CLASS_NAMES[:2]):
             (data / split / name).mkdir(parents=True)
             write_image(data / split / name / "0.png", seed=index)
     output = tmp_path / "out" / "model.onnx"
-    assert main(["export", "--checkpoint", str(tiny_checkpoint), "--format", "onnx", "--output", str(output),
-                 "--quantize", "int8", "--data-set", "IMAGEFOLDER", "--data-path", str(data)]) == 2
+    assert (
+        main(
+            [
+                "export",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--format",
+                "onnx",
+                "--output",
+                str(output),
+                "--quantize",
+                "int8",
+                "--data-set",
+                "IMAGEFOLDER",
+                "--data-path",
+                str(data),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "has 2 classes but the model predicts 3" in err and "nothing was written" in err
     assert list(output.parent.iterdir()) == []
 
 
-@pytest.mark.parametrize(("fmt", "name"), [("onnx", "m.onnx"), ("torchscript", "m.pt"),
-                                           ("safetensors", "m.safetensors"), ("timm", "timm_dir")])
-def test_exported_files_get_the_users_usual_permissions(tiny_checkpoint: Path, tmp_path: Path, fmt: str,
-                                                        name: str) -> None:
+@pytest.mark.parametrize(
+    ("fmt", "name"),
+    [("onnx", "m.onnx"), ("torchscript", "m.pt"), ("safetensors", "m.safetensors"), ("timm", "timm_dir")],
+)
+def test_exported_files_get_the_users_usual_permissions(
+    tiny_checkpoint: Path, tmp_path: Path, fmt: str, name: str
+) -> None:
     previous = os.umask(0o022)
     try:
         export(tiny_checkpoint, fmt, tmp_path / name)
@@ -100,8 +143,9 @@ def test_exported_files_get_the_users_usual_permissions(tiny_checkpoint: Path, t
         os.umask(previous)
     output = tmp_path / name
     files = sorted(output.iterdir()) if output.is_dir() else [output]
-    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files), \
-        {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files}
+    assert files and all(stat.S_IMODE(f.stat().st_mode) == 0o644 for f in files), {
+        f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files
+    }
     if output.is_dir():
         assert stat.S_IMODE(output.stat().st_mode) == 0o755
 
@@ -116,8 +160,9 @@ def three_images(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return [write_image(folder / f"{i}.png", seed=100 + i) for i in range(3)]
 
 
-def test_our_timm_export_predicts_what_the_source_predicts(tiny_checkpoint: Path, tmp_path: Path,
-                                                           three_images: list[Path]) -> None:
+def test_our_timm_export_predicts_what_the_source_predicts(
+    tiny_checkpoint: Path, tmp_path: Path, three_images: list[Path]
+) -> None:
     export(tiny_checkpoint, "timm", tmp_path / "timm")
     expected, actual = _predictions(tiny_checkpoint, three_images), _predictions(tmp_path / "timm", three_images)
     for (classes, probabilities), (classes_back, probabilities_back) in zip(expected, actual):
@@ -125,8 +170,9 @@ def test_our_timm_export_predicts_what_the_source_predicts(tiny_checkpoint: Path
         assert probabilities_back == pytest.approx(probabilities, abs=1e-6)
 
 
-def test_onnx_carries_its_metadata_and_predict_uses_it(tiny_checkpoint: Path, tmp_path: Path,
-                                                       three_images: list[Path]) -> None:
+def test_onnx_carries_its_metadata_and_predict_uses_it(
+    tiny_checkpoint: Path, tmp_path: Path, three_images: list[Path]
+) -> None:
     import onnx
 
     output = tmp_path / "model.onnx"
@@ -142,9 +188,9 @@ def test_onnx_carries_its_metadata_and_predict_uses_it(tiny_checkpoint: Path, tm
         assert probabilities_back == pytest.approx(probabilities, abs=1e-4)
 
 
-def test_predict_refuses_an_onnx_file_without_our_metadata(tiny_checkpoint: Path, tmp_path: Path,
-                                                           three_images: list[Path],
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_predict_refuses_an_onnx_file_without_our_metadata(
+    tiny_checkpoint: Path, tmp_path: Path, three_images: list[Path], capsys: pytest.CaptureFixture
+) -> None:
     import onnx
 
     output = tmp_path / "model.onnx"
@@ -159,15 +205,21 @@ def test_predict_refuses_an_onnx_file_without_our_metadata(tiny_checkpoint: Path
     assert "cannot be read as ONNX" in capsys.readouterr().err
 
 
-def test_the_model_card_states_origin_data_recipe_as_run_licence_and_use(tiny_checkpoint: Path,
-                                                                         tmp_path: Path) -> None:
-    from deit.models.factory import load_trained_model
+def test_the_model_card_states_origin_data_recipe_as_run_licence_and_use(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from deit.export.model_card import model_card
+    from deit.models.factory import load_trained_model
 
     payload = torch.load(tiny_checkpoint, weights_only=True)
-    payload["args"] = {"model": payload["args"]["model"], "data_set": "IMAGEFOLDER", "data_path": "/data/fruit",
-                       "input_size": TINY_SIZE, "lr": 5e-4, "batch_size": 16, "epochs": 3,
-                       "finetune": "/runs/digits/checkpoint.pth"}
+    payload["args"] = {
+        "model": payload["args"]["model"],
+        "data_set": "IMAGEFOLDER",
+        "data_path": "/data/fruit",
+        "input_size": TINY_SIZE,
+        "lr": 5e-4,
+        "batch_size": 16,
+        "epochs": 3,
+        "finetune": "/runs/digits/checkpoint.pth",
+    }
     payload["optimizer"] = {"state": {}, "param_groups": [{"lr": 1e-6, "initial_lr": 5e-4 * 16 / 512, "params": []}]}
     checkpoint = tmp_path / "checkpoint.pth"
     torch.save(payload, checkpoint)
@@ -180,8 +232,9 @@ def test_the_model_card_states_origin_data_recipe_as_run_licence_and_use(tiny_ch
     assert source_sha256(checkpoint) in card
 
 
-def test_a_folder_export_that_fails_its_check_leaves_no_folder(tiny_checkpoint: Path, tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_folder_export_that_fails_its_check_leaves_no_folder(
+    tiny_checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import deit.export.timm_format as export_timm
 
     def drifting(checkpoint: Path, output: Path, **_: object) -> tuple[Path, float, int]:

@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from tiny_checkpoints import CLASS_NAMES, TINY_OVERRIDES, TINY_SIZE, save_tiny_checkpoint
 from PIL import Image
 
 import deit
 from deit.cli import main
 from deit.inference.analyze import analyze, attention_rollout, embedding_cosine_similarity, patch_grid
 from deit.inference.preprocess import EvalPreprocessing
+from tiny_checkpoints import CLASS_NAMES, TINY_OVERRIDES, TINY_SIZE, save_tiny_checkpoint
 
 
 def test_rollout_rows_sum_to_one_and_follow_the_recursion() -> None:
@@ -50,13 +50,33 @@ def _assert_png(path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_analyze_writes_similarity_agreement_and_attention(tiny_checkpoint: Path, tiny_plain_checkpoint: Path,
-                                                           image_dataset: Path, tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture) -> None:
+def test_analyze_writes_similarity_agreement_and_attention(
+    tiny_checkpoint: Path,
+    tiny_plain_checkpoint: Path,
+    image_dataset: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
     output = tmp_path / "analysis"
-    code = main(["analyze", "--checkpoint", str(tiny_checkpoint), "--data-path", str(image_dataset),
-                 "--output", str(output), "--num-images", "3", "--batch-size", "4",
-                 "--teacher-model", "deit_tiny_patch16_224", "--teacher-path", str(tiny_plain_checkpoint)])
+    code = main(
+        [
+            "analyze",
+            "--checkpoint",
+            str(tiny_checkpoint),
+            "--data-path",
+            str(image_dataset),
+            "--output",
+            str(output),
+            "--num-images",
+            "3",
+            "--batch-size",
+            "4",
+            "--teacher-model",
+            "deit_tiny_patch16_224",
+            "--teacher-path",
+            str(tiny_plain_checkpoint),
+        ]
+    )
     assert code == 0
     assert "last layer" in capsys.readouterr().out
 
@@ -88,8 +108,9 @@ def test_analyze_writes_similarity_agreement_and_attention(tiny_checkpoint: Path
 
 
 @pytest.mark.slow
-def test_analyze_a_plain_model_skips_the_distillation_parts(tiny_plain_checkpoint: Path, image_dataset: Path,
-                                                            tmp_path: Path) -> None:
+def test_analyze_a_plain_model_skips_the_distillation_parts(
+    tiny_plain_checkpoint: Path, image_dataset: Path, tmp_path: Path
+) -> None:
     summary = analyze(tiny_plain_checkpoint, image_dataset, tmp_path, num_images=2, device="cpu")
     assert any("no distillation token" in note for note in summary["notes"])
     assert not (tmp_path / "token_similarity.csv").exists()

@@ -12,8 +12,20 @@ from deit.engine import make_config
 from deit.engine.step import TrainStep
 from deit.inference.bench import benchmark, build_bench_step, time_steps
 
-TINY = ["--model", "deit_tiny_distilled_patch16_224", "--img-size", "32", "--num-classes", "10",
-        "--model-kwargs", '{"patch_size": 8, "depth": 2}', "--device", "cpu", "--batch-size", "4"]
+TINY = [
+    "--model",
+    "deit_tiny_distilled_patch16_224",
+    "--img-size",
+    "32",
+    "--num-classes",
+    "10",
+    "--model-kwargs",
+    '{"patch_size": 8, "depth": 2}',
+    "--device",
+    "cpu",
+    "--batch-size",
+    "4",
+]
 
 
 def _run_json(capsys: pytest.CaptureFixture[str], *flags: str) -> dict:
@@ -36,8 +48,18 @@ def test_human_readable_line(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_train_step_with_tiny_teacher(capsys: pytest.CaptureFixture[str]) -> None:
-    result = _run_json(capsys, "--train", "--teacher-model", "test_resnet", "--distillation-type", "hard",
-                       "--steps", "2", "--warmup", "1")
+    result = _run_json(
+        capsys,
+        "--train",
+        "--teacher-model",
+        "test_resnet",
+        "--distillation-type",
+        "hard",
+        "--steps",
+        "2",
+        "--warmup",
+        "1",
+    )
     assert result["mode"] == "train" and result["teacher"] == "test_resnet"
     assert result["distillation_type"] == "hard"
     assert result["images_per_second"] > 0 and len(result["step_ms"]) == 2
@@ -67,9 +89,17 @@ def test_time_steps_excludes_warmup() -> None:
     assert len(times) == 4 and len(calls) == 7 and all(t >= 0 for t in times)
 
 
-TINY_CONFIG = dict(model="deit_tiny_distilled_patch16_224", input_size=32, batch_size=4, device="cpu",
-                   model_kwargs={"patch_size": 8, "depth": 1}, teacher_model="test_resnet", distillation_type="soft",
-                   clip_grad=0.5, model_ema_decay=0.5)
+TINY_CONFIG = dict(
+    model="deit_tiny_distilled_patch16_224",
+    input_size=32,
+    batch_size=4,
+    device="cpu",
+    model_kwargs={"patch_size": 8, "depth": 1},
+    teacher_model="test_resnet",
+    distillation_type="soft",
+    clip_grad=0.5,
+    model_ema_decay=0.5,
+)
 
 
 def test_the_timed_step_is_the_engines_step_built_from_a_train_config() -> None:
@@ -95,8 +125,18 @@ def test_the_timed_step_is_the_engines_step_built_from_a_train_config() -> None:
 def test_a_benchmark_row_is_a_deit_train_configuration(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     config_file = tmp_path / "config.yaml"
     config_file.write_text("clip_grad: 1.0\nmixup: 0.0\ncutmix: 0.0\nmodel_ema: false\n")
-    result = _run_json(capsys, "--train", "--teacher-model", "test_resnet", "--steps", "1", "--warmup", "0",
-                       "--config", str(config_file))
+    result = _run_json(
+        capsys,
+        "--train",
+        "--teacher-model",
+        "test_resnet",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--config",
+        str(config_file),
+    )
     row = result["train_config"]
     assert make_config(**row).to_dict() == row  # the recorded row reads back as a deit train config
     assert row["clip_grad"] == 1.0 and row["mixup"] == 0.0 and row["model_ema"] is False
@@ -109,8 +149,16 @@ def test_fp16_on_cpu_is_refused_as_deit_train_refuses_it(capsys: pytest.CaptureF
 
 
 def test_benchmark_api_returns_result() -> None:
-    result = benchmark("deit_tiny_patch16_224", device="cpu", batch_size=2, steps=2, warmup=0, img_size=32,
-                       num_classes=3, model_kwargs={"patch_size": 16, "depth": 1})
+    result = benchmark(
+        "deit_tiny_patch16_224",
+        device="cpu",
+        batch_size=2,
+        steps=2,
+        warmup=0,
+        img_size=32,
+        num_classes=3,
+        model_kwargs={"patch_size": 16, "depth": 1},
+    )
     assert result.images_per_second > 0 and result.img_size == 32 and result.batch_size == 2
     assert "images/s" in result.summary()
 
@@ -125,8 +173,16 @@ def test_compiled_paths_are_checked_against_eager(monkeypatch: pytest.MonkeyPatc
     from deit import perf
 
     monkeypatch.setattr(perf, "compile_model", _aot_eager)
-    tiny = dict(device="cpu", batch_size=2, steps=1, warmup=0, img_size=32, num_classes=5,
-                model_kwargs={"patch_size": 8, "depth": 1}, compile=True)
+    tiny = dict(
+        device="cpu",
+        batch_size=2,
+        steps=1,
+        warmup=0,
+        img_size=32,
+        num_classes=5,
+        model_kwargs={"patch_size": 8, "depth": 1},
+        compile=True,
+    )
     inference = benchmark("deit_tiny_distilled_patch16_224", **tiny)
     assert inference.runtime == "compiled" and inference.fallback_reason is None
     assert inference.parity_max_abs_diff is not None and inference.parity_max_abs_diff <= 1e-5
@@ -150,12 +206,31 @@ def test_failed_compilation_falls_back_to_eager(monkeypatch: pytest.MonkeyPatch)
         return Broken(model)
 
     monkeypatch.setattr(perf, "compile_model", broken)
-    result = benchmark("deit_tiny_patch16_224", device="cpu", batch_size=2, steps=1, warmup=0, img_size=32,
-                       num_classes=3, model_kwargs={"patch_size": 16, "depth": 1}, compile=True)
+    result = benchmark(
+        "deit_tiny_patch16_224",
+        device="cpu",
+        batch_size=2,
+        steps=1,
+        warmup=0,
+        img_size=32,
+        num_classes=3,
+        model_kwargs={"patch_size": 16, "depth": 1},
+        compile=True,
+    )
     assert result.runtime == "eager" and "no working C++ compiler" in result.fallback_reason
     assert result.images_per_second > 0
-    train = benchmark("deit_tiny_patch16_224", device="cpu", batch_size=2, steps=1, warmup=0, img_size=32,
-                      num_classes=3, model_kwargs={"patch_size": 16, "depth": 1}, compile=True, train=True)
+    train = benchmark(
+        "deit_tiny_patch16_224",
+        device="cpu",
+        batch_size=2,
+        steps=1,
+        warmup=0,
+        img_size=32,
+        num_classes=3,
+        model_kwargs={"patch_size": 16, "depth": 1},
+        compile=True,
+        train=True,
+    )
     assert train.runtime == "eager" and "no working C++ compiler" in train.fallback_reason
 
 
@@ -166,9 +241,31 @@ def test_onnxruntime_int8_is_timed_and_flagged(capsys: pytest.CaptureFixture[str
 
 
 def test_int8_agreement_on_a_checkpoint(capsys: pytest.CaptureFixture[str], tiny_checkpoint, image_dataset) -> None:
-    assert main(["bench", "--checkpoint", str(tiny_checkpoint), "--onnxruntime", "--quantize", "int8",
-                 "--data-set", "IMAGEFOLDER", "--data-path", str(image_dataset), "--device", "cpu",
-                 "--batch-size", "2", "--steps", "1", "--warmup", "0"]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--onnxruntime",
+                "--quantize",
+                "int8",
+                "--data-set",
+                "IMAGEFOLDER",
+                "--data-path",
+                str(image_dataset),
+                "--device",
+                "cpu",
+                "--batch-size",
+                "2",
+                "--steps",
+                "1",
+                "--warmup",
+                "0",
+            ]
+        )
+        == 0
+    )
     line = capsys.readouterr().out
     assert "top-1 agreement with fp32" in line and "/6 IMAGEFOLDER validation images" in line
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.data import IterableDataset, TensorDataset
 
+from deit.engine.loop import evaluate
 from deit.inference.eval_report import (
     TABLE_MAX_CLASSES,
     PerImage,
@@ -17,13 +18,17 @@ from deit.inference.eval_report import (
     plot_mistakes,
     worst_mistakes,
 )
-from deit.engine.loop import evaluate
 
 
-def _records(target: list[int], prediction: list[int], confidence: list[float],
-             teacher: list[int] | None = None) -> PerImage:
-    return PerImage(torch.tensor(target), torch.tensor(prediction), torch.tensor(confidence),
-                    None if teacher is None else torch.tensor(teacher))
+def _records(
+    target: list[int], prediction: list[int], confidence: list[float], teacher: list[int] | None = None
+) -> PerImage:
+    return PerImage(
+        torch.tensor(target),
+        torch.tensor(prediction),
+        torch.tensor(confidence),
+        None if teacher is None else torch.tensor(teacher),
+    )
 
 
 def test_worst_mistakes_are_the_confident_wrong_ones_first() -> None:
@@ -39,8 +44,16 @@ def test_describe_mistakes_names_classes_file_and_teacher() -> None:
     folder = TensorDataset(torch.zeros(2))
     folder.samples = [("/data/val/cat/a.png", 0), ("/data/val/dog/b.png", 1)]  # as FolderDataset lists them
     rows = describe_mistakes(records, [0], ["cat", "dog"], folder)
-    assert rows == [{"index": 0, "true": "cat", "predicted": "dog", "confidence": pytest.approx(0.8),
-                     "teacher": "cat", "file": "/data/val/cat/a.png"}]
+    assert rows == [
+        {
+            "index": 0,
+            "true": "cat",
+            "predicted": "dog",
+            "confidence": pytest.approx(0.8),
+            "teacher": "cat",
+            "file": "/data/val/cat/a.png",
+        }
+    ]
 
 
 def test_report_per_class_and_the_table_keeps_the_worst_of_many_classes() -> None:

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_checkpoints import CLASS_NAMES, TINY_SIZE, write_image
 from PIL import Image
 from torchvision.transforms import v2
 
@@ -15,6 +14,7 @@ from deit.cli import main
 from deit.commands.predict import EXIT_SOME_INPUTS_FAILED
 from deit.inference.predict import predict
 from deit.inference.preprocess import EvalPreprocessing
+from tiny_checkpoints import CLASS_NAMES, TINY_SIZE, write_image
 
 
 @pytest.fixture
@@ -30,8 +30,9 @@ def mixed_folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_predict_prints_class_names_and_json(tiny_checkpoint: Path, image_dataset: Path,
-                                             capsys: pytest.CaptureFixture) -> None:
+def test_predict_prints_class_names_and_json(
+    tiny_checkpoint: Path, image_dataset: Path, capsys: pytest.CaptureFixture
+) -> None:
     image = image_dataset / "val" / "banana" / "0.png"
     assert main(["predict", "--checkpoint", str(tiny_checkpoint), str(image), "--topk", "2"]) == 0
     line = capsys.readouterr().out.strip()
@@ -52,25 +53,35 @@ def test_eval_preprocessing_resizes_by_crop_pct_then_center_crops() -> None:
     image = Image.fromarray(torch.randint(0, 256, (60, 80, 3), dtype=torch.uint8).numpy())
     preprocessing = EvalPreprocessing(input_size=TINY_SIZE, crop_pct=0.5, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 1.0))
     # On a PIL image torchvision resizes with Pillow, as the checkpoint's own transform does.
-    expected = v2.Compose([v2.Resize(64, interpolation=v2.InterpolationMode.BICUBIC), v2.CenterCrop(TINY_SIZE),
-                           v2.PILToTensor(), v2.ToDtype(torch.float32, scale=True),
-                           v2.Normalize((0.5, 0.5, 0.5), (0.25, 0.5, 1.0))])(image)
+    expected = v2.Compose(
+        [
+            v2.Resize(64, interpolation=v2.InterpolationMode.BICUBIC),
+            v2.CenterCrop(TINY_SIZE),
+            v2.PILToTensor(),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize((0.5, 0.5, 0.5), (0.25, 0.5, 1.0)),
+        ]
+    )(image)
     actual = preprocessing.transform()(image)
     assert actual.shape == (3, TINY_SIZE, TINY_SIZE)
     torch.testing.assert_close(actual, expected, atol=1e-5, rtol=0)
     std = torch.tensor([0.25, 0.5, 1.0]).view(3, 1, 1)
-    torch.testing.assert_close(preprocessing.denormalize(actual[None])[0], (expected * std + 0.5).clamp(0, 1),
-                               atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        preprocessing.denormalize(actual[None])[0], (expected * std + 0.5).clamp(0, 1), atol=1e-5, rtol=0
+    )
 
 
-def test_folder_with_bad_files_predicts_the_rest_and_names_each(tiny_checkpoint: Path, mixed_folder: Path,
-                                                                capsys: pytest.CaptureFixture) -> None:
+def test_folder_with_bad_files_predicts_the_rest_and_names_each(
+    tiny_checkpoint: Path, mixed_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
     code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(mixed_folder), "--topk", "1"])
     captured = capsys.readouterr()
     assert code == EXIT_SOME_INPUTS_FAILED
     predicted = captured.out.strip().splitlines()
-    assert [line.split(":")[0] for line in predicted] == [str(mixed_folder / "good_a.png"),
-                                                          str(mixed_folder / "sub" / "good_b.jpg")]
+    assert [line.split(":")[0] for line in predicted] == [
+        str(mixed_folder / "good_a.png"),
+        str(mixed_folder / "sub" / "good_b.jpg"),
+    ]
     errors = captured.err.strip().splitlines()
     assert len(errors) == 3
     for bad in ("corrupt.png", "notes.txt", "empty.jpg"):
@@ -78,11 +89,13 @@ def test_folder_with_bad_files_predicts_the_rest_and_names_each(tiny_checkpoint:
     assert "Traceback" not in captured.err and ".DS_Store" not in captured.err
 
 
-def test_json_output_lists_errors_next_to_predictions(tiny_checkpoint: Path, mixed_folder: Path,
-                                                      capsys: pytest.CaptureFixture) -> None:
+def test_json_output_lists_errors_next_to_predictions(
+    tiny_checkpoint: Path, mixed_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
     missing = mixed_folder / "missing.png"
-    code = main(["predict", "--checkpoint", str(tiny_checkpoint), str(mixed_folder / "good_a.png"), str(missing),
-                 "--json"])
+    code = main(
+        ["predict", "--checkpoint", str(tiny_checkpoint), str(mixed_folder / "good_a.png"), str(missing), "--json"]
+    )
     records = json.loads(capsys.readouterr().out)
     assert code == EXIT_SOME_INPUTS_FAILED
     assert [("topk" in r, "error" in r) for r in records] == [(True, False), (False, True)]
@@ -99,8 +112,9 @@ def test_batching_does_not_change_predictions(tiny_checkpoint: Path, image_datas
         assert single.probabilities == pytest.approx(batch.probabilities, abs=1e-5)
 
 
-def test_missing_checkpoint_and_unreadable_inputs_fail_on_one_line(tiny_checkpoint: Path, mixed_folder: Path,
-                                                                    capsys: pytest.CaptureFixture) -> None:
+def test_missing_checkpoint_and_unreadable_inputs_fail_on_one_line(
+    tiny_checkpoint: Path, mixed_folder: Path, capsys: pytest.CaptureFixture
+) -> None:
     image = str(mixed_folder / "good_a.png")
     assert main(["predict", "--checkpoint", str(mixed_folder / "nope.pth"), image]) == 2
     err = capsys.readouterr().err

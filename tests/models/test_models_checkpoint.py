@@ -39,11 +39,11 @@ def _official_resample(pos_embed: torch.Tensor, num_extra_tokens: int, new_size:
     return torch.cat((extra, grid.permute(0, 2, 3, 1).flatten(1, 2)), dim=1)
 
 
-@pytest.mark.parametrize(("name", "extra_rows"), [("deit_tiny_distilled_patch16_224", 2),
-                                                  ("deit_tiny_patch16_224", 1),
-                                                  ("deit3_small_patch16_224", 0)])
-def test_position_embedding_is_resampled_like_official_fine_tuning(tmp_path: Path, name: str,
-                                                                   extra_rows: int) -> None:
+@pytest.mark.parametrize(
+    ("name", "extra_rows"),
+    [("deit_tiny_distilled_patch16_224", 2), ("deit_tiny_patch16_224", 1), ("deit3_small_patch16_224", 0)],
+)
+def test_position_embedding_is_resampled_like_official_fine_tuning(tmp_path: Path, name: str, extra_rows: int) -> None:
     torch.manual_seed(0)
     source = create_model(name, **SMALL)
     torch.save({"model": source.state_dict()}, tmp_path / "low_res.pth")
@@ -75,8 +75,9 @@ def test_different_class_count_drops_both_heads_with_a_warning(tmp_path: Path) -
     fresh = create_model("deit_tiny_distilled_patch16_224", **dict(SMALL, num_classes=3))
     torch.manual_seed(1)
     with pytest.warns(UserWarning, match="10 classes, the model 3: its heads are dropped"):
-        loaded = create_model("deit_tiny_distilled_patch16_224", pretrained=tmp_path / "ten_classes.pth",
-                              **dict(SMALL, num_classes=3))
+        loaded = create_model(
+            "deit_tiny_distilled_patch16_224", pretrained=tmp_path / "ten_classes.pth", **dict(SMALL, num_classes=3)
+        )
     assert loaded.head.out_features == loaded.head_dist.out_features == 3
     torch.testing.assert_close(loaded.head.weight, fresh.head.weight)  # the fresh head, same seed
     torch.testing.assert_close(loaded.cls_token, source.cls_token)
@@ -114,13 +115,27 @@ def test_mismatched_keys_are_named(tmp_path: Path) -> None:
 def test_training_checkpoint_rebuilds_model_and_meta(tmp_path: Path) -> None:
     model = create_model("deit_tiny_distilled_patch16_224", **SMALL)
     ema = create_model("deit_tiny_distilled_patch16_224", **SMALL)
-    meta = default_meta("deit_tiny_distilled_patch16_224", img_size=32, num_classes=10,
-                        model_kwargs={"patch_size": 8, "depth": 2}, class_names=[f"digit {i}" for i in range(10)])
+    meta = default_meta(
+        "deit_tiny_distilled_patch16_224",
+        img_size=32,
+        num_classes=10,
+        model_kwargs={"patch_size": 8, "depth": 2},
+        class_names=[f"digit {i}" for i in range(10)],
+    )
     optimizer = torch.optim.AdamW(model.parameters())
     # The layout `deit train` writes (docs/architecture.md), loadable with weights_only=True.
-    torch.save({"model": model.state_dict(), "model_ema": ema.state_dict(), "optimizer": optimizer.state_dict(),
-                "epoch": 3, "args": {"lr": 5e-4, "model": meta.model}, "meta": meta.to_dict(), "best_acc": 91.5},
-               tmp_path / "checkpoint.pth")
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "model_ema": ema.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "epoch": 3,
+            "args": {"lr": 5e-4, "model": meta.model},
+            "meta": meta.to_dict(),
+            "best_acc": 91.5,
+        },
+        tmp_path / "checkpoint.pth",
+    )
     rebuilt, rebuilt_meta = load_trained_model(tmp_path / "checkpoint.pth")
     assert rebuilt_meta == meta and not rebuilt.training
     with torch.no_grad():
@@ -131,8 +146,9 @@ def test_training_checkpoint_rebuilds_model_and_meta(tmp_path: Path) -> None:
 
 def test_safetensors_export_round_trip(tmp_path: Path) -> None:
     model = create_model("deit3_small_patch16_224", **SMALL).eval()
-    meta = default_meta("deit3_small_patch16_224", img_size=32, num_classes=10,
-                        model_kwargs={"patch_size": 8, "depth": 2})
+    meta = default_meta(
+        "deit3_small_patch16_224", img_size=32, num_classes=10, model_kwargs={"patch_size": 8, "depth": 2}
+    )
     save_weights(model, tmp_path / "export" / "model.safetensors", meta)
     assert sorted(p.name for p in (tmp_path / "export").iterdir()) == ["model.safetensors"]  # no temp left
     for location in (tmp_path / "export" / "model.safetensors", tmp_path / "export"):
@@ -197,8 +213,11 @@ def test_refused_and_garbled_files_give_one_line_errors(tmp_path: Path, hostile_
         "absent.pth": "no such file",
     }
     for file_name, reason in cases.items():
-        for load in (read_state_dict, lambda p: load_trained_model(p),
-                     lambda p: create_model("deit_tiny_patch16_224", pretrained=p, **SMALL)):
+        for load in (
+            read_state_dict,
+            lambda p: load_trained_model(p),
+            lambda p: create_model("deit_tiny_patch16_224", pretrained=p, **SMALL),
+        ):
             with pytest.raises(DeitError) as caught:
                 load(tmp_path / file_name)
             message = str(caught.value)
@@ -221,20 +240,34 @@ class _NotAnArgumentContainer(argparse.Namespace):
 
 def _official_main_checkpoint(model: torch.nn.Module, args: object) -> dict:
     """The dict official main.py saves: `args` is its argparse.Namespace."""
-    return {"model": model.state_dict(), "optimizer": {"state": {}, "param_groups": []},
-            "lr_scheduler": {"t_initial": 300}, "epoch": 299, "model_ema": model.state_dict(), "scaler": {},
-            "args": args}
+    return {
+        "model": model.state_dict(),
+        "optimizer": {"state": {}, "param_groups": []},
+        "lr_scheduler": {"t_initial": 300},
+        "epoch": 299,
+        "model_ema": model.state_dict(),
+        "scaler": {},
+        "args": args,
+    }
 
 
 def test_official_main_checkpoints_load_with_their_namespace_args(tmp_path: Path) -> None:
     reference = create_model("deit_tiny_distilled_patch16_224", **SMALL).eval()
-    args = argparse.Namespace(model="deit_tiny_distilled_patch16_224", input_size=32, lr=5e-4, opt_betas=None,
-                              cutmix_minmax=None, data_set="IMNET", data_path="/data/imagenet")
+    args = argparse.Namespace(
+        model="deit_tiny_distilled_patch16_224",
+        input_size=32,
+        lr=5e-4,
+        opt_betas=None,
+        cutmix_minmax=None,
+        data_set="IMNET",
+        data_path="/data/imagenet",
+    )
     torch.save(_official_main_checkpoint(reference, args), tmp_path / "official.pth")
     assert load_torch_file(tmp_path / "official.pth")["args"] == vars(args)  # one shape for every reader
     assert read_state_dict(tmp_path / "official.pth").keys() == reference.state_dict().keys()
-    rebuilt, meta = load_trained_model(tmp_path / "official.pth", model_name="deit_tiny_distilled_patch16_224",
-                                       num_heads=3)
+    rebuilt, meta = load_trained_model(
+        tmp_path / "official.pth", model_name="deit_tiny_distilled_patch16_224", num_heads=3
+    )
     pretrained = create_model("deit_tiny_distilled_patch16_224", pretrained=tmp_path / "official.pth", **SMALL)
     for model in (rebuilt, pretrained.eval()):
         torch.testing.assert_close(model(_images()), reference(_images()), rtol=0, atol=0)
@@ -249,8 +282,12 @@ def test_only_plain_namespaces_are_allowed(tmp_path: Path, hostile_payload, cont
     else:
         args = _NotAnArgumentContainer(model="deit_tiny_patch16_224")
     torch.save(_official_main_checkpoint(model, args), tmp_path / "hostile.pth")
-    for load in (read_state_dict, load_trained_model, load_torch_file,
-                 lambda p: create_model("deit_tiny_patch16_224", pretrained=p, **SMALL)):
+    for load in (
+        read_state_dict,
+        load_trained_model,
+        load_torch_file,
+        lambda p: create_model("deit_tiny_patch16_224", pretrained=p, **SMALL),
+    ):
         with pytest.raises(DeitError, match="hostile.pth: .*pickled Python objects"):
             load(tmp_path / "hostile.pth")
     assert not marker.exists()
@@ -281,9 +318,13 @@ def test_use_ema_without_ema_weights_is_one_line(tmp_path: Path, layout: str) ->
     elif layout == "release":
         torch.save({"model": model.state_dict()}, tmp_path / "file.pth")
     else:
-        save_weights(model, tmp_path / "file.pth", default_meta("deit_tiny_patch16_224", img_size=32,
-                                                                num_classes=10, model_kwargs={"patch_size": 8,
-                                                                                              "depth": 2}))
+        save_weights(
+            model,
+            tmp_path / "file.pth",
+            default_meta(
+                "deit_tiny_patch16_224", img_size=32, num_classes=10, model_kwargs={"patch_size": 8, "depth": 2}
+            ),
+        )
     with pytest.raises(DeitError, match=r"file.pth: holds no EMA weights \('model_ema'") as error:
         load_trained_model(tmp_path / "file.pth", use_ema=True, model_name="deit_tiny_patch16_224", num_heads=3)
     assert "\n" not in str(error.value)

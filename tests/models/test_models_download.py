@@ -91,8 +91,9 @@ def test_download_checks_hash_caches_and_reuses(file_server, hub_dir: Path, monk
     assert sorted(p.name for p in hub_dir.iterdir()) == [file_name]
 
 
-def test_wrong_hash_is_refused_and_nothing_is_cached(file_server, hub_dir: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_hash_is_refused_and_nothing_is_cached(
+    file_server, hub_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base_url, served, requests = file_server
     file_name, _ = _publish(served, correct_hash=False)
     _point_registry_at(monkeypatch, base_url + file_name)

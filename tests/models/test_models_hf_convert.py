@@ -17,8 +17,16 @@ from deit.models.factory import load_trained_model
 
 CLASS_NAMES = ["cat", "dog", "bird", "fish"]
 # layer_norm_eps 1e-6 is what DeiT was trained with (and what our model uses); transformers' default is 1e-12.
-HF_SMALL = dict(hidden_size=48, num_hidden_layers=2, num_attention_heads=3, intermediate_size=192, image_size=32,
-                patch_size=8, layer_norm_eps=1e-6, id2label=dict(enumerate(CLASS_NAMES)))
+HF_SMALL = dict(
+    hidden_size=48,
+    num_hidden_layers=2,
+    num_attention_heads=3,
+    intermediate_size=192,
+    image_size=32,
+    patch_size=8,
+    layer_norm_eps=1e-6,
+    id2label=dict(enumerate(CLASS_NAMES)),
+)
 OUR_SMALL = dict(num_classes=4, img_size=32, patch_size=8, depth=2, embed_dim=48, num_heads=3)
 CASES = [
     ("DeiTConfig", "DeiTForImageClassificationWithTeacher", "deit_tiny_distilled_patch16_224"),
@@ -40,8 +48,9 @@ def _hf_logits(hf_model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("config_class", "model_class", "name"), CASES)
-def test_hf_directory_loads_through_create_model(tmp_path: Path, config_class: str, model_class: str,
-                                                 name: str) -> None:
+def test_hf_directory_loads_through_create_model(
+    tmp_path: Path, config_class: str, model_class: str, name: str
+) -> None:
     directory, hf_model = _save_hf(tmp_path, config_class, model_class)
     images = torch.randn(3, 3, 32, 32)
     model = create_model(name, pretrained=directory, **OUR_SMALL).eval()
@@ -52,9 +61,17 @@ def test_hf_directory_loads_through_create_model(tmp_path: Path, config_class: s
 @pytest.mark.parametrize(("config_class", "model_class", "name"), CASES)
 def test_hf_directory_rebuilds_with_meta(tmp_path: Path, config_class: str, model_class: str, name: str) -> None:
     directory, hf_model = _save_hf(tmp_path, config_class, model_class)
-    (directory / "preprocessor_config.json").write_text(json.dumps(
-        {"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "do_center_crop": True,
-         "size": {"shortest_edge": 40}, "crop_size": {"height": 32, "width": 32}}))
+    (directory / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "image_mean": [0.5, 0.5, 0.5],
+                "image_std": [0.5, 0.5, 0.5],
+                "do_center_crop": True,
+                "size": {"shortest_edge": 40},
+                "crop_size": {"height": 32, "width": 32},
+            }
+        )
+    )
     model, meta = load_trained_model(directory)
     assert meta.model == name
     assert meta.input_size == 32 and meta.num_classes == 4
@@ -65,8 +82,7 @@ def test_hf_directory_rebuilds_with_meta(tmp_path: Path, config_class: str, mode
     with torch.no_grad():
         torch.testing.assert_close(model(images), _hf_logits(hf_model, images), rtol=1e-5, atol=1e-5)
     # The meta alone rebuilds the same network (what `deit eval`/`predict` rely on).
-    rebuilt = create_model(meta.model, num_classes=meta.num_classes, img_size=meta.input_size,
-                           **meta.model_kwargs)
+    rebuilt = create_model(meta.model, num_classes=meta.num_classes, img_size=meta.input_size, **meta.model_kwargs)
     rebuilt.load_state_dict(model.state_dict(), strict=True)
 
 
@@ -85,15 +101,15 @@ def test_hf_checkpoint_resamples_and_drops_heads(tmp_path: Path) -> None:
     directory, _ = _save_hf(tmp_path, *CASES[1][:2])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        model = create_model("deit_tiny_patch16_224", pretrained=directory,
-                             **dict(OUR_SMALL, num_classes=9, img_size=48))
+        model = create_model(
+            "deit_tiny_patch16_224", pretrained=directory, **dict(OUR_SMALL, num_classes=9, img_size=48)
+        )
     assert any("heads are dropped" in str(w.message) for w in caught)
     assert model.pos_embed.shape == (1, 1 + 36, 48)
     assert model.head.out_features == 9
 
 
-def test_pickled_bin_in_hf_directory_is_refused_and_python_files_are_ignored(tmp_path: Path,
-                                                                            hostile_payload) -> None:
+def test_pickled_bin_in_hf_directory_is_refused_and_python_files_are_ignored(tmp_path: Path, hostile_payload) -> None:
     directory, hf_model = _save_hf(tmp_path, *CASES[1][:2])
     marker = tmp_path / "code_ran"
     # A modeling file that would leave a marker if anything imported it (trust_remote_code style).
@@ -138,7 +154,8 @@ def test_shard_index_cannot_point_outside_the_directory(tmp_path: Path) -> None:
     directory, _ = _save_hf(tmp_path, *CASES[1][:2])
     (directory / "model.safetensors").rename(tmp_path / "elsewhere.safetensors")
     (directory / "model.safetensors.index.json").write_text(
-        json.dumps({"weight_map": {"vit.layernorm.weight": "../elsewhere.safetensors"}}))
+        json.dumps({"weight_map": {"vit.layernorm.weight": "../elsewhere.safetensors"}})
+    )
     with pytest.raises(DeitError, match="is not a file in"):
         read_state_dict(directory)
 

@@ -10,9 +10,19 @@ from deit.models.meta import CheckpointMeta
 from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 # The layout `deit train` has written since the first release (docs/checkpoints.md): files on disk keep it.
-WRITTEN = {"model": "deit_tiny_patch16_224", "model_kwargs": {"depth": 2}, "input_size": 32, "num_classes": 2,
-           "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "crop_pct": 0.9, "interpolation": "bilinear",
-           "class_names": ["cat", "dog"], "distilled": False, "deit_version": "0.1.0"}
+WRITTEN = {
+    "model": "deit_tiny_patch16_224",
+    "model_kwargs": {"depth": 2},
+    "input_size": 32,
+    "num_classes": 2,
+    "mean": [0.5, 0.5, 0.5],
+    "std": [0.25, 0.25, 0.25],
+    "crop_pct": 0.9,
+    "interpolation": "bilinear",
+    "class_names": ["cat", "dog"],
+    "distilled": False,
+    "deit_version": "0.1.0",
+}
 
 
 def test_round_trip_keeps_the_on_disk_layout_and_unknown_keys() -> None:
@@ -29,10 +39,17 @@ def test_older_meta_without_preprocessing_gets_the_papers_defaults() -> None:
     assert meta.labels() == ["0", "1", "2"]
 
 
-@pytest.mark.parametrize(("change", "key"), [({"num_classes": None}, "num_classes"), ({"crop_pct": 7}, "crop_pct"),
-                                            ({"interpolation": 3}, "interpolation"), ({"mean": "red"}, "mean"),
-                                            ({"class_names": ["only one"]}, "class_names"),
-                                            ({"distilled": "yes"}, "distilled")])
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ({"num_classes": None}, "num_classes"),
+        ({"crop_pct": 7}, "crop_pct"),
+        ({"interpolation": 3}, "interpolation"),
+        ({"mean": "red"}, "mean"),
+        ({"class_names": ["only one"]}, "class_names"),
+        ({"distilled": "yes"}, "distilled"),
+    ],
+)
 def test_bad_values_name_the_file_and_the_key(change: dict, key: str) -> None:
     with pytest.raises(DeitError, match=rf"^bad\.pth: meta '{key}' "):
         CheckpointMeta.from_dict({**WRITTEN, **change}, source="bad.pth")

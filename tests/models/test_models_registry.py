@@ -28,8 +28,10 @@ ARCHITECTURES = _distinct_at_low_resolution(ALL_NAMES)
 def test_registry_holds_the_official_release() -> None:
     assert len(ALL_NAMES) == 15
     assert list_models("*distilled*") == [
-        "deit_base_distilled_patch16_224", "deit_base_distilled_patch16_384",
-        "deit_small_distilled_patch16_224", "deit_tiny_distilled_patch16_224",
+        "deit_base_distilled_patch16_224",
+        "deit_base_distilled_patch16_384",
+        "deit_small_distilled_patch16_224",
+        "deit_tiny_distilled_patch16_224",
     ]
     assert all(name.startswith("deit3_") for name in list_models("deit3_*"))
     assert len(list_models("deit3_*")) == 7
@@ -49,8 +51,9 @@ def test_every_architecture_is_exercised() -> None:
 
 
 # The widths from medium up take seconds each (real-size layers): slow tier; tiny and small stay in the fast one.
-REAL_SIZE_SLOW = [name if "tiny" in name or "small" in name else pytest.param(name, marks=pytest.mark.slow)
-                  for name in ARCHITECTURES]
+REAL_SIZE_SLOW = [
+    name if "tiny" in name or "small" in name else pytest.param(name, marks=pytest.mark.slow) for name in ARCHITECTURES
+]
 
 
 @pytest.mark.parametrize("name", REAL_SIZE_SLOW)
@@ -92,9 +95,16 @@ def test_factory_unknown_name_is_one_line() -> None:
     assert "deit_tiny_patch16_224" in str(caught.value)
 
 
-@pytest.mark.parametrize("name, source", [("deit_tiny_patch16_224", "deit"), ("vit_tiny_patch16_224", "timm"),
-                                          ("resnet18", "timm"), ("regnet_y_400mf", "torchvision"),
-                                          ("deit_tinny_patch16_224", None)])
+@pytest.mark.parametrize(
+    "name, source",
+    [
+        ("deit_tiny_patch16_224", "deit"),
+        ("vit_tiny_patch16_224", "timm"),
+        ("resnet18", "timm"),
+        ("regnet_y_400mf", "torchvision"),
+        ("deit_tinny_patch16_224", None),
+    ],
+)
 def test_model_source_searches_registry_then_timm_then_torchvision(name: str, source: str | None) -> None:
     assert model_source(name) == source
 
@@ -105,18 +115,27 @@ def test_check_model_name_names_the_flag_and_the_close_matches() -> None:
         check_model_name("resnet5O", where="--teacher-model")
 
 
-@pytest.mark.parametrize("build", [
-    lambda: create_model("deit_tiny_patch16_224", img_size=30, patch_size=8, depth=1),
-    lambda: VisionTransformer(img_size=30, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=2),
-])
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: create_model("deit_tiny_patch16_224", img_size=30, patch_size=8, depth=1),
+        lambda: VisionTransformer(img_size=30, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=2),
+    ],
+)
 def test_an_image_that_cuts_into_no_whole_patches_is_refused(build) -> None:  # noqa: ANN001
     with pytest.raises(DeitError, match="img_size 30 is not divisible by the patch size 8; use a multiple of 8"):
         build()
 
 
-@pytest.mark.parametrize(("alias", "target"), [
-    ("deit_small_patch16_LS", "deit3_small_patch16_224"), ("deit_medium_patch16_LS", "deit3_medium_patch16_224"),
-    ("deit_base_patch16_LS", "deit3_base_patch16_224"), ("deit_large_patch16_LS", "deit3_large_patch16_224")])
+@pytest.mark.parametrize(
+    ("alias", "target"),
+    [
+        ("deit_small_patch16_LS", "deit3_small_patch16_224"),
+        ("deit_medium_patch16_LS", "deit3_medium_patch16_224"),
+        ("deit_base_patch16_LS", "deit3_base_patch16_224"),
+        ("deit_large_patch16_LS", "deit3_large_patch16_224"),
+    ],
+)
 def test_official_deit3_names_build_our_deit3(alias: str, target: str) -> None:
     assert aliases()[alias] == target and model_source(alias) == "deit"
     check_model_name(alias, where="--model")

@@ -79,8 +79,10 @@ def test_official_deit3_layer_scale_names_are_mapped(tmp_path: Path) -> None:
     torch.manual_seed(3)
     reference = _timm_model("deit3_small_patch16_224", **SMALL).eval()
     # Official DeiT III files name LayerScale `blocks.N.gamma_1` / `gamma_2` (timm: `ls1.gamma` / `ls2.gamma`).
-    official = {key.replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2"): value
-                for key, value in reference.state_dict().items()}
+    official = {
+        key.replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2"): value
+        for key, value in reference.state_dict().items()
+    }
     assert "blocks.0.gamma_1" in official and "blocks.1.gamma_2" in official
     torch.save({"model": official, "epoch": 799}, tmp_path / "deit_3_small_224_1k.pth")
     ours = create_model("deit3_small_patch16_224", pretrained=tmp_path / "deit_3_small_224_1k.pth", **SMALL)

@@ -10,23 +10,42 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     from deit.demo.experiment import DemoSettings
 
     defaults = DemoSettings()
-    parser.add_argument("--output-dir", "--output_dir", default=defaults.output_dir,
-                        help=f"where results and per-run folders go (default {defaults.output_dir})")
+    parser.add_argument(
+        "--output-dir",
+        "--output_dir",
+        default=defaults.output_dir,
+        help=f"where results and per-run folders go (default {defaults.output_dir})",
+    )
     parser.add_argument("--seeds", type=int, default=None, help=f"seeds per student (default {defaults.seeds})")
-    parser.add_argument("--sizes", type=_fractions, default=None, metavar="F,F,...",
-                        help="training-set sizes as fractions of DIGITS' training split (default "
-                             f"{','.join(f'{size:g}' for size in defaults.sizes)})")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help=f"student epochs on the full training set; a fraction f trains epochs / f "
-                             f"(default {defaults.epochs})")
-    parser.add_argument("--teacher-epochs", type=int, default=None,
-                        help=f"teacher epochs on the full training set, scaled as --epochs "
-                             f"(default {defaults.teacher_epochs})")
+    parser.add_argument(
+        "--sizes",
+        type=_fractions,
+        default=None,
+        metavar="F,F,...",
+        help="training-set sizes as fractions of DIGITS' training split (default "
+        f"{','.join(f'{size:g}' for size in defaults.sizes)})",
+    )
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"student epochs on the full training set; a fraction f trains epochs / f (default {defaults.epochs})",
+    )
+    parser.add_argument(
+        "--teacher-epochs",
+        type=int,
+        default=None,
+        help=f"teacher epochs on the full training set, scaled as --epochs (default {defaults.teacher_epochs})",
+    )
     parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N")
-    parser.add_argument("--jobs", type=int, default=0,
-                        help="runs trained at once on a CPU, one process each (default: one per core)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a smoke test: 1 seed, 2 sizes, short epochs, a narrow student (numbers meaningless)")
+    parser.add_argument(
+        "--jobs", type=int, default=0, help="runs trained at once on a CPU, one process each (default: one per core)"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke test: 1 seed, 2 sizes, short epochs, a narrow student (numbers meaningless)",
+    )
 
 
 def _fractions(text: str) -> tuple[float, ...]:

@@ -33,10 +33,19 @@ def models(pattern: str | None = None) -> list[ModelInfo]:
     infos = []
     for name in names:
         spec = get_model_spec(name)
-        infos.append(ModelInfo(name=name, params=spec.params, resolution=spec.img_size, distilled=spec.distilled,
-                               top1=spec.top1, embed_dim=int(spec.kwargs["embed_dim"]),
-                               depth=int(spec.kwargs["depth"]), num_heads=int(spec.kwargs["num_heads"]),
-                               url=spec.url))
+        infos.append(
+            ModelInfo(
+                name=name,
+                params=spec.params,
+                resolution=spec.img_size,
+                distilled=spec.distilled,
+                top1=spec.top1,
+                embed_dim=int(spec.kwargs["embed_dim"]),
+                depth=int(spec.kwargs["depth"]),
+                num_heads=int(spec.kwargs["num_heads"]),
+                url=spec.url,
+            )
+        )
     return infos
 
 
@@ -47,8 +56,10 @@ def format_table(infos: list[ModelInfo]) -> str:
     for info in infos:
         params = f"{info.params / 1e6:.1f}M" if info.params else "-"
         top1 = f"{info.top1:.1f}" if info.top1 is not None else "-"
-        lines.append(f"{info.name:<{width}}  {params:>8}  {info.resolution:>4}  "
-                     f"{'yes' if info.distilled else 'no':>9}  {top1:>5}")
+        lines.append(
+            f"{info.name:<{width}}  {params:>8}  {info.resolution:>4}  "
+            f"{'yes' if info.distilled else 'no':>9}  {top1:>5}"
+        )
     return "\n".join(lines)
 
 

@@ -23,8 +23,11 @@ if TYPE_CHECKING:
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit predict`."""
     parser.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="image files and/or folders of images")
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory, "
-                        "or an .onnx file written by `deit export`")
+    parser.add_argument(
+        "--checkpoint",
+        required=True,
+        help="checkpoint.pth, official/timm weights, HF directory, or an .onnx file written by `deit export`",
+    )
     parser.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON on stdout")
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
@@ -47,8 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from deit.io import dumps_strict
 
     has_folder = any(Path(p).is_dir() for p in args.inputs)
-    predictions = predict(args.checkpoint, args.inputs, args.topk, batch_size=args.batch_size,
-                          device=args.device, workers=args.workers, progress=has_folder)
+    predictions = predict(
+        args.checkpoint,
+        args.inputs,
+        args.topk,
+        batch_size=args.batch_size,
+        device=args.device,
+        workers=args.workers,
+        progress=has_folder,
+    )
     failed = [p for p in predictions if not p.ok]
     if len(predictions) == 1 and failed:
         raise DeitError(str(failed[0].error))

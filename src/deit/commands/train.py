@@ -7,9 +7,11 @@ import argparse
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Add the training flags: official spellings and defaults, plus ours (see docs/training.md)."""
-    parser.description = ("Train a DeiT student (optionally distilled from a teacher), a teacher, or any timm / "
-                          "torchvision model. Defaults are the paper's recipe; the default data set is the "
-                          "embedded DIGITS. `--eval --resume CKPT` evaluates only.")
+    parser.description = (
+        "Train a DeiT student (optionally distilled from a teacher), a teacher, or any timm / "
+        "torchvision model. Defaults are the paper's recipe; the default data set is the "
+        "embedded DIGITS. `--eval --resume CKPT` evaluates only."
+    )
     from deit.engine.config import add_train_arguments  # the engine loads only for the command that runs
 
     add_train_arguments(parser)

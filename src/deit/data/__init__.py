@@ -7,5 +7,15 @@ from deit.data.mixup import build_mixup
 from deit.data.sampler import RepeatAugSampler
 from deit.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 
-__all__ = ["DATASET_NAMES", "DIGITS_MEAN", "DIGITS_STD", "IMAGENET_MEAN", "IMAGENET_STD", "RepeatAugSampler",
-           "build_dataset", "build_mixup", "build_transform", "read_image"]
+__all__ = [
+    "DATASET_NAMES",
+    "DIGITS_MEAN",
+    "DIGITS_STD",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "RepeatAugSampler",
+    "build_dataset",
+    "build_mixup",
+    "build_transform",
+    "read_image",
+]

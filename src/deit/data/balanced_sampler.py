@@ -36,9 +36,10 @@ class ClassBalancedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        drawn = torch.multinomial(self.weights, self.num_samples * self.num_replicas, replacement=True,
-                                  generator=generator)
-        return iter(drawn[self.rank::self.num_replicas].tolist())
+        drawn = torch.multinomial(
+            self.weights, self.num_samples * self.num_replicas, replacement=True, generator=generator
+        )
+        return iter(drawn[self.rank :: self.num_replicas].tolist())
 
     def __len__(self) -> int:
         return self.num_samples

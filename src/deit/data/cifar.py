@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -50,21 +51,45 @@ class CifarArchive:
 
 
 CIFAR_ARCHIVES: dict[int, CifarArchive] = {
-    10: CifarArchive("CIFAR-10", "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
-                     "c32a1d4ab5d03f1284b67883e8d87530", "cifar-10-batches-bin",
-                     tuple(f"data_batch_{number}.bin" for number in range(1, 6)), ("test_batch.bin",),
-                     "batches.meta.txt", label_bytes=1, label_offset=0, num_classes=10),
-    100: CifarArchive("CIFAR-100", "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
-                      "03b5dce01913d631647c71ecec9e9cb8", "cifar-100-binary", ("train.bin",), ("test.bin",),
-                      "fine_label_names.txt", label_bytes=2, label_offset=1, num_classes=100),
+    10: CifarArchive(
+        "CIFAR-10",
+        "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+        "c32a1d4ab5d03f1284b67883e8d87530",
+        "cifar-10-batches-bin",
+        tuple(f"data_batch_{number}.bin" for number in range(1, 6)),
+        ("test_batch.bin",),
+        "batches.meta.txt",
+        label_bytes=1,
+        label_offset=0,
+        num_classes=10,
+    ),
+    100: CifarArchive(
+        "CIFAR-100",
+        "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+        "03b5dce01913d631647c71ecec9e9cb8",
+        "cifar-100-binary",
+        ("train.bin",),
+        ("test.bin",),
+        "fine_label_names.txt",
+        label_bytes=2,
+        label_offset=1,
+        num_classes=100,
+    ),
 }
 
 
 class CifarDataset(Dataset):
     """One split of CIFAR-10 or CIFAR-100 as (PIL RGB 32x32, label) pairs, held in memory as uint8."""
 
-    def __init__(self, root: str | Path, *, num_classes: int, train: bool, transform: Callable | None = None,
-                 download: bool = False) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        num_classes: int,
+        train: bool,
+        transform: Callable | None = None,
+        download: bool = False,
+    ) -> None:
         if num_classes not in CIFAR_ARCHIVES:
             raise DeitError(f"CIFAR with {num_classes} classes does not exist (10 or 100)")
         archive = CIFAR_ARCHIVES[num_classes]
@@ -94,9 +119,11 @@ def locate_cifar(root: Path, archive: CifarArchive, *, download: bool) -> Path:
         if _is_complete(folder, archive):
             return folder
     if not download:
-        raise DeitError(f"--data-path {root}: no {archive.title} binary data (expected "
-                        f"{root / archive.folder}/{archive.train_files[0]}); pass --download to fetch "
-                        f"{archive.filename} there, or point --data-path at the folder that holds it")
+        raise DeitError(
+            f"--data-path {root}: no {archive.title} binary data (expected "
+            f"{root / archive.folder}/{archive.train_files[0]}); pass --download to fetch "
+            f"{archive.filename} there, or point --data-path at the folder that holds it"
+        )
     download_cifar(root, archive)
     return root / archive.folder
 
@@ -119,8 +146,7 @@ def download_cifar(root: Path, archive: CifarArchive) -> None:
 
 
 def _extract_expected(tarball: Path, root: Path, archive: CifarArchive) -> None:
-    wanted = {f"{archive.folder}/{name}" for name in
-              (*archive.train_files, *archive.test_files, archive.names_file)}
+    wanted = {f"{archive.folder}/{name}" for name in (*archive.train_files, *archive.test_files, archive.names_file)}
     destination = root / archive.folder
     destination.mkdir(parents=True, exist_ok=True)
     try:
@@ -149,14 +175,18 @@ def _read_records(path: Path, archive: CifarArchive) -> tuple[np.ndarray, np.nda
     record = archive.label_bytes + _PIXELS
     raw = np.fromfile(path, dtype=np.uint8)
     if raw.size == 0 or raw.size % record:
-        raise DeitError(f"{path}: {raw.size} bytes is not a whole number of {record}-byte {archive.title} records "
-                        "(damaged or not the binary version); delete it and retry with --download")
+        raise DeitError(
+            f"{path}: {raw.size} bytes is not a whole number of {record}-byte {archive.title} records "
+            "(damaged or not the binary version); delete it and retry with --download"
+        )
     records = raw.reshape(-1, record)
     labels = records[:, archive.label_offset].astype(np.int64)
     if labels.max() >= archive.num_classes:
-        raise DeitError(f"{path}: label {labels.max()} out of range for {archive.title} "
-                        f"({archive.num_classes} classes); is this the right variant?")
-    images = records[:, archive.label_bytes:].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        raise DeitError(
+            f"{path}: label {labels.max()} out of range for {archive.title} "
+            f"({archive.num_classes} classes); is this the right variant?"
+        )
+    images = records[:, archive.label_bytes :].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
     return np.ascontiguousarray(images), labels
 
 

@@ -54,12 +54,19 @@ def require_dali() -> Any:
     return dali
 
 
-def check_dali_flags(*, auto_augment: str | None, three_augment: bool, simple_random_crop: bool,
-                     interpolation: str) -> None:
+def check_dali_flags(
+    *, auto_augment: str | None, three_augment: bool, simple_random_crop: bool, interpolation: str
+) -> None:
     """A one-line `DeitError` naming the training-transform flag the DALI pipeline does not implement."""
-    unsupported = [flag for flag, used in (("--three-augment", three_augment), ("--src", simple_random_crop),
-                                           (f"--train-interpolation {interpolation}", interpolation != "bicubic"))
-                   if used]
+    unsupported = [
+        flag
+        for flag, used in (
+            ("--three-augment", three_augment),
+            ("--src", simple_random_crop),
+            (f"--train-interpolation {interpolation}", interpolation != "bicubic"),
+        )
+        if used
+    ]
     if unsupported:
         raise DeitError(f"--data-loader dali does not implement {', '.join(unsupported)}; use --data-loader torch")
     if augment_policy_set(auto_augment):
@@ -68,8 +75,7 @@ def check_dali_flags(*, auto_augment: str | None, three_augment: bool, simple_ra
         try:
             parse_rand_augment(str(auto_augment))
         except ValueError as error:
-            raise DeitError(f"--data-loader dali with --aa {auto_augment}: {error}; use --data-loader torch"
-                            ) from error
+            raise DeitError(f"--data-loader dali with --aa {auto_augment}: {error}; use --data-loader torch") from error
 
 
 @dataclass
@@ -88,8 +94,16 @@ class DaliSettings:
     eval_crop_ratio: float = 0.875
 
 
-def build_pipeline(samples: Sequence[tuple[str, int]], settings: DaliSettings, *, train: bool, batch_size: int,
-                   device_id: int | None = None, num_threads: int = 2, seed: int = 0) -> Any:
+def build_pipeline(
+    samples: Sequence[tuple[str, int]],
+    settings: DaliSettings,
+    *,
+    train: bool,
+    batch_size: int,
+    device_id: int | None = None,
+    num_threads: int = 2,
+    seed: int = 0,
+) -> Any:
     """A built DALI pipeline yielding `(images, labels)` of `samples` in order (the last batch padded by
     repetition); `seed` draws the augmentations; `device_id=None` keeps everything on the CPU."""
     dali = require_dali()
@@ -102,8 +116,14 @@ def build_pipeline(samples: Sequence[tuple[str, int]], settings: DaliSettings, *
     rand_augment = augment_policy_set(settings.auto_augment)
     jitter = train and not rand_augment and bool(settings.color_jitter)
 
-    @dali.pipeline_def(batch_size=batch_size, num_threads=num_threads, device_id=device_id, seed=seed % 2**31,
-                       enable_conditionals=train and (rand_augment or jitter), exec_dynamic=True)
+    @dali.pipeline_def(
+        batch_size=batch_size,
+        num_threads=num_threads,
+        device_id=device_id,
+        seed=seed % 2**31,
+        enable_conditionals=train and (rand_augment or jitter),
+        exec_dynamic=True,
+    )
     def pipeline() -> tuple[Any, Any]:
         encoded, label = _read(samples)
         decoder = "mixed" if gpu else "cpu"
@@ -111,8 +131,12 @@ def build_pipeline(samples: Sequence[tuple[str, int]], settings: DaliSettings, *
             images = _train_images(encoded, settings, decoder=decoder, jitter=jitter)
         else:
             images = fn.decoders.image(encoded, device=decoder, output_type=types.RGB)
-            images = fn.resize(images, resize_shorter=int(size / settings.eval_crop_ratio),
-                               interp_type=types.INTERP_CUBIC, antialias=True)
+            images = fn.resize(
+                images,
+                resize_shorter=int(size / settings.eval_crop_ratio),
+                interp_type=types.INTERP_CUBIC,
+                antialias=True,
+            )
             images = _normalize(images, settings, crop=(size, size))
         return images, label.gpu() if gpu else label
 
@@ -130,12 +154,18 @@ def _read(samples: Sequence[tuple[Any, int]]) -> tuple[Any, Any]:
     from nvidia.dali import fn, types
 
     if isinstance(samples[0][0], str):
-        return fn.readers.file(files=[path for path, _ in samples], labels=[int(label) for _, label in samples],
-                               random_shuffle=False, pad_last_batch=True, name="reader")
+        return fn.readers.file(
+            files=[path for path, _ in samples],
+            labels=[int(label) for _, label in samples],
+            random_shuffle=False,
+            pad_last_batch=True,
+            name="reader",
+        )
     from deit.data.dali_shards import RecordReader
 
-    return fn.external_source(source=RecordReader(list(samples)), num_outputs=2, batch=False,
-                              dtype=[types.UINT8, types.INT32])
+    return fn.external_source(
+        source=RecordReader(list(samples)), num_outputs=2, batch=False, dtype=[types.UINT8, types.INT32]
+    )
 
 
 def _train_images(encoded: Any, settings: DaliSettings, *, decoder: str, jitter: bool) -> Any:
@@ -148,9 +178,14 @@ def _train_images(encoded: Any, settings: DaliSettings, *, decoder: str, jitter:
     if size <= SMALL_INPUT:  # as our torch transform: the official CIFAR crop for tiny inputs
         images = small_input_crop(fn.decoders.image(encoded, device=decoder, output_type=types.RGB), size)
     else:
-        images = fn.decoders.image_random_crop(encoded, device=decoder, output_type=types.RGB,
-                                               random_area=list(_SCALE), random_aspect_ratio=list(_RATIO),
-                                               num_attempts=10)
+        images = fn.decoders.image_random_crop(
+            encoded,
+            device=decoder,
+            output_type=types.RGB,
+            random_area=list(_SCALE),
+            random_aspect_ratio=list(_RATIO),
+            num_attempts=10,
+        )
         images = fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_CUBIC, antialias=True)
     if augment_policy_set(settings.auto_augment):
         images = rand_augment(images, str(settings.auto_augment), size=size)
@@ -158,8 +193,9 @@ def _train_images(encoded: Any, settings: DaliSettings, *, decoder: str, jitter:
         images = color_jitter(images, float(settings.color_jitter or 0.0))
     images = _normalize(images, settings, mirror=fn.random.coin_flip(probability=settings.hflip))
     if settings.reprob > 0:
-        images = random_erasing(images, probability=settings.reprob, mode=settings.remode,
-                                max_count=int(settings.recount), size=size)
+        images = random_erasing(
+            images, probability=settings.reprob, mode=settings.remode, max_count=int(settings.recount), size=size
+        )
     return images
 
 
@@ -167,9 +203,14 @@ def _normalize(images: Any, settings: DaliSettings, **crop_and_mirror: Any) -> A
     """0–255 HWC -> normalised float CHW (the settings' mean and std are in 0–1 units, as ours)."""
     from nvidia.dali import fn, types
 
-    return fn.crop_mirror_normalize(images, dtype=types.FLOAT, output_layout="CHW",
-                                    mean=[255.0 * float(value) for value in settings.mean],
-                                    std=[255.0 * float(value) for value in settings.std], **crop_and_mirror)
+    return fn.crop_mirror_normalize(
+        images,
+        dtype=types.FLOAT,
+        output_layout="CHW",
+        mean=[255.0 * float(value) for value in settings.mean],
+        std=[255.0 * float(value) for value in settings.std],
+        **crop_and_mirror,
+    )
 
 
 def shard_indices(total: int, *, shard_id: int, num_shards: int, shuffle_seed: int | None) -> list[int]:
@@ -196,9 +237,20 @@ class DaliLoader:
     from the batch that failed.
     """
 
-    def __init__(self, source: SampleSource, settings: DaliSettings, *, train: bool, batch_size: int,
-                 shard_id: int = 0, num_shards: int = 1, device_id: int | None = None, num_threads: int = 2,
-                 seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        source: SampleSource,
+        settings: DaliSettings,
+        *,
+        train: bool,
+        batch_size: int,
+        shard_id: int = 0,
+        num_shards: int = 1,
+        device_id: int | None = None,
+        num_threads: int = 2,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         self.source, self.settings, self.train, self.batch_size = source, settings, train, batch_size
         self.drop_last = drop_last  # training: full batches only (mixup pairs samples), as the torch loader
         self.shard_id, self.num_shards, self.seed = shard_id, num_shards, seed
@@ -220,15 +272,25 @@ class DaliLoader:
         self.epoch = int(epoch)
 
     def _epoch_indices(self) -> list[int]:
-        indices = shard_indices(len(self.source.samples), shard_id=self.shard_id, num_shards=self.num_shards,
-                                shuffle_seed=self.seed + self.epoch if self.train else None)
+        indices = shard_indices(
+            len(self.source.samples),
+            shard_id=self.shard_id,
+            num_shards=self.num_shards,
+            shuffle_seed=self.seed + self.epoch if self.train else None,
+        )
         return [self._replacements.get(index, index) for index in indices]
 
     def _pipeline(self, indices: list[int], restart: int = 0) -> Any:
         # a distinct augmentation seed per (rank, epoch, restart), so a resumed epoch replays its augmentations
         seed = self.seed + self.shard_id + self.num_shards * (self.epoch + 100_003 * restart)
-        return build_pipeline([self.source.samples[index] for index in indices], self.settings, train=self.train,
-                              batch_size=self.batch_size, seed=seed, **self._options)  # type: ignore[arg-type]
+        return build_pipeline(
+            [self.source.samples[index] for index in indices],
+            self.settings,
+            train=self.train,
+            batch_size=self.batch_size,
+            seed=seed,
+            **self._options,
+        )  # type: ignore[arg-type]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         indices = self._epoch_indices()
@@ -256,7 +318,7 @@ class DaliLoader:
         """`upcoming` with each file that fails to decode (among the batches DALI may have been working on)
         replaced by the source's next decodable one; a one-line DeitError when none fails with Pillow."""
         first_decodable = getattr(self.source, "first_decodable", None)
-        window = upcoming[:3 * self.batch_size]  # the failed batch and the ones DALI prefetches (depth 2)
+        window = upcoming[: 3 * self.batch_size]  # the failed batch and the ones DALI prefetches (depth 2)
         replaced = list(upcoming)
         if first_decodable is not None:
             for offset, index in enumerate(window):
@@ -265,8 +327,9 @@ class DaliLoader:
                     self._replacements[index] = replaced[offset]
         if replaced == upcoming:
             first_line = next((line for line in str(error).splitlines() if line.strip()), "")
-            raise DeitError(f"the DALI pipeline failed and no file of its batch fails to decode with Pillow: "
-                            f"{first_line}") from error
+            raise DeitError(
+                f"the DALI pipeline failed and no file of its batch fails to decode with Pillow: {first_line}"
+            ) from error
         return replaced
 
 
@@ -276,13 +339,21 @@ def _to_torch(batch: Any) -> torch.Tensor:
     if hasattr(dense, "as_cpu") and type(dense).__name__.endswith("GPU"):
         from nvidia.dali.plugin.pytorch import feed_ndarray
 
-        out = torch.empty(dense.shape(), dtype=torch.float32 if "float" in str(dense.dtype).lower() else
-                          torch.int32, device="cuda")
+        out = torch.empty(
+            dense.shape(), dtype=torch.float32 if "float" in str(dense.dtype).lower() else torch.int32, device="cuda"
+        )
         feed_ndarray(dense, out)
         return out
     return torch.from_numpy(__import__("numpy").array(dense))
 
 
-__all__ = ["DALI_EXTRA_HINT", "DaliLoader", "DaliSettings", "SampleSource", "build_pipeline", "check_dali_flags",
-           "require_dali",
-           "shard_indices"]
+__all__ = [
+    "DALI_EXTRA_HINT",
+    "DaliLoader",
+    "DaliSettings",
+    "SampleSource",
+    "build_pipeline",
+    "check_dali_flags",
+    "require_dali",
+    "shard_indices",
+]

@@ -68,14 +68,18 @@ def rand_augment(images: Any, policy: str, *, size: int) -> Any:
     from nvidia.dali.auto_aug.rand_augment import apply_rand_augment, get_rand_augment_suite
 
     layers, magnitude, probability = parse_rand_augment(policy)
-    suite = [op for op in get_rand_augment_suite(use_shape=True, max_translate_rel=0.45)
-             if op.name not in ("posterize", "identity")]
+    suite = [
+        op
+        for op in get_rand_augment_suite(use_shape=True, max_translate_rel=0.45)
+        if op.name not in ("posterize", "identity")
+    ]
     # timm's PosterizeIncreasing keeps 4 - int(4 M / 10) bits (DALI's suite: 8 -> 4)
     suite += [ops.posterize.augmentation((4, 0), False, ops.poster_mask_uint8), ops.solarize_add, ops.invert]
     for _ in range(layers):
         if fn.random.coin_flip(probability=probability):  # timm: each layer's op applies with probability P
-            images = apply_rand_augment(suite, images, 1, magnitude, num_magnitude_bins=_LEVELS + 1,
-                                        shape=(size, size), fill_value=_FILL)
+            images = apply_rand_augment(
+                suite, images, 1, magnitude, num_magnitude_bins=_LEVELS + 1, shape=(size, size), fill_value=_FILL
+            )
     return images
 
 
@@ -86,23 +90,27 @@ def random_erasing(images: Any, *, probability: float, mode: str, max_count: int
     if mode not in _ERASE_MODES:
         raise ValueError(f"random erasing mode {mode!r}: one of {', '.join(_ERASE_MODES)}")
     erase = fn.cast(fn.random.coin_flip(probability=probability), dtype=types.FLOAT)
-    count = (fn.random.uniform(values=[float(value) for value in range(1, max_count + 1)]) if max_count > 1
-             else 1.0)
+    count = fn.random.uniform(values=[float(value) for value in range(1, max_count + 1)]) if max_count > 1 else 1.0
     for box in range(max_count):
         height, width = _erase_box(count, size)
         active = erase * (count > box) if max_count > 1 else erase  # an image draws `count` boxes, or none
         top = _uniform_int(size - height) * active
         left = _uniform_int(size - width) * active
-        keep = fn.erase(images * 0.0 + 1.0, anchor=fn.stack(top, left), shape=fn.stack(height, width) * active,
-                        axis_names="HW", fill_value=0.0)
+        keep = fn.erase(
+            images * 0.0 + 1.0,
+            anchor=fn.stack(top, left),
+            shape=fn.stack(height, width) * active,
+            axis_names="HW",
+            fill_value=0.0,
+        )
         images = images * keep + _noise(images, mode) * (1.0 - keep)
     return images
 
 
 def _erase_box(count: Any, size: int) -> tuple[Any, Any]:
     """(height, width) of the first of timm's 10 attempts that fits inside the image; (0, 0) when none does."""
-    from nvidia.dali import fn
     import nvidia.dali.math as dmath
+    from nvidia.dali import fn
 
     height: Any = 0.0
     width: Any = 0.0
@@ -120,8 +128,8 @@ def _erase_box(count: Any, size: int) -> tuple[Any, Any]:
 
 def _uniform_int(high: Any) -> Any:
     """A uniform integer in [0, high] per sample, as a float (timm's `random.randint(0, high)`)."""
-    from nvidia.dali import fn
     import nvidia.dali.math as dmath
+    from nvidia.dali import fn
 
     return dmath.min(dmath.floor(fn.random.uniform(range=[0.0, 1.0]) * (high + 1.0)), high)
 
@@ -146,8 +154,9 @@ def color_jitter(images: Any, strength: float) -> Any:
     factors = [fn.random.uniform(range=[max(0.0, 1.0 - strength), 1.0 + strength]) for _ in range(3)]
     order = fn.random.uniform(values=list(range(len(_ORDERS))), dtype=types.INT32)
     for slot in range(3):
-        operation = fn.lookup_table(order, keys=list(range(len(_ORDERS))),
-                                    values=[float(chosen[slot]) for chosen in _ORDERS], default_value=0.0)
+        operation = fn.lookup_table(
+            order, keys=list(range(len(_ORDERS))), values=[float(chosen[slot]) for chosen in _ORDERS], default_value=0.0
+        )
         if operation == 0:
             images = _clamp(images * factors[0])
         elif operation == 1:
@@ -176,8 +185,8 @@ def _clamp(images: Any) -> Any:
 def _shorter_side_to(images: Any, size: int) -> Any:
     """(height, width) with the shorter side `size` and the longer one truncated, as torchvision's Resize(size)
     (DALI's `resize_shorter` rounds the longer side instead)."""
-    from nvidia.dali import fn, types
     import nvidia.dali.math as dmath
+    from nvidia.dali import fn, types
 
     shape = images.shape(dtype=types.FLOAT)
     shorter = dmath.min(shape[0], shape[1])
@@ -188,14 +197,12 @@ def small_input_crop(images: Any, size: int, *, padding: int = 4) -> Any:
     """Resize the short side to `size` (bicubic), then a random `size` crop of the image padded by `padding`."""
     from nvidia.dali import fn, types
 
-    images = fn.resize(images, size=_shorter_side_to(images, size), interp_type=types.INTERP_CUBIC,
-                       antialias=True)
+    images = fn.resize(images, size=_shorter_side_to(images, size), interp_type=types.INTERP_CUBIC, antialias=True)
     shape = images.shape(dtype=types.FLOAT)
     top = _uniform_int(shape[0] + 2 * padding - size) - padding
     left = _uniform_int(shape[1] + 2 * padding - size) - padding
     start = fn.cast(fn.stack(top, left), dtype=types.INT32)
-    return fn.slice(images, start=start, shape=[size, size], axis_names="HW",
-                    out_of_bounds_policy="pad", fill_values=0)
+    return fn.slice(images, start=start, shape=[size, size], axis_names="HW", out_of_bounds_policy="pad", fill_values=0)
 
 
 __all__ = ["color_jitter", "parse_rand_augment", "rand_augment", "random_erasing", "small_input_crop"]

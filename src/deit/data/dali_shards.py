@@ -86,8 +86,14 @@ class ShardRecords:
             if candidate in self._known_bad:
                 continue
             record, label = self.samples[candidate]
-            decoded = self.dataset._decode({"__url__": record.shard, "__key__": record.key,
-                                            record.extension: read_record(record), "cls": str(label).encode()})
+            decoded = self.dataset._decode(
+                {
+                    "__url__": record.shard,
+                    "__key__": record.key,
+                    record.extension: read_record(record),
+                    "cls": str(label).encode(),
+                }
+            )
             if decoded is not None:
                 return candidate, decoded[0]
             self._known_bad.add(candidate)

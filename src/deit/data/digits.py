@@ -11,8 +11,9 @@ images are mostly black background with white strokes, far from ImageNet's colou
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -63,6 +64,7 @@ def _split_indices(labels: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split
 
     indices = np.arange(len(labels))
-    train_indices, val_indices = train_test_split(indices, test_size=DIGITS_VAL_FRACTION, stratify=labels,
-                                                  random_state=DIGITS_SPLIT_SEED)
+    train_indices, val_indices = train_test_split(
+        indices, test_size=DIGITS_VAL_FRACTION, stratify=labels, random_state=DIGITS_SPLIT_SEED
+    )
     return np.sort(train_indices), np.sort(val_indices)

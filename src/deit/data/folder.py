@@ -15,9 +15,10 @@ it again in that process.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 from torch.utils.data import Dataset
@@ -33,9 +34,15 @@ _MAX_FALLBACK_TRIES = 64
 class FolderDataset(Dataset):
     """Images in `root/<class name>/...`, labelled by sorted class-folder name; bad files skipped up front."""
 
-    def __init__(self, root: str | os.PathLike, *, transform: Callable | None = None,
-                 classes: list[str] | None = None, strict_data: bool = False,
-                 report_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        transform: Callable | None = None,
+        classes: list[str] | None = None,
+        strict_data: bool = False,
+        report_dir: str | None = None,
+    ) -> None:
         self.root = Path(root)
         self.transform = transform
         self.report_dir = report_dir
@@ -45,14 +52,13 @@ class FolderDataset(Dataset):
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
         candidates, unlisted = self._list_files()
         reasons = _probe_all([path for path, _ in candidates])
-        self.skipped: list[tuple[str, str]] = unlisted + [(path, reason) for (path, _), reason
-                                                          in zip(candidates, reasons) if reason is not None]
+        self.skipped: list[tuple[str, str]] = unlisted + [
+            (path, reason) for (path, _), reason in zip(candidates, reasons) if reason is not None
+        ]
         if strict_data and self.skipped:
             raise_strict(self.skipped, where=str(self.root))
-        report_skipped(self.skipped, where=str(self.root), total=len(candidates) + len(unlisted),
-                       report_dir=report_dir)
-        self.samples: list[tuple[str, int]] = [sample for sample, reason in zip(candidates, reasons)
-                                               if reason is None]
+        report_skipped(self.skipped, where=str(self.root), total=len(candidates) + len(unlisted), report_dir=report_dir)
+        self.samples: list[tuple[str, int]] = [sample for sample, reason in zip(candidates, reasons) if reason is None]
         self._check_every_class_has_images(candidates)
         self.targets = [target for _, target in self.samples]
         self._known_bad: set[int] = set()
@@ -82,14 +88,15 @@ class FolderDataset(Dataset):
                 return candidate, read_image(path)
             except DeitError as error:
                 self._record_late_failure(candidate, path, str(error).removeprefix(f"{path}: "))
-        raise DeitError(f"{self.root}: {_MAX_FALLBACK_TRIES} images in a row after index {index} failed to "
-                        f"decode (see the warnings above); the data set is too damaged to train on")
+        raise DeitError(
+            f"{self.root}: {_MAX_FALLBACK_TRIES} images in a row after index {index} failed to "
+            f"decode (see the warnings above); the data set is too damaged to train on"
+        )
 
     def _record_late_failure(self, index: int, path: str, reason: str) -> None:
         self._known_bad.add(index)
         self.skipped.append((path, reason))
-        LOGGER.warning("skipping unusable image %s: %s (failed at decode; using the next image instead)",
-                       path, reason)
+        LOGGER.warning("skipping unusable image %s: %s (failed at decode; using the next image instead)", path, reason)
         if self.report_dir:
             append_report(self.report_dir, [(path, reason)])
 
@@ -97,8 +104,10 @@ class FolderDataset(Dataset):
         present = class_folders(self.root, allow_empty=True)
         unknown = [name for name in present if name not in self.class_to_idx]
         if unknown:
-            raise DeitError(f"{self.root}: class folder(s) {', '.join(unknown[:5])} not among the "
-                            f"{len(self.classes)} training classes (train/ and val/ must name the same classes)")
+            raise DeitError(
+                f"{self.root}: class folder(s) {', '.join(unknown[:5])} not among the "
+                f"{len(self.classes)} training classes (train/ and val/ must name the same classes)"
+            )
         candidates: list[tuple[str, int]] = []
         unlisted: list[tuple[str, str]] = []
         seen: dict[str, str] = {}  # real path -> the path it was listed under: no file counted twice
@@ -179,4 +188,3 @@ def _probe_all(paths: list[str]) -> list[str | None]:
     workers = min(32, 4 * (os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deit-scan") as pool:
         return list(pool.map(probe_image, paths, chunksize=256))
-

@@ -15,8 +15,9 @@ or past the end) is skipped and named at start-up, as damaged images are; a spli
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -46,16 +47,22 @@ def load_split(data_path: str, split: str) -> Any:
         if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
             raise DeitError(f"{root / 'dataset_dict.json'}: not a dataset dict (no list of 'splits')")
         if split not in names:
-            raise DeitError(f"--data-path {root}: no split '{split}' (has {', '.join(names)}); "
-                            f"choose it with --hf-train-split / --hf-val-split")
+            raise DeitError(
+                f"--data-path {root}: no split '{split}' (has {', '.join(names)}); "
+                f"choose it with --hf-train-split / --hf-val-split"
+            )
         return _load_saved(root / split, f"{root}[{split}]")  # only the split asked for is opened
     if (root / "dataset_info.json").is_file():
         return _load_saved(root, str(root))
-    files = sorted(str(p) for p in [*root.glob(f"{split}-*.parquet"), *root.glob(f"{split}/*.parquet"),
-                                    *root.glob(f"{split}.parquet")])
+    files = sorted(
+        str(p)
+        for p in [*root.glob(f"{split}-*.parquet"), *root.glob(f"{split}/*.parquet"), *root.glob(f"{split}.parquet")]
+    )
     if not files:
-        raise DeitError(f"--data-path {root}: neither a save_to_disk folder nor parquet files for split "
-                        f"'{split}' ({split}-*.parquet or {split}/*.parquet)")
+        raise DeitError(
+            f"--data-path {root}: neither a save_to_disk folder nor parquet files for split "
+            f"'{split}' ({split}-*.parquet or {split}/*.parquet)"
+        )
     return datasets.load_dataset("parquet", data_files={split: files}, split=split)
 
 
@@ -79,13 +86,13 @@ def label_array(dataset: Any, label_column: str, source: str) -> np.ndarray:
 
     column = dataset.with_format("arrow")[label_column]
     if not pyarrow.types.is_integer(column.type):
-        raise DeitError(f"{source}: column '{label_column}' is neither a ClassLabel nor integer labels "
-                        f"(it holds {column.type})")
+        raise DeitError(
+            f"{source}: column '{label_column}' is neither a ClassLabel nor integer labels (it holds {column.type})"
+        )
     return np.asarray(pyarrow.compute.fill_null(column, -1).to_numpy(), dtype=np.int64)
 
 
-def class_names(dataset: Any, label_column: str, source: str, *, max_classes: int = DEFAULT_MAX_CLASSES
-                ) -> list[str]:
+def class_names(dataset: Any, label_column: str, source: str, *, max_classes: int = DEFAULT_MAX_CLASSES) -> list[str]:
     """Names from the label column's `ClassLabel` feature, else `class_<i>` for integer labels 0..max, each seen."""
     import datasets
 
@@ -98,23 +105,37 @@ def class_names(dataset: Any, label_column: str, source: str, *, max_classes: in
         raise DeitError(f"{source}: no row has a class label (column '{label_column}' holds no label >= 0)")
     count = int(seen[-1]) + 1
     if count > max_classes:
-        raise DeitError(f"{source}: label {count - 1:,} in column '{label_column}' would make {count:,} classes, "
-                        f"more than --max-classes {max_classes:,} (raise it if the data set really has that many)")
+        raise DeitError(
+            f"{source}: label {count - 1:,} in column '{label_column}' would make {count:,} classes, "
+            f"more than --max-classes {max_classes:,} (raise it if the data set really has that many)"
+        )
     if seen.size < count:
         missing = np.setdiff1d(np.arange(count), seen)
-        raise DeitError(f"{source}: labels run 0..{count - 1} but {missing.size:,} of those classes never occur "
-                        f"(first: {', '.join(str(m) for m in missing[:5])}); declare the classes with a ClassLabel "
-                        f"column or renumber the labels")
+        raise DeitError(
+            f"{source}: labels run 0..{count - 1} but {missing.size:,} of those classes never occur "
+            f"(first: {', '.join(str(m) for m in missing[:5])}); declare the classes with a ClassLabel "
+            f"column or renumber the labels"
+        )
     return [f"class_{i}" for i in range(count)]
 
 
 class HfImageDataset(Dataset):
     """One split of a Hugging Face dataset as `(transform(RGB image), label)`; bad records skipped and named."""
 
-    def __init__(self, data_path: str, *, train: bool, transform: Callable | None, image_column: str = "image",
-                 label_column: str = "label", train_split: str = "train", val_split: str = "validation",
-                 report_dir: str | None = None, classes: list[str] | None = None,
-                 max_classes: int = DEFAULT_MAX_CLASSES) -> None:
+    def __init__(
+        self,
+        data_path: str,
+        *,
+        train: bool,
+        transform: Callable | None,
+        image_column: str = "image",
+        label_column: str = "label",
+        train_split: str = "train",
+        val_split: str = "validation",
+        report_dir: str | None = None,
+        classes: list[str] | None = None,
+        max_classes: int = DEFAULT_MAX_CLASSES,
+    ) -> None:
         import datasets
 
         self.split = train_split if train else val_split
@@ -122,15 +143,20 @@ class HfImageDataset(Dataset):
         data = load_split(data_path, self.split)
         for flag, column in (("--hf-image-column", image_column), ("--hf-label-column", label_column)):
             if column not in data.column_names:
-                raise DeitError(f"{flag} {column}: no such column in {self.source} "
-                                f"(columns: {', '.join(data.column_names)})")
+                raise DeitError(
+                    f"{flag} {column}: no such column in {self.source} (columns: {', '.join(data.column_names)})"
+                )
         if isinstance(data.features[image_column], datasets.Image):
             data = data.cast_column(image_column, datasets.Image(decode=False))  # we decode, and skip bad ones
         # Labels mean the same in both splits: the validation split takes the training split's names when it has them.
         if len(data) == 0:
             raise DeitError(f"{self.source}: the split is empty (0 rows)")
-        self.classes = classes or class_names(load_split(data_path, train_split) if not train else data,
-                                              label_column, f"{data_path}[{train_split}]", max_classes=max_classes)
+        self.classes = classes or class_names(
+            load_split(data_path, train_split) if not train else data,
+            label_column,
+            f"{data_path}[{train_split}]",
+            max_classes=max_classes,
+        )
         self.data, self.image_column, self.label_column = data, image_column, label_column
         self.transform, self.report_dir = transform, report_dir
         self.rows, self.skipped = self._rows_in_range(label_array(data, label_column, self.source))
@@ -139,13 +165,19 @@ class HfImageDataset(Dataset):
     def _rows_in_range(self, labels: np.ndarray) -> tuple[np.ndarray, list[tuple[str, str]]]:
         """The rows whose label names a class; the others skipped and reported, as damaged images are."""
         outside = (labels < 0) | (labels >= len(self.classes))
-        skipped = [(f"{self.source}[{row}]", f"label {labels[row]} outside the {len(self.classes)} classes "
-                    f"0..{len(self.classes) - 1}") for row in np.flatnonzero(outside)]
+        skipped = [
+            (
+                f"{self.source}[{row}]",
+                f"label {labels[row]} outside the {len(self.classes)} classes 0..{len(self.classes) - 1}",
+            )
+            for row in np.flatnonzero(outside)
+        ]
         report_skipped(skipped, where=self.source, total=len(labels), report_dir=self.report_dir)
         rows = np.flatnonzero(~outside)
         if rows.size == 0:
-            raise DeitError(f"{self.source}: no usable rows (all {len(labels)} labels are outside the "
-                            f"{len(self.classes)} classes)")
+            raise DeitError(
+                f"{self.source}: no usable rows (all {len(labels)} labels are outside the {len(self.classes)} classes)"
+            )
         return rows, skipped
 
     def __len__(self) -> int:

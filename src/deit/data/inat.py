@@ -42,9 +42,17 @@ def inat_json_layout(data_path: str | os.PathLike, year: int) -> bool:
 class INatDataset(FolderDataset):
     """One split of iNaturalist `year` in the official JSON layout, labelled at the `category` level."""
 
-    def __init__(self, root: str | os.PathLike, *, year: int, train: bool, category: str = "name",
-                 transform: Callable | None = None, strict_data: bool = False,
-                 report_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        year: int,
+        train: bool,
+        category: str = "name",
+        transform: Callable | None = None,
+        strict_data: bool = False,
+        report_dir: str | None = None,
+    ) -> None:
         # FolderDataset's state and bad-file handling, filled from the JSON instead of a folder listing.
         if category not in INAT_CATEGORIES:
             raise DeitError(f"--inat-category {category!r}: choose one of {', '.join(INAT_CATEGORIES)}")
@@ -55,11 +63,14 @@ class INatDataset(FolderDataset):
         self.classes = _classes_in_order(self.root / f"train{year}.json", categories)
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
         split = self.root / f"{'train' if train else 'val'}{year}.json"
-        candidates = [(path, self.class_to_idx[categories[category_id]])
-                      for path, category_id in _labelled_files(split, self.root, len(categories))]
+        candidates = [
+            (path, self.class_to_idx[categories[category_id]])
+            for path, category_id in _labelled_files(split, self.root, len(categories))
+        ]
         reasons = _probe_all([path for path, _ in candidates])
-        self.skipped: list[tuple[str, str]] = [(path, reason) for (path, _), reason in zip(candidates, reasons)
-                                               if reason is not None]
+        self.skipped: list[tuple[str, str]] = [
+            (path, reason) for (path, _), reason in zip(candidates, reasons) if reason is not None
+        ]
         if strict_data and self.skipped:
             raise_strict(self.skipped, where=str(split))
         report_skipped(self.skipped, where=str(split), total=len(candidates), report_dir=report_dir)
@@ -74,11 +85,14 @@ def _read_json(path: Path) -> Any:
     try:
         size = path.stat().st_size
     except OSError as error:
-        raise DeitError(f"{path}: cannot read ({error.strerror or error}); the iNaturalist layout needs "
-                        f"train<year>.json, val<year>.json and categories.json under --data-path") from error
+        raise DeitError(
+            f"{path}: cannot read ({error.strerror or error}); the iNaturalist layout needs "
+            f"train<year>.json, val<year>.json and categories.json under --data-path"
+        ) from error
     if size > MAX_JSON_BYTES:
-        raise DeitError(f"{path}: {size:,} bytes, over the {MAX_JSON_BYTES:,} this reader accepts for an "
-                        f"annotation file")
+        raise DeitError(
+            f"{path}: {size:,} bytes, over the {MAX_JSON_BYTES:,} this reader accepts for an annotation file"
+        )
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -134,8 +148,9 @@ def _labelled_files(split: Path, root: Path, num_categories: int) -> list[tuple[
     data = _read_json(split)
     labels: dict[int, int] = {}
     for annotation in _entries(data, "annotations", split):
-        labels[_integer(annotation, "image_id", split)] = _integer(annotation, "category_id", split,
-                                                                    below=num_categories)
+        labels[_integer(annotation, "image_id", split)] = _integer(
+            annotation, "category_id", split, below=num_categories
+        )
     files = []
     for image in _entries(data, "images", split):
         image_id = _integer(image, "id", split)

@@ -31,8 +31,16 @@ from deit.data.transforms import SMALL_INPUT, augment_policy_set
 PADDING = 4  # the official small-image crop's padding (transforms.py)
 
 
-def memory_refusal(*, data_set: Dataset, input_size: int, aa: str | None, color_jitter: float | None,
-                   reprob: float, three_augment: bool, iterable: bool) -> str | None:
+def memory_refusal(
+    *,
+    data_set: Dataset,
+    input_size: int,
+    aa: str | None,
+    color_jitter: float | None,
+    reprob: float,
+    three_augment: bool,
+    iterable: bool,
+) -> str | None:
     """Why the in-memory path cannot reproduce this recipe (None: it can)."""
     if iterable or not hasattr(_base_dataset(data_set)[0], "images"):
         return "the data set is not held as an array of images (only DIGITS and CIFAR are)"
@@ -89,7 +97,7 @@ class ViewSet:
     @property
     def count(self) -> int:
         """Distinct views of one image: offsets² x (2 with a flip)."""
-        return self.offsets ** 2 * (2 if self.hflip > 0 else 1)
+        return self.offsets**2 * (2 if self.hflip > 0 else 1)
 
     def describe(self) -> str:
         """A stable text for cache keys and messages."""
@@ -146,8 +154,17 @@ class MemoryLoader:
     Also the run's sampler: `set_epoch` reseeds both the order and the augmentation.
     """
 
-    def __init__(self, augment: BatchAugment, labels: Tensor, sampler: Any, *, batch_size: int, seed: int,
-                 rank: int = 0, teacher_table: Tensor | None = None) -> None:
+    def __init__(
+        self,
+        augment: BatchAugment,
+        labels: Tensor,
+        sampler: Any,
+        *,
+        batch_size: int,
+        seed: int,
+        rank: int = 0,
+        teacher_table: Tensor | None = None,
+    ) -> None:
         self.augment, self.labels, self.sampler = augment, labels.to(augment.padded.device), sampler
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
         self.teacher_table = teacher_table
@@ -168,7 +185,7 @@ class MemoryLoader:
         views = self.augment.draw(len(order), generator)
         order, views = order.to(device), views.to(device)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
-            indices, view = order[start:start + self.batch_size], views[start:start + self.batch_size]
+            indices, view = order[start : start + self.batch_size], views[start : start + self.batch_size]
             batch = (self.augment(indices, view), self.labels[indices])
             if self.teacher_table is not None:
                 batch += (self.teacher_table[indices, view].float(),)

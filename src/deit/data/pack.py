@@ -33,18 +33,20 @@ def pack_split(samples: list[tuple[str, int]], output: Path, split: str, shard_s
     shards: list[dict[str, Any]] = []
     for start in range(0, len(samples), shard_size):
         name = f"{split}-{len(shards):06d}.tar"
-        chunk = samples[start:start + shard_size]
+        chunk = samples[start : start + shard_size]
         with _naming(output / name), wds.TarWriter(str(output / name)) as writer:
             for offset, (path, label) in enumerate(chunk):
                 extension = Path(path).suffix.lower().lstrip(".") or "jpg"
-                writer.write({"__key__": f"{start + offset:09d}", extension: Path(path).read_bytes(),
-                              "cls": str(label).encode()})
+                writer.write(
+                    {"__key__": f"{start + offset:09d}", extension: Path(path).read_bytes(), "cls": str(label).encode()}
+                )
         shards.append({"file": name, "count": len(chunk)})
     return shards
 
 
-def pack_folder(data_path: str, output: str | Path, *, shard_size: int = 1000,
-                report_dir: str | None = None) -> dict[str, Any]:
+def pack_folder(
+    data_path: str, output: str | Path, *, shard_size: int = 1000, report_dir: str | None = None
+) -> dict[str, Any]:
     """Pack both splits of `data_path` into `output` (a new or empty folder); returns the index written."""
     from deit.data.datasets import build_folder_split
 
@@ -53,8 +55,10 @@ def pack_folder(data_path: str, output: str | Path, *, shard_size: int = 1000,
     output = Path(output)
     source = Path(data_path).resolve()
     if output.resolve() == source or source in output.resolve().parents:
-        raise DeitError(f"--output {output}: inside --data-path {data_path}; the shards would become part of the "
-                        f"data they are read from (choose a folder outside it)")
+        raise DeitError(
+            f"--output {output}: inside --data-path {data_path}; the shards would become part of the "
+            f"data they are read from (choose a folder outside it)"
+        )
     if output.is_file() or (output.is_dir() and any(output.iterdir())):
         raise DeitError(f"--output {output}: exists and is not an empty folder (shards are never written over)")
     splits = {}
@@ -103,6 +107,7 @@ def _naming(path: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _signals_interrupt() -> Iterator[None]:
     """SIGTERM and SIGHUP raise KeyboardInterrupt meanwhile, so the staging folder is removed, not left."""
+
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt(signal.Signals(signum).name)
 

@@ -10,7 +10,7 @@ one-line errors for bad arguments.
 
 from __future__ import annotations
 
-from typing import Sized
+from collections.abc import Sized
 
 from timm.data.distributed_sampler import RepeatAugSampler as _TimmRepeatAugSampler
 
@@ -20,8 +20,16 @@ from deit.errors import DeitError
 class RepeatAugSampler(_TimmRepeatAugSampler):
     """Repeated-augmentation sampler for one replica of `num_replicas` (works with a single process too)."""
 
-    def __init__(self, dataset: Sized, *, num_replicas: int = 1, rank: int = 0, shuffle: bool = True,
-                 num_repeats: int = 3, seed: int = 0) -> None:
+    def __init__(
+        self,
+        dataset: Sized,
+        *,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = True,
+        num_repeats: int = 3,
+        seed: int = 0,
+    ) -> None:
         if num_replicas < 1 or not 0 <= rank < num_replicas:
             raise DeitError(f"RepeatAugSampler: rank {rank} is not in [0, {num_replicas}) replicas")
         if num_repeats < 1:

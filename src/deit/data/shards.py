@@ -46,8 +46,10 @@ def read_index(folder: Path) -> dict[str, Any]:
     index = read_json_bounded(path)
     try:
         classes = [str(name) for name in index["classes"]]
-        splits = {str(name): [(_shard_name(s["file"], path), _count(s["count"], s["file"], path))
-                              for s in split["shards"]] for name, split in index["splits"].items()}
+        splits = {
+            str(name): [(_shard_name(s["file"], path), _count(s["count"], s["file"], path)) for s in split["shards"]]
+            for name, split in index["splits"].items()
+        }
     except (KeyError, TypeError, AttributeError) as error:
         raise DeitError(f"{path}: not a shard index ({type(error).__name__}: {error})") from error
     return {"classes": classes, "splits": splits}
@@ -58,10 +60,16 @@ def _shard_name(name: Any, index: Path) -> str:
     if not isinstance(name, str) or not name:
         raise DeitError(f"{index}: shard name {name!r} is not a file name")
     parts = PurePosixPath(name).parts
-    if name.startswith("/") or "\\" in name or any(part in ("", ".", "..") for part in parts) \
-            or PurePosixPath(*parts).as_posix() != name:
-        raise DeitError(f"{index}: shard {name!r} is not a normalised relative path inside {index.parent} "
-                        f"(no '..', no absolute path)")
+    if (
+        name.startswith("/")
+        or "\\" in name
+        or any(part in ("", ".", "..") for part in parts)
+        or PurePosixPath(*parts).as_posix() != name
+    ):
+        raise DeitError(
+            f"{index}: shard {name!r} is not a normalised relative path inside {index.parent} "
+            f"(no '..', no absolute path)"
+        )
     return name
 
 
@@ -99,8 +107,9 @@ def resolve_shards(data_path: str, split: str) -> tuple[list[str], list[tuple[st
         if not path.exists():
             raise DeitError(f"{path}: shard listed in {folder / INDEX_NAME} is missing")
         if not path.resolve().is_relative_to(inside):  # a symlink that leaves the data folder
-            raise DeitError(f"{path}: shard listed in {folder / INDEX_NAME} leads out of {folder} "
-                            f"(to {path.resolve()})")
+            raise DeitError(
+                f"{path}: shard listed in {folder / INDEX_NAME} leads out of {folder} (to {path.resolve()})"
+            )
         shards.append((str(require_regular_file(path)), count))
     check_counts(shards, folder / INDEX_NAME)
     return index["classes"], shards
@@ -161,10 +170,10 @@ def _pax_path(records: bytes) -> str | None:
     """The `path` of a pax extended header's `<length> <key>=<value>\\n` records, if it sets one."""
     position = 0
     while position < len(records):
-        length = records[position:position + 20].partition(b" ")[0]
+        length = records[position : position + 20].partition(b" ")[0]
         if not length.isdigit() or int(length) <= 0:
             raise tarfile.ReadError("damaged pax header")
-        key, _, value = records[position + len(length) + 1:position + int(length) - 1].partition(b"=")
+        key, _, value = records[position + len(length) + 1 : position + int(length) - 1].partition(b"=")
         if key == b"path":
             return value.decode("utf-8", "surrogateescape")
         position += int(length)
@@ -182,8 +191,16 @@ def check_counts(shards: list[tuple[str, int]], index: Path) -> None:
 class ShardDataset(IterableDataset):
     """One split of a shard folder as `(transform(image), label)`, each sample once per epoch across readers."""
 
-    def __init__(self, data_path: str, *, train: bool, transform: Callable | None, shuffle_buffer: int = 1000,
-                 seed: int = 0, report_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        data_path: str,
+        *,
+        train: bool,
+        transform: Callable | None,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+        report_dir: str | None = None,
+    ) -> None:
         self.classes, self.shards = resolve_shards(data_path, "train" if train else "val")
         self.train, self.transform, self.shuffle_buffer = train, transform, shuffle_buffer if train else 0
         self.seed, self.report_dir, self.epoch = seed, report_dir, 0

@@ -45,5 +45,7 @@ def raise_strict(skipped: list[tuple[str, str]], *, where: str) -> None:
     """The `--strict-data` failure: a one-line `DeitError` naming the first few bad files."""
     listed = "; ".join(f"{path}: {reason}" for path, reason in skipped[:_STRICT_LISTED])
     more = f"; and {len(skipped) - _STRICT_LISTED} more" if len(skipped) > _STRICT_LISTED else ""
-    raise DeitError(f"--strict-data: {len(skipped)} unusable image file(s) under {where}: {listed}{more} "
-                    "(fix or remove them, or drop --strict-data to skip them with a warning)")
+    raise DeitError(
+        f"--strict-data: {len(skipped)} unusable image file(s) under {where}: {listed}{more} "
+        "(fix or remove them, or drop --strict-data to skip them with a warning)"
+    )

@@ -7,7 +7,8 @@ that trains correctly rises well above chance within an epoch or two, which a sm
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -23,11 +24,19 @@ _NOISE = 48
 class SyntheticDataset(Dataset):
     """`num_samples` generated RGB images of `image_size`², labels cycling through `num_classes`."""
 
-    def __init__(self, *, train: bool, transform: Callable | None = None, num_samples: int | None = None,
-                 num_classes: int = SYNTHETIC_NUM_CLASSES, image_size: int = SYNTHETIC_IMAGE_SIZE,
-                 seed: int = 0) -> None:
-        self.num_samples = num_samples if num_samples is not None else (
-            SYNTHETIC_TRAIN_SIZE if train else SYNTHETIC_VAL_SIZE)
+    def __init__(
+        self,
+        *,
+        train: bool,
+        transform: Callable | None = None,
+        num_samples: int | None = None,
+        num_classes: int = SYNTHETIC_NUM_CLASSES,
+        image_size: int = SYNTHETIC_IMAGE_SIZE,
+        seed: int = 0,
+    ) -> None:
+        self.num_samples = (
+            num_samples if num_samples is not None else (SYNTHETIC_TRAIN_SIZE if train else SYNTHETIC_VAL_SIZE)
+        )
         self.image_size = image_size
         self.transform = transform
         self.classes = [f"class_{index}" for index in range(num_classes)]

@@ -19,7 +19,7 @@ same result on 32x32 images.)
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from torchvision import transforms as T
 
@@ -36,11 +36,23 @@ def augment_policy_set(policy: str | None) -> bool:
     return policy not in (None, "", "none", "None")
 
 
-def build_transform(train: bool, *, input_size: int, mean: Sequence[float] = IMAGENET_MEAN,
-                    std: Sequence[float] = IMAGENET_STD, color_jitter: float | None = 0.3,
-                    auto_augment: str | None = "rand-m9-mstd0.5-inc1", interpolation: str = "bicubic",
-                    reprob: float = 0.25, remode: str = "pixel", recount: int = 1, three_augment: bool = False,
-                    simple_random_crop: bool = False, eval_crop_ratio: float = 0.875, hflip: float = 0.5) -> Callable:
+def build_transform(
+    train: bool,
+    *,
+    input_size: int,
+    mean: Sequence[float] = IMAGENET_MEAN,
+    std: Sequence[float] = IMAGENET_STD,
+    color_jitter: float | None = 0.3,
+    auto_augment: str | None = "rand-m9-mstd0.5-inc1",
+    interpolation: str = "bicubic",
+    reprob: float = 0.25,
+    remode: str = "pixel",
+    recount: int = 1,
+    three_augment: bool = False,
+    simple_random_crop: bool = False,
+    eval_crop_ratio: float = 0.875,
+    hflip: float = 0.5,
+) -> Callable:
     """PIL RGB image -> normalised (3, input_size, input_size) tensor, for training or evaluation.
 
     `hflip`: probability of the training horizontal flip (the paper's 0.5; 0 for digits and text, whose mirror
@@ -54,15 +66,35 @@ def build_transform(train: bool, *, input_size: int, mean: Sequence[float] = IMA
     if not train:
         return _eval_transform(input_size, mean, std, interpolation, eval_crop_ratio)
     if three_augment:
-        return _three_augment_transform(input_size, mean, std, color_jitter, interpolation, simple_random_crop,
-                                        hflip)
-    return _paper_transform(input_size, mean, std, color_jitter, auto_augment, interpolation, reprob, remode,
-                            recount, simple_random_crop, hflip)
+        return _three_augment_transform(input_size, mean, std, color_jitter, interpolation, simple_random_crop, hflip)
+    return _paper_transform(
+        input_size,
+        mean,
+        std,
+        color_jitter,
+        auto_augment,
+        interpolation,
+        reprob,
+        remode,
+        recount,
+        simple_random_crop,
+        hflip,
+    )
 
 
-def _paper_transform(input_size: int, mean: tuple, std: tuple, color_jitter: float | None,
-                     auto_augment: str | None, interpolation: str, reprob: float, remode: str, recount: int,
-                     simple_random_crop: bool, hflip: float = 0.5) -> T.Compose:
+def _paper_transform(
+    input_size: int,
+    mean: tuple,
+    std: tuple,
+    color_jitter: float | None,
+    auto_augment: str | None,
+    interpolation: str,
+    reprob: float,
+    remode: str,
+    recount: int,
+    simple_random_crop: bool,
+    hflip: float = 0.5,
+) -> T.Compose:
     from timm.data import create_transform
 
     if not 0.0 <= reprob <= 1.0:
@@ -71,52 +103,89 @@ def _paper_transform(input_size: int, mean: tuple, std: tuple, color_jitter: flo
         _interpolation_mode(interpolation)
     auto_augment = auto_augment if augment_policy_set(auto_augment) else None
     try:
-        transform = create_transform(input_size, is_training=True, color_jitter=color_jitter or None,
-                                     auto_augment=auto_augment, interpolation=interpolation, re_prob=reprob,
-                                     re_mode=remode, re_count=recount, mean=mean, std=std, hflip=hflip)
+        transform = create_transform(
+            input_size,
+            is_training=True,
+            color_jitter=color_jitter or None,
+            auto_augment=auto_augment,
+            interpolation=interpolation,
+            re_prob=reprob,
+            re_mode=remode,
+            re_count=recount,
+            mean=mean,
+            std=std,
+            hflip=hflip,
+        )
     except (AssertionError, ValueError, KeyError) as error:
-        raise DeitError(f"--aa {auto_augment!r} / --remode {remode!r}: timm rejects them ({error or 'bad value'})"
-                        ) from error
+        raise DeitError(
+            f"--aa {auto_augment!r} / --remode {remode!r}: timm rejects them ({error or 'bad value'})"
+        ) from error
     make_posterize_safe(transform)
     if input_size <= SMALL_INPUT:
-        transform.transforms[0] = T.Compose([T.Resize(input_size, _interpolation_mode(interpolation, "bicubic")),
-                                             T.RandomCrop(input_size, padding=4)])
+        transform.transforms[0] = T.Compose(
+            [T.Resize(input_size, _interpolation_mode(interpolation, "bicubic")), T.RandomCrop(input_size, padding=4)]
+        )
     elif simple_random_crop:
         transform.transforms[0] = _simple_random_crop(input_size, interpolation)
     return transform
 
 
-def _three_augment_transform(input_size: int, mean: tuple, std: tuple, color_jitter: float | None,
-                             interpolation: str, simple_random_crop: bool, hflip: float = 0.5) -> T.Compose:
+def _three_augment_transform(
+    input_size: int,
+    mean: tuple,
+    std: tuple,
+    color_jitter: float | None,
+    interpolation: str,
+    simple_random_crop: bool,
+    hflip: float = 0.5,
+) -> T.Compose:
     mode = _interpolation_mode(interpolation, "bicubic")
-    crop = (_simple_random_crop(input_size, interpolation) if simple_random_crop
-            else T.RandomResizedCrop(input_size, scale=(0.08, 1.0), interpolation=mode))
-    steps = [crop, *([T.RandomHorizontalFlip(hflip)] if hflip > 0 else []),
-             T.RandomChoice([T.Grayscale(num_output_channels=3), T.RandomSolarize(threshold=128, p=1.0),
-                             RandomGaussianBlur()])]
+    crop = (
+        _simple_random_crop(input_size, interpolation)
+        if simple_random_crop
+        else T.RandomResizedCrop(input_size, scale=(0.08, 1.0), interpolation=mode)
+    )
+    steps = [
+        crop,
+        *([T.RandomHorizontalFlip(hflip)] if hflip > 0 else []),
+        T.RandomChoice(
+            [T.Grayscale(num_output_channels=3), T.RandomSolarize(threshold=128, p=1.0), RandomGaussianBlur()]
+        ),
+    ]
     if color_jitter:
         steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
     return T.Compose([*steps, T.ToTensor(), T.Normalize(mean, std)])
 
 
-def _eval_transform(input_size: int, mean: tuple, std: tuple, interpolation: str,
-                    eval_crop_ratio: float) -> T.Compose:
+def _eval_transform(input_size: int, mean: tuple, std: tuple, interpolation: str, eval_crop_ratio: float) -> T.Compose:
     if not 0.0 < eval_crop_ratio <= 1.0:
         raise DeitError(f"--eval-crop-ratio {eval_crop_ratio}: must be in (0, 1]")
     resize_to = int(input_size / eval_crop_ratio)
-    return T.Compose([T.Resize(resize_to, interpolation=_interpolation_mode(interpolation, "bicubic")),
-                      T.CenterCrop(input_size), T.ToTensor(), T.Normalize(mean, std)])
+    return T.Compose(
+        [
+            T.Resize(resize_to, interpolation=_interpolation_mode(interpolation, "bicubic")),
+            T.CenterCrop(input_size),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
 
 
 def _simple_random_crop(input_size: int, interpolation: str) -> T.Compose:
-    return T.Compose([T.Resize(input_size, interpolation=_interpolation_mode(interpolation, "bicubic")),
-                      T.RandomCrop(input_size, padding=4, padding_mode="reflect")])
+    return T.Compose(
+        [
+            T.Resize(input_size, interpolation=_interpolation_mode(interpolation, "bicubic")),
+            T.RandomCrop(input_size, padding=4, padding_mode="reflect"),
+        ]
+    )
 
 
 def _interpolation_mode(name: str, random_means: str | None = None) -> T.InterpolationMode:
     if name == "random" and random_means:
         name = random_means
     if name not in _INTERPOLATIONS:
-        raise DeitError(f"--train-interpolation {name!r}: unknown; choose one of {', '.join(_INTERPOLATIONS)}"
-                        + (", random" if random_means else ""))
+        raise DeitError(
+            f"--train-interpolation {name!r}: unknown; choose one of {', '.join(_INTERPOLATIONS)}"
+            + (", random" if random_means else "")
+        )
     return T.InterpolationMode(name)

@@ -25,10 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deit.errors import DeitError
 from deit.cpu_info import describe_cpu
 from deit.demo.kinds import STUDENT_KINDS
 from deit.demo.runs import Job, plan_parallelism, run_jobs, usable_cores
+from deit.errors import DeitError
 
 #: The comparison the demo's verdict is about, fixed before any run: soft distillation against none, at the
 #: smallest training-set size of the run (the data-starved regime, where the paper's thesis predicts the gain).
@@ -60,7 +60,8 @@ class DemoSettings:
     # A 4x4 grid of 8x8 patches (2x2 of the original pixels each), width 64, 2 blocks: its step costs ~0.45x that
     # of width 128 (the 10-minute budget's choice, docs/demo.md).
     student_kwargs: dict[str, Any] = field(
-        default_factory=lambda: {"embed_dim": 64, "depth": 2, "num_heads": 4, "patch_size": 8})
+        default_factory=lambda: {"embed_dim": 64, "depth": 2, "num_heads": 4, "patch_size": 8}
+    )
     batch_size: int = 16
     teacher_batch_size: int = 32
     lr: float = 1e-3
@@ -81,24 +82,35 @@ class DemoSettings:
     def quick(cls, **changes: Any) -> DemoSettings:
         """A smoke-test size: one seed, two sizes, short epochs, a narrow student (its numbers mean nothing)."""
         # No teacher table: a few steps draw far fewer samples than the table holds.
-        settings = cls(seeds=1, sizes=(0.5, 1.0), epochs=2, teacher_epochs=1, warmup_epochs=0, max_steps_per_epoch=8,
-                       teacher_table="off",
-                       student_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8})
+        settings = cls(
+            seeds=1,
+            sizes=(0.5, 1.0),
+            epochs=2,
+            teacher_epochs=1,
+            warmup_epochs=0,
+            max_steps_per_epoch=8,
+            teacher_table="off",
+            student_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8},
+        )
         for name, value in changes.items():
             setattr(settings, name, value)
         return settings
 
     def validate(self) -> None:
         """One-line errors naming the flag, before anything is built."""
-        for flag, value in (("--seeds", self.seeds), ("--epochs", self.epochs),
-                            ("--teacher-epochs", self.teacher_epochs)):
+        for flag, value in (
+            ("--seeds", self.seeds),
+            ("--epochs", self.epochs),
+            ("--teacher-epochs", self.teacher_epochs),
+        ):
             if value < 1:
                 raise DeitError(f"{flag} {value}: must be at least 1")
         if self.jobs < 0:
             raise DeitError(f"--jobs {self.jobs}: must be 0 (automatic) or more")
         if not self.sizes or any(not 0.0 < size <= 1.0 for size in self.sizes):
-            raise DeitError(f"--sizes {','.join(f'{size:g}' for size in self.sizes)}: fractions in (0, 1], e.g. "
-                            f"0.25,0.5,1")
+            raise DeitError(
+                f"--sizes {','.join(f'{size:g}' for size in self.sizes)}: fractions in (0, 1], e.g. 0.25,0.5,1"
+            )
         unknown = [kind for kind in self.subset_kinds if kind not in STUDENT_KINDS]
         if unknown:
             raise DeitError(f"unknown student kind '{unknown[0]}'; choose from {', '.join(STUDENT_KINDS)}")
@@ -144,19 +156,44 @@ def shared_recipe(settings: DemoSettings) -> dict[str, Any]:
     (measured: RandAugment gave 54% instead of 82% after 20 epochs; mixup + cutmix 52% instead of 73% at 25% of
     the data, docs/demo.md).
     """
-    return dict(data_set="DIGITS", data_loader="auto", input_size=settings.input_size, aa="none", hflip=0.0,
-                reprob=0.0, mixup=0.0,
-                cutmix=0.0, repeated_aug=False, color_jitter=0.0, eval_crop_ratio=1.0, smoothing=0.1,
-                model_ema=False, drop_path=0.0, unscale_lr=True, lr=settings.lr, warmup_epochs=settings.warmup_epochs,
-                min_lr=1e-5, weight_decay=0.05, device=settings.device, num_workers=0, log_format="plain",
-                log_interval=100_000, max_steps_per_epoch=settings.max_steps_per_epoch,
-                train_subset=1.0, train_subset_seed=settings.subset_seed)
+    return dict(
+        data_set="DIGITS",
+        data_loader="auto",
+        input_size=settings.input_size,
+        aa="none",
+        hflip=0.0,
+        reprob=0.0,
+        mixup=0.0,
+        cutmix=0.0,
+        repeated_aug=False,
+        color_jitter=0.0,
+        eval_crop_ratio=1.0,
+        smoothing=0.1,
+        model_ema=False,
+        drop_path=0.0,
+        unscale_lr=True,
+        lr=settings.lr,
+        warmup_epochs=settings.warmup_epochs,
+        min_lr=1e-5,
+        weight_decay=0.05,
+        device=settings.device,
+        num_workers=0,
+        log_format="plain",
+        log_interval=100_000,
+        max_steps_per_epoch=settings.max_steps_per_epoch,
+        train_subset=1.0,
+        train_subset_seed=settings.subset_seed,
+    )
 
 
 def _sized_recipe(settings: DemoSettings, fraction: float) -> dict[str, Any]:
     """The shared recipe at one training-set size: its subset, warmup and evaluation interval."""
-    return {**shared_recipe(settings), "train_subset": fraction, "eval_interval": settings.eval_interval_at(fraction),
-            "warmup_epochs": settings.warmup_epochs_at(fraction)}
+    return {
+        **shared_recipe(settings),
+        "train_subset": fraction,
+        "eval_interval": settings.eval_interval_at(fraction),
+        "warmup_epochs": settings.warmup_epochs_at(fraction),
+    }
 
 
 def size_tag(fraction: float) -> str:
@@ -173,13 +210,20 @@ def teacher_config(settings: DemoSettings, fraction: float = 1.0) -> Any:
     """A teacher: a quarter-width ResNet-18 trained by the same engine on the same images as its students."""
     from deit.engine import make_config
 
-    return make_config(**_sized_recipe(settings, fraction), model=TEACHER_MODEL, model_kwargs=dict(TEACHER_KWARGS),
-                       epochs=settings.epochs_at(fraction, teacher=True), batch_size=settings.teacher_batch_size,
-                       seed=0, output_dir=str(run_dir(settings, "teacher", fraction)))
+    return make_config(
+        **_sized_recipe(settings, fraction),
+        model=TEACHER_MODEL,
+        model_kwargs=dict(TEACHER_KWARGS),
+        epochs=settings.epochs_at(fraction, teacher=True),
+        batch_size=settings.teacher_batch_size,
+        seed=0,
+        output_dir=str(run_dir(settings, "teacher", fraction)),
+    )
 
 
-def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: str | None = None,
-                   fraction: float = 1.0) -> Any:
+def student_config(
+    settings: DemoSettings, kind: str, seed: int, teacher_path: str | None = None, fraction: float = 1.0
+) -> Any:
     """One student run: the plain architecture for `none`, the distilled one otherwise; same dims for all."""
     from deit.engine import make_config
 
@@ -192,16 +236,26 @@ def student_config(settings: DemoSettings, kind: str, seed: int, teacher_path: s
             raise DeitError(f"the {kind} student needs the teacher's checkpoint")
         # The teacher's logits for every (image, crop view) are computed once, next to its checkpoint, and
         # looked up by every student of that teacher (exact: the crop has 81 views, nothing mixes images).
-        extra = dict(teacher_model=TEACHER_MODEL, teacher_path=teacher_path,
-                     distillation_alpha=settings.soft_alpha if kind == "soft" else settings.hard_alpha,
-                     teacher_table=settings.teacher_table, teacher_table_dir=str(Path(teacher_path).parent))
-    return make_config(**_sized_recipe(settings, fraction),
-                       model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
-                       model_kwargs=dict(settings.student_kwargs), epochs=settings.epochs_at(fraction),
-                       batch_size=settings.batch_size, seed=seed, distillation_type=distillation,
-                       distillation_tau=settings.distillation_tau,
-                       distillation_kl_reduction=settings.kl_reduction,
-                       output_dir=str(run_dir(settings, f"{kind}_seed{seed}", fraction)), **extra)
+        extra = dict(
+            teacher_model=TEACHER_MODEL,
+            teacher_path=teacher_path,
+            distillation_alpha=settings.soft_alpha if kind == "soft" else settings.hard_alpha,
+            teacher_table=settings.teacher_table,
+            teacher_table_dir=str(Path(teacher_path).parent),
+        )
+    return make_config(
+        **_sized_recipe(settings, fraction),
+        model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
+        model_kwargs=dict(settings.student_kwargs),
+        epochs=settings.epochs_at(fraction),
+        batch_size=settings.batch_size,
+        seed=seed,
+        distillation_type=distillation,
+        distillation_tau=settings.distillation_tau,
+        distillation_kl_reduction=settings.kl_reduction,
+        output_dir=str(run_dir(settings, f"{kind}_seed{seed}", fraction)),
+        **extra,
+    )
 
 
 def plan_runs(settings: DemoSettings) -> tuple[list[Job], Any, int]:
@@ -213,16 +267,30 @@ def plan_runs(settings: DemoSettings) -> tuple[list[Job], Any, int]:
     largest = settings.fractions[-1]
 
     def job(kind: str, seed: int, fraction: float, teacher_path: str | None = None) -> Job:
-        return Job(kind, seed, student_config(settings, kind, seed, teacher_path, fraction), fraction,
-                   measure_cosine=fraction == largest and kind != "none")
+        return Job(
+            kind,
+            seed,
+            student_config(settings, kind, seed, teacher_path, fraction),
+            fraction,
+            measure_cosine=fraction == largest and kind != "none",
+        )
 
     first = [Job("teacher", 0, teacher_config(settings, fraction), fraction) for fraction in settings.fractions]
-    first += [job(kind, seed, fraction) for fraction in settings.fractions for seed in range(settings.seeds)
-              for kind in settings.kinds_at(fraction) if kind in ("none", "two_cls_tokens")]
+    first += [
+        job(kind, seed, fraction)
+        for fraction in settings.fractions
+        for seed in range(settings.seeds)
+        for kind in settings.kinds_at(fraction)
+        if kind in ("none", "two_cls_tokens")
+    ]
 
     def distilled(teacher: Job, checkpoint: str) -> list[Job]:
-        return [job(kind, seed, teacher.fraction, checkpoint) for seed in range(settings.seeds)
-                for kind in settings.kinds_at(teacher.fraction) if kind in ("soft", "hard")]
+        return [
+            job(kind, seed, teacher.fraction, checkpoint)
+            for seed in range(settings.seeds)
+            for kind in settings.kinds_at(teacher.fraction)
+            if kind in ("soft", "hard")
+        ]
 
     total = len(settings.fractions) + settings.seeds * sum(len(settings.kinds_at(f)) for f in settings.fractions)
     return first, distilled, total
@@ -240,14 +308,20 @@ def machine_description(device: str) -> dict[str, Any]:
         hardware = torch.cuda.get_device_name(torch.device(device))
     else:
         hardware = f"{describe_cpu()}, {cores} usable core(s)"
-    return {"description": f"{hardware}; {platform.system()} {platform.release()}; Python "
-                           f"{platform.python_version()}; torch {torch.__version__}",
-            "device": device, "cores": cores, "torch": torch.__version__, "python": platform.python_version()}
+    return {
+        "description": f"{hardware}; {platform.system()} {platform.release()}; Python "
+        f"{platform.python_version()}; torch {torch.__version__}",
+        "device": device,
+        "cores": cores,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, Any]:
     """Train everything, then write `results.json`, `results.md` and the pictures into the output directory."""
-    from deit.demo import plots as demo_plots, report as demo_report
+    from deit.demo import plots as demo_plots
+    from deit.demo import report as demo_report
 
     settings.validate()
     started = time.perf_counter()
@@ -255,18 +329,28 @@ def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, An
     jobs, threads, device = plan_parallelism(settings.device, settings.jobs, settings.seeds)
     first, distilled, total = plan_runs(settings)
     sizes_text = ", ".join(f"{100 * fraction:g}%" for fraction in settings.fractions)
-    print(f"[demo] {total} runs: at each training-set size ({sizes_text} of DIGITS' training images) a teacher and "
-          f"the students x {settings.seeds} seed(s); on {device}, {jobs} at a time; per-run logs under "
-          f"{Path(settings.output_dir) / 'runs'}", flush=True)
+    print(
+        f"[demo] {total} runs: at each training-set size ({sizes_text} of DIGITS' training images) a teacher and "
+        f"the students x {settings.seeds} seed(s); on {device}, {jobs} at a time; per-run logs under "
+        f"{Path(settings.output_dir) / 'runs'}",
+        flush=True,
+    )
     training_started = time.perf_counter()
     teachers, student_runs = run_jobs(first, distilled, total=total, jobs=jobs, threads=threads)
     training_seconds = time.perf_counter() - training_started
 
     images = _training_images()
-    sizes = [demo_report.summarise_size(
-        fraction, teachers[fraction], [run for run in student_runs if run["fraction"] == fraction],
-        images=_subset_images(fraction, images), epochs=settings.epochs_at(fraction),
-        teacher_epochs=settings.epochs_at(fraction, teacher=True)) for fraction in settings.fractions]
+    sizes = [
+        demo_report.summarise_size(
+            fraction,
+            teachers[fraction],
+            [run for run in student_runs if run["fraction"] == fraction],
+            images=_subset_images(fraction, images),
+            epochs=settings.epochs_at(fraction),
+            teacher_epochs=settings.epochs_at(fraction, teacher=True),
+        )
+        for fraction in settings.fractions
+    ]
     full, teacher = sizes[-1], teachers[settings.fractions[-1]]
     headline = demo_report.headline(sizes, settings.headline_fraction, HEADLINE_KIND)
     machine = machine_description(device)
@@ -274,22 +358,36 @@ def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, An
     machine["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     grid = settings.input_size // int(settings.student_kwargs.get("patch_size", 16))
     results: dict[str, Any] = {
-        "teacher": {"model": TEACHER_MODEL, "model_kwargs": dict(TEACHER_KWARGS),
-                    "label": "ResNet-18, quarter width", "top1": full["teacher"]["top1"],
-                    "fraction": full["fraction"], "epochs": full["teacher"]["epochs"],
-                    "seconds": full["teacher"]["seconds"], "curve": teacher["curve"],
-                    "run_dir": teacher["run_dir"]},
+        "teacher": {
+            "model": TEACHER_MODEL,
+            "model_kwargs": dict(TEACHER_KWARGS),
+            "label": "ResNet-18, quarter width",
+            "top1": full["teacher"]["top1"],
+            "fraction": full["fraction"],
+            "epochs": full["teacher"]["epochs"],
+            "seconds": full["teacher"]["seconds"],
+            "curve": teacher["curve"],
+            "run_dir": teacher["run_dir"],
+        },
         "students": full["students"],
         "sizes": sizes,
         "headline": headline,
         "verdict": demo_report.verdict(headline),
         "every_seed": demo_report.every_seed_sentence(sizes),
         "paper": demo_report.PAPER_COSINE,
-        "config": {**asdict(settings), "jobs": jobs, "threads_per_run": threads or "default",
-                   "headline_kind": HEADLINE_KIND, "headline_fraction": settings.headline_fraction,
-                   "student": {"name": f"{PLAIN_STUDENT} / {DISTILLED_STUDENT}", "kwargs": settings.student_kwargs,
-                               "grid": grid},
-                   "recipe": shared_recipe(settings)},
+        "config": {
+            **asdict(settings),
+            "jobs": jobs,
+            "threads_per_run": threads or "default",
+            "headline_kind": HEADLINE_KIND,
+            "headline_fraction": settings.headline_fraction,
+            "student": {
+                "name": f"{PLAIN_STUDENT} / {DISTILLED_STUDENT}",
+                "kwargs": settings.student_kwargs,
+                "grid": grid,
+            },
+            "recipe": shared_recipe(settings),
+        },
         "timings": {"training_seconds": round(training_seconds, 2)},
         "machine": machine,
         "command": command,
@@ -302,8 +400,11 @@ def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, An
     print(demo_report.size_table(results), flush=True)
     print(results["verdict"], flush=True)
     print(results["every_seed"], flush=True)
-    print(f"[demo] {results['timings']['total_seconds']:.0f} s in all ({training_seconds:.0f} s training); wrote "
-          f"{', '.join(str(path) for path in paths.values())}", flush=True)
+    print(
+        f"[demo] {results['timings']['total_seconds']:.0f} s in all ({training_seconds:.0f} s training); wrote "
+        f"{', '.join(str(path) for path in paths.values())}",
+        flush=True,
+    )
     return results
 
 
@@ -319,5 +420,13 @@ def _subset_images(fraction: float, total: int) -> int:
     return subset_size(fraction, total)
 
 
-__all__ = ["DemoSettings", "HEADLINE_KIND", "STUDENT_KINDS", "plan_runs", "run_demo", "shared_recipe",
-           "student_config", "teacher_config"]
+__all__ = [
+    "DemoSettings",
+    "HEADLINE_KIND",
+    "STUDENT_KINDS",
+    "plan_runs",
+    "run_demo",
+    "shared_recipe",
+    "student_config",
+    "teacher_config",
+]

@@ -11,5 +11,9 @@ STUDENT_TITLES = {
     "hard": "DeiT⚗ hard distillation",
 }
 #: How a verdict sentence names a kind.
-KIND_NAMES = {"two_cls_tokens": "The two-class-token control", "soft": "Soft distillation",
-              "hard": "Hard distillation", "none": "No distillation"}
+KIND_NAMES = {
+    "two_cls_tokens": "The two-class-token control",
+    "soft": "Soft distillation",
+    "hard": "Hard distillation",
+    "none": "No distillation",
+}

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from deit.io import atomic_write
 from deit.demo.kinds import STUDENT_KINDS as STUDENT_ORDER
 from deit.demo.kinds import STUDENT_TITLES
+from deit.io import atomic_write
 
 #: One colour per kind, the same in both pictures.
 KIND_COLORS = {"none": "tab:gray", "two_cls_tokens": "tab:purple", "soft": "tab:blue", "hard": "tab:orange"}
@@ -41,21 +41,32 @@ def plot_data_efficiency(results: dict[str, Any], path: Path) -> Path:
             continue
         color = KIND_COLORS[kind]
         xs = [x for x, _ in points]
-        axes.plot(xs, [100 * student["fused"] for _, student in points], marker="o", color=color,
-                  label=STUDENT_TITLES[kind])
+        axes.plot(
+            xs, [100 * student["fused"] for _, student in points], marker="o", color=color, label=STUDENT_TITLES[kind]
+        )
         for x, student in points:  # every seed, so the spread behind the mean is visible
             seeds = [100 * row["fused"] for row in student["per_seed"]]
             axes.scatter([x] * len(seeds), seeds, s=12, color=color, alpha=0.45, linewidths=0)
-    axes.plot(images, [100 * size["teacher"]["top1"] for size in sizes], color="black", linestyle="--",
-              linewidth=1, marker="x", label="teacher (ResNet-18 ¼), same images")
+    axes.plot(
+        images,
+        [100 * size["teacher"]["top1"] for size in sizes],
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        marker="x",
+        label="teacher (ResNet-18 ¼), same images",
+    )
     axes.set_xscale("log")
     axes.set_xticks(images)
     axes.set_xticklabels([f"{size['images']:,}\n({100 * size['fraction']:g}%)" for size in sizes])
     axes.minorticks_off()
     seeds = results["config"]["seeds"]
-    axes.set(xlabel="training images (share of DIGITS' training split)", ylabel="validation top-1 (%), fused",
-             title=f"DIGITS: top-1 vs training-set size; line = mean of {seeds} seed{'s' if seeds > 1 else ''}, "
-                   f"dots = seeds")
+    axes.set(
+        xlabel="training images (share of DIGITS' training split)",
+        ylabel="validation top-1 (%), fused",
+        title=f"DIGITS: top-1 vs training-set size; line = mean of {seeds} seed{'s' if seeds > 1 else ''}, "
+        f"dots = seeds",
+    )
     return _save(figure, axes, path, footnote=results.get("verdict"))
 
 
@@ -70,18 +81,36 @@ def plot_curves(results: dict[str, Any], path: Path) -> Path:
             continue
         curve = student["curve"]
         epochs = [point["epoch"] for point in curve]
-        line, = axes.plot(epochs, [100 * point["fused"] for point in curve], marker="o", markersize=3,
-                          color=KIND_COLORS[kind], label=student["title"])
+        (line,) = axes.plot(
+            epochs,
+            [100 * point["fused"] for point in curve],
+            marker="o",
+            markersize=3,
+            color=KIND_COLORS[kind],
+            label=student["title"],
+        )
         if student["seeds"] > 1:
-            axes.fill_between(epochs, [100 * point["fused_min"] for point in curve],
-                              [100 * point["fused_max"] for point in curve], color=line.get_color(), alpha=0.15)
+            axes.fill_between(
+                epochs,
+                [100 * point["fused_min"] for point in curve],
+                [100 * point["fused_max"] for point in curve],
+                color=line.get_color(),
+                alpha=0.15,
+            )
     teacher = results["teacher"]
     if teacher.get("top1") is not None:
-        axes.axhline(100 * teacher["top1"], color="black", linestyle="--", linewidth=1,
-                     label=f"teacher ({100 * teacher['top1']:.1f}%)")
+        axes.axhline(
+            100 * teacher["top1"],
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"teacher ({100 * teacher['top1']:.1f}%)",
+        )
     seeds = results["config"]["seeds"]
-    axes.set(xlabel="epoch", ylabel="validation top-1 (%)",
-             title=f"DIGITS, full training set: fused top-1, mean of {seeds} seed{'s' if seeds > 1 else ''} "
-                   f"(band: min–max)")
+    axes.set(
+        xlabel="epoch",
+        ylabel="validation top-1 (%)",
+        title=f"DIGITS, full training set: fused top-1, mean of {seeds} seed{'s' if seeds > 1 else ''} (band: min–max)",
+    )
     axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     return _save(figure, axes, path)

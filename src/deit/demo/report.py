@@ -13,10 +13,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from deit.io import atomic_write
-
 from deit.demo.kinds import KIND_NAMES, STUDENT_TITLES
 from deit.demo.kinds import STUDENT_KINDS as STUDENT_ORDER
+from deit.io import atomic_write
 
 PAPER_COSINE = {"distillation_token_last_layer": 0.93, "two_class_tokens_last_layer": 0.999}
 HEADS = ("cls", "dist", "fused")
@@ -39,10 +38,22 @@ def run_scores(metrics: dict[str, Any]) -> dict[str, float | None]:
 def summarise_student(kind: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Means and spreads over seeds of the three heads and the token cosine similarity, plus the per-seed rows."""
     runs = sorted(runs, key=lambda run: run["seed"])
-    per_seed = [{"seed": run["seed"], **run_scores(run["metrics"]), "cosine": run["cosine"],
-                 "seconds": round(run["seconds"], 2), "run_dir": run["run_dir"]} for run in runs]
-    summary: dict[str, Any] = {"title": STUDENT_TITLES.get(kind, kind), "model": runs[0]["model"],
-                               "distillation_type": runs[0]["distillation_type"], "seeds": len(runs)}
+    per_seed = [
+        {
+            "seed": run["seed"],
+            **run_scores(run["metrics"]),
+            "cosine": run["cosine"],
+            "seconds": round(run["seconds"], 2),
+            "run_dir": run["run_dir"],
+        }
+        for run in runs
+    ]
+    summary: dict[str, Any] = {
+        "title": STUDENT_TITLES.get(kind, kind),
+        "model": runs[0]["model"],
+        "distillation_type": runs[0]["distillation_type"],
+        "seeds": len(runs),
+    }
     for key in (*HEADS, "cosine"):
         values = [row[key] for row in per_seed if row[key] is not None]
         summary[key], summary[f"{key}_std"] = mean_std(values)
@@ -78,21 +89,47 @@ def paired_comparison(students: dict[str, Any], first: str, second: str = "none"
         return None
     gaps = [a[seed] - b[seed] for seed in seeds]
     mean, std = mean_std(gaps)
-    return {"first": first, "second": second, "metric": "fused top-1", "seeds_used": seeds, "per_seed": gaps,
-            "mean": mean, "std": std, "wins": sum(gap > 0 for gap in gaps), "ties": sum(gap == 0 for gap in gaps),
-            "losses": sum(gap < 0 for gap in gaps), "seeds": len(seeds)}
+    return {
+        "first": first,
+        "second": second,
+        "metric": "fused top-1",
+        "seeds_used": seeds,
+        "per_seed": gaps,
+        "mean": mean,
+        "std": std,
+        "wins": sum(gap > 0 for gap in gaps),
+        "ties": sum(gap == 0 for gap in gaps),
+        "losses": sum(gap < 0 for gap in gaps),
+        "seeds": len(seeds),
+    }
 
 
-def summarise_size(fraction: float, teacher: dict[str, Any], runs: list[dict[str, Any]], *, images: int,
-                   epochs: int, teacher_epochs: int) -> dict[str, Any]:
+def summarise_size(
+    fraction: float,
+    teacher: dict[str, Any],
+    runs: list[dict[str, Any]],
+    *,
+    images: int,
+    epochs: int,
+    teacher_epochs: int,
+) -> dict[str, Any]:
     """One training-set size: its teacher, each student kind over seeds, and each kind's paired gain over none."""
     kinds = [kind for kind in STUDENT_ORDER if any(run["kind"] == kind for run in runs)]
     students = {kind: summarise_student(kind, [run for run in runs if run["kind"] == kind]) for kind in kinds}
     gains = {kind: paired_comparison(students, kind) for kind in kinds if kind != "none"}
-    return {"fraction": fraction, "images": images, "epochs": epochs,
-            "teacher": {"top1": teacher["metrics"]["acc1"] / 100.0, "epochs": teacher_epochs,
-                        "seconds": round(teacher["seconds"], 2), "run_dir": teacher["run_dir"]},
-            "students": students, "gains": {kind: gain for kind, gain in gains.items() if gain is not None}}
+    return {
+        "fraction": fraction,
+        "images": images,
+        "epochs": epochs,
+        "teacher": {
+            "top1": teacher["metrics"]["acc1"] / 100.0,
+            "epochs": teacher_epochs,
+            "seconds": round(teacher["seconds"], 2),
+            "run_dir": teacher["run_dir"],
+        },
+        "students": students,
+        "gains": {kind: gain for kind, gain in gains.items() if gain is not None},
+    }
 
 
 def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[str, Any] | None:
@@ -101,9 +138,18 @@ def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[st
     gain = row["gains"].get(kind) if row is not None else None
     if gain is None:
         return None
-    return {"fraction": fraction, "images": row["images"], "kind": kind, "gain": gain["mean"],
-            "gain_std": gain["std"], "per_seed_gain": gain["per_seed"], "seeds": gain["seeds"],
-            "wins": gain["wins"], "losses": gain["losses"], "ties": gain["ties"]}
+    return {
+        "fraction": fraction,
+        "images": row["images"],
+        "kind": kind,
+        "gain": gain["mean"],
+        "gain_std": gain["std"],
+        "per_seed_gain": gain["per_seed"],
+        "seeds": gain["seeds"],
+        "wins": gain["wins"],
+        "losses": gain["losses"],
+        "ties": gain["ties"],
+    }
 
 
 def _size_words(fraction: float, images: int) -> str:
@@ -120,16 +166,17 @@ def verdict(result: dict[str, Any] | None) -> str:
     numbers = f"fused top-1 {100.0 * result['gain']:+.1f}{spread} points (paired by seed)"
     where = _size_words(result["fraction"], result["images"])
     if seeds < 2:
-        return (f"Not resolved: {name.lower()} vs no distillation at {where}, {numbers}, on a single seed "
-                f"(a spread needs --seeds 2 or more).")
+        return (
+            f"Not resolved: {name.lower()} vs no distillation at {where}, {numbers}, on a single seed "
+            f"(a spread needs --seeds 2 or more)."
+        )
     tally = f"better on {wins} of {seeds} seeds"
     if wins == seeds:
         return f"{name} beat no distillation at {where}: {numbers}, {tally}."
     if losses == seeds:
         return f"{name} did not beat no distillation at {where}: {numbers}, worse on {losses} of {seeds} seeds."
     ties = f", tied on {result['ties']}" if result["ties"] else ""
-    return (f"Not resolved: {name.lower()} vs no distillation at {where}: {numbers}, {tally}{ties}; "
-            f"the seeds disagree.")
+    return f"Not resolved: {name.lower()} vs no distillation at {where}: {numbers}, {tally}{ties}; the seeds disagree."
 
 
 def every_seed_sentence(sizes: list[dict[str, Any]]) -> str:
@@ -166,17 +213,21 @@ def markdown_table(results: dict[str, Any]) -> str:
     """The Table 3 analogue: teacher top-1, then per student the three heads and the token cosine similarity."""
     teacher = results["teacher"]
     seeds = results["config"]["seeds"]
-    lines = [f"| model (top-1 %, mean ± std over {seeds} seed{'s' if seeds > 1 else ''}) | class head | "
-             f"distillation head | fused | cos(class, distillation token), last layer |",
-             "|---|---|---|---|---|",
-             f"| teacher: {teacher['label']} | {_pct(teacher['top1'])} | – | – | – |"]
+    lines = [
+        f"| model (top-1 %, mean ± std over {seeds} seed{'s' if seeds > 1 else ''}) | class head | "
+        f"distillation head | fused | cos(class, distillation token), last layer |",
+        "|---|---|---|---|---|",
+        f"| teacher: {teacher['label']} | {_pct(teacher['top1'])} | – | – | – |",
+    ]
     for kind in STUDENT_ORDER:
         student = results["students"].get(kind)
         if student is None:
             continue
-        lines.append(f"| {student['title']} | {_pct(student['cls'], student['cls_std'])} | "
-                     f"{_pct(student['dist'], student['dist_std'])} | {_pct(student['fused'], student['fused_std'])}"
-                     f" | {_cos(student['cosine'], student['cosine_std'])} |")
+        lines.append(
+            f"| {student['title']} | {_pct(student['cls'], student['cls_std'])} | "
+            f"{_pct(student['dist'], student['dist_std'])} | {_pct(student['fused'], student['fused_std'])}"
+            f" | {_cos(student['cosine'], student['cosine_std'])} |"
+        )
     return "\n".join(lines)
 
 
@@ -191,17 +242,23 @@ def _size_header(size: dict[str, Any]) -> str:
 def size_table(results: dict[str, Any]) -> str:
     """Fused top-1 per kind (rows) and training-set size (columns): the numbers of the headline picture."""
     sizes, seeds = results["sizes"], results["config"]["seeds"]
-    lines = [f"| fused top-1 %, mean ± std over {seeds} seed{'s' if seeds > 1 else ''} | "
-             + " | ".join(_size_header(size) for size in sizes) + " |",
-             "|---|" + "---|" * len(sizes),
-             f"| teacher: {results['teacher']['label']}, trained on the same images | "
-             + " | ".join(_pct(size["teacher"]["top1"]) for size in sizes) + " |"]
+    lines = [
+        f"| fused top-1 %, mean ± std over {seeds} seed{'s' if seeds > 1 else ''} | "
+        + " | ".join(_size_header(size) for size in sizes)
+        + " |",
+        "|---|" + "---|" * len(sizes),
+        f"| teacher: {results['teacher']['label']}, trained on the same images | "
+        + " | ".join(_pct(size["teacher"]["top1"]) for size in sizes)
+        + " |",
+    ]
     for kind in STUDENT_ORDER:
         cells = [size["students"].get(kind) for size in sizes]
         if any(cells):
-            lines.append(f"| {STUDENT_TITLES[kind]} | "
-                         + " | ".join(_pct(cell["fused"], cell["fused_std"]) if cell else "–" for cell in cells)
-                         + " |")
+            lines.append(
+                f"| {STUDENT_TITLES[kind]} | "
+                + " | ".join(_pct(cell["fused"], cell["fused_std"]) if cell else "–" for cell in cells)
+                + " |"
+            )
     return "\n".join(lines)
 
 
@@ -215,9 +272,12 @@ def _gain_cell(gain: dict[str, Any] | None) -> str:
 def gain_table(results: dict[str, Any]) -> str:
     """Each kind minus no distillation, fused top-1 points paired by seed, and on how many seeds it was better."""
     sizes = results["sizes"]
-    lines = ["| gain over no distillation, points (seeds better) | "
-             + " | ".join(f"{100 * size['fraction']:g}%" for size in sizes) + " |",
-             "|---|" + "---|" * len(sizes)]
+    lines = [
+        "| gain over no distillation, points (seeds better) | "
+        + " | ".join(f"{100 * size['fraction']:g}%" for size in sizes)
+        + " |",
+        "|---|" + "---|" * len(sizes),
+    ]
     for kind in STUDENT_ORDER[1:]:
         gains = [size["gains"].get(kind) for size in sizes]
         if any(gains):
@@ -229,12 +289,12 @@ def per_seed_table(results: dict[str, Any]) -> str:
     """Fused top-1 of every run, so the spread behind each ± is visible."""
     rows = [(size, kind, student) for size in results["sizes"] for kind, student in size["students"].items()]
     seeds = sorted({row["seed"] for _, _, student in rows for row in student["per_seed"]})
-    lines = ["| fused top-1 % | " + " | ".join(f"seed {seed}" for seed in seeds) + " |",
-             "|---|" + "---|" * len(seeds)]
+    lines = ["| fused top-1 % | " + " | ".join(f"seed {seed}" for seed in seeds) + " |", "|---|" + "---|" * len(seeds)]
     for size, kind, student in rows:
         by_seed = {row["seed"]: row["fused"] for row in student["per_seed"]}
-        lines.append(f"| {kind}, {100 * size['fraction']:g}% | "
-                     + " | ".join(_pct(by_seed.get(seed)) for seed in seeds) + " |")
+        lines.append(
+            f"| {kind}, {100 * size['fraction']:g}% | " + " | ".join(_pct(by_seed.get(seed)) for seed in seeds) + " |"
+        )
     return "\n".join(lines)
 
 
@@ -243,53 +303,56 @@ def markdown_report(results: dict[str, Any]) -> str:
     config, timings, machine = results["config"], results["timings"], results["machine"]
     student = config["student"]
     load = machine.get("load_average_start"), machine.get("load_average_end")
-    load_text = (f"; 1-minute load average {load[0]:.2f} at the start, {load[1]:.2f} at the end"
-                 if None not in load else "")
+    load_text = (
+        f"; 1-minute load average {load[0]:.2f} at the start, {load[1]:.2f} at the end" if None not in load else ""
+    )
     full = results["sizes"][-1]
-    return "\n".join([
-        "# deit demo: what distillation through attention buys, on DIGITS",
-        "",
-        f"Command: `{results['command']}`",
-        "",
-        "## Top-1 vs training-set size",
-        "",
-        size_table(results),
-        "",
-        gain_table(results),
-        "",
-        f"**{results['verdict']}** {results['every_seed']}",
-        f"(Headline fixed before the run: {config['headline_kind']} against no distillation at the smallest size.)",
-        "",
-        "![top-1 vs training-set size](data_efficiency.png)",
-        "",
-        f"## The paper's Table 3 at laptop scale: {_size_header(full)}",
-        "",
-        markdown_table(results),
-        "",
-        f"Paper (ImageNet, DeiT-B⚗): cosine {PAPER_COSINE['distillation_token_last_layer']} between the class and "
-        f"distillation tokens at the last layer; {PAPER_COSINE['two_class_tokens_last_layer']} with two class "
-        f"tokens.",
-        "",
-        "## Every run",
-        "",
-        per_seed_table(results),
-        "",
-        f"- Data: scikit-learn's 8×8 digits (1,437 train / 360 val images), upsampled to {config['input_size']}×"
-        f"{config['input_size']}; smaller sizes are nested stratified subsets (`--train-subset`, seed "
-        f"{config['subset_seed']}); every size is evaluated on all 360 validation images. Training augmentation: "
-        f"random crop with 4 px padding only.",
-        f"- Students: {student['name']} with {_kwargs(student['kwargs'])} ({student['grid']}×{student['grid']} "
-        f"patches), {config['epochs']} epochs on the full set and epochs / fraction on a subset (the same number "
-        f"of steps), batch {config['batch_size']}, AdamW lr {config['lr']:g}. Soft: α {config['soft_alpha']}, "
-        f"τ {config['distillation_tau']}, KL {config['kl_reduction']}; hard: α {config['hard_alpha']}. Below the "
-        f"full size: {', '.join(config['subset_kinds'])} only (the time budget).",
-        f"- Teachers: {results['teacher']['label']}, one per size trained on the same images, "
-        f"{config['teacher_epochs']} epochs on the full set (epochs / fraction on a subset), by the same engine.",
-        f"- Time: {timings['total_seconds']:.0f} s in all, {timings['training_seconds']:.0f} s of training "
-        f"({config['jobs']} parallel run(s), {config['threads_per_run']} thread(s) each).",
-        f"- Machine: {machine['description']}{load_text}.",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# deit demo: what distillation through attention buys, on DIGITS",
+            "",
+            f"Command: `{results['command']}`",
+            "",
+            "## Top-1 vs training-set size",
+            "",
+            size_table(results),
+            "",
+            gain_table(results),
+            "",
+            f"**{results['verdict']}** {results['every_seed']}",
+            f"(Headline fixed before the run: {config['headline_kind']} against no distillation at the smallest size.)",
+            "",
+            "![top-1 vs training-set size](data_efficiency.png)",
+            "",
+            f"## The paper's Table 3 at laptop scale: {_size_header(full)}",
+            "",
+            markdown_table(results),
+            "",
+            f"Paper (ImageNet, DeiT-B⚗): cosine {PAPER_COSINE['distillation_token_last_layer']} between the class and "
+            f"distillation tokens at the last layer; {PAPER_COSINE['two_class_tokens_last_layer']} with two class "
+            f"tokens.",
+            "",
+            "## Every run",
+            "",
+            per_seed_table(results),
+            "",
+            f"- Data: scikit-learn's 8×8 digits (1,437 train / 360 val images), upsampled to {config['input_size']}×"
+            f"{config['input_size']}; smaller sizes are nested stratified subsets (`--train-subset`, seed "
+            f"{config['subset_seed']}); every size is evaluated on all 360 validation images. Training augmentation: "
+            f"random crop with 4 px padding only.",
+            f"- Students: {student['name']} with {_kwargs(student['kwargs'])} ({student['grid']}×{student['grid']} "
+            f"patches), {config['epochs']} epochs on the full set and epochs / fraction on a subset (the same number "
+            f"of steps), batch {config['batch_size']}, AdamW lr {config['lr']:g}. Soft: α {config['soft_alpha']}, "
+            f"τ {config['distillation_tau']}, KL {config['kl_reduction']}; hard: α {config['hard_alpha']}. Below the "
+            f"full size: {', '.join(config['subset_kinds'])} only (the time budget).",
+            f"- Teachers: {results['teacher']['label']}, one per size trained on the same images, "
+            f"{config['teacher_epochs']} epochs on the full set (epochs / fraction on a subset), by the same engine.",
+            f"- Time: {timings['total_seconds']:.0f} s in all, {timings['training_seconds']:.0f} s of training "
+            f"({config['jobs']} parallel run(s), {config['threads_per_run']} thread(s) each).",
+            f"- Machine: {machine['description']}{load_text}.",
+            "",
+        ]
+    )
 
 
 def write_results(results: dict[str, Any], output_dir: Path) -> dict[str, Path]:

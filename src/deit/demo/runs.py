@@ -15,10 +15,11 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
 
 from deit.errors import DeitError
 
@@ -92,8 +93,14 @@ def _curve(log_path: Path) -> list[dict[str, Any]]:
     for row in read_log(log_path) if log_path.is_file() else []:
         if "test_acc1" in row:
             dist = row.get("test_dist_acc1")
-            points.append({"epoch": int(row["epoch"]) + 1, "fused": row["test_acc1"] / 100.0,
-                           "cls": row["test_cls_acc1"] / 100.0, "dist": None if dist is None else dist / 100.0})
+            points.append(
+                {
+                    "epoch": int(row["epoch"]) + 1,
+                    "fused": row["test_acc1"] / 100.0,
+                    "cls": row["test_cls_acc1"] / 100.0,
+                    "dist": None if dist is None else dist / 100.0,
+                }
+            )
     return points
 
 
@@ -120,9 +127,19 @@ def execute(job: Job, threads: int | None = None) -> dict[str, Any]:
         raise DeitError(f"demo run '{job.label}' failed: {type(error).__name__}: {error}") from None
     finally:
         torch.set_num_threads(previous_threads)  # this process may go on with other work (inline runs, tests)
-    return {"kind": job.kind, "seed": job.seed, "fraction": job.fraction, "label": job.label, "model": job.config.model,
-            "distillation_type": job.config.distillation_type, "metrics": _plain(metrics), "cosine": cosine,
-            "curve": _curve(output / "log.txt"), "seconds": time.perf_counter() - started, "run_dir": str(output)}
+    return {
+        "kind": job.kind,
+        "seed": job.seed,
+        "fraction": job.fraction,
+        "label": job.label,
+        "model": job.config.model,
+        "distillation_type": job.config.distillation_type,
+        "metrics": _plain(metrics),
+        "cosine": cosine,
+        "curve": _curve(output / "log.txt"),
+        "seconds": time.perf_counter() - started,
+        "run_dir": str(output),
+    }
 
 
 def _plain(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -164,8 +181,9 @@ def plan_parallelism(device: str, jobs: int, seeds: int) -> tuple[int, int | Non
     return jobs, max(1, cores // jobs), resolved
 
 
-def run_jobs(first: list[Job], after_teacher: Callable[[Job, str], list[Job]], *, total: int, jobs: int,
-             threads: int | None) -> tuple[dict[float, dict[str, Any]], list[dict[str, Any]]]:
+def run_jobs(
+    first: list[Job], after_teacher: Callable[[Job, str], list[Job]], *, total: int, jobs: int, threads: int | None
+) -> tuple[dict[float, dict[str, Any]], list[dict[str, Any]]]:
     """Run `first` (the teachers among them); when a teacher is done, `after_teacher(it, its checkpoint)` too.
 
     Returns the teachers' results by training-set fraction and the students' results, in the order they finished.
@@ -216,5 +234,8 @@ def _announce(result: dict[str, Any], finished: int, total: int) -> None:
     if "dist_acc1" in metrics:
         heads += f", distillation {metrics['dist_acc1']:.1f}%"
     cosine = f", token cosine {result['cosine']:.3f}" if result["cosine"] is not None else ""
-    print(f"[demo] {finished}/{total} done: {result['label']}: fused top-1 {metrics['acc1']:.1f}% ({heads}{cosine}) "
-          f"in {result['seconds']:.0f} s", flush=True)
+    print(
+        f"[demo] {finished}/{total} done: {result['label']}: fused top-1 {metrics['acc1']:.1f}% ({heads}{cosine}) "
+        f"in {result['seconds']:.0f} s",
+        flush=True,
+    )

@@ -4,6 +4,12 @@ from deit.distill.criteria import build_base_criterion
 from deit.distill.loss import DISTILLATION_TYPES, KL_REDUCTIONS, TEACHER_TYPES, DistillationLoss
 from deit.distill.teacher import FrozenTeacher, build_teacher
 
-__all__ = ["DISTILLATION_TYPES", "KL_REDUCTIONS", "TEACHER_TYPES", "DistillationLoss", "FrozenTeacher",
-           "build_base_criterion",
-           "build_teacher"]
+__all__ = [
+    "DISTILLATION_TYPES",
+    "KL_REDUCTIONS",
+    "TEACHER_TYPES",
+    "DistillationLoss",
+    "FrozenTeacher",
+    "build_base_criterion",
+    "build_teacher",
+]

@@ -7,8 +7,9 @@ from torch import nn
 from deit.errors import DeitError
 
 
-def build_base_criterion(*, mixup_active: bool, smoothing: float = 0.1, bce_loss: bool = False,
-                         bce_target_thresh: float | None = None) -> nn.Module:
+def build_base_criterion(
+    *, mixup_active: bool, smoothing: float = 0.1, bce_loss: bool = False, bce_target_thresh: float | None = None
+) -> nn.Module:
     """The paper's base loss: soft-target CE under mixup, label-smoothed CE, plain CE, or BCE (DeiT III)."""
     from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 

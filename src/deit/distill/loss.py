@@ -29,12 +29,21 @@ KL_REDUCTIONS = ("official", "batchmean")
 class DistillationLoss(nn.Module):
     """L = (1 − α)·base(z_cls, y) + α·D(z_dist, z_t): the DeiT objective (see the module docstring)."""
 
-    def __init__(self, base_criterion: nn.Module, teacher_model: nn.Module | None, distillation_type: str,
-                 alpha: float, tau: float, *, kl_reduction: str = "official") -> None:
+    def __init__(
+        self,
+        base_criterion: nn.Module,
+        teacher_model: nn.Module | None,
+        distillation_type: str,
+        alpha: float,
+        tau: float,
+        *,
+        kl_reduction: str = "official",
+    ) -> None:
         super().__init__()
         if distillation_type not in DISTILLATION_TYPES:
-            raise DeitError(f"--distillation-type must be one of {', '.join(DISTILLATION_TYPES)}, "
-                            f"got '{distillation_type}'")
+            raise DeitError(
+                f"--distillation-type must be one of {', '.join(DISTILLATION_TYPES)}, got '{distillation_type}'"
+            )
         if kl_reduction not in KL_REDUCTIONS:
             raise DeitError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}, got '{kl_reduction}'")
         if not 0.0 <= alpha <= 1.0:
@@ -44,16 +53,22 @@ class DistillationLoss(nn.Module):
         if distillation_type in TEACHER_TYPES and teacher_model is None:
             raise DeitError(f"--distillation-type {distillation_type} needs a teacher (--teacher-model)")
         self.base_criterion = base_criterion
-        self.teacher = (_frozen(teacher_model) if teacher_model is not None and distillation_type in TEACHER_TYPES
-                        else None)
+        self.teacher = (
+            _frozen(teacher_model) if teacher_model is not None and distillation_type in TEACHER_TYPES else None
+        )
         self.distillation_type = distillation_type
         self.alpha = alpha
         self.tau = tau
         self.kl_reduction = kl_reduction
         self.last_terms: dict[str, Tensor] = {}  # the last batch's two terms, for inspection (the tests read them)
 
-    def forward(self, inputs: Tensor, outputs: Tensor | tuple[Tensor, Tensor], labels: Tensor,
-                teacher_outputs: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        inputs: Tensor,
+        outputs: Tensor | tuple[Tensor, Tensor],
+        labels: Tensor,
+        teacher_outputs: Tensor | None = None,
+    ) -> Tensor:
         """The loss for one batch; `inputs` are the images the student saw (after mixup), for the teacher.
 
         `teacher_outputs`: the teacher's logits on `inputs` when already known (the teacher table,
@@ -67,8 +82,9 @@ class DistillationLoss(nn.Module):
             return loss
         if self.distillation_type == "labels":  # two class tokens, both on the labels: the paper's control
             if z_dist is None:
-                raise DeitError("--distillation-type labels needs a student with a distillation token "
-                                "(a *_distilled_* model)")
+                raise DeitError(
+                    "--distillation-type labels needs a student with a distillation token (a *_distilled_* model)"
+                )
             base, second = self.base_criterion(z_cls, labels), self.base_criterion(z_dist, labels)
             self._record(base, second)
             return 0.5 * (base + second)
@@ -85,8 +101,9 @@ class DistillationLoss(nn.Module):
         if self.distillation_type == "soft":
             tau = self.tau
             # Σ_b Σ_c ψ(z_t/τ)·(log ψ(z_t/τ) − log ψ(z_dist/τ)), both given as log-probabilities
-            kl_sum = F.kl_div(F.log_softmax(z_dist / tau, dim=-1), F.log_softmax(z_t / tau, dim=-1),
-                              reduction="sum", log_target=True)
+            kl_sum = F.kl_div(
+                F.log_softmax(z_dist / tau, dim=-1), F.log_softmax(z_t / tau, dim=-1), reduction="sum", log_target=True
+            )
             divisor = z_dist.numel() if self.kl_reduction == "official" else z_dist.shape[0]
             distillation = tau * tau * kl_sum / divisor
         else:  # hard
@@ -101,8 +118,10 @@ class DistillationLoss(nn.Module):
         self.last_terms = {"base": base.detach(), "distillation": distillation.detach()}
 
     def extra_repr(self) -> str:
-        return (f"distillation_type={self.distillation_type}, alpha={self.alpha}, tau={self.tau}, "
-                f"kl_reduction={self.kl_reduction}")
+        return (
+            f"distillation_type={self.distillation_type}, alpha={self.alpha}, tau={self.tau}, "
+            f"kl_reduction={self.kl_reduction}"
+        )
 
 
 def _frozen(teacher: nn.Module) -> nn.Module:

@@ -18,10 +18,19 @@ from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 class FrozenTeacher(nn.Module):
     """Wraps a trained network: eval mode forever, no gradients, optional re-normalisation and resize."""
 
-    def __init__(self, model: nn.Module, *, num_classes: int | None = None,
-                 student_mean: Sequence[float] | None = None, student_std: Sequence[float] | None = None,
-                 teacher_mean: Sequence[float] | None = None, teacher_std: Sequence[float] | None = None,
-                 input_size: int | None = None, channels_last: bool = False, name: str | None = None) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int | None = None,
+        student_mean: Sequence[float] | None = None,
+        student_std: Sequence[float] | None = None,
+        teacher_mean: Sequence[float] | None = None,
+        teacher_std: Sequence[float] | None = None,
+        input_size: int | None = None,
+        channels_last: bool = False,
+        name: str | None = None,
+    ) -> None:
         super().__init__()
         self.model = model.requires_grad_(False)
         self.num_classes = num_classes if num_classes is not None else class_count_of(model)
@@ -48,8 +57,7 @@ class FrozenTeacher(nn.Module):
                 images = images * self.scale + self.shift
             size = self.input_size
             if size is not None and tuple(images.shape[-2:]) != (size, size):
-                images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False,
-                                       antialias=True)
+                images = F.interpolate(images, size=(size, size), mode="bicubic", align_corners=False, antialias=True)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             logits = _logits_of(self.model(images))
@@ -58,15 +66,25 @@ class FrozenTeacher(nn.Module):
         return logits
 
     def extra_repr(self) -> str:
-        return (f"name={self.name}, num_classes={self.num_classes}, renormalise={self.renormalise}, "
-                f"input_size={self.input_size}, channels_last={self.channels_last}")
+        return (
+            f"name={self.name}, num_classes={self.num_classes}, renormalise={self.renormalise}, "
+            f"input_size={self.input_size}, channels_last={self.channels_last}"
+        )
 
 
-def build_teacher(model: str | nn.Module, *, num_classes: int, checkpoint: str | Path | None = None,
-                  student_mean: Sequence[float] = IMAGENET_MEAN, student_std: Sequence[float] = IMAGENET_STD,
-                  teacher_mean: Sequence[float] | None = None, teacher_std: Sequence[float] | None = None,
-                  input_size: int | None = None, device: str | torch.device = "cpu",
-                  channels_last: bool = False) -> FrozenTeacher:
+def build_teacher(
+    model: str | nn.Module,
+    *,
+    num_classes: int,
+    checkpoint: str | Path | None = None,
+    student_mean: Sequence[float] = IMAGENET_MEAN,
+    student_std: Sequence[float] = IMAGENET_STD,
+    teacher_mean: Sequence[float] | None = None,
+    teacher_std: Sequence[float] | None = None,
+    input_size: int | None = None,
+    device: str | torch.device = "cpu",
+    channels_last: bool = False,
+) -> FrozenTeacher:
     """A frozen teacher from a name (ours / timm / torchvision) or a module, with weights from `checkpoint`.
 
     `checkpoint` is a local file (`deit train` checkpoint, official/timm .pth, .safetensors) or an http(s) URL,
@@ -95,10 +113,17 @@ def build_teacher(model: str | nn.Module, *, num_classes: int, checkpoint: str |
     if input_size is None:
         native = meta.input_size if meta is not None and meta.input_size else getattr(network, "img_size", None)
         input_size = int(native) if isinstance(native, int) else None  # a ViT needs its own size; a CNN any
-    teacher = FrozenTeacher(network, num_classes=num_classes, student_mean=student_mean, student_std=student_std,
-                            teacher_mean=student_mean if teacher_mean is None else teacher_mean,
-                            teacher_std=student_std if teacher_std is None else teacher_std,
-                            input_size=input_size, channels_last=channels_last, name=name)
+    teacher = FrozenTeacher(
+        network,
+        num_classes=num_classes,
+        student_mean=student_mean,
+        student_std=student_std,
+        teacher_mean=student_mean if teacher_mean is None else teacher_mean,
+        teacher_std=student_std if teacher_std is None else teacher_std,
+        input_size=input_size,
+        channels_last=channels_last,
+        name=name,
+    )
     return teacher.to(device)
 
 
@@ -115,8 +140,10 @@ def _build_named(name: str, num_classes: int, meta: CheckpointMeta | None) -> nn
 
 
 def _mismatch(name: str, where: str, teacher_classes: int, data_classes: int) -> str:
-    return (f"teacher '{name}'{where} predicts {teacher_classes} classes but the data has {data_classes}; "
-            f"give a teacher trained on the same classes")
+    return (
+        f"teacher '{name}'{where} predicts {teacher_classes} classes but the data has {data_classes}; "
+        f"give a teacher trained on the same classes"
+    )
 
 
 def _renormalisation(student_mean, student_std, teacher_mean, teacher_std) -> tuple[Tensor | None, Tensor | None]:
@@ -125,8 +152,10 @@ def _renormalisation(student_mean, student_std, teacher_mean, teacher_std) -> tu
         return None, None
     if not all(given):
         raise DeitError("re-normalising the teacher's input needs the student's and the teacher's mean and std")
-    s_mean, s_std, t_mean, t_std = (torch.tensor([float(v) for v in values], dtype=torch.float32).view(1, -1, 1, 1)
-                                    for values in (student_mean, student_std, teacher_mean, teacher_std))
+    s_mean, s_std, t_mean, t_std = (
+        torch.tensor([float(v) for v in values], dtype=torch.float32).view(1, -1, 1, 1)
+        for values in (student_mean, student_std, teacher_mean, teacher_std)
+    )
     if torch.equal(s_mean, t_mean) and torch.equal(s_std, t_std):
         return None, None
     return s_std / t_std, (s_mean - t_mean) / t_std

@@ -43,21 +43,27 @@ def table_key(teacher_hash: str, data: str, views: str) -> str:
 
 
 @torch.no_grad()
-def compute_table(teacher: nn.Module, render: Callable[[Tensor, Tensor], Tensor], *, images: int, views: int,
-                  batch_size: int = 512, device: torch.device | None = None) -> Tensor:
+def compute_table(
+    teacher: nn.Module,
+    render: Callable[[Tensor, Tensor], Tensor],
+    *,
+    images: int,
+    views: int,
+    batch_size: int = 512,
+    device: torch.device | None = None,
+) -> Tensor:
     """Teacher logits (images, views, classes), float32: `render(indices, view numbers)` makes each batch."""
     teacher.eval()
     flat_index = torch.arange(images * views, device=device)
     chunks = []
     for start in range(0, images * views, batch_size):
-        keys = flat_index[start:start + batch_size]
+        keys = flat_index[start : start + batch_size]
         chunks.append(teacher(render(keys // views, keys % views)).float())
     logits = torch.cat(chunks)
     return logits.view(images, views, -1)
 
 
-def cached_table(key: str, compute: Callable[[], Tensor], cache_dir: str | Path | None,
-                 device: torch.device) -> Tensor:
+def cached_table(key: str, compute: Callable[[], Tensor], cache_dir: str | Path | None, device: torch.device) -> Tensor:
     """The table for `key`: from this process's memory, from `cache_dir/<key>.safetensors`, or computed (then
     stored in both). Concurrent processes wait on a lock file, so one computes and the others read."""
     if key in _TABLES:

@@ -33,8 +33,10 @@ def load_teacher_weights(model: nn.Module, state: dict[str, Tensor], *, label: s
     own = model.state_dict()
     for key, value in state.items():
         if key in own and value.shape != own[key].shape and _is_classifier(own[key], num_classes, value):
-            raise DeitError(f"{label} predicts {value.shape[0]} classes but the data has {num_classes}; "
-                            f"give a teacher trained on the same classes")
+            raise DeitError(
+                f"{label} predicts {value.shape[0]} classes but the data has {num_classes}; "
+                f"give a teacher trained on the same classes"
+            )
     load_state_dict_strict(model, state, source=label)
 
 
@@ -52,5 +54,9 @@ def class_count_of(model: nn.Module) -> int | None:
 
 def _is_classifier(own: Tensor, num_classes: int, theirs: Tensor) -> bool:
     # A head weight (C, D) or bias (C,) that differs only in C, the number of classes.
-    return (own.dim() in (1, 2) and own.shape[0] == num_classes and theirs.dim() == own.dim()
-            and theirs.shape[1:] == own.shape[1:])
+    return (
+        own.dim() in (1, 2)
+        and own.shape[0] == num_classes
+        and theirs.dim() == own.dim()
+        and theirs.shape[1:] == own.shape[1:]
+    )

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from deit.errors import DeitError
 from deit.engine.checkpoint_structure import check_scheduler_state, validate_checkpoint_structure
 from deit.engine.optim import keep_kernel_choice
+from deit.errors import DeitError
 from deit.integrity import DIGEST_KEY, check_finite, tensor_digest, verify_digest
 from deit.io import atomic_torch_save, load_torch_file, require_regular_file
 from deit.models.checkpoint import extract_state_dict
@@ -30,8 +30,13 @@ def capture_rng() -> dict[str, Any]:
     np_state = np.random.get_state()
     state: dict[str, Any] = {
         "torch": torch.get_rng_state(),
-        "numpy": {"name": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "numpy": {
+            "name": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "cached_gaussian": float(np_state[4]),
+        },
         "python": _python_state_to_plain(random.getstate()),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -43,8 +48,15 @@ def restore_rng(state: dict[str, Any]) -> None:
     """Put back what `capture_rng` recorded, so the next epoch draws the same numbers."""
     torch.set_rng_state(state["torch"].cpu())
     numpy_state = state["numpy"]
-    np.random.set_state((numpy_state["name"], numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
-                         numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
+    np.random.set_state(
+        (
+            numpy_state["name"],
+            numpy_state["keys"].numpy().astype(np.uint32),
+            numpy_state["pos"],
+            numpy_state["has_gauss"],
+            numpy_state["cached_gaussian"],
+        )
+    )
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     if "cuda" in state and torch.cuda.is_available():
@@ -63,8 +75,11 @@ def save_checkpoint(state: dict[str, Any], path: Path, *, previous_epoch: int | 
     try:
         atomic_torch_save(state, path)
     except OSError as error:
-        kept = (f"the previous {path.name} (epoch {previous_epoch}) is intact" if previous_epoch is not None
-                else f"no previous {path.name} existed")
+        kept = (
+            f"the previous {path.name} (epoch {previous_epoch}) is intact"
+            if previous_epoch is not None
+            else f"no previous {path.name} existed"
+        )
         reason = "no space left on device" if error.errno == errno.ENOSPC else (error.strerror or str(error))
         raise DeitError(f"could not write {path}: {reason}; {kept}") from error
 
@@ -98,8 +113,9 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     return checkpoint
 
 
-def check_resume_matches(checkpoint: dict[str, Any], path: Path, *, model: str, model_kwargs: dict[str, Any],
-                         input_size: int) -> None:
+def check_resume_matches(
+    checkpoint: dict[str, Any], path: Path, *, model: str, model_kwargs: dict[str, Any], input_size: int
+) -> None:
     """Refuse, before any work, a checkpoint recorded for another model, shape or input size."""
     args = checkpoint.get("args") or {}
     saved = {key: args.get(key) for key in ("model", "model_kwargs", "input_size")}  # official files: args only
@@ -108,15 +124,19 @@ def check_resume_matches(checkpoint: dict[str, Any], path: Path, *, model: str, 
         saved = {"model": meta.model, "model_kwargs": meta.model_kwargs, "input_size": meta.input_size}
     saved_model = saved["model"]
     if saved_model is not None and saved_model != model:
-        raise DeitError(f"--resume {path}: it holds a '{saved_model}' checkpoint, not '{model}' "
-                        f"(use --finetune to start a different model from it)")
+        raise DeitError(
+            f"--resume {path}: it holds a '{saved_model}' checkpoint, not '{model}' "
+            f"(use --finetune to start a different model from it)"
+        )
     saved_kwargs = saved["model_kwargs"]
     if saved_kwargs is not None and dict(saved_kwargs) != dict(model_kwargs):
         raise DeitError(f"--resume {path}: it was trained with --model-kwargs {saved_kwargs}, not {model_kwargs}")
     saved_size = saved["input_size"]
     if saved_size is not None and int(saved_size) != input_size:
-        raise DeitError(f"--resume {path}: it was trained at --input-size {saved_size}, not {input_size} "
-                        f"(use --finetune to change resolution)")
+        raise DeitError(
+            f"--resume {path}: it was trained at --input-size {saved_size}, not {input_size} "
+            f"(use --finetune to change resolution)"
+        )
 
 
 def prune_log(log_path: Path, last_epoch: int) -> None:
@@ -138,13 +158,32 @@ def prune_log(log_path: Path, last_epoch: int) -> None:
     atomic_write(log_path, lambda tmp: Path(tmp).write_text("".join(k + "\n" for k in kept)))
 
 
-def training_state(*, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, scaler: Any,
-                   model_ema: Any, epoch: int, args: dict[str, Any], meta: CheckpointMeta, rng: dict[str, Any],
-                   best_acc: float, global_step: int) -> dict[str, Any]:
+def training_state(
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    model_ema: Any,
+    epoch: int,
+    args: dict[str, Any],
+    meta: CheckpointMeta,
+    rng: dict[str, Any],
+    best_acc: float,
+    global_step: int,
+) -> dict[str, Any]:
     """The checkpoint dict of docs/architecture.md (plus `global_step`), tensors and plain data only."""
-    state: dict[str, Any] = {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                             "lr_scheduler": scheduler.state_dict(), "epoch": epoch, "args": args,
-                             "meta": meta.to_dict(), "rng": rng, "best_acc": best_acc, "global_step": global_step}
+    state: dict[str, Any] = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "lr_scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "args": args,
+        "meta": meta.to_dict(),
+        "rng": rng,
+        "best_acc": best_acc,
+        "global_step": global_step,
+    }
     state[DIGEST_KEY] = tensor_digest(state["model"])  # verified on resume: bytes flipped on disk are caught
     if scaler is not None:
         state["scaler"] = scaler.state_dict()
@@ -153,18 +192,27 @@ def training_state(*, model: nn.Module, optimizer: torch.optim.Optimizer, schedu
     return state
 
 
-def restore_training_state(checkpoint: dict[str, Any], path: Path, *, optimizer: torch.optim.Optimizer,
-                           scheduler: Any, scaler: Any, model_ema: Any) -> tuple[int, float, int]:
+def restore_training_state(
+    checkpoint: dict[str, Any],
+    path: Path,
+    *,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: Any,
+    model_ema: Any,
+) -> tuple[int, float, int]:
     """Load optimizer/scheduler/scaler/EMA states; returns (next epoch, best top-1, global step)."""
     missing = [key for key in ("optimizer", "lr_scheduler", "epoch") if key not in checkpoint]
     if missing:
-        raise DeitError(f"--resume {path}: has no {', '.join(missing)} (weights only?); use --finetune to start "
-                        f"from its weights")
+        raise DeitError(
+            f"--resume {path}: has no {', '.join(missing)} (weights only?); use --finetune to start from its weights"
+        )
     try:
         optimizer.load_state_dict(checkpoint["optimizer"])
     except (ValueError, KeyError) as error:
-        raise DeitError(f"--resume {path}: its optimizer state does not fit (--opt or --attn-only changed?): "
-                        f"{error}") from error
+        raise DeitError(
+            f"--resume {path}: its optimizer state does not fit (--opt or --attn-only changed?): {error}"
+        ) from error
     keep_kernel_choice(optimizer)
     check_scheduler_state(checkpoint["lr_scheduler"], scheduler.state_dict(), path)
     scheduler.load_state_dict(checkpoint["lr_scheduler"])

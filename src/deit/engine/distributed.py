@@ -49,13 +49,20 @@ def read_launcher_env(environ: Mapping[str, str] | None = None) -> DistributedEn
     env = os.environ if environ is None else environ
     try:
         if "RANK" in env and "WORLD_SIZE" in env:
-            return DistributedEnv(int(env["RANK"]), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)),
-                                  env.get("MASTER_ADDR"), "torchrun")
+            return DistributedEnv(
+                int(env["RANK"]),
+                int(env["WORLD_SIZE"]),
+                int(env.get("LOCAL_RANK", 0)),
+                env.get("MASTER_ADDR"),
+                "torchrun",
+            )
         if "SLURM_PROCID" in env and int(env.get("SLURM_NTASKS", "1")) > 1:
-            master = env.get("MASTER_ADDR") or (first_slurm_host(env["SLURM_NODELIST"])
-                                                if env.get("SLURM_NODELIST") else None)
-            return DistributedEnv(int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]),
-                                  int(env.get("SLURM_LOCALID", 0)), master, "slurm")
+            master = env.get("MASTER_ADDR") or (
+                first_slurm_host(env["SLURM_NODELIST"]) if env.get("SLURM_NODELIST") else None
+            )
+            return DistributedEnv(
+                int(env["SLURM_PROCID"]), int(env["SLURM_NTASKS"]), int(env.get("SLURM_LOCALID", 0)), master, "slurm"
+            )
     except ValueError as error:
         raise DeitError(f"malformed launcher environment variable: {error}") from error
     return DistributedEnv()
@@ -74,8 +81,9 @@ def process_device(device: str, local_rank: int = 0) -> torch.device:
     return resolved
 
 
-def init_distributed(env: DistributedEnv, device: torch.device, *, dist_url: str = "env://",
-                     require: bool = False) -> None:
+def init_distributed(
+    env: DistributedEnv, device: torch.device, *, dist_url: str = "env://", require: bool = False
+) -> None:
     """Join the process group (nccl on CUDA, gloo on CPU) when the launcher started several processes."""
     if not env.distributed:
         if require:
@@ -92,8 +100,7 @@ def init_distributed(env: DistributedEnv, device: torch.device, *, dist_url: str
         os.environ.setdefault("LOCAL_RANK", str(env.local_rank))
     backend = "nccl" if device.type == "cuda" else "gloo"
     kwargs = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend=backend, init_method=dist_url, rank=env.rank, world_size=env.world_size,
-                            **kwargs)
+    dist.init_process_group(backend=backend, init_method=dist_url, rank=env.rank, world_size=env.world_size, **kwargs)
 
 
 def shutdown_distributed() -> None:
@@ -121,4 +128,3 @@ def any_process(flag: bool, device: torch.device) -> bool:
     value = torch.tensor(float(flag), device=device)
     dist.all_reduce(value, op=dist.ReduceOp.MAX)
     return bool(value.item())
-

@@ -70,20 +70,28 @@ class FinetuneOrigin:
         origin = f" ({self.trained_as})" if self.trained_as else " (no deit meta: architecture from --model)"
         lines = [f"--finetune {self.source}: weights loaded into {model_name}{origin}"]
         if self.reinitialised:
-            lines.append(f"--finetune: {', '.join(self.reinitialised)} re-initialised: {self.classes_before} → "
-                         f"{self.classes_after} classes")
+            lines.append(
+                f"--finetune: {', '.join(self.reinitialised)} re-initialised: {self.classes_before} → "
+                f"{self.classes_after} classes"
+            )
         else:
             lines.append(f"--finetune: heads kept ({self.classes_after} classes, as in the checkpoint)")
         if self.grid_before is not None:
-            lines.append(f"--finetune: pos_embed resampled {self.grid_before}×{self.grid_before} → "
-                         f"{self.grid_after}×{self.grid_after} patch grid (bicubic, as the official fine-tuning)")
+            lines.append(
+                f"--finetune: pos_embed resampled {self.grid_before}×{self.grid_before} → "
+                f"{self.grid_after}×{self.grid_after} patch grid (bicubic, as the official fine-tuning)"
+            )
         return lines
 
     def to_dict(self) -> dict[str, Any]:
         """The record kept in the checkpoint meta (`finetuned_from`) and shown by the model card."""
-        return {"source": self.source, "trained_as": self.trained_as, "classes_before": self.classes_before,
-                "reinitialised": list(self.reinitialised),
-                "pos_embed_grid": [self.grid_before, self.grid_after] if self.grid_before is not None else None}
+        return {
+            "source": self.source,
+            "trained_as": self.trained_as,
+            "classes_before": self.classes_before,
+            "reinitialised": list(self.reinitialised),
+            "pos_embed_grid": [self.grid_before, self.grid_after] if self.grid_before is not None else None,
+        }
 
 
 def _describe(meta: CheckpointMeta) -> str:
@@ -92,8 +100,9 @@ def _describe(meta: CheckpointMeta) -> str:
     return f"a {meta.model}{kwargs} checkpoint{size}, {meta.num_classes} classes"
 
 
-def load_finetune(model: nn.Module, source: str | Path, *, flag_model: str,
-                  flag_kwargs: dict[str, Any]) -> FinetuneOrigin:
+def load_finetune(
+    model: nn.Module, source: str | Path, *, flag_model: str, flag_kwargs: dict[str, Any]
+) -> FinetuneOrigin:
     """Load `source` into `model` (heads of another class count dropped, pos_embed resampled) and say how.
 
     A file that does not fit is one DeitError naming both the flags and what the file's meta says it holds.
@@ -111,18 +120,28 @@ def load_finetune(model: nn.Module, source: str | Path, *, flag_model: str,
     except DeitError as error:
         if meta is not None and (meta.model != flag_model or dict(meta.model_kwargs) != dict(flag_kwargs)):
             kwargs = f" --model-kwargs {json.dumps(flag_kwargs, sort_keys=True)}" if flag_kwargs else ""
-            raise DeitError(f"--model {flag_model}{kwargs} does not fit --finetune {source}, {_describe(meta)} "
-                            f"(drop --model/--model-kwargs to build the checkpoint's): {error}") from error
+            raise DeitError(
+                f"--model {flag_model}{kwargs} does not fit --finetune {source}, {_describe(meta)} "
+                f"(drop --model/--model-kwargs to build the checkpoint's): {error}"
+            ) from error
         raise
     model.load_state_dict(adapted, strict=False)
-    reinitialised = tuple(name for name in _HEADS if f"{name}.weight" in target
-                          and (f"{name}.weight" not in adapted))
+    reinitialised = tuple(name for name in _HEADS if f"{name}.weight" in target and (f"{name}.weight" not in adapted))
     grid_before = grid_after = None
-    if "pos_embed" in target and "pos_embed" in state_dict and \
-            state_dict["pos_embed"].shape != target["pos_embed"].shape:
+    if (
+        "pos_embed" in target
+        and "pos_embed" in state_dict
+        and state_dict["pos_embed"].shape != target["pos_embed"].shape
+    ):
         prefix = target["pos_embed"].shape[1] - model.patch_embed.num_patches  # type: ignore[union-attr]
         grid_before = round((state_dict["pos_embed"].shape[1] - prefix) ** 0.5)
         grid_after = int(model.patch_embed.grid_size)  # type: ignore[union-attr]
-    return FinetuneOrigin(source=str(source), trained_as=_describe(meta) if meta is not None else None,
-                          classes_before=classes_before, classes_after=classes_after, reinitialised=reinitialised,
-                          grid_before=grid_before, grid_after=grid_after)
+    return FinetuneOrigin(
+        source=str(source),
+        trained_as=_describe(meta) if meta is not None else None,
+        classes_before=classes_before,
+        classes_after=classes_after,
+        reinitialised=reinitialised,
+        grid_before=grid_before,
+        grid_after=grid_after,
+    )

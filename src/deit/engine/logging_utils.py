@@ -66,8 +66,11 @@ class Progress:
             self._bar.set_postfix({**shown, "img/s": f"{rate:.0f}"}, refresh=True)
         elif self.mode == "plain":
             fields = " ".join(f"{k} {v}" for k, v in shown.items())
-            print(f"{self.desc} [{self.steps}/{self.total}] {fields} {rate:.0f} img/s eta {format_duration(eta)}"
-                  f"{run_eta}", flush=True)
+            print(
+                f"{self.desc} [{self.steps}/{self.total}] {fields} {rate:.0f} img/s eta {format_duration(eta)}"
+                f"{run_eta}",
+                flush=True,
+            )
 
     def close(self) -> None:
         """Remove the bar (the epoch summary line is printed by the caller)."""

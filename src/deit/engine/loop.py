@@ -19,9 +19,9 @@ from torch import Tensor, nn
 from deit.engine.distributed import all_reduce_sum, any_process, is_distributed
 from deit.engine.logging_utils import Progress
 from deit.engine.optim import current_lr
-from deit.precision import Precision
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
+from deit.precision import Precision
 
 
 class NonFiniteLossError(DeitError):
@@ -32,11 +32,21 @@ class NonFiniteLossError(DeitError):
         self.epoch, self.step = epoch, step
 
 
-def train_one_epoch(step: TrainStep, loader: Iterable, device: torch.device, epoch: int, *,
-                    set_training_mode: bool = True, nan_policy: str = "stop", max_steps: int = 0,
-                    log_interval: int = 50, progress_mode: str = "quiet", global_step: int = 0,
-                    steps_after: int = 0, on_report: Callable[[int, dict[str, float]], None] | None = None
-                    ) -> dict[str, float]:
+def train_one_epoch(
+    step: TrainStep,
+    loader: Iterable,
+    device: torch.device,
+    epoch: int,
+    *,
+    set_training_mode: bool = True,
+    nan_policy: str = "stop",
+    max_steps: int = 0,
+    log_interval: int = 50,
+    progress_mode: str = "quiet",
+    global_step: int = 0,
+    steps_after: int = 0,
+    on_report: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, float]:
     """Train for one epoch with `step` (engine/step.py); returns mean loss, lr, steps, skipped steps, images/s
     and the next global step.
 
@@ -57,8 +67,9 @@ def train_one_epoch(step: TrainStep, loader: Iterable, device: torch.device, epo
     steps = skipped = interval_steps = 0
     # --nan-policy skip must look at the loss before the update (the one host sync per step of that mode), and
     # every process must agree, which DDP requires.
-    should_update = (lambda loss: not any_process(not bool(torch.isfinite(loss)), device)) \
-        if nan_policy == "skip" else None
+    should_update = (
+        (lambda loss: not any_process(not bool(torch.isfinite(loss)), device)) if nan_policy == "skip" else None
+    )
     try:
         for batch in loader:
             if max_steps and steps + skipped >= max_steps:
@@ -91,17 +102,25 @@ def train_one_epoch(step: TrainStep, loader: Iterable, device: torch.device, epo
         progress.close()
     if steps == 0 and skipped == 0:
         raise DeitError("the training loader produced no batch: fewer images than --batch-size?")
-    return {"loss": loss_sum.item() / max(steps, 1), "lr": current_lr(optimizer), "steps": steps,
-            "skipped_steps": skipped, "images_per_second": progress.images_per_second,
-            "global_step": global_step + steps + skipped}
+    return {
+        "loss": loss_sum.item() / max(steps, 1),
+        "lr": current_lr(optimizer),
+        "steps": steps,
+        "skipped_steps": skipped,
+        "images_per_second": progress.images_per_second,
+        "global_step": global_step + steps + skipped,
+    }
 
 
 def _check_finite(first_bad: Tensor, epoch: int, epoch_start_step: int, device: torch.device) -> None:
     """Read the device-side flag (a sync, but only every log interval); raise on every rank together."""
     bad_step = int(first_bad.item())
     if any_process(bad_step >= 0, device):
-        where = (f"step {bad_step - epoch_start_step} of the epoch (global step {bad_step})" if bad_step >= 0
-                 else "a step of another process")
+        where = (
+            f"step {bad_step - epoch_start_step} of the epoch (global step {bad_step})"
+            if bad_step >= 0
+            else "a step of another process"
+        )
         raise NonFiniteLossError(f"the loss became NaN/inf in epoch {epoch + 1}, {where}", epoch=epoch, step=bad_step)
 
 
@@ -123,10 +142,19 @@ def _topk_correct(logits: Tensor, targets: Tensor, k: int) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teacher: nn.Module | None = None,
-             precision: Precision | None = None, distributed: bool = False, confusion: bool = False,
-             max_batches: int = 0, teacher_cache: dict[int, Tensor] | None = None,
-             per_image: list[dict[str, Tensor]] | None = None) -> dict[str, Any]:
+def evaluate(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    *,
+    teacher: nn.Module | None = None,
+    precision: Precision | None = None,
+    distributed: bool = False,
+    confusion: bool = False,
+    max_batches: int = 0,
+    teacher_cache: dict[int, Tensor] | None = None,
+    per_image: list[dict[str, Tensor]] | None = None,
+) -> dict[str, Any]:
     """Top-1/top-5 of the class head, the distillation head and their fused average, loss, teacher agreement.
 
     Keys: `acc1`, `acc5`, `loss` (fused output, the official names), `cls_acc1/5`, and for distilled models
@@ -141,8 +169,21 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teache
     was_training = net.training
     net.eval()
     precision = precision or Precision("fp32")
-    names = ["images", "loss", "cls1", "cls5", "dist1", "dist5", "fused1", "fused5", "cls_dist", "teacher1",
-             "teacher_fused", "teacher_cls", "teacher_dist"]
+    names = [
+        "images",
+        "loss",
+        "cls1",
+        "cls5",
+        "dist1",
+        "dist5",
+        "fused1",
+        "fused5",
+        "cls_dist",
+        "teacher1",
+        "teacher_fused",
+        "teacher_cls",
+        "teacher_dist",
+    ]
     counts = torch.zeros(len(names), dtype=torch.float64, device=device)
     matrix: Tensor | None = None
     distilled = False
@@ -168,8 +209,10 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teache
         prediction = fused.argmax(1)
         if dist_logits is not None:
             distilled = True
-            batch[4], batch[5] = _topk_correct(dist_logits.float(), targets, 1), _topk_correct(
-                dist_logits.float(), targets, 5)
+            batch[4], batch[5] = (
+                _topk_correct(dist_logits.float(), targets, 1),
+                _topk_correct(dist_logits.float(), targets, 5),
+            )
             batch[8] = (cls_logits.argmax(1) == dist_logits.argmax(1)).sum()
         if teacher_prediction is not None:
             batch[9] = (teacher_prediction == targets).sum()
@@ -179,8 +222,11 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teache
                 batch[12] = (dist_logits.argmax(1) == teacher_prediction).sum()
         counts += batch
         if per_image is not None:
-            record = {"target": targets, "prediction": prediction,
-                      "confidence": fused.softmax(1).gather(1, prediction[:, None])[:, 0]}
+            record = {
+                "target": targets,
+                "prediction": prediction,
+                "confidence": fused.softmax(1).gather(1, prediction[:, None])[:, 0],
+            }
             if teacher_prediction is not None:
                 record["teacher"] = teacher_prediction
             per_image.append({key: value.detach().cpu() for key, value in record.items()})
@@ -197,15 +243,22 @@ def evaluate(model: nn.Module, loader: Iterable, device: torch.device, *, teache
     values = dict(zip(names, counts.tolist()))
     n = max(values["images"], 1.0)
     percent = {k: 100.0 * values[k] / n for k in names[2:]}
-    metrics: dict[str, Any] = {"acc1": percent["fused1"], "acc5": percent["fused5"], "loss": values["loss"] / n,
-                               "cls_acc1": percent["cls1"], "cls_acc5": percent["cls5"],
-                               "num_images": int(values["images"])}
+    metrics: dict[str, Any] = {
+        "acc1": percent["fused1"],
+        "acc5": percent["fused5"],
+        "loss": values["loss"] / n,
+        "cls_acc1": percent["cls1"],
+        "cls_acc5": percent["cls5"],
+        "num_images": int(values["images"]),
+    }
     if distilled:
-        metrics.update(dist_acc1=percent["dist1"], dist_acc5=percent["dist5"],
-                       cls_dist_agreement=percent["cls_dist"])
+        metrics.update(dist_acc1=percent["dist1"], dist_acc5=percent["dist5"], cls_dist_agreement=percent["cls_dist"])
     if teacher is not None:
-        metrics.update(teacher_acc1=percent["teacher1"], teacher_agreement=percent["teacher_fused"],
-                       cls_teacher_agreement=percent["teacher_cls"])
+        metrics.update(
+            teacher_acc1=percent["teacher1"],
+            teacher_agreement=percent["teacher_fused"],
+            cls_teacher_agreement=percent["teacher_cls"],
+        )
         if distilled:
             metrics["dist_teacher_agreement"] = percent["teacher_dist"]
     if matrix is not None:

@@ -14,39 +14,62 @@ from torch.utils.data import Dataset, IterableDataset
 
 from deit.data.memory import BatchAugment, MemoryLoader, ViewSet, decode, memory_refusal
 from deit.distill.loss import TEACHER_TYPES
-from deit.distill.teacher_table import (MAX_TABLE_BYTES, cached_table, compute_table, file_sha256, table_bytes,
-                                        table_key)
+from deit.distill.teacher_table import MAX_TABLE_BYTES, cached_table, compute_table, file_sha256, table_bytes, table_key
 from deit.engine.config import TrainConfig
 from deit.errors import DeitError
 
 
 def memory_refusal_for(config: TrainConfig, train_set: Dataset) -> str | None:
     """Why `config` cannot train from memory (None: it can)."""
-    return memory_refusal(data_set=train_set, input_size=config.input_size, aa=config.aa,
-                          color_jitter=config.color_jitter, reprob=config.reprob,
-                          three_augment=config.three_augment, iterable=isinstance(train_set, IterableDataset))
+    return memory_refusal(
+        data_set=train_set,
+        input_size=config.input_size,
+        aa=config.aa,
+        color_jitter=config.color_jitter,
+        reprob=config.reprob,
+        three_augment=config.three_augment,
+        iterable=isinstance(train_set, IterableDataset),
+    )
 
 
-def build_memory_loader(config: TrainConfig, train_set: Dataset, sampler: Any, *, rank: int, device: torch.device,
-                        teacher: nn.Module | None, mean: tuple, std: tuple) -> tuple[MemoryLoader, list[str]]:
+def build_memory_loader(
+    config: TrainConfig,
+    train_set: Dataset,
+    sampler: Any,
+    *,
+    rank: int,
+    device: torch.device,
+    teacher: nn.Module | None,
+    mean: tuple,
+    std: tuple,
+) -> tuple[MemoryLoader, list[str]]:
     """The in-memory loader over `train_set` in `sampler`'s order, and the lines that announce it."""
     images, labels = decode(train_set, config.input_size, config.train_interpolation)
     views = ViewSet(size=config.input_size, hflip=config.hflip)
     augment = BatchAugment(images.to(device), views, mean, std)
     megabytes = augment.padded.numel() / 2**20
-    lines = [f"--data-loader memory: {len(labels)} training images decoded once into one {megabytes:.1f} MB uint8 "
-             f"tensor on {device}; padded crop, flip and normalisation per batch"]
+    lines = [
+        f"--data-loader memory: {len(labels)} training images decoded once into one {megabytes:.1f} MB uint8 "
+        f"tensor on {device}; padded crop, flip and normalisation per batch"
+    ]
     classes = len(train_set.classes)  # type: ignore[attr-defined]
     table, teacher_line = _teacher_table(config, teacher, augment, classes, len(sampler), device)
     if teacher_line:
         lines.append(teacher_line)
-    loader = MemoryLoader(augment, labels, sampler, batch_size=config.batch_size, seed=config.seed, rank=rank,
-                          teacher_table=table)
+    loader = MemoryLoader(
+        augment, labels, sampler, batch_size=config.batch_size, seed=config.seed, rank=rank, teacher_table=table
+    )
     return loader, lines
 
 
-def _teacher_table(config: TrainConfig, teacher: nn.Module | None, augment: BatchAugment, classes: int,
-                   draws_per_epoch: int, device: torch.device) -> tuple[torch.Tensor | None, str]:
+def _teacher_table(
+    config: TrainConfig,
+    teacher: nn.Module | None,
+    augment: BatchAugment,
+    classes: int,
+    draws_per_epoch: int,
+    device: torch.device,
+) -> tuple[torch.Tensor | None, str]:
     """(the table or None, what the run says about its teacher)."""
     if teacher is None or config.distillation_type not in TEACHER_TYPES:
         return None, ""
@@ -57,12 +80,18 @@ def _teacher_table(config: TrainConfig, teacher: nn.Module | None, augment: Batc
             raise DeitError(f"--teacher-table on: {why_not}")
         return None, f"teacher: one forward pass per step ({why_not})"
     key = table_key(file_sha256(config.teacher_path), _data_identity(config, images), augment.views.describe())
-    table = cached_table(key, lambda: compute_table(teacher, augment, images=images, views=views, device=device),
-                         config.teacher_table_dir or None, device)
-    return table, (f"teacher: looked up in a table of its logits for {images} images x {views} views "
-                   f"({table_bytes(images, views, classes) / 2**20:.1f} MB, computed once"
-                   f"{' and shared in ' + config.teacher_table_dir if config.teacher_table_dir else ''}), "
-                   f"not run per step")
+    table = cached_table(
+        key,
+        lambda: compute_table(teacher, augment, images=images, views=views, device=device),
+        config.teacher_table_dir or None,
+        device,
+    )
+    return table, (
+        f"teacher: looked up in a table of its logits for {images} images x {views} views "
+        f"({table_bytes(images, views, classes) / 2**20:.1f} MB, computed once"
+        f"{' and shared in ' + config.teacher_table_dir if config.teacher_table_dir else ''}), "
+        f"not run per step"
+    )
 
 
 def _table_refusal(config: TrainConfig, images: int, views: int, classes: int, draws_per_epoch: int) -> str:
@@ -74,16 +103,25 @@ def _table_refusal(config: TrainConfig, images: int, views: int, classes: int, d
     if not config.teacher_path:
         return "no --teacher-path to key the table by"
     if table_bytes(images, views, classes) > MAX_TABLE_BYTES:
-        return (f"a table of {images} images x {views} views x {classes} classes would take "
-                f"{table_bytes(images, views, classes) >> 20} MB, over {MAX_TABLE_BYTES >> 20} MB")
-    if config.teacher_table == "auto" and not config.teacher_table_dir \
-            and config.epochs * draws_per_epoch < images * views:
-        return (f"the run draws {config.epochs * draws_per_epoch} samples, fewer than the table's {images * views}; "
-                f"--teacher-table on, or a shared --teacher-table-dir, builds it anyway")
+        return (
+            f"a table of {images} images x {views} views x {classes} classes would take "
+            f"{table_bytes(images, views, classes) >> 20} MB, over {MAX_TABLE_BYTES >> 20} MB"
+        )
+    if (
+        config.teacher_table == "auto"
+        and not config.teacher_table_dir
+        and config.epochs * draws_per_epoch < images * views
+    ):
+        return (
+            f"the run draws {config.epochs * draws_per_epoch} samples, fewer than the table's {images * views}; "
+            f"--teacher-table on, or a shared --teacher-table-dir, builds it anyway"
+        )
     return ""
 
 
 def _data_identity(config: TrainConfig, images: int) -> str:
     """What decides the table's inputs besides the views: data set, subset, input size, resize, normalisation."""
-    return (f"{config.data_set}|{config.data_path}|subset{config.train_subset:g}@{config.train_subset_seed}|"
-            f"n{images}|in{config.input_size}|{config.train_interpolation}")
+    return (
+        f"{config.data_set}|{config.data_path}|subset{config.train_subset:g}@{config.train_subset_seed}|"
+        f"n{images}|in{config.input_size}|{config.train_interpolation}"
+    )

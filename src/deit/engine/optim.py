@@ -38,13 +38,23 @@ def layer_decay_groups(model: nn.Module, weight_decay: float, layer_decay: float
     if not 0.0 < layer_decay <= 1.0:
         raise DeitError(f"--layer-decay {layer_decay:g}: must be in (0, 1] (e.g. 0.65, 0.75; 1 = no decay)")
     skip = sorted(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else []
-    return param_groups_layer_decay(model, weight_decay=weight_decay, no_weight_decay_list=skip,
-                                    layer_decay=layer_decay)
+    return param_groups_layer_decay(
+        model, weight_decay=weight_decay, no_weight_decay_list=skip, layer_decay=layer_decay
+    )
 
 
-def build_optimizer(model: nn.Module, *, opt: str, lr: float, weight_decay: float, eps: float,
-                    betas: list[float] | None, momentum: float, device: torch.device,
-                    layer_decay: float | None = None) -> torch.optim.Optimizer:
+def build_optimizer(
+    model: nn.Module,
+    *,
+    opt: str,
+    lr: float,
+    weight_decay: float,
+    eps: float,
+    betas: list[float] | None,
+    momentum: float,
+    device: torch.device,
+    layer_decay: float | None = None,
+) -> torch.optim.Optimizer:
     """timm's optimizer factory over `param_groups` (timm's layer-decay groups with `layer_decay`); Adam(W) runs the
     fused kernel on GPU, multi-tensor on CPU."""
     from timm.optim import create_optimizer_v2
@@ -59,13 +69,15 @@ def build_optimizer(model: nn.Module, *, opt: str, lr: float, weight_decay: floa
         # for ~25% less time on the demo's student (0.9 vs 1.2 ms). The CPU fused kernel is ~4x faster but
         # rounds differently (same seed, other weights), so it stays CUDA-only, as before.
         kwargs["fused" if device.type == "cuda" else "foreach"] = True
-    groups = param_groups(model, weight_decay) if layer_decay is None else \
-        layer_decay_groups(model, weight_decay, layer_decay)
+    groups = (
+        param_groups(model, weight_decay)
+        if layer_decay is None
+        else layer_decay_groups(model, weight_decay, layer_decay)
+    )
     if not any(group["params"] for group in groups):
         raise DeitError("the model has no trainable parameters")
     try:
-        return create_optimizer_v2(groups, opt=opt, lr=lr, weight_decay=weight_decay, momentum=momentum,
-                                   **kwargs)
+        return create_optimizer_v2(groups, opt=opt, lr=lr, weight_decay=weight_decay, momentum=momentum, **kwargs)
     except (AssertionError, ValueError) as error:
         raise DeitError(f"--opt {opt}: {error}") from error
 
@@ -82,19 +94,44 @@ def keep_kernel_choice(optimizer: torch.optim.Optimizer) -> None:
                 group[key] = optimizer.defaults[key]
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, *, sched: str, epochs: int, warmup_epochs: int,
-                    warmup_lr: float, min_lr: float, decay_epochs: float, decay_rate: float, cooldown_epochs: int,
-                    patience_epochs: int, lr_noise: list[float] | None, lr_noise_pct: float, lr_noise_std: float,
-                    seed: int) -> Any:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    *,
+    sched: str,
+    epochs: int,
+    warmup_epochs: int,
+    warmup_lr: float,
+    min_lr: float,
+    decay_epochs: float,
+    decay_rate: float,
+    cooldown_epochs: int,
+    patience_epochs: int,
+    lr_noise: list[float] | None,
+    lr_noise_pct: float,
+    lr_noise_std: float,
+    seed: int,
+) -> Any:
     """A timm epoch scheduler (cosine + linear warmup by default), stepped once after every epoch."""
     from timm.scheduler import create_scheduler_v2
 
     try:
         scheduler, _ = create_scheduler_v2(
-            optimizer, sched=sched, num_epochs=epochs, decay_epochs=decay_epochs, cooldown_epochs=cooldown_epochs,
-            patience_epochs=patience_epochs, decay_rate=decay_rate, min_lr=min_lr, warmup_lr=warmup_lr,
-            warmup_epochs=warmup_epochs, noise=lr_noise, noise_pct=lr_noise_pct, noise_std=lr_noise_std,
-            noise_seed=seed, step_on_epochs=True)
+            optimizer,
+            sched=sched,
+            num_epochs=epochs,
+            decay_epochs=decay_epochs,
+            cooldown_epochs=cooldown_epochs,
+            patience_epochs=patience_epochs,
+            decay_rate=decay_rate,
+            min_lr=min_lr,
+            warmup_lr=warmup_lr,
+            warmup_epochs=warmup_epochs,
+            noise=lr_noise,
+            noise_pct=lr_noise_pct,
+            noise_std=lr_noise_std,
+            noise_seed=seed,
+            step_on_epochs=True,
+        )
     except (AssertionError, ValueError) as error:
         reason = str(error) or f"timm's scheduler refused these settings ({type(error).__name__})"
         raise DeitError(f"--sched {sched}: {reason}") from error

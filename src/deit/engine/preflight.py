@@ -7,15 +7,20 @@ import warnings
 from pathlib import Path
 
 from deit.data.datasets import DATASET_NAMES, FOLDER_DATA_SETS, data_set_key
-from deit.engine.config import TrainConfig, check_config_bounds, non_default_unimplemented
 from deit.distill.loss import TEACHER_TYPES
+from deit.engine.config import TrainConfig, check_config_bounds, non_default_unimplemented
 from deit.errors import DeitError
 from deit.io import require_regular_file
 from deit.models.download import is_url
 from deit.models.kwargs_check import check_no_download_keys, check_patch_grid, check_vit_kwargs
 from deit.models.registry import check_model_name, get_model_spec, is_registered
-_RESERVED_KWARGS = {"num_classes": "the data set decides it", "img_size": "use --input-size",
-                    "drop_path_rate": "use --drop-path", "drop_rate": "use --drop"}
+
+_RESERVED_KWARGS = {
+    "num_classes": "the data set decides it",
+    "img_size": "use --input-size",
+    "drop_path_rate": "use --drop-path",
+    "drop_rate": "use --drop",
+}
 
 
 def resolve_data_set(config: TrainConfig) -> TrainConfig:
@@ -40,8 +45,10 @@ def validate_config(config: TrainConfig) -> None:
     """Every check that needs no data and no model; raises a one-line `DeitError` naming the flag."""
     refused = non_default_unimplemented(config)
     if _inat_class_folders(config) and config.inat_category != "name":
-        refused.append("--inat-category: this INAT --data-path has no train2018.json and is read as class "
-                       "folders, whose names are the only granularity")
+        refused.append(
+            "--inat-category: this INAT --data-path has no train2018.json and is read as class "
+            "folders, whose names are the only granularity"
+        )
     if refused:
         raise DeitError(refused[0])
     _check_numbers(config)
@@ -54,8 +61,10 @@ def validate_config(config: TrainConfig) -> None:
     if config.distillation_type in TEACHER_TYPES and not config.eval:
         check_model_name(config.teacher_model, where="--teacher-model")
         if not config.teacher_path:
-            raise DeitError(f"--distillation-type {config.distillation_type} needs --teacher-path (the teacher's "
-                            f"trained weights; train one with `deit train --model {config.teacher_model}`)")
+            raise DeitError(
+                f"--distillation-type {config.distillation_type} needs --teacher-path (the teacher's "
+                f"trained weights; train one with `deit train --model {config.teacher_model}`)"
+            )
         _check_file(config.teacher_path, "--teacher-path")
     if config.finetune:
         _check_file(config.finetune, "--finetune")
@@ -69,8 +78,10 @@ def _check_numbers(config: TrainConfig) -> None:
     check_config_bounds(config)  # each value alone: finite and in its range (deit.flag_bounds)
     # What follows relates values to each other.
     if config.eval_interval > 1 and config.sched == "plateau":
-        raise DeitError(f"--eval-interval {config.eval_interval} with --sched plateau: the plateau scheduler needs "
-                        f"a validation top-1 every epoch; use --eval-interval 1")
+        raise DeitError(
+            f"--eval-interval {config.eval_interval} with --sched plateau: the plateau scheduler needs "
+            f"a validation top-1 every epoch; use --eval-interval 1"
+        )
     if config.bce_target_thresh is not None and not config.bce_loss:
         raise DeitError("--bce-target-thresh needs --bce-loss")
     if config.train_subset != 1.0:
@@ -81,8 +92,9 @@ def _check_numbers(config: TrainConfig) -> None:
     if mixup_on and config.batch_size % 2:  # timm's Mixup pairs samples in every mode
         raise DeitError(f"--batch-size {config.batch_size}: mixup/cutmix needs an even batch size")
     if config.cutmix_minmax is not None and config.cutmix_minmax[0] > config.cutmix_minmax[1]:
-        raise DeitError(f"--cutmix-minmax {config.cutmix_minmax[0]} {config.cutmix_minmax[1]}: the minimum is "
-                        f"above the maximum")
+        raise DeitError(
+            f"--cutmix-minmax {config.cutmix_minmax[0]} {config.cutmix_minmax[1]}: the minimum is above the maximum"
+        )
     if config.start_epoch >= config.epochs and not config.eval:
         raise DeitError(f"--start_epoch {config.start_epoch}: the run has only --epochs {config.epochs}")
 
@@ -103,13 +115,26 @@ def _check_names(config: TrainConfig) -> None:
     resolve_device(config.device)
     # The training transform is built by the same code the run uses (milliseconds): --aa, --remode and
     # --train-interpolation are refused now rather than after the data set is read.
-    build_transform(True, input_size=config.input_size, color_jitter=config.color_jitter, auto_augment=config.aa,
-                    interpolation=config.train_interpolation, reprob=config.reprob, remode=config.remode,
-                    recount=config.recount, three_augment=config.three_augment, simple_random_crop=config.src,
-                    hflip=config.hflip)
+    build_transform(
+        True,
+        input_size=config.input_size,
+        color_jitter=config.color_jitter,
+        auto_augment=config.aa,
+        interpolation=config.train_interpolation,
+        reprob=config.reprob,
+        remode=config.remode,
+        recount=config.recount,
+        three_augment=config.three_augment,
+        simple_random_crop=config.src,
+        hflip=config.hflip,
+    )
     if key == "HF":
-        for flag, value in {"--hf-image-column": config.hf_image_column, "--hf-label-column": config.hf_label_column,
-                            "--hf-train-split": config.hf_train_split, "--hf-val-split": config.hf_val_split}.items():
+        for flag, value in {
+            "--hf-image-column": config.hf_image_column,
+            "--hf-label-column": config.hf_label_column,
+            "--hf-train-split": config.hf_train_split,
+            "--hf-val-split": config.hf_val_split,
+        }.items():
             if not value:
                 raise DeitError(f"{flag}: may not be empty")
     if config.resume and config.resume != "auto":
@@ -147,14 +172,20 @@ def _check_data_layout(config: TrainConfig) -> None:
     key = data_set_key(config.data_set)
     if config.data_loader == "dali":
         if key not in FOLDER_DATA_SETS + ("WDS",) or (key == "INAT" and not _inat_class_folders(config)):
-            raise DeitError(f"--data-loader dali reads class folders (--data-set {', '.join(FOLDER_DATA_SETS)}) "
-                            f"and shards (--data-set WDS), "
-                            f"not --data-set {config.data_set}; use --data-loader torch")
+            raise DeitError(
+                f"--data-loader dali reads class folders (--data-set {', '.join(FOLDER_DATA_SETS)}) "
+                f"and shards (--data-set WDS), "
+                f"not --data-set {config.data_set}; use --data-loader torch"
+            )
         from deit.data.dali import check_dali_flags, require_dali
 
         require_dali()  # the missing extra is named now, before any work
-        check_dali_flags(auto_augment=config.aa, three_augment=config.three_augment, simple_random_crop=config.src,
-                         interpolation=config.train_interpolation)
+        check_dali_flags(
+            auto_augment=config.aa,
+            three_augment=config.three_augment,
+            simple_random_crop=config.src,
+            interpolation=config.train_interpolation,
+        )
     if key not in FOLDER_DATA_SETS or (key == "INAT" and not _inat_class_folders(config)):
         return
     if not config.data_path:
@@ -165,5 +196,7 @@ def _check_data_layout(config: TrainConfig) -> None:
     needed = ["val"] if config.eval else ["train", "val"]
     missing = [name for name in needed if not (root / name).is_dir()]
     if missing:
-        raise DeitError(f"--data-path {root}: missing {', '.join(missing)}/ (expected {root}/train/<class>/<images> "
-                        f"and {root}/val/<class>/<images>)")
+        raise DeitError(
+            f"--data-path {root}: missing {', '.join(missing)}/ (expected {root}/train/<class>/<images> "
+            f"and {root}/val/<class>/<images>)"
+        )

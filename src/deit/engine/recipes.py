@@ -14,18 +14,30 @@ from deit.errors import DeitError
 # given (the /512 scaling makes a small batch's lr negligible), short warmup, no EMA (0.99996 per step averages
 # over far more steps than a small run has), and none of the heavy regularisers (RandAugment, mixup/cutmix,
 # random erasing, repeated augmentation), which slow learning far more than they help at this scale.
-_SMALL_DATA_AUGMENTATION: dict[str, Any] = dict(aa="none", mixup=0.0, cutmix=0.0, reprob=0.0, repeated_aug=False,
-                                                color_jitter=0.0, model_ema=False, unscale_lr=True, smoothing=0.1,
-                                                weight_decay=0.05, sched="cosine")
+_SMALL_DATA_AUGMENTATION: dict[str, Any] = dict(
+    aa="none",
+    mixup=0.0,
+    cutmix=0.0,
+    reprob=0.0,
+    repeated_aug=False,
+    color_jitter=0.0,
+    model_ema=False,
+    unscale_lr=True,
+    smoothing=0.1,
+    weight_decay=0.05,
+    sched="cosine",
+)
 
 RECIPES: dict[str, dict[str, Any]] = {
     # From pretrained weights: a small lr that leaves the features mostly in place. No warmup: the schedule is
     # stepped per epoch, so one warmup epoch would be a whole epoch at --warmup-lr.
-    "finetune": dict(_SMALL_DATA_AUGMENTATION, lr=1e-4, min_lr=1e-6, warmup_epochs=0, warmup_lr=1e-6, epochs=30,
-                     drop_path=0.1),
+    "finetune": dict(
+        _SMALL_DATA_AUGMENTATION, lr=1e-4, min_lr=1e-6, warmup_epochs=0, warmup_lr=1e-6, epochs=30, drop_path=0.1
+    ),
     # From scratch on a few thousand images: the demo's recipe (docs/demo.md), minus its digit-only settings.
-    "small-data": dict(_SMALL_DATA_AUGMENTATION, lr=1e-3, min_lr=1e-5, warmup_epochs=2, warmup_lr=1e-6, epochs=12,
-                       drop_path=0.0),
+    "small-data": dict(
+        _SMALL_DATA_AUGMENTATION, lr=1e-3, min_lr=1e-5, warmup_epochs=2, warmup_lr=1e-6, epochs=12, drop_path=0.0
+    ),
 }
 
 
@@ -62,13 +74,17 @@ def small_run_warnings(config: Any, *, world_size: int) -> list[str]:
 
     problems = []
     if config.warmup_epochs and config.warmup_epochs >= config.epochs > 0:
-        problems.append(f"--warmup-epochs {config.warmup_epochs} ≥ --epochs {config.epochs}: the whole run is "
-                        f"warmup from --warmup-lr {config.warmup_lr:g} and never reaches --lr; lower "
-                        f"--warmup-epochs (or try --recipe finetune / small-data)")
+        problems.append(
+            f"--warmup-epochs {config.warmup_epochs} ≥ --epochs {config.epochs}: the whole run is "
+            f"warmup from --warmup-lr {config.warmup_lr:g} and never reaches --lr; lower "
+            f"--warmup-epochs (or try --recipe finetune / small-data)"
+        )
     batch = config.batch_size * config.grad_accum_steps
     lr = scaled_lr(config.lr, batch, world_size, unscale=config.unscale_lr)
     if not config.unscale_lr and lr <= max(config.min_lr, config.warmup_lr):
-        problems.append(f"--lr {config.lr:g} × total batch {batch * world_size}/512 = {lr:.3g}, not "
-                        f"above --min-lr {config.min_lr:g} / --warmup-lr {config.warmup_lr:g}: the schedule never "
-                        f"rises; pass --unscale-lr to use --lr as is, or a larger --lr")
+        problems.append(
+            f"--lr {config.lr:g} × total batch {batch * world_size}/512 = {lr:.3g}, not "
+            f"above --min-lr {config.min_lr:g} / --warmup-lr {config.warmup_lr:g}: the schedule never "
+            f"rises; pass --unscale-lr to use --lr as is, or a larger --lr"
+        )
     return problems

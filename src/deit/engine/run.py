@@ -14,30 +14,47 @@ import numpy as np
 import torch
 from torch import nn
 
+from deit.distill.loss import TEACHER_TYPES
 from deit.engine import builders
-from deit.engine.checkpointing import (BEST_NAME, CHECKPOINT_NAME, capture_rng, check_resume_matches, copy_checkpoint,
-                                       prune_log, read_checkpoint, remove_stale_temporaries,
-                                       resolve_resume_path, restore_rng, restore_training_state, save_checkpoint,
-                                       training_state)
+from deit.engine.checkpoint_structure import check_state_shapes, has_training_state
+from deit.engine.checkpointing import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    capture_rng,
+    check_resume_matches,
+    copy_checkpoint,
+    prune_log,
+    read_checkpoint,
+    remove_stale_temporaries,
+    resolve_resume_path,
+    restore_rng,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+)
 from deit.engine.config import TrainConfig, save_config_yaml
+from deit.engine.distributed import (
+    DistributedEnv,
+    any_process,
+    init_distributed,
+    process_device,
+    read_launcher_env,
+    shutdown_distributed,
+)
 from deit.engine.finetune import FinetuneOrigin
-from deit.engine.distributed import (DistributedEnv, any_process, init_distributed, read_launcher_env,
-                                     process_device, shutdown_distributed)
 from deit.engine.logging_utils import RunLog, plot_curves, resolve_log_format, say
 from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_scheduler, current_lr
-from deit.engine.recipes import describe_recipe, small_run_warnings
-from deit.engine.run_report import clamp_workers, closing_summary, effective_log_interval, epoch_steps
-from deit.engine.checkpoint_structure import check_state_shapes, has_training_state
-from deit.precision import Precision, resolve_precision
-from deit.engine.step import TrainStep
-from deit.distill.loss import TEACHER_TYPES
-from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
 from deit.engine.preflight import describe_data, resolve_data_set, validate_config
+from deit.engine.recipes import describe_recipe, small_run_warnings
+from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
+from deit.engine.run_report import clamp_workers, closing_summary, effective_log_interval, epoch_steps
+from deit.engine.step import TrainStep
 from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
 from deit.models.checkpoint import load_state_dict_strict
 from deit.models.meta import CheckpointMeta
+from deit.precision import Precision, resolve_precision
 
 
 @dataclass
@@ -81,24 +98,30 @@ def train(config: TrainConfig) -> dict[str, Any]:
         for problem in small_run_warnings(config, world_size=env.world_size):
             warnings.warn(problem, stacklevel=2)
     if config.world_size > 1 and not env.distributed:
-        raise DeitError(f"--world_size {config.world_size}: start the processes with torchrun or srun "
-                        f"(the launcher sets the world size)")
+        raise DeitError(
+            f"--world_size {config.world_size}: start the processes with torchrun or srun "
+            f"(the launcher sets the world size)"
+        )
     device = process_device(config.device, env.local_rank)
     precision = resolve_precision(config.amp, device)
     resume_path = resolve_resume_path(config.resume, config.output_dir)
     checkpoint = None
     if resume_path is not None:
         checkpoint = read_checkpoint(resume_path)
-        check_resume_matches(checkpoint, resume_path, model=config.model, model_kwargs=config.model_kwargs,
-                             input_size=config.input_size)
+        check_resume_matches(
+            checkpoint, resume_path, model=config.model, model_kwargs=config.model_kwargs, input_size=config.input_size
+        )
     elif config.resume == "auto":
-        say(f"--resume auto: no {CHECKPOINT_NAME} in {config.output_dir} yet; starting from scratch",
-            is_main=env.is_main)
+        say(
+            f"--resume auto: no {CHECKPOINT_NAME} in {config.output_dir} yet; starting from scratch",
+            is_main=env.is_main,
+        )
     folder_lock = None
     if config.output_dir:
         if not config.eval:
-            refuse_replacing_a_run(config.output_dir, CHECKPOINT_NAME, resuming=checkpoint is not None,
-                                   overwrite=config.overwrite_output)
+            refuse_replacing_a_run(
+                config.output_dir, CHECKPOINT_NAME, resuming=checkpoint is not None, overwrite=config.overwrite_output
+            )
         if env.is_main:  # only rank 0 writes, so only rank 0 locks
             folder_lock = lock_run_folder(config.output_dir)
     owns_group = not torch.distributed.is_initialized()
@@ -110,8 +133,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             return _evaluate_only(run, trained_with=args.get("distillation_type") if isinstance(args, dict) else None)
         if output_dir_is_main(run):
             # only once the run is known to start; the fine-tune origin as comments (a reload ignores them)
-            save_config_yaml(config, run.output_dir / "config.yaml",
-                             comments=run.origin.lines(config.model) if run.origin is not None else ())
+            save_config_yaml(
+                config,
+                run.output_dir / "config.yaml",
+                comments=run.origin.lines(config.model) if run.origin is not None else (),
+            )
         return _train_epochs(run, resumed=run.last_saved_epoch is not None)
     finally:
         if folder_lock is not None:
@@ -131,8 +157,14 @@ def _seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, precision: Precision,
-           resume_path: Path | None, checkpoint: dict[str, Any] | None) -> _Run:
+def _build(
+    config: TrainConfig,
+    env: DistributedEnv,
+    device: torch.device,
+    precision: Precision,
+    resume_path: Path | None,
+    checkpoint: dict[str, Any] | None,
+) -> _Run:
     output_dir = Path(config.output_dir) if config.output_dir else None
     run = _Run(config, env, device, precision, output_dir)
     if output_dir is not None and env.is_main:
@@ -160,28 +192,54 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
         load_state_dict_strict(model, checkpoint["model"], source=str(resume_path))
     run.model = model.to(device)
     run.meta, run.origin = builders.checkpoint_meta(config, model, class_names, origin=origin), origin
-    run.step = builders.build_train_step(config, model, run.teacher, num_classes=num_classes, device=device,
-                                         precision=precision, world_size=env.world_size,
-                                         distributed=env.distributed)
+    run.step = builders.build_train_step(
+        config,
+        model,
+        run.teacher,
+        num_classes=num_classes,
+        device=device,
+        precision=precision,
+        world_size=env.world_size,
+        distributed=env.distributed,
+    )
     run.optimizer, run.model_ema, run.train_model = run.step.optimizer, run.step.model_ema, run.step.model
     lr = current_lr(run.optimizer)  # as build_train_step scaled it; read before the warm-up lowers it
     run.scheduler = build_scheduler(
-        run.optimizer, sched=config.sched, epochs=config.epochs, warmup_epochs=config.warmup_epochs,
-        warmup_lr=config.warmup_lr, min_lr=config.min_lr, decay_epochs=config.decay_epochs,
-        decay_rate=config.decay_rate, cooldown_epochs=config.cooldown_epochs, patience_epochs=config.patience_epochs,
-        lr_noise=config.lr_noise, lr_noise_pct=config.lr_noise_pct, lr_noise_std=config.lr_noise_std,
-        seed=config.seed)
-    run.loaders = builders.build_loaders(config, train_set, val_set, env, device,
-                                         teacher=run.teacher if not config.eval else None)
+        run.optimizer,
+        sched=config.sched,
+        epochs=config.epochs,
+        warmup_epochs=config.warmup_epochs,
+        warmup_lr=config.warmup_lr,
+        min_lr=config.min_lr,
+        decay_epochs=config.decay_epochs,
+        decay_rate=config.decay_rate,
+        cooldown_epochs=config.cooldown_epochs,
+        patience_epochs=config.patience_epochs,
+        lr_noise=config.lr_noise,
+        lr_noise_pct=config.lr_noise_pct,
+        lr_noise_std=config.lr_noise_std,
+        seed=config.seed,
+    )
+    run.loaders = builders.build_loaders(
+        config, train_set, val_set, env, device, teacher=run.teacher if not config.eval else None
+    )
     run.start_epoch = config.start_epoch
     if checkpoint is not None and not config.eval and not has_training_state(checkpoint):
         # As the official main.py: a weights-only file (a released model) resumes at --start_epoch, fresh state.
-        say(f"--resume {resume_path}: weights only (no optimizer, schedule or epoch); training starts at epoch "
-            f"{run.start_epoch + 1} from these weights", is_main=env.is_main)
+        say(
+            f"--resume {resume_path}: weights only (no optimizer, schedule or epoch); training starts at epoch "
+            f"{run.start_epoch + 1} from these weights",
+            is_main=env.is_main,
+        )
     elif checkpoint is not None and not config.eval:
         run.start_epoch, run.best_acc, run.global_step = restore_training_state(
-            checkpoint, resume_path, optimizer=run.optimizer, scheduler=run.scheduler,  # type: ignore[arg-type]
-            scaler=precision.scaler, model_ema=run.model_ema)
+            checkpoint,
+            resume_path,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,  # type: ignore[arg-type]
+            scaler=precision.scaler,
+            model_ema=run.model_ema,
+        )
         check_state_shapes(run.optimizer, model, resume_path)  # type: ignore[arg-type]
         run.scheduler.step(run.start_epoch)
         run.last_saved_epoch = run.start_epoch - 1
@@ -190,9 +248,11 @@ def _build(config: TrainConfig, env: DistributedEnv, device: torch.device, preci
     sizes = f"{len(train_set)} train / " if train_set is not None else ""
     if getattr(train_set, "description", None):
         sizes = f"{len(train_set)} train ({train_set.description}) / "  # type: ignore[union-attr]
-    say(f"{config.model}: {n_parameters:,} trainable parameters; {config.data_set}: {sizes}{len(val_set)} val images, "
+    say(
+        f"{config.model}: {n_parameters:,} trainable parameters; {config.data_set}: {sizes}{len(val_set)} val images, "
         f"{num_classes} classes; {device}, {precision.name}, {env.world_size} process(es); lr {lr:.3g}",
-        is_main=env.is_main)
+        is_main=env.is_main,
+    )
     return run
 
 
@@ -201,22 +261,31 @@ def _announce_objective(config: TrainConfig, model: nn.Module, *, is_main: bool)
     distilled = bool(getattr(model, "distilled", False))
     kind = config.distillation_type
     if kind == "labels" and not distilled:
-        raise DeitError(f"--distillation-type labels: {config.model} has no distillation token to train on the "
-                        f"labels; use a *_distilled_* model")
+        raise DeitError(
+            f"--distillation-type labels: {config.model} has no distillation token to train on the "
+            f"labels; use a *_distilled_* model"
+        )
     if kind == "none" and distilled:
-        warnings.warn(f"--distillation-type none: the distillation head of {config.model} receives no training "
-                      f"signal (the loss is the class head's, as in the official code); use soft/hard with a "
-                      f"teacher, or 'labels' for the two-class-token control", stacklevel=3)
+        warnings.warn(
+            f"--distillation-type none: the distillation head of {config.model} receives no training "
+            f"signal (the loss is the class head's, as in the official code); use soft/hard with a "
+            f"teacher, or 'labels' for the two-class-token control",
+            stacklevel=3,
+        )
     elif kind in TEACHER_TYPES and not distilled:
-        say(f"--distillation-type {kind}: {config.model} has no distillation token, so the teacher's term "
+        say(
+            f"--distillation-type {kind}: {config.model} has no distillation token, so the teacher's term "
             f"trains its class token (classic distillation, the paper's Table 3 'class token only' row)",
-            is_main=is_main)
+            is_main=is_main,
+        )
 
 
 def _restore_rng_for_rank(rng: dict[str, Any] | None, env: DistributedEnv, seed: int, epoch: int) -> None:
     if not rng:
-        warnings.warn("the checkpoint has no RNG state: the resumed run will not repeat an uninterrupted one exactly",
-                      stacklevel=3)
+        warnings.warn(
+            "the checkpoint has no RNG state: the resumed run will not repeat an uninterrupted one exactly",
+            stacklevel=3,
+        )
         return
     ranks = rng.get("ranks")
     if ranks and len(ranks) == env.world_size:
@@ -237,12 +306,20 @@ def _gather_rng(env: DistributedEnv) -> dict[str, Any]:
 
 
 def _evaluate_only(run: _Run, *, trained_with: str | None) -> dict[str, Any]:
-    metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher, precision=run.precision,
-                       distributed=run.loaders.distributed_eval)
+    metrics = evaluate(
+        run.train_model,
+        run.loaders.val,
+        run.device,
+        teacher=run.teacher,
+        precision=run.precision,
+        distributed=run.loaders.distributed_eval,
+    )
     untrained = _dist_head_untrained(trained_with, metrics)
-    say(f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%"
+    say(
+        f"Accuracy of the network on the {metrics['num_images']} test images: {metrics['acc1']:.1f}%"
         + (" (fused with the untrained distillation head; see the class head below)" if untrained else ""),
-        is_main=run.env.is_main)
+        is_main=run.env.is_main,
+    )
     say(format_metrics(metrics, untrained_dist_head=untrained), is_main=run.env.is_main)
     check_finite_metrics(metrics, source="--eval")
     return metrics
@@ -254,13 +331,17 @@ def format_metrics(metrics: dict[str, Any], *, untrained_dist_head: bool = False
     `untrained_dist_head` (a distilled model trained with `--distillation-type none`): the class head's number
     leads, and the fused one says that it averages in a head that never learned.
     """
-    parts = [f"fused top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}",
-             f"class head {metrics['cls_acc1']:.2f}/{metrics['cls_acc5']:.2f}"]
+    parts = [
+        f"fused top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}",
+        f"class head {metrics['cls_acc1']:.2f}/{metrics['cls_acc5']:.2f}",
+    ]
     if "dist_acc1" in metrics and untrained_dist_head:
-        parts = [f"class head top-1 {metrics['cls_acc1']:.2f} top-5 {metrics['cls_acc5']:.2f}",
-                 f"fused {metrics['acc1']:.2f}/{metrics['acc5']:.2f} (averages in the distillation head, "
-                 f"untrained under --distillation-type none)",
-                 f"dist head (untrained) {metrics['dist_acc1']:.2f}/{metrics['dist_acc5']:.2f}"]
+        parts = [
+            f"class head top-1 {metrics['cls_acc1']:.2f} top-5 {metrics['cls_acc5']:.2f}",
+            f"fused {metrics['acc1']:.2f}/{metrics['acc5']:.2f} (averages in the distillation head, "
+            f"untrained under --distillation-type none)",
+            f"dist head (untrained) {metrics['dist_acc1']:.2f}/{metrics['dist_acc5']:.2f}",
+        ]
     elif "dist_acc1" in metrics:
         parts.append(f"dist head {metrics['dist_acc1']:.2f}/{metrics['dist_acc5']:.2f}")
     if "teacher_agreement" in metrics:
@@ -301,47 +382,84 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             started = time.time()
             run.loaders.train_sampler.set_epoch(epoch)
             train_stats = train_one_epoch(
-                run.step, run.loaders.train, run.device, epoch, set_training_mode=config.train_mode,
-                nan_policy=config.nan_policy, max_steps=config.max_steps_per_epoch, log_interval=log_interval,
-                progress_mode=mode, global_step=run.global_step,
-                steps_after=steps_per_epoch * (config.epochs - epoch - 1), on_report=log.write_step)
+                run.step,
+                run.loaders.train,
+                run.device,
+                epoch,
+                set_training_mode=config.train_mode,
+                nan_policy=config.nan_policy,
+                max_steps=config.max_steps_per_epoch,
+                log_interval=log_interval,
+                progress_mode=mode,
+                global_step=run.global_step,
+                steps_after=steps_per_epoch * (config.epochs - epoch - 1),
+                on_report=log.write_step,
+            )
             run.global_step = int(train_stats["global_step"])
             evaluated = (epoch + 1) % config.eval_interval == 0 or epoch + 1 == config.epochs
             improved = False
             if evaluated:
-                metrics = evaluate(run.train_model, run.loaders.val, run.device, teacher=run.teacher,
-                                   precision=run.precision, distributed=run.loaders.distributed_eval,
-                                   teacher_cache=teacher_cache)
+                metrics = evaluate(
+                    run.train_model,
+                    run.loaders.val,
+                    run.device,
+                    teacher=run.teacher,
+                    precision=run.precision,
+                    distributed=run.loaders.distributed_eval,
+                    teacher_cache=teacher_cache,
+                )
                 improved = metrics["acc1"] > run.best_acc
                 run.best_acc = max(run.best_acc, metrics["acc1"])
             run.scheduler.step(epoch + 1, metrics["acc1"] if evaluated else None)  # None only without plateau
-            stats = {**{f"train_{k}": v for k, v in train_stats.items() if k != "global_step"},
-                     **({f"test_{k}": v for k, v in metrics.items()} if evaluated else {}), "epoch": epoch,
-                     "n_parameters": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
-                     "epoch_time": time.time() - started}
+            stats = {
+                **{f"train_{k}": v for k, v in train_stats.items() if k != "global_step"},
+                **({f"test_{k}": v for k, v in metrics.items()} if evaluated else {}),
+                "epoch": epoch,
+                "n_parameters": sum(p.numel() for p in run.model.parameters() if p.requires_grad),
+                "epoch_time": time.time() - started,
+            }
             # The row before the checkpoint: a kill between the two leaves a row the next start prunes, never a
             # checkpointed epoch without its row (which no resume would write again).
             log.write(stats)
             _save_epoch(run, epoch, improved)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
             validation = _epoch_validation(run, metrics) if evaluated else "not evaluated"
-            say(f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "
-                f"{time.time() - started:.1f}s", is_main=env.is_main)
+            say(
+                f"epoch {epoch + 1}/{config.epochs}: train loss {train_stats['loss']:.4f}{skipped} | {validation} | "
+                f"{time.time() - started:.1f}s",
+                is_main=env.is_main,
+            )
     except KeyboardInterrupt:
         say(f"interrupted in epoch {epoch + 1}; {_kept(run)}; continue with --resume auto", is_main=env.is_main)
         raise
     except NonFiniteLossError as error:
-        raise NonFiniteLossError(f"{error}; stopped ({_kept(run)}); try a lower --lr, --clip-grad, --amp none, or "
-                                 f"--nan-policy skip", epoch=error.epoch, step=error.step) from error
+        raise NonFiniteLossError(
+            f"{error}; stopped ({_kept(run)}); try a lower --lr, --clip-grad, --amp none, or --nan-policy skip",
+            epoch=error.epoch,
+            step=error.step,
+        ) from error
     finally:
         log.close()
         if run.output_dir is not None and env.is_main:
             with contextlib.suppress(Exception):  # a plot must never hide the run's real outcome
                 plot_curves(run.output_dir / "log.txt", run.output_dir / "curves.png")
-    say(closing_summary(run.best_acc, metrics, run.output_dir, epochs_run=epoch + 1 - run.start_epoch,
-                        seconds=time.time() - run_started), is_main=env.is_main)
-    return {**metrics, "epoch": epoch, "best_acc1": run.best_acc, "train_loss": train_stats.get("loss"),
-            "train_skipped_steps": train_stats.get("skipped_steps", 0)}
+    say(
+        closing_summary(
+            run.best_acc,
+            metrics,
+            run.output_dir,
+            epochs_run=epoch + 1 - run.start_epoch,
+            seconds=time.time() - run_started,
+        ),
+        is_main=env.is_main,
+    )
+    return {
+        **metrics,
+        "epoch": epoch,
+        "best_acc1": run.best_acc,
+        "train_loss": train_stats.get("loss"),
+        "train_skipped_steps": train_stats.get("skipped_steps", 0),
+    }
 
 
 def _kept(run: _Run) -> str:
@@ -359,10 +477,19 @@ def _save_epoch(run: _Run, epoch: int, improved: bool) -> None:
         return
     failure: DeitError | None = None
     if run.env.is_main:
-        state = training_state(model=run.model, optimizer=run.optimizer, scheduler=run.scheduler,
-                               scaler=run.precision.scaler, model_ema=run.model_ema, epoch=epoch,
-                               args=run.config.to_dict(), meta=run.meta, rng=rng, best_acc=run.best_acc,
-                               global_step=run.global_step)
+        state = training_state(
+            model=run.model,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,
+            scaler=run.precision.scaler,
+            model_ema=run.model_ema,
+            epoch=epoch,
+            args=run.config.to_dict(),
+            meta=run.meta,
+            rng=rng,
+            best_acc=run.best_acc,
+            global_step=run.global_step,
+        )
         latest = run.output_dir / CHECKPOINT_NAME
         try:
             try:

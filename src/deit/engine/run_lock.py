@@ -46,8 +46,10 @@ def lock_run_folder(output_dir: str | Path) -> RunFolderLock:
         handle.seek(0)
         owner = handle.read().strip() or "unknown"
         handle.close()
-        raise DeitError(f"--output_dir {output_dir}: another deit run (pid {owner}) is using this folder; wait for "
-                        f"it to finish or choose another folder") from error
+        raise DeitError(
+            f"--output_dir {output_dir}: another deit run (pid {owner}) is using this folder; wait for "
+            f"it to finish or choose another folder"
+        ) from error
     handle.seek(0)
     handle.truncate()
     handle.write(f"{os.getpid()}\n")
@@ -59,6 +61,8 @@ def refuse_replacing_a_run(output_dir: str | Path, checkpoint_name: str, *, resu
     """Refuse to start a fresh run over a folder that already holds a run's checkpoint."""
     existing = Path(output_dir) / checkpoint_name
     if existing.is_file() and not resuming and not overwrite:
-        raise DeitError(f"--output_dir {output_dir}: already holds a run's {checkpoint_name}; pass --resume auto to "
-                        f"continue it, --overwrite-output to start over (its checkpoints are replaced), or choose "
-                        f"another folder")
+        raise DeitError(
+            f"--output_dir {output_dir}: already holds a run's {checkpoint_name}; pass --resume auto to "
+            f"continue it, --overwrite-output to start over (its checkpoints are replaced), or choose "
+            f"another folder"
+        )

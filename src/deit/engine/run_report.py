@@ -47,8 +47,9 @@ def effective_log_interval(log_interval: int, steps_per_epoch: int) -> int:
     return max(1, min(log_interval, steps_per_epoch // 4))
 
 
-def closing_summary(best_acc: float, metrics: dict[str, Any], output_dir: Path | None, *, epochs_run: int,
-                    seconds: float) -> str:
+def closing_summary(
+    best_acc: float, metrics: dict[str, Any], output_dir: Path | None, *, epochs_run: int, seconds: float
+) -> str:
     """The last line of a run: best and last top-1, how long it took, where the weights and logs are."""
     last = f"last top-1 {metrics['acc1']:.2f}" if metrics else "not evaluated"
     parts = [f"done: {epochs_run} epoch(s) in {format_duration(seconds)}", f"best top-1 {best_acc:.2f}", last]
@@ -57,6 +58,8 @@ def closing_summary(best_acc: float, metrics: dict[str, Any], output_dir: Path |
     else:
         best = output_dir / BEST_NAME
         weights = f"{best} (best), " if best.is_file() else ""
-        parts.append(f"weights {weights}{output_dir / CHECKPOINT_NAME} (last); curves {output_dir / 'curves.png'}, "
-                     f"log {output_dir / 'log.txt'}")
+        parts.append(
+            f"weights {weights}{output_dir / CHECKPOINT_NAME} (last); curves {output_dir / 'curves.png'}, "
+            f"log {output_dir / 'log.txt'}"
+        )
     return " | ".join(parts)

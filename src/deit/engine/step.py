@@ -26,9 +26,18 @@ class TrainStep:
     `deit.distill.DistillationLoss`; `model_ema` is timm's `ModelEmaV3` or None; `mixup_fn` timm's `Mixup` or None.
     """
 
-    def __init__(self, model: nn.Module, criterion: Criterion, optimizer: torch.optim.Optimizer, *,
-                 precision: Precision, clip_grad: float | None = None, model_ema: Any = None,
-                 mixup_fn: Any = None, accum_steps: int = 1) -> None:
+    def __init__(
+        self,
+        model: nn.Module,
+        criterion: Criterion,
+        optimizer: torch.optim.Optimizer,
+        *,
+        precision: Precision,
+        clip_grad: float | None = None,
+        model_ema: Any = None,
+        mixup_fn: Any = None,
+        accum_steps: int = 1,
+    ) -> None:
         self.model, self.criterion, self.optimizer = model, criterion, optimizer
         self.precision, self.clip_grad = precision, clip_grad
         self.model_ema, self.mixup_fn = model_ema, mixup_fn
@@ -77,8 +86,14 @@ class TrainStep:
         if self.model_ema is not None:
             self.model_ema.update(unwrap_model(self.model))
 
-    def __call__(self, images: Tensor, targets: Tensor, *, teacher_outputs: Tensor | None = None,
-                 should_update: Callable[[Tensor], bool] | None = None) -> tuple[Tensor, bool]:
+    def __call__(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        *,
+        teacher_outputs: Tensor | None = None,
+        should_update: Callable[[Tensor], bool] | None = None,
+    ) -> tuple[Tensor, bool]:
         """The whole step on a batch already on the device: `(detached loss, whether the weights were updated)`.
 
         `should_update(loss)`, when given, may veto the update (the loop's `--nan-policy skip`); otherwise no

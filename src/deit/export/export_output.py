@@ -50,8 +50,10 @@ def _publish_file(staged: Path, output: Path, overwrite: bool) -> None:
     try:
         os.link(staged, output)  # atomic and exclusive: fails if the name exists, whoever made it
     except FileExistsError as error:
-        raise DeitError(f"--output {output}: was created by someone else while this export ran; nothing was "
-                        f"replaced (pass --overwrite to replace it)") from error
+        raise DeitError(
+            f"--output {output}: was created by someone else while this export ran; nothing was "
+            f"replaced (pass --overwrite to replace it)"
+        ) from error
     except OSError:  # a file system without hard links: rename after a check (a narrow race remains)
         if output.exists():
             raise DeitError(f"--output {output}: already exists; pass --overwrite to replace it") from None
@@ -80,16 +82,19 @@ def staged_folder(output: Path, *, overwrite: bool, keep_failed: bool) -> Iterat
 def _publish_folder(staged: Path, output: Path, overwrite: bool) -> None:
     if output.is_dir() and any(output.iterdir()):
         if not overwrite:
-            raise DeitError(f"--output {output}: was filled by someone else while this export ran; nothing was "
-                            f"replaced (pass --overwrite to write into it)")
+            raise DeitError(
+                f"--output {output}: was filled by someone else while this export ran; nothing was "
+                f"replaced (pass --overwrite to write into it)"
+            )
         for path in staged.iterdir():  # --overwrite writes into the folder, as before: other files stay
             os.replace(path, output / path.name)
         return
     try:
         os.rename(staged, output)  # onto a missing or empty folder only: a filled one makes it fail
     except OSError as error:
-        raise DeitError(f"--output {output}: was created by someone else while this export ran; nothing was "
-                        f"replaced") from error
+        raise DeitError(
+            f"--output {output}: was created by someone else while this export ran; nothing was replaced"
+        ) from error
 
 
 def _discard(staged: Path, output: Path, keep_failed: bool) -> None:

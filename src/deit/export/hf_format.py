@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from deit.errors import DeitError
-from deit.models.hf_convert import to_hf_state_dict
 from deit.export.model_card import DEFAULT_LICENSE, model_card
 from deit.inference.preprocess import EvalPreprocessing, load_inference_model
+from deit.models.hf_convert import to_hf_state_dict
 
 HF_EXTRA_HINT = "install transformers: pip install 'deit[hf]'"
 
@@ -29,22 +29,30 @@ def hf_config_dict(model: nn.Module, class_names: list[str]) -> dict[str, Any]:
     from deit.models.vit import VisionTransformer
 
     if not isinstance(model, VisionTransformer):
-        raise DeitError(f"--format hf: {type(model).__name__} is not a DeiT/ViT model; export it with "
-                        f"--format safetensors or onnx")
+        raise DeitError(
+            f"--format hf: {type(model).__name__} is not a DeiT/ViT model; export it with --format safetensors or onnx"
+        )
     if not model.pos_embed_over_prefix or any(not isinstance(b.ls1, nn.Identity) for b in model.blocks):
-        raise DeitError("--format hf: DeiT III (LayerScale, position embedding over the patches only) has no "
-                        "matching transformers class; use --format timm, safetensors or onnx")
+        raise DeitError(
+            "--format hf: DeiT III (LayerScale, position embedding over the patches only) has no "
+            "matching transformers class; use --format timm, safetensors or onnx"
+        )
     block = model.blocks[0]
     return {
         "model_type": "deit" if model.distilled else "vit",
-        "architectures": ["DeiTForImageClassificationWithTeacher" if model.distilled
-                          else "ViTForImageClassification"],
-        "hidden_size": model.embed_dim, "num_hidden_layers": len(model.blocks),
-        "num_attention_heads": block.attn.num_heads, "intermediate_size": block.mlp.fc1.out_features,
-        "hidden_act": "gelu", "layer_norm_eps": model.norm.eps, "qkv_bias": block.attn.qkv.bias is not None,
-        "image_size": model.img_size, "patch_size": model.patch_size,
+        "architectures": ["DeiTForImageClassificationWithTeacher" if model.distilled else "ViTForImageClassification"],
+        "hidden_size": model.embed_dim,
+        "num_hidden_layers": len(model.blocks),
+        "num_attention_heads": block.attn.num_heads,
+        "intermediate_size": block.mlp.fc1.out_features,
+        "hidden_act": "gelu",
+        "layer_norm_eps": model.norm.eps,
+        "qkv_bias": block.attn.qkv.bias is not None,
+        "image_size": model.img_size,
+        "patch_size": model.patch_size,
         "num_channels": model.patch_embed.proj.in_channels,
-        "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
         "id2label": {str(i): name for i, name in enumerate(class_names)},
         "label2id": {name: i for i, name in enumerate(class_names)},
     }
@@ -55,18 +63,22 @@ def processor_config(preprocessing: EvalPreprocessing) -> dict[str, Any]:
     if preprocessing.interpolation != "bicubic":
         raise DeitError(f"--format hf: interpolation {preprocessing.interpolation!r} is not supported (bicubic)")
     return {
-        "image_processor_type": "BitImageProcessor", "do_convert_rgb": True,
-        "do_resize": True, "size": {"shortest_edge": int(preprocessing.input_size / preprocessing.crop_pct)},
+        "image_processor_type": "BitImageProcessor",
+        "do_convert_rgb": True,
+        "do_resize": True,
+        "size": {"shortest_edge": int(preprocessing.input_size / preprocessing.crop_pct)},
         "resample": 3,  # PIL bicubic, as torchvision's Resize(bicubic) on a PIL image
         "do_center_crop": True,
         "crop_size": {"height": preprocessing.input_size, "width": preprocessing.input_size},
-        "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
-        "image_mean": list(preprocessing.mean), "image_std": list(preprocessing.std),
+        "do_rescale": True,
+        "rescale_factor": 1 / 255,
+        "do_normalize": True,
+        "image_mean": list(preprocessing.mean),
+        "image_std": list(preprocessing.std),
     }
 
 
-def export_hf(checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE
-                ) -> tuple[Path, float, int]:
+def export_hf(checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE) -> tuple[Path, float, int]:
     """Write the directory; returns it, max |logits diff| of transformers' reload vs ours, the input size."""
     try:
         import transformers

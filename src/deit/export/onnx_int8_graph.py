@@ -75,12 +75,21 @@ def unfuse_skip_layer_norm(graph: object) -> int:
             raise ValueError(f"{node.name}: mean/inverse-std outputs are used; cannot unfuse")
         total = outputs[3] or f"{node.name}_sum"
         if len(node.input) > 4 and node.input[4]:
-            nodes.append(helper.make_node("Add", [hidden, node.input[4]], [f"{node.name}_biased"],
-                                          name=f"{node.name}_bias"))
+            nodes.append(
+                helper.make_node("Add", [hidden, node.input[4]], [f"{node.name}_biased"], name=f"{node.name}_bias")
+            )
             hidden = f"{node.name}_biased"
         nodes.append(helper.make_node("Add", [hidden, skip], [total], name=f"{node.name}_residual"))
-        nodes.append(helper.make_node("LayerNormalization", [total, gamma, beta], [outputs[0]],
-                                      name=f"{node.name}_norm", axis=-1, epsilon=epsilon))
+        nodes.append(
+            helper.make_node(
+                "LayerNormalization",
+                [total, gamma, beta],
+                [outputs[0]],
+                name=f"{node.name}_norm",
+                axis=-1,
+                epsilon=epsilon,
+            )
+        )
     del graph.node[:]  # type: ignore[attr-defined]
     graph.node.extend(nodes)  # type: ignore[attr-defined]
     return replaced

@@ -18,11 +18,19 @@ _MAX_META_CHARS = 10_000_000  # an untrusted file's meta is bounded before it is
 def onnx_properties(meta: CheckpointMeta, checkpoint: str | Path) -> dict[str, str]:
     """The metadata properties of an export: readable keys for other tools, and our meta as one JSON value."""
     size = meta.input_size or 224
-    return {_KEY: json.dumps(meta.to_dict()), "class_names": json.dumps(list(meta.labels())),
-            "input_size": json.dumps([3, size, size]), "mean": json.dumps(list(meta.mean)),
-            "std": json.dumps(list(meta.std)), "crop_pct": str(meta.crop_pct), "interpolation": meta.interpolation,
-            "architecture": meta.model, "source_checkpoint": Path(checkpoint).name,
-            "source_sha256": source_sha256(checkpoint), "output": "fused logits (softmax for probabilities)"}
+    return {
+        _KEY: json.dumps(meta.to_dict()),
+        "class_names": json.dumps(list(meta.labels())),
+        "input_size": json.dumps([3, size, size]),
+        "mean": json.dumps(list(meta.mean)),
+        "std": json.dumps(list(meta.std)),
+        "crop_pct": str(meta.crop_pct),
+        "interpolation": meta.interpolation,
+        "architecture": meta.model,
+        "source_checkpoint": Path(checkpoint).name,
+        "source_sha256": source_sha256(checkpoint),
+        "output": "fused logits (softmax for probabilities)",
+    }
 
 
 def write_onnx_properties(path: Path, properties: dict[str, str]) -> None:
@@ -41,8 +49,10 @@ def read_onnx_meta(path: Path, session: Any) -> CheckpointMeta:
     properties = session.get_modelmeta().custom_metadata_map
     raw = properties.get(_KEY)
     if raw is None:
-        raise DeitError(f"{path}: carries no deit metadata (class names, input size, normalisation); export it "
-                        f"with `deit export --format onnx`")
+        raise DeitError(
+            f"{path}: carries no deit metadata (class names, input size, normalisation); export it "
+            f"with `deit export --format onnx`"
+        )
     if len(raw) > _MAX_META_CHARS:
         raise DeitError(f"{path}: its deit metadata is larger than {_MAX_META_CHARS} characters")
     try:

@@ -57,22 +57,39 @@ def _quiet() -> Iterator[None]:
 
 
 def _with_tracing(model: nn.Module, example: Tensor, output: Path, opset: int | None) -> None:
-    torch.onnx.export(model, (example,), str(output), dynamo=False, input_names=["images"],
-                      output_names=["logits"], dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
-                      opset_version=opset or 17)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(output),
+        dynamo=False,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+        opset_version=opset or 17,
+    )
 
 
 def _with_dynamo(model: nn.Module, example: Tensor, output: Path, opset: int | None) -> None:
     batch = torch.export.Dim("batch", min=1, max=65536)
     # One self-contained file (weights inline) while under protobuf's 2 GB limit.
     external = sum(p.numel() * p.element_size() for p in model.parameters()) > 1_900_000_000
-    torch.onnx.export(model, (example,), str(output), dynamo=True, input_names=["images"],
-                      output_names=["logits"], dynamic_shapes=({0: batch},), opset_version=opset,
-                      external_data=external, verbose=False)
+    torch.onnx.export(
+        model,
+        (example,),
+        str(output),
+        dynamo=True,
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes=({0: batch},),
+        opset_version=opset,
+        external_data=external,
+        verbose=False,
+    )
 
 
-def export_onnx(model: nn.Module, example: Tensor, output: str | Path, *, opset: int | None = None,
-                notes: list[str] | None = None) -> str:
+def export_onnx(
+    model: nn.Module, example: Tensor, output: str | Path, *, opset: int | None = None, notes: list[str] | None = None
+) -> str:
     """Write the eval-mode `model` to `output` as ONNX; returns the exporter used.
 
     The TorchScript-based exporter goes first: it takes about a second for a ViT, and its graph is the one ONNX
@@ -102,8 +119,9 @@ def _attention_shape(model: nn.Module) -> tuple[int, int]:
     return heads, width
 
 
-def export_int8(model: nn.Module, example: Tensor, output: str | Path, *, opset: int | None = None,
-                notes: list[str] | None = None) -> str:
+def export_int8(
+    model: nn.Module, example: Tensor, output: str | Path, *, opset: int | None = None, notes: list[str] | None = None
+) -> str:
     """Write an int8 ONNX version of the eval-mode `model` to `output`; returns the exporter used.
 
     The model is exported with separate q/k/v products so that ONNX Runtime's transformer optimiser fuses each
@@ -125,15 +143,21 @@ def export_int8(model: nn.Module, example: Tensor, output: str | Path, *, opset:
         fp32_path, fused_path, quantized_path = (Path(scratch) / f"{n}.onnx" for n in ("fp32", "fused", "int8"))
         exporter = export_onnx(with_separate_qkv(model), example, fp32_path, opset=opset, notes=notes)
         with _quiet(), contextlib.redirect_stderr(io.StringIO()):
-            fused = optimizer.optimize_model(str(fp32_path), model_type="vit", num_heads=heads, hidden_size=width,
-                                             opt_level=0, use_gpu=False)
+            fused = optimizer.optimize_model(
+                str(fp32_path), model_type="vit", num_heads=heads, hidden_size=width, opt_level=0, use_gpu=False
+            )
             stats = {name: count for name, count in fused.get_fused_operator_statistics().items() if count}
             fused.save_model_to_file(str(fused_path))
             # DefaultTensorType: the fused contrib ops defeat ONNX shape inference, so the quantizer is told
             # their outputs are float.
-            quantize_dynamic(str(fused_path), str(quantized_path), weight_type=QuantType.QInt8, per_channel=False,
-                             op_types_to_quantize=["MatMul", "Attention"],
-                             extra_options={"DefaultTensorType": 1, "MatMulConstBOnly": True})
+            quantize_dynamic(
+                str(fused_path),
+                str(quantized_path),
+                weight_type=QuantType.QInt8,
+                per_channel=False,
+                op_types_to_quantize=["MatMul", "Attention"],
+                extra_options={"DefaultTensorType": 1, "MatMulConstBOnly": True},
+            )
         quantized = load_model(str(quantized_path))
         split = unfuse_skip_layer_norm(quantized.graph)
         save_model(quantized, str(output))
@@ -141,8 +165,10 @@ def export_int8(model: nn.Module, example: Tensor, output: str | Path, *, opset:
     if notes is not None:
         attention = " and the fused attention (QAttention)" if stats.get("Attention") else ""
         unfused = f"; the {split} SkipLayerNormalization split back into Add + LayerNormalization" if split else ""
-        notes.append(f"int8: fused {fusions or 'nothing'}; weight products{attention} int8 (dynamic activations, "
-                     f"per-tensor symmetric weights), patch embedding fp32{unfused}")
+        notes.append(
+            f"int8: fused {fusions or 'nothing'}; weight products{attention} int8 (dynamic activations, "
+            f"per-tensor symmetric weights), patch embedding fp32{unfused}"
+        )
     return exporter
 
 
@@ -169,8 +195,9 @@ class OnnxRuntimeModel:
         self.notes: list[str] = []
 
     @classmethod
-    def from_module(cls, model: nn.Module, example: Tensor, *, quantize: str = "none",
-                    threads: int | None = None) -> OnnxRuntimeModel:
+    def from_module(
+        cls, model: nn.Module, example: Tensor, *, quantize: str = "none", threads: int | None = None
+    ) -> OnnxRuntimeModel:
         """Export `model` (and quantize it with `quantize='int8'`) in a scratch folder, then load it."""
         if quantize not in QUANTIZE_CHOICES:
             raise DeitError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)}")

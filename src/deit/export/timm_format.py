@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import save_file
 
 from deit.errors import DeitError
-from deit.io import dumps_strict
-from deit.models.meta import CheckpointMeta
 from deit.export.model_card import DEFAULT_LICENSE, model_card
 from deit.inference.preprocess import EvalPreprocessing, load_inference_model
+from deit.io import dumps_strict
+from deit.models.meta import CheckpointMeta
 
 
 def timm_model_args(meta: CheckpointMeta, preprocessing: EvalPreprocessing) -> dict[str, Any]:
@@ -36,18 +36,29 @@ def timm_config(meta: CheckpointMeta, num_features: int, preprocessing: EvalPrep
     """timm's Hub `config.json`: architecture, model_args and the pretrained config of the evaluation transform."""
     size = preprocessing.input_size
     pretrained_cfg = {
-        "num_classes": meta.num_classes, "input_size": [3, size, size], "interpolation": "bicubic",
-        "crop_pct": preprocessing.crop_pct, "crop_mode": "center", "mean": list(preprocessing.mean),
-        "std": list(preprocessing.std), "first_conv": "patch_embed.proj",
+        "num_classes": meta.num_classes,
+        "input_size": [3, size, size],
+        "interpolation": "bicubic",
+        "crop_pct": preprocessing.crop_pct,
+        "crop_mode": "center",
+        "mean": list(preprocessing.mean),
+        "std": list(preprocessing.std),
+        "first_conv": "patch_embed.proj",
         "classifier": ["head", "head_dist"] if meta.distilled else "head",
     }
-    return {"architecture": meta.model, "num_classes": meta.num_classes, "num_features": num_features,
-            "model_args": timm_model_args(meta, preprocessing), "pretrained_cfg": pretrained_cfg,
-            "label_names": list(meta.class_names)}
+    return {
+        "architecture": meta.model,
+        "num_classes": meta.num_classes,
+        "num_features": num_features,
+        "model_args": timm_model_args(meta, preprocessing),
+        "pretrained_cfg": pretrained_cfg,
+        "label_names": list(meta.class_names),
+    }
 
 
-def export_timm(checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE
-                ) -> tuple[Path, float, int]:
+def export_timm(
+    checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE
+) -> tuple[Path, float, int]:
     """Write the folder; returns it, max |logits diff| of timm's reload vs ours, the input size."""
     import timm
 
@@ -59,18 +70,21 @@ def export_timm(checkpoint: str | Path, output: str | Path, *, license: str = DE
     if not timm.is_model(meta.model):
         raise DeitError(f"--format timm: {meta.model!r} is not a timm model name; use --format safetensors")
     preprocessing = EvalPreprocessing.from_meta(meta, model)
-    config = timm_config(meta, int(getattr(model, "embed_dim", 0) or getattr(model, "num_features", 0)),
-                         preprocessing)
+    config = timm_config(meta, int(getattr(model, "embed_dim", 0) or getattr(model, "num_features", 0)), preprocessing)
     output.mkdir(parents=True, exist_ok=True)
     # Our meta rides in the safetensors header (timm ignores it): `deit predict`/`eval` on this folder then get
     # the heads, class names and preprocessing of the source instead of guessing them from the shapes.
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(output / "model.safetensors"),
-              metadata={"format": "pt", "deit": dumps_strict(meta.to_dict())})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(output / "model.safetensors"),
+        metadata={"format": "pt", "deit": dumps_strict(meta.to_dict())},
+    )
     (output / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     (output / "README.md").write_text(model_card(checkpoint, meta, fmt="timm", license=license), encoding="utf-8")
     reloaded = timm.create_model(f"local-dir:{output}", pretrained=True).eval()
-    images = torch.randn(2, 3, preprocessing.input_size, preprocessing.input_size,
-                         generator=torch.Generator().manual_seed(0))
+    images = torch.randn(
+        2, 3, preprocessing.input_size, preprocessing.input_size, generator=torch.Generator().manual_seed(0)
+    )
     with torch.inference_mode():
         return output, float((reloaded(images) - model(images)).abs().max()), preprocessing.input_size
 

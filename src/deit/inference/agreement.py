@@ -37,9 +37,11 @@ class Agreement:
 
     def summary(self) -> str:
         """One line: agreement, then the two top-1 accuracies."""
-        return (f"top-1 agreement with fp32 on {self.data_set} validation: {100 * self.rate:.2f}% "
-                f"({self.agreeing}/{self.images}); top-1 fp32 {100 * self.reference_correct / self.images:.2f}%, "
-                f"fast path {100 * self.candidate_correct / self.images:.2f}%")
+        return (
+            f"top-1 agreement with fp32 on {self.data_set} validation: {100 * self.rate:.2f}% "
+            f"({self.agreeing}/{self.images}); top-1 fp32 {100 * self.reference_correct / self.images:.2f}%, "
+            f"fast path {100 * self.candidate_correct / self.images:.2f}%"
+        )
 
 
 def recorded_data(checkpoint: str | Path) -> tuple[str | None, str | None]:
@@ -50,21 +52,24 @@ def recorded_data(checkpoint: str | Path) -> tuple[str | None, str | None]:
     return args.get("data_set"), args.get("data_path") or None
 
 
-def validation_loader(meta: CheckpointMeta, data_set: str, data_path: str | None, *, batch_size: int = 64
-                      ) -> torch.utils.data.DataLoader:
+def validation_loader(
+    meta: CheckpointMeta, data_set: str, data_path: str | None, *, batch_size: int = 64
+) -> torch.utils.data.DataLoader:
     """The validation split of `data_set` with the checkpoint's own eval preprocessing, in order."""
     from deit.data import build_dataset
     from deit.inference.preprocess import EvalPreprocessing
 
     dataset = build_dataset(data_set, data_path, train=False, transform=EvalPreprocessing.from_meta(meta).transform())
     if len(dataset.classes) != meta.num_classes:
-        raise DeitError(f"--data-set {data_set}: has {len(dataset.classes)} classes but the model predicts "
-                        f"{meta.num_classes}")
+        raise DeitError(
+            f"--data-set {data_set}: has {len(dataset.classes)} classes but the model predicts {meta.num_classes}"
+        )
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
 
 
-def measure_agreement(model: nn.Module, candidate: Callable[[Tensor], Tensor], loader: Any, *, data_set: str
-                      ) -> Agreement:
+def measure_agreement(
+    model: nn.Module, candidate: Callable[[Tensor], Tensor], loader: Any, *, data_set: str
+) -> Agreement:
     """Compare `candidate`'s top-1 with the eval-mode fp32 `model`'s over every batch of `loader`."""
     images = agreeing = reference_correct = candidate_correct = 0
     model.eval()
@@ -81,8 +86,15 @@ def measure_agreement(model: nn.Module, candidate: Callable[[Tensor], Tensor], l
     return Agreement(data_set, images, agreeing, reference_correct, candidate_correct)
 
 
-def checkpoint_agreement(model: nn.Module, meta: CheckpointMeta, candidate: Callable[[Tensor], Tensor], *,
-                         checkpoint: str | Path, data_set: str | None, data_path: str | None) -> Agreement | None:
+def checkpoint_agreement(
+    model: nn.Module,
+    meta: CheckpointMeta,
+    candidate: Callable[[Tensor], Tensor],
+    *,
+    checkpoint: str | Path,
+    data_set: str | None,
+    data_path: str | None,
+) -> Agreement | None:
     """Agreement on `data_set` (default: the one the checkpoint was trained on); None when neither is known."""
     recorded_set, recorded_path = recorded_data(checkpoint)
     data_set = data_set or recorded_set
@@ -92,5 +104,11 @@ def checkpoint_agreement(model: nn.Module, meta: CheckpointMeta, candidate: Call
     return measure_agreement(model, candidate, loader, data_set=data_set)
 
 
-__all__ = ["DEFAULT_MIN_AGREEMENT", "Agreement", "checkpoint_agreement", "measure_agreement", "recorded_data",
-           "validation_loader"]
+__all__ = [
+    "DEFAULT_MIN_AGREEMENT",
+    "Agreement",
+    "checkpoint_agreement",
+    "measure_agreement",
+    "recorded_data",
+    "validation_loader",
+]

@@ -21,9 +21,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
 from deit.errors import DeitError
+from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 from deit.io import dumps_strict
 from deit.models.vit import VisionTransformer
-from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 
 PAPER_EMBEDDING_SIMILARITY = 0.06
 PAPER_LAST_LAYER_SIMILARITY = 0.93
@@ -84,7 +84,7 @@ class AgreementCounter:
         names = list(predictions)
         self.total += int(next(iter(predictions.values())).shape[0])
         for i, first in enumerate(names):
-            for second in names[i + 1:]:
+            for second in names[i + 1 :]:
                 key = f"{first}_vs_{second}"
                 self.same[key] = self.same.get(key, 0) + int((predictions[first] == predictions[second]).sum())
             if labels is not None:
@@ -92,8 +92,7 @@ class AgreementCounter:
 
     def result(self) -> dict[str, Any]:
         """Fractions in [0, 1]: pairwise agreement and, when labels were given, top-1 accuracy."""
-        out: dict[str, Any] = {"num_images": self.total,
-                               "agreement": {k: v / self.total for k, v in self.same.items()}}
+        out: dict[str, Any] = {"num_images": self.total, "agreement": {k: v / self.total for k, v in self.same.items()}}
         if self.correct:
             out["top1_accuracy"] = {k: v / self.total for k, v in self.correct.items()}
         return out
@@ -111,10 +110,22 @@ def _write_similarity(output: Path, embedding: float, per_layer: list[float], nu
         for index, value in enumerate(per_layer, start=1):
             stage = f"after block {index}" + (" (final norm)" if index == len(per_layer) else "")
             writer.writerow([index, stage, f"{value:.6f}"])
-    json_path.write_text(dumps_strict({
-        "num_images": num_images, "embedding": embedding, "layers": per_layer, "last_layer": per_layer[-1],
-        "paper_deit_b_distilled": {"embedding": PAPER_EMBEDDING_SIMILARITY, "last_layer": PAPER_LAST_LAYER_SIMILARITY},
-    }, indent=2) + "\n")
+    json_path.write_text(
+        dumps_strict(
+            {
+                "num_images": num_images,
+                "embedding": embedding,
+                "layers": per_layer,
+                "last_layer": per_layer[-1],
+                "paper_deit_b_distilled": {
+                    "embedding": PAPER_EMBEDDING_SIMILARITY,
+                    "last_layer": PAPER_LAST_LAYER_SIMILARITY,
+                },
+            },
+            indent=2,
+        )
+        + "\n"
+    )
 
     from matplotlib.figure import Figure
 
@@ -122,10 +133,19 @@ def _write_similarity(output: Path, embedding: float, per_layer: list[float], nu
     axes = figure.subplots()
     layers = list(range(len(per_layer) + 1))
     axes.plot(layers, [embedding] + per_layer, marker="o", label="this model")
-    axes.plot([0, len(per_layer)], [PAPER_EMBEDDING_SIMILARITY, PAPER_LAST_LAYER_SIMILARITY], "x",
-              color="tab:red", label="paper, DeiT-B distilled (embeddings, last layer)")
-    axes.set(xlabel="layer (0 = learned embeddings)", ylabel="cosine similarity", ylim=(-1.05, 1.05),
-             title="class vs distillation token")
+    axes.plot(
+        [0, len(per_layer)],
+        [PAPER_EMBEDDING_SIMILARITY, PAPER_LAST_LAYER_SIMILARITY],
+        "x",
+        color="tab:red",
+        label="paper, DeiT-B distilled (embeddings, last layer)",
+    )
+    axes.set(
+        xlabel="layer (0 = learned embeddings)",
+        ylabel="cosine similarity",
+        ylim=(-1.05, 1.05),
+        title="class vs distillation token",
+    )
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
@@ -172,24 +192,43 @@ def _spread_indices(length: int, count: int) -> list[int]:
     return sorted({int(i) for i in np.linspace(0, length - 1, count).round()}) if count else []
 
 
-def _build_teacher(name: str | None, path: str | None, num_classes: int, preprocessing: EvalPreprocessing,
-                   device: torch.device) -> torch.nn.Module | None:
+def _build_teacher(
+    name: str | None, path: str | None, num_classes: int, preprocessing: EvalPreprocessing, device: torch.device
+) -> torch.nn.Module | None:
     if name is None and path is None:
         return None
     if name is None or path is None:
-        raise DeitError("--teacher-model and --teacher-path go together (a teacher without trained weights "
-                        "would agree by chance only)")
+        raise DeitError(
+            "--teacher-model and --teacher-path go together (a teacher without trained weights "
+            "would agree by chance only)"
+        )
     from deit.distill.teacher import build_teacher
 
-    return build_teacher(name, num_classes=num_classes, checkpoint=path, student_mean=preprocessing.mean,
-                         student_std=preprocessing.std, device=device)
+    return build_teacher(
+        name,
+        num_classes=num_classes,
+        checkpoint=path,
+        student_mean=preprocessing.mean,
+        student_std=preprocessing.std,
+        device=device,
+    )
 
 
 @torch.inference_mode()
-def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | Path, *, data_set: str | None = None,
-            num_images: int = 8, max_images: int = 1000, batch_size: int = 64, teacher_model: str | None = None,
-            teacher_path: str | Path | None = None, device: str | torch.device | None = None,
-            workers: int = 0) -> dict[str, Any]:
+def analyze(
+    checkpoint: str | Path,
+    data_path: str | Path | None,
+    output: str | Path,
+    *,
+    data_set: str | None = None,
+    num_images: int = 8,
+    max_images: int = 1000,
+    batch_size: int = 64,
+    teacher_model: str | None = None,
+    teacher_path: str | Path | None = None,
+    device: str | torch.device | None = None,
+    workers: int = 0,
+) -> dict[str, Any]:
     """Run the measurements on `data_set`'s validation split and write them under `output`; returns a summary.
 
     `data_set` and `data_path` default to those the checkpoint was trained on, as `deit eval`'s do (else IMNET).
@@ -209,22 +248,29 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
     if not isinstance(model, VisionTransformer):
         raise DeitError(f"--checkpoint {checkpoint}: analyze needs a DeiT model, this is {type(model).__name__}")
     preprocessing = EvalPreprocessing.from_meta(meta, model)
-    dataset = build_dataset(data_set, None if data_path is None else str(data_path), train=False,
-                            transform=preprocessing.transform(),
-                            options={"inat_category": str(record.get("inat_category") or "name")})
+    dataset = build_dataset(
+        data_set,
+        None if data_path is None else str(data_path),
+        train=False,
+        transform=preprocessing.transform(),
+        options={"inat_category": str(record.get("inat_category") or "name")},
+    )
     if len(dataset) == 0:
         raise DeitError(f"--data-path {data_path}: the {data_set} validation split holds no usable image")
     num_classes = model.num_classes
     class_names = meta.labels(num_classes)
     labels_match = len(getattr(dataset, "classes", [])) == num_classes
-    teacher = _build_teacher(teacher_model, None if teacher_path is None else str(teacher_path), num_classes,
-                             preprocessing, resolved)
+    teacher = _build_teacher(
+        teacher_model, None if teacher_path is None else str(teacher_path), num_classes, preprocessing, resolved
+    )
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     notes = [] if model.distilled else [NO_DIST_NOTE]
     if not labels_match:
-        notes.append(f"the data has {len(getattr(dataset, 'classes', []))} classes, the model {num_classes}: "
-                     "top-1 accuracy against labels skipped")
+        notes.append(
+            f"the data has {len(getattr(dataset, 'classes', []))} classes, the model {num_classes}: "
+            "top-1 accuracy against labels skipped"
+        )
 
     subset = Subset(dataset, _spread_indices(len(dataset), max_images))
     loader = DataLoader(subset, batch_size=batch_size, shuffle=False, num_workers=workers)
@@ -274,56 +320,23 @@ def analyze(checkpoint: str | Path, data_path: str | Path | None, output: str | 
         grids = {name: grids[name] for name in sorted(grids, key=lambda n: (n.split()[1], n))}
         predicted = model(images).argmax(-1).tolist()
         truths = [class_names[int(label)] if labels_match else "?" for _, label in samples]
-        titles = [f"#{i} true: {truth}\npredicted: {class_names[p]}"
-                  for i, truth, p in zip(picked, truths, predicted)]
-        files += _write_attention(output, preprocessing.denormalize(images).cpu(),
-                                  {k: v.cpu() for k, v in grids.items()}, titles)
-        summary["attention_images"] = [{"index": i, "true": truth, "predicted": class_names[p]}
-                                       for i, truth, p in zip(picked, truths, predicted)]
+        titles = [f"#{i} true: {truth}\npredicted: {class_names[p]}" for i, truth, p in zip(picked, truths, predicted)]
+        files += _write_attention(
+            output, preprocessing.denormalize(images).cpu(), {k: v.cpu() for k, v in grids.items()}, titles
+        )
+        summary["attention_images"] = [
+            {"index": i, "true": truth, "predicted": class_names[p]} for i, truth, p in zip(picked, truths, predicted)
+        ]
     summary["files"] = [str(path) for path in files]
     (output / "summary.json").write_text(dumps_strict(summary, indent=2) + "\n")
     return summary
 
 
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Flags of `deit analyze`."""
-    parser.add_argument("--checkpoint", required=True, help="checkpoint.pth, official/timm weights, HF directory")
-    parser.add_argument("--data-set", default=None, help="IMNET (folder with val/<class>/), CIFAR10, DIGITS ... "
-                        "(default: the one the checkpoint was trained on, else IMNET)")
-    parser.add_argument("--data-path", default=None,
-                        help="where the data set lives (default: the checkpoint's training data path)")
-    parser.add_argument("--output", required=True, help="folder for the tables, JSON and PNGs")
-    parser.add_argument("--num-images", type=int, default=8, help="images drawn with attention maps (default 8)")
-    parser.add_argument("--max-images", type=int, default=1000,
-                        help="images for similarity and agreement, spread over the split (default 1000)")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0, help="data loading processes (default 0)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda ... (default: cuda if available)")
-    parser.add_argument("--teacher-model", default=None, help="teacher name (ours / timm / torchvision)")
-    parser.add_argument("--teacher-path", default=None, help="the teacher's trained weights")
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run `deit analyze` and print the headline numbers."""
-    summary = analyze(args.checkpoint, args.data_path, args.output, data_set=args.data_set,
-                      num_images=args.num_images, max_images=args.max_images, batch_size=args.batch_size,
-                      teacher_model=args.teacher_model, teacher_path=args.teacher_path, device=args.device,
-                      workers=args.workers)
-    for note in summary["notes"]:
-        print(f"note: {note}", file=sys.stderr)
-    similarity = summary.get("token_similarity")
-    if similarity:
-        print(f"cls/dist token cosine similarity: embeddings {similarity['embedding']:.3f} "
-              f"(paper {PAPER_EMBEDDING_SIMILARITY}), last layer {similarity['layers'][-1]:.3f} "
-              f"(paper {PAPER_LAST_LAYER_SIMILARITY})")
-    agreement = summary["agreement"]
-    for pair, value in agreement["agreement"].items():
-        print(f"agreement {pair.replace('_vs_', ' vs ')}: {value:.3f} over {agreement['num_images']} images")
-    for head, value in agreement.get("top1_accuracy", {}).items():
-        print(f"top-1 {head}: {100 * value:.2f}%")
-    print(f"wrote {len(summary['files'])} files to {args.output}")
-    return 0
-
-
-__all__ = ["AgreementCounter", "analyze", "attention_rollout", "embedding_cosine_similarity", "patch_grid",
-           "token_cosine_similarity"]
+__all__ = [
+    "AgreementCounter",
+    "analyze",
+    "attention_rollout",
+    "embedding_cosine_similarity",
+    "patch_grid",
+    "token_cosine_similarity",
+]

@@ -19,9 +19,9 @@ import torch
 from torch import Tensor, nn
 
 from deit import perf
+from deit.cpu_info import describe_cpu
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
-from deit.cpu_info import describe_cpu
 
 DEFAULT_BATCH_SIZE = {"cuda": 256, "cpu": 8}
 
@@ -54,20 +54,28 @@ class BenchResult:
 
     def summary(self) -> str:
         """One line a person can read."""
-        what = f"train step (teacher {self.teacher}, {self.distillation_type})" if self.mode == "train" and \
-            self.teacher else ("train step" if self.mode == "train" else "inference")
-        line = (f"{self.model} {what} on {self.device_name}, {self.amp}, {self.runtime}, batch {self.batch_size}, "
-                f"{self.img_size}px: {self.images_per_second:,.1f} images/s (median {self.median_ms:.2f} ms/step "
-                f"over {self.steps} steps after {self.warmup} warm-up)")
+        what = (
+            f"train step (teacher {self.teacher}, {self.distillation_type})"
+            if self.mode == "train" and self.teacher
+            else ("train step" if self.mode == "train" else "inference")
+        )
+        line = (
+            f"{self.model} {what} on {self.device_name}, {self.amp}, {self.runtime}, batch {self.batch_size}, "
+            f"{self.img_size}px: {self.images_per_second:,.1f} images/s (median {self.median_ms:.2f} ms/step "
+            f"over {self.steps} steps after {self.warmup} warm-up)"
+        )
         if self.parity_max_abs_diff is not None:
             line += f"; max |diff| vs eager {self.parity_max_abs_diff:.2e}"
         if self.fallback_reason:
             line += f"; fast path not used ({self.fallback_reason})"
         if self.quantize != "none":
             agreement = self.top1_agreement
-            line += (f"; {self.quantize}, top-1 agreement with fp32 {100 * agreement['rate']:.2f}% "
-                     f"({agreement['agreeing']}/{agreement['images']} {agreement['data_set']} validation images)"
-                     if agreement else f"; {self.quantize}, top-1 agreement not measured (give --checkpoint)")
+            line += (
+                f"; {self.quantize}, top-1 agreement with fp32 {100 * agreement['rate']:.2f}% "
+                f"({agreement['agreeing']}/{agreement['images']} {agreement['data_set']} validation images)"
+                if agreement
+                else f"; {self.quantize}, top-1 agreement not measured (give --checkpoint)"
+            )
         return line
 
     def to_dict(self) -> dict[str, Any]:
@@ -110,13 +118,30 @@ def device_name(device: torch.device) -> str:
     return f"{describe_cpu()}, {torch.get_num_threads()} threads"
 
 
-def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.device | None = None,
-              amp: str = "auto", compile: bool | None = None, train: bool = False, teacher_model: str | None = None,
-              distillation_type: str = "hard", steps: int = 20, warmup: int = 5, img_size: int | None = None,
-              model_kwargs: dict[str, Any] | None = None, num_classes: int = 1000, onnxruntime: bool = False,
-              cuda_graphs: bool = False, seed: int = 0, train_settings: dict[str, Any] | None = None,
-              quantize: str = "none", checkpoint: str | None = None, data_set: str | None = None,
-              data_path: str | None = None) -> BenchResult:
+def benchmark(
+    model: str,
+    *,
+    batch_size: int | None = None,
+    device: str | torch.device | None = None,
+    amp: str = "auto",
+    compile: bool | None = None,
+    train: bool = False,
+    teacher_model: str | None = None,
+    distillation_type: str = "hard",
+    steps: int = 20,
+    warmup: int = 5,
+    img_size: int | None = None,
+    model_kwargs: dict[str, Any] | None = None,
+    num_classes: int = 1000,
+    onnxruntime: bool = False,
+    cuda_graphs: bool = False,
+    seed: int = 0,
+    train_settings: dict[str, Any] | None = None,
+    quantize: str = "none",
+    checkpoint: str | None = None,
+    data_set: str | None = None,
+    data_path: str | None = None,
+) -> BenchResult:
     """Images/s of `model` for inference (default) or for a `deit train` step (`train=True`) on synthetic data.
 
     `compile=None` means on for CUDA, off for CPU (see `deit.perf.default_compile`). `onnxruntime` runs
@@ -127,7 +152,6 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     records them all.
     """
     from deit.models.factory import build_model
-
     from deit.precision import resolve_precision
 
     torch_device = perf.resolve_device(device)
@@ -142,8 +166,10 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     if checkpoint is not None and (train or quantize == "none"):
         raise DeitError("--checkpoint is for measuring --quantize int8 agreement (with --onnxruntime)")
     if cuda_graphs and (train or torch_device.type != "cuda"):
-        raise DeitError("--cuda-graphs is for inference on --device cuda (deit train does not replay CUDA graphs, "
-                        "so neither does its benchmark)")
+        raise DeitError(
+            "--cuda-graphs is for inference on --device cuda (deit train does not replay CUDA graphs, "
+            "so neither does its benchmark)"
+        )
     if teacher_model is not None and not train:
         raise DeitError("--teacher-model only matters with --train")
     batch = batch_size or DEFAULT_BATCH_SIZE[torch_device.type]
@@ -161,21 +187,47 @@ def benchmark(model: str, *, batch_size: int | None = None, device: str | torch.
     size = int(getattr(network, "img_size", None) or img_size or 224)
     images = perf.to_device(torch.randn(batch, 3, size, size), torch_device)
     labels = perf.to_device(torch.randint(0, num_classes, (batch,)), torch_device)
-    common = dict(model=model, device=torch_device.type, device_name=device_name(torch_device), batch_size=batch,
-                  img_size=size, amp=_amp_name(dtype), steps=steps, warmup=warmup)
+    common = dict(
+        model=model,
+        device=torch_device.type,
+        device_name=device_name(torch_device),
+        batch_size=batch,
+        img_size=size,
+        amp=_amp_name(dtype),
+        steps=steps,
+        warmup=warmup,
+    )
     if train:
-        config = train_config(model, batch_size=batch, img_size=size, amp=amp, compile=use_compile,
-                              device=torch_device, teacher_model=teacher_model, distillation_type=distillation_type,
-                              model_kwargs=model_kwargs or {}, seed=seed, **(train_settings or {}))
+        config = train_config(
+            model,
+            batch_size=batch,
+            img_size=size,
+            amp=amp,
+            compile=use_compile,
+            device=torch_device,
+            teacher_model=teacher_model,
+            distillation_type=distillation_type,
+            model_kwargs=model_kwargs or {},
+            seed=seed,
+            **(train_settings or {}),
+        )
         return _bench_train(config, images, labels, num_classes=num_classes, common=common)
-    result, forward = _bench_inference(network.to(torch_device), images, dtype=dtype, use_compile=use_compile,
-                                       cuda_graphs=cuda_graphs, onnxruntime=onnxruntime, quantize=quantize,
-                                       common=common)
+    result, forward = _bench_inference(
+        network.to(torch_device),
+        images,
+        dtype=dtype,
+        use_compile=use_compile,
+        cuda_graphs=cuda_graphs,
+        onnxruntime=onnxruntime,
+        quantize=quantize,
+        common=common,
+    )
     if checkpoint is not None:
         from deit.inference.agreement import checkpoint_agreement
 
-        agreement = checkpoint_agreement(network, meta, forward, checkpoint=checkpoint, data_set=data_set,
-                                         data_path=data_path)
+        agreement = checkpoint_agreement(
+            network, meta, forward, checkpoint=checkpoint, data_set=data_set, data_path=data_path
+        )
         result.top1_agreement = None if agreement is None else dict(asdict(agreement), rate=agreement.rate)
     return result
 
@@ -184,9 +236,17 @@ def _amp_name(dtype: torch.dtype | None) -> str:
     return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
 
 
-def _bench_inference(network: nn.Module, images: Tensor, *, dtype: torch.dtype | None, use_compile: bool,
-                     cuda_graphs: bool, onnxruntime: bool, quantize: str, common: dict[str, Any]
-                     ) -> tuple[BenchResult, Callable[[Tensor], Tensor]]:
+def _bench_inference(
+    network: nn.Module,
+    images: Tensor,
+    *,
+    dtype: torch.dtype | None,
+    use_compile: bool,
+    cuda_graphs: bool,
+    onnxruntime: bool,
+    quantize: str,
+    common: dict[str, Any],
+) -> tuple[BenchResult, Callable[[Tensor], Tensor]]:
     device = images.device
     network.eval()
     with perf.inference_context(device, dtype):
@@ -224,16 +284,34 @@ def _bench_inference(network: nn.Module, images: Tensor, *, dtype: torch.dtype |
 
 def _result(common: dict[str, Any], mode: str, runtime: str, times: list[float], **extra: Any) -> BenchResult:
     median = statistics.median(times)
-    return BenchResult(**common, mode=mode, runtime=runtime, median_ms=median,
-                       images_per_second=common["batch_size"] * 1000.0 / median, step_ms=times,
-                       parity_max_abs_diff=extra.get("parity"), fallback_reason=extra.get("fallback"),
-                       teacher=extra.get("teacher"), distillation_type=extra.get("distillation_type"),
-                       train_config=extra.get("train_config"))
+    return BenchResult(
+        **common,
+        mode=mode,
+        runtime=runtime,
+        median_ms=median,
+        images_per_second=common["batch_size"] * 1000.0 / median,
+        step_ms=times,
+        parity_max_abs_diff=extra.get("parity"),
+        fallback_reason=extra.get("fallback"),
+        teacher=extra.get("teacher"),
+        distillation_type=extra.get("distillation_type"),
+        train_config=extra.get("train_config"),
+    )
 
 
-def train_config(model: str, *, batch_size: int, img_size: int, amp: str, compile: bool, device: torch.device,
-                 teacher_model: str | None, distillation_type: str, model_kwargs: dict[str, Any],
-                 **settings: Any) -> Any:
+def train_config(
+    model: str,
+    *,
+    batch_size: int,
+    img_size: int,
+    amp: str,
+    compile: bool,
+    device: torch.device,
+    teacher_model: str | None,
+    distillation_type: str,
+    model_kwargs: dict[str, Any],
+    **settings: Any,
+) -> Any:
     """The `deit train` configuration a training benchmark runs: the official recipe (AdamW, mixup/cutmix,
     label smoothing, EMA, ...) with this model, batch, precision and teacher; `settings` override any flag."""
     from deit.engine import make_config
@@ -242,9 +320,18 @@ def train_config(model: str, *, batch_size: int, img_size: int, amp: str, compil
     # Synthetic ImageNet-like input: ImageNet normalisation, as the official default data set (teacher and student
     # then share it, so the teacher does not re-normalise) -- unless `settings` name a data set.
     settings.setdefault("data_set", "IMNET")
-    return make_config(model=model, batch_size=batch_size, input_size=img_size, amp=amp, compile=compile,
-                       device=str(device), model_kwargs=dict(model_kwargs), distillation_type=distillation,
-                       **({"teacher_model": teacher_model} if teacher_model is not None else {}), **settings)
+    return make_config(
+        model=model,
+        batch_size=batch_size,
+        input_size=img_size,
+        amp=amp,
+        compile=compile,
+        device=str(device),
+        model_kwargs=dict(model_kwargs),
+        distillation_type=distillation,
+        **({"teacher_model": teacher_model} if teacher_model is not None else {}),
+        **settings,
+    )
 
 
 def build_bench_step(config: Any, *, num_classes: int, device: torch.device) -> TrainStep:
@@ -256,12 +343,14 @@ def build_bench_step(config: Any, *, num_classes: int, device: torch.device) -> 
     precision = resolve_precision(config.amp, device)
     student = builders.build_student(config, num_classes, load_finetune=False).to(device)
     teacher = builders.build_teacher_for(config, num_classes, device)
-    return builders.build_train_step(config, student, teacher, num_classes=num_classes, device=device,
-                                     precision=precision)
+    return builders.build_train_step(
+        config, student, teacher, num_classes=num_classes, device=device, precision=precision
+    )
 
 
-def _bench_train(config: Any, images: Tensor, labels: Tensor, *, num_classes: int,
-                 common: dict[str, Any]) -> BenchResult:
+def _bench_train(
+    config: Any, images: Tensor, labels: Tensor, *, num_classes: int, common: dict[str, Any]
+) -> BenchResult:
     device = images.device
     parity = fallback = None
     torch.manual_seed(config.seed)
@@ -283,6 +372,14 @@ def _bench_train(config: Any, images: Tensor, labels: Tensor, *, num_classes: in
             fallback = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
     times = time_steps(lambda: step(images, labels), steps=common["steps"], warmup=common["warmup"], device=device)
     teacher = config.teacher_model if config.distillation_type in ("soft", "hard") else None
-    return _result(common, "train", runtime, times, parity=parity, fallback=fallback, teacher=teacher,
-                   distillation_type=config.distillation_type if teacher else None,
-                   train_config=config.to_dict())
+    return _result(
+        common,
+        "train",
+        runtime,
+        times,
+        parity=parity,
+        fallback=fallback,
+        teacher=teacher,
+        distillation_type=config.distillation_type if teacher else None,
+        train_config=config.to_dict(),
+    )

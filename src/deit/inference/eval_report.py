@@ -30,6 +30,7 @@ class PerImage:
     @classmethod
     def from_batches(cls, batches: list[dict[str, Tensor]]) -> PerImage:
         """Concatenate the per-batch records of `evaluate(per_image=...)`."""
+
         def column(key: str) -> Tensor:
             return torch.cat([batch[key] for batch in batches]) if batches else torch.zeros(0)
 
@@ -41,8 +42,14 @@ def classification_report(records: PerImage, class_names: list[str]) -> dict[str
     """scikit-learn's report as a dict: {class: {precision, recall, f1-score, support}, accuracy, averages}."""
     from sklearn.metrics import classification_report as sklearn_report
 
-    return sklearn_report(records.target.numpy(), records.prediction.numpy(), labels=list(range(len(class_names))),
-                          target_names=class_names, zero_division=0, output_dict=True)
+    return sklearn_report(
+        records.target.numpy(),
+        records.prediction.numpy(),
+        labels=list(range(len(class_names))),
+        target_names=class_names,
+        zero_division=0,
+        output_dict=True,
+    )
 
 
 def format_report(report: dict[str, Any], class_names: list[str]) -> str:
@@ -50,14 +57,16 @@ def format_report(report: dict[str, Any], class_names: list[str]) -> str:
     shown = list(class_names)
     heading = "per class (fused prediction):"
     if len(shown) > TABLE_MAX_CLASSES:  # hundreds of rows hide the point: the classes the model does worst on
-        shown = sorted(shown, key=lambda name: (report[name]["f1-score"], name))[:TABLE_MAX_CLASSES // 2]
+        shown = sorted(shown, key=lambda name: (report[name]["f1-score"], name))[: TABLE_MAX_CLASSES // 2]
         heading = f"the {len(shown)} classes of lowest F1 (all {len(class_names)} in metrics.json):"
     width = max(len(name) for name in shown + ["weighted avg"])
     rows = [heading, f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>8}"]
     for name in shown + ["macro avg", "weighted avg"]:
         row = report[name]
-        rows.append(f"{name:>{width}} {row['precision']:>9.3f} {row['recall']:>9.3f} {row['f1-score']:>9.3f} "
-                    f"{int(row['support']):>8d}")
+        rows.append(
+            f"{name:>{width}} {row['precision']:>9.3f} {row['recall']:>9.3f} {row['f1-score']:>9.3f} "
+            f"{int(row['support']):>8d}"
+        )
     return "\n".join(rows)
 
 
@@ -68,15 +77,19 @@ def worst_mistakes(records: PerImage, count: int) -> list[int]:
     return wrong[order][:count].tolist()
 
 
-def describe_mistakes(records: PerImage, indices: list[int], class_names: list[str],
-                      dataset: Dataset) -> list[dict[str, Any]]:
+def describe_mistakes(
+    records: PerImage, indices: list[int], class_names: list[str], dataset: Dataset
+) -> list[dict[str, Any]]:
     """The worst mistakes as metrics.json lists them: index, file (where known), true, predicted, teacher."""
     samples = getattr(dataset, "samples", None)
     rows = []
     for index in indices:
-        row: dict[str, Any] = {"index": index, "true": class_names[int(records.target[index])],
-                               "predicted": class_names[int(records.prediction[index])],
-                               "confidence": float(records.confidence[index])}
+        row: dict[str, Any] = {
+            "index": index,
+            "true": class_names[int(records.target[index])],
+            "predicted": class_names[int(records.prediction[index])],
+            "confidence": float(records.confidence[index]),
+        }
         if records.teacher is not None:
             row["teacher"] = class_names[int(records.teacher[index])]
         if isinstance(samples, list) and index < len(samples) and isinstance(samples[index], tuple):
@@ -105,8 +118,11 @@ def plot_mistakes(rows: list[dict[str, Any]], dataset: Dataset, path: Path) -> b
     for axes, row in zip(grid.flat, rows):
         image = dataset[row["index"]][0]  # a (3, H, W) tensor in [0, 1]: the evaluation crop, unnormalised
         axes.imshow(image.permute(1, 2, 0).clamp(0, 1).numpy())
-        title = [f"#{row['index']}", f"true: {row['true']}",
-                 f"predicted: {row['predicted']} ({100 * row['confidence']:.0f}%)"]
+        title = [
+            f"#{row['index']}",
+            f"true: {row['true']}",
+            f"predicted: {row['predicted']} ({100 * row['confidence']:.0f}%)",
+        ]
         if "teacher" in row:
             title.append(f"teacher: {row['teacher']}")
         axes.set_title("\n".join(title), fontsize=7, color="darkred")

@@ -10,16 +10,26 @@ import torch
 from torch.utils.data import DataLoader
 
 from deit.errors import DeitError
-from deit.integrity import check_finite_metrics
 from deit.inference.record import training_record
+from deit.integrity import check_finite_metrics
 from deit.io import dumps_strict
 from deit.models.download import is_url
 
 
-def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, data_path: str | None = None,
-                        teacher_model: str | None = None, teacher_path: str | None = None,
-                        output: str | Path | None = None, batch_size: int = 128, device: str = "auto",
-                        num_workers: int = 2, use_ema: bool = False, worst: int = 16) -> dict[str, Any]:
+def evaluate_checkpoint(
+    checkpoint: str | Path,
+    *,
+    data_set: str | None = None,
+    data_path: str | None = None,
+    teacher_model: str | None = None,
+    teacher_path: str | None = None,
+    output: str | Path | None = None,
+    batch_size: int = 128,
+    device: str = "auto",
+    num_workers: int = 2,
+    use_ema: bool = False,
+    worst: int = 16,
+) -> dict[str, Any]:
     """Top-1/top-5 of the class, distillation and fused heads (+ teacher agreement) on a validation split, the
     per-class report (`classification_report`) and the `worst` most confident mistakes (`worst_mistakes`).
 
@@ -27,13 +37,12 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
     `confusion_matrix.png` and `worst_mistakes.png` there.
     """
     from deit.data import build_dataset
-    from deit.inference import eval_report
-    from deit.perf import resolve_device
     from deit.engine.loop import evaluate
-    from deit.models.factory import load_trained_model
-    from deit.precision import resolve_precision
-
+    from deit.inference import eval_report
     from deit.io import require_regular_file
+    from deit.models.factory import load_trained_model
+    from deit.perf import resolve_device
+    from deit.precision import resolve_precision
 
     path = require_regular_file(checkpoint, flag="--checkpoint", allow_directory=True)
     if teacher_path and not is_url(teacher_path):
@@ -51,42 +60,63 @@ def evaluate_checkpoint(checkpoint: str | Path, *, data_set: str | None = None, 
         mean, std = data_set_normalization(data_set)
         meta = dataclasses.replace(meta, mean=tuple(mean), std=tuple(std))
     options = {"inat_category": str(args.get("inat_category") or "name")}  # the level the model was trained on
-    dataset = build_dataset(data_set, data_path, train=False, transform=_eval_transform(meta, model),
-                            options=options)
+    dataset = build_dataset(data_set, data_path, train=False, transform=_eval_transform(meta, model), options=options)
     if len(dataset) == 0:
         raise DeitError(f"--data-set {data_set}: the validation split is empty")
     classes = [str(name) for name in dataset.classes]
     if len(classes) != meta.num_classes:
-        raise DeitError(f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} "
-                        f"has {len(classes)}")
+        raise DeitError(
+            f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} has {len(classes)}"
+        )
     teacher = None
     if teacher_path:
         from deit.distill import build_teacher
         from deit.engine.builders import local_copy
 
-        teacher = build_teacher(teacher_model or "regnety_160", num_classes=len(classes),
-                                checkpoint=local_copy(teacher_path, "--teacher-path"),
-                                student_mean=meta.mean, student_std=meta.std, device=torch_device)
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers,
-                        pin_memory=torch_device.type == "cuda")
+        teacher = build_teacher(
+            teacher_model or "regnety_160",
+            num_classes=len(classes),
+            checkpoint=local_copy(teacher_path, "--teacher-path"),
+            student_mean=meta.mean,
+            student_std=meta.std,
+            device=torch_device,
+        )
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, pin_memory=torch_device.type == "cuda"
+    )
     per_image: list[dict[str, torch.Tensor]] = []
-    metrics = evaluate(model, loader, torch_device, teacher=teacher,
-                       precision=resolve_precision("auto", torch_device), confusion=True, per_image=per_image)
+    metrics = evaluate(
+        model,
+        loader,
+        torch_device,
+        teacher=teacher,
+        precision=resolve_precision("auto", torch_device),
+        confusion=True,
+        per_image=per_image,
+    )
     records = eval_report.PerImage.from_batches(per_image)
     # Under --distillation-type none the distillation head never learned: the fused number averages it in.
     untrained = args.get("distillation_type") == "none" and "dist_acc1" in metrics
-    metrics.update(checkpoint=str(path), data_set=data_set, class_names=classes,
-                   weights="model_ema" if use_ema else "model", dist_head_untrained=untrained,
-                   classification_report=eval_report.classification_report(records, classes),
-                   worst_mistakes=eval_report.describe_mistakes(
-                       records, eval_report.worst_mistakes(records, worst), classes, dataset))
+    metrics.update(
+        checkpoint=str(path),
+        data_set=data_set,
+        class_names=classes,
+        weights="model_ema" if use_ema else "model",
+        dist_head_untrained=untrained,
+        classification_report=eval_report.classification_report(records, classes),
+        worst_mistakes=eval_report.describe_mistakes(
+            records, eval_report.worst_mistakes(records, worst), classes, dataset
+        ),
+    )
     if output is not None:
         write_outputs(metrics, Path(output))  # NaN is written as null, and the run still fails below
         # The same crop without normalisation: the contact sheet shows what the model saw.
-        display = build_dataset(data_set, data_path, train=False,
-                                transform=_eval_transform(meta, model, normalise=False), options=options)
-        metrics["worst_mistakes_png"] = eval_report.plot_mistakes(metrics["worst_mistakes"], display,
-                                                                  Path(output) / "worst_mistakes.png")
+        display = build_dataset(
+            data_set, data_path, train=False, transform=_eval_transform(meta, model, normalise=False), options=options
+        )
+        metrics["worst_mistakes_png"] = eval_report.plot_mistakes(
+            metrics["worst_mistakes"], display, Path(output) / "worst_mistakes.png"
+        )
     check_finite_metrics(metrics, source=str(path))
     return metrics
 
@@ -95,8 +125,14 @@ def _eval_transform(meta: Any, model: torch.nn.Module, *, normalise: bool = True
     from deit.data import build_transform
 
     mean, std = (meta.mean, meta.std) if normalise else ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
-    return build_transform(False, input_size=meta.input_size or int(getattr(model, "img_size", 224)), mean=mean,
-                           std=std, interpolation=meta.interpolation, eval_crop_ratio=meta.crop_pct)
+    return build_transform(
+        False,
+        input_size=meta.input_size or int(getattr(model, "img_size", 224)),
+        mean=mean,
+        std=std,
+        interpolation=meta.interpolation,
+        eval_crop_ratio=meta.crop_pct,
+    )
 
 
 def write_outputs(metrics: dict[str, Any], output: Path) -> None:

@@ -21,7 +21,6 @@ from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 from deit.models.meta import CheckpointMeta
 
 
-
 @dataclass
 class Prediction:
     """One input's top-k classes (best first), or why it could not be read."""
@@ -41,8 +40,10 @@ class Prediction:
         """Plain data for `--json`."""
         if not self.ok:
             return {"path": self.path, "error": self.error}
-        top = [{"class": c, "index": i, "probability": p}
-               for c, i, p in zip(self.classes, self.indices, self.probabilities)]
+        top = [
+            {"class": c, "index": i, "probability": p}
+            for c, i, p in zip(self.classes, self.indices, self.probabilities)
+        ]
         return {"path": self.path, "topk": top}
 
 
@@ -54,8 +55,11 @@ def expand_inputs(paths: Sequence[str | Path]) -> list[Path]:
         if not path.is_dir() or not os.access(path, os.R_OK | os.X_OK):
             files.append(path)  # missing or unreadable files and folders are reported when read, one by one
             continue
-        found = sorted(p for p in path.rglob("*")
-                       if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        found = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         if not found:
             raise DeitError(f"{path}: folder holds no files")
         files.extend(found)
@@ -84,8 +88,9 @@ def _collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> list:
     return items  # batches are assembled after the bad items are set aside
 
 
-def _load_predictor(checkpoint: str | Path, device: str | torch.device | None
-                    ) -> tuple[Callable[[torch.Tensor], torch.Tensor], CheckpointMeta, torch.device]:
+def _load_predictor(
+    checkpoint: str | Path, device: str | torch.device | None
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], CheckpointMeta, torch.device]:
     """The model (or, for an `.onnx` export, its ONNX Runtime session), its meta and the device to feed."""
     path = Path(checkpoint)
     if path.suffix.lower() != ".onnx":
@@ -105,9 +110,16 @@ def _default_workers(num_files: int, batch_size: int) -> int:
 
 
 @torch.inference_mode()
-def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, *, batch_size: int = 32,
-            device: str | torch.device | None = None, workers: int | None = None,
-            progress: bool = False) -> list[Prediction]:
+def predict(
+    checkpoint: str | Path,
+    paths: Sequence[str | Path],
+    topk: int = 5,
+    *,
+    batch_size: int = 32,
+    device: str | torch.device | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> list[Prediction]:
     """Top-k fused-head predictions for each file (folders expanded); unreadable files carry `error`."""
     check_bounds("predict", topk=topk, batch_size=batch_size, workers=workers)
     files = expand_inputs(paths)
@@ -136,8 +148,10 @@ def predict(checkpoint: str | Path, paths: Sequence[str | Path], topk: int = 5, 
                 finite = probabilities.isfinite().all(dim=-1).cpu().tolist()
                 for (index, _), p_row, i_row, ok in zip(good, top_p.cpu().tolist(), top_i.cpu().tolist(), finite):
                     if not ok:  # NaN probabilities are no prediction: report them as a failure, never print them
-                        predictions[index] = Prediction(str(files[index]), error=f"{files[index]}: the model's "
-                                                        "output is not finite (NaN or inf); no prediction")
+                        predictions[index] = Prediction(
+                            str(files[index]),
+                            error=f"{files[index]}: the model's output is not finite (NaN or inf); no prediction",
+                        )
                         continue
                     classes = [names[i] if i < len(names) else str(i) for i in i_row]
                     predictions[index] = Prediction(str(files[index]), classes, i_row, p_row)

@@ -37,8 +37,14 @@ def training_record(checkpoint: str | Path) -> TrainingRecord:
         return TrainingRecord(has_preprocessing=meta is not None)
     log = path.parent / "log.txt"
     rows = read_log(log) if log.is_file() else []
-    return TrainingRecord(args, meta is not None, epoch=payload.get("epoch"), best_acc=payload.get("best_acc"),
-                          last_log=rows[-1] if rows else {}, lr_used=_peak_lr(payload.get("optimizer")))
+    return TrainingRecord(
+        args,
+        meta is not None,
+        epoch=payload.get("epoch"),
+        best_acc=payload.get("best_acc"),
+        last_log=rows[-1] if rows else {},
+        lr_used=_peak_lr(payload.get("optimizer")),
+    )
 
 
 def _peak_lr(optimizer_state: Any) -> float | None:

@@ -53,12 +53,11 @@ def extract_state_dict(payload: Any, *, source: str) -> dict[str, Tensor]:
         bad = next(key for key, value in state_dict.items() if not isinstance(value, Tensor))
         raise DeitError(f"{source}: entry '{bad}' is not a tensor")
     if all(key.startswith("module.") for key in state_dict):  # saved from a DistributedDataParallel wrapper
-        state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
+        state_dict = {key[len("module.") :]: value for key, value in state_dict.items()}
     if hf_convert.looks_like_hf_state_dict(state_dict):
         state_dict = hf_convert.convert_hf_state_dict(state_dict, source=source)
     # Official DeiT III blocks hold LayerScale as `gamma_1`/`gamma_2`; ours (and timm's) as `ls1.gamma`/`ls2.gamma`.
-    return {re.sub(r"^(blocks\.\d+)\.gamma_([12])$", r"\1.ls\2.gamma", key): value
-            for key, value in state_dict.items()}
+    return {re.sub(r"^(blocks\.\d+)\.gamma_([12])$", r"\1.ls\2.gamma", key): value for key, value in state_dict.items()}
 
 
 def read_file_with_meta(path: Path) -> tuple[Any, dict[str, Any] | None]:
@@ -128,8 +127,9 @@ def _all_tensors(mapping: dict[Any, Any]) -> bool:
 # ---------------------------------------------------------------- a trained model's weights and meta
 
 
-def read_trained_weights(path: Source, *, use_ema: bool = False
-                         ) -> tuple[dict[str, Tensor], hf_convert.HfModelConfig | None, CheckpointMeta | None]:
+def read_trained_weights(
+    path: Source, *, use_ema: bool = False
+) -> tuple[dict[str, Tensor], hf_convert.HfModelConfig | None, CheckpointMeta | None]:
     """(state dict, HF config or None, deit meta or None) of a trained model's file or directory, checked.
 
     The tensors are checked finite and the meta against the tensors (it is untrusted) before anyone builds a
@@ -164,23 +164,39 @@ def _ema_weights(payload: Any, path: Path) -> Any:
     # generic unwrapping would pick `model` first and the EMA request would be ignored without a word.
     if isinstance(payload, dict) and isinstance(payload.get("model_ema"), dict) and payload["model_ema"]:
         return payload["model_ema"]
-    raise DeitError(f"{path}: holds no EMA weights ('model_ema'; trained without EMA, or not a training "
-                    "checkpoint): drop --ema / use_ema to evaluate its weights")
+    raise DeitError(
+        f"{path}: holds no EMA weights ('model_ema'; trained without EMA, or not a training "
+        "checkpoint): drop --ema / use_ema to evaluate its weights"
+    )
 
 
-def default_meta(name: str, *, img_size: int, num_classes: int, model_kwargs: dict[str, Any] | None = None,
-                 class_names: list[str] | None = None, source: str | None = None,
-                 **preprocessing: Any) -> CheckpointMeta:
+def default_meta(
+    name: str,
+    *,
+    img_size: int,
+    num_classes: int,
+    model_kwargs: dict[str, Any] | None = None,
+    class_names: list[str] | None = None,
+    source: str | None = None,
+    **preprocessing: Any,
+) -> CheckpointMeta:
     """Meta for weights without a training record: registry preprocessing; ImageNet or `class_<i>` names."""
     spec = get_model_spec(name) if is_registered(name) else None
     kwargs = dict(model_kwargs or {})
     if class_names is None:
         class_names = _imagenet_class_names() if num_classes == 1000 and spec is not None else None
         class_names = class_names or [f"class_{index}" for index in range(num_classes)]
-    data = {"model": name, "model_kwargs": kwargs, "input_size": int(img_size), "num_classes": int(num_classes),
-            **({"mean": spec.mean, "std": spec.std, "crop_pct": spec.crop_pct} if spec else {}), **preprocessing,
-            "class_names": list(class_names), "deit_version": __version__,
-            "distilled": bool(kwargs.get("distilled", spec.distilled if spec else False))}
+    data = {
+        "model": name,
+        "model_kwargs": kwargs,
+        "input_size": int(img_size),
+        "num_classes": int(num_classes),
+        **({"mean": spec.mean, "std": spec.std, "crop_pct": spec.crop_pct} if spec else {}),
+        **preprocessing,
+        "class_names": list(class_names),
+        "deit_version": __version__,
+        "distilled": bool(kwargs.get("distilled", spec.distilled if spec else False)),
+    }
     return CheckpointMeta.from_dict(data, source=source or name)  # HF preprocessing files are untrusted too
 
 
@@ -214,8 +230,11 @@ def adapt_state_dict(state_dict: dict[str, Tensor], model: nn.Module, *, source:
     target = model.state_dict()
     if _heads_differ(state_dict, target):
         had = state_dict["head.weight"].shape[0] if "head.weight" in state_dict else 0
-        warnings.warn(f"{source}: checkpoint has {had} classes, the model {getattr(model, 'num_classes', '?')}: "
-                      "its heads are dropped and the model's stay freshly initialised", stacklevel=3)
+        warnings.warn(
+            f"{source}: checkpoint has {had} classes, the model {getattr(model, 'num_classes', '?')}: "
+            "its heads are dropped and the model's stay freshly initialised",
+            stacklevel=3,
+        )
         state_dict = {key: value for key, value in state_dict.items() if not key.startswith(_HEAD_PREFIXES)}
         optional = {key for key in target if key.startswith(_HEAD_PREFIXES)}
     else:
@@ -223,8 +242,9 @@ def adapt_state_dict(state_dict: dict[str, Tensor], model: nn.Module, *, source:
     _check_key_names(state_dict, target, optional=optional, source=source)
     if "pos_embed" in target and state_dict["pos_embed"].shape != target["pos_embed"].shape:
         num_prefix = target["pos_embed"].shape[1] - model.patch_embed.num_patches
-        state_dict["pos_embed"] = resample_pos_embed(state_dict["pos_embed"], num_prefix_tokens=num_prefix,
-                                                     grid_size=model.patch_embed.grid_size, source=source)
+        state_dict["pos_embed"] = resample_pos_embed(
+            state_dict["pos_embed"], num_prefix_tokens=num_prefix, grid_size=model.patch_embed.grid_size, source=source
+        )
     _check_shapes(state_dict, target, source=source)
     return state_dict
 
@@ -236,20 +256,29 @@ def _heads_differ(state_dict: dict[str, Tensor], target: dict[str, Tensor]) -> b
     return ours.shape[0] != theirs.shape[0]  # a different width is a mis-shape, not a new label set
 
 
-def resample_pos_embed(pos_embed: Tensor, *, num_prefix_tokens: int, grid_size: int,
-                       source: str = "pos_embed") -> Tensor:
+def resample_pos_embed(
+    pos_embed: Tensor, *, num_prefix_tokens: int, grid_size: int, source: str = "pos_embed"
+) -> Tensor:
     """The official fine-tuning resampling: prefix rows kept, the patch grid resized bicubically."""
     from timm.layers import resample_abs_pos_embed  # lazy: timm costs seconds at `import deit`
 
     length = pos_embed.shape[1] - num_prefix_tokens
     old_grid = math.isqrt(max(length, 0))
     if length <= 0 or old_grid * old_grid != length:
-        raise DeitError(f"{source}: pos_embed has {pos_embed.shape[1]} rows, which is not {num_prefix_tokens} "
-                        "prefix row(s) plus a square grid")
+        raise DeitError(
+            f"{source}: pos_embed has {pos_embed.shape[1]} rows, which is not {num_prefix_tokens} "
+            "prefix row(s) plus a square grid"
+        )
     # The official recipe interpolates without antialiasing (timm's default is on), so turn it off to match.
-    return resample_abs_pos_embed(pos_embed, [grid_size, grid_size], [old_grid, old_grid],
-                                  num_prefix_tokens=num_prefix_tokens, interpolation="bicubic", antialias=False,
-                                  align_corners=False)
+    return resample_abs_pos_embed(
+        pos_embed,
+        [grid_size, grid_size],
+        [old_grid, old_grid],
+        num_prefix_tokens=num_prefix_tokens,
+        interpolation="bicubic",
+        antialias=False,
+        align_corners=False,
+    )
 
 
 def load_state_dict_strict(model: nn.Module, state_dict: dict[str, Tensor], *, source: str) -> None:
@@ -260,8 +289,9 @@ def load_state_dict_strict(model: nn.Module, state_dict: dict[str, Tensor], *, s
     model.load_state_dict(state_dict, strict=True)
 
 
-def _check_key_names(state_dict: dict[str, Tensor], target: dict[str, Tensor], *, optional: set[str],
-                     source: str) -> None:
+def _check_key_names(
+    state_dict: dict[str, Tensor], target: dict[str, Tensor], *, optional: set[str], source: str
+) -> None:
     missing = [key for key in target if key not in state_dict and key not in optional]
     unexpected = [key for key in state_dict if key not in target]
     problems = []
@@ -274,8 +304,11 @@ def _check_key_names(state_dict: dict[str, Tensor], target: dict[str, Tensor], *
 
 
 def _check_shapes(state_dict: dict[str, Tensor], target: dict[str, Tensor], *, source: str) -> None:
-    wrong = [f"{key} {tuple(state_dict[key].shape)} vs model {tuple(target[key].shape)}"
-             for key in state_dict if key in target and state_dict[key].shape != target[key].shape]
+    wrong = [
+        f"{key} {tuple(state_dict[key].shape)} vs model {tuple(target[key].shape)}"
+        for key in state_dict
+        if key in target and state_dict[key].shape != target[key].shape
+    ]
     if wrong:
         raise DeitError(f"{source}: mis-shaped key(s) {short_list(wrong)}")
 

@@ -44,15 +44,18 @@ def fetch_checkpoint(url: str, *, progress: bool = False, local_option: str = "p
     # torch.hub's downloader writes a temporary file beside `destination`, checks the sha256 prefix, then moves
     # it into place (removing it on any failure), so the cache never holds a partial or wrong file.
     try:
-        torch.hub.download_url_to_file(url, str(destination), hash_prefix=expected_hash_prefix(url),
-                                       progress=progress)
+        torch.hub.download_url_to_file(url, str(destination), hash_prefix=expected_hash_prefix(url), progress=progress)
     except RuntimeError as error:  # torch.hub's only RuntimeError here is the hash check
-        raise DeitError(f"{url}: sha256 of the download does not match its file name ({error}); the file was "
-                        f"discarded (retry, or fetch it by hand to {destination})") from error
+        raise DeitError(
+            f"{url}: sha256 of the download does not match its file name ({error}); the file was "
+            f"discarded (retry, or fetch it by hand to {destination})"
+        ) from error
     except (urllib.error.URLError, OSError, ValueError) as error:
         reason = getattr(error, "reason", None) or error
         if isinstance(error, urllib.error.HTTPError):
             reason = f"HTTP {error.code} {error.reason}"
-        raise DeitError(f"cannot download {url} ({reason}); fetch it by hand (e.g. on a machine with network) and "
-                        f"put it at {destination}, or pass the file's path as {local_option}") from error
+        raise DeitError(
+            f"cannot download {url} ({reason}); fetch it by hand (e.g. on a machine with network) and "
+            f"put it at {destination}, or pass the file's path as {local_option}"
+        ) from error
     return destination

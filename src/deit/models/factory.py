@@ -17,15 +17,21 @@ from deit.errors import DeitError
 from deit.models import hf_convert
 from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
 from deit.models.checkpoint import Source, default_meta, load_pretrained, load_state_dict_strict, read_trained_weights
-from deit.models.meta import CheckpointMeta
 from deit.models.kwargs_check import check_vit_kwargs
+from deit.models.meta import CheckpointMeta
 from deit.models.registry import get_model_spec, model_source, unknown_model_error
 from deit.models.vit import VisionTransformer
 
 
-def create_model(name: str, pretrained: bool | str | Path | None = None, num_classes: int = 1000,
-                 img_size: int | None = None, drop_path_rate: float = 0.0, in_chans: int = 3,
-                 **overrides: Any) -> VisionTransformer:
+def create_model(
+    name: str,
+    pretrained: bool | str | Path | None = None,
+    num_classes: int = 1000,
+    img_size: int | None = None,
+    drop_path_rate: float = 0.0,
+    in_chans: int = 3,
+    **overrides: Any,
+) -> VisionTransformer:
     """Build a registered model; `pretrained` is True (official weights), a file/directory path, or None.
 
     `overrides` replace constructor arguments (e.g. `depth=2`, `patch_size=4`) for small experiments.
@@ -53,8 +59,9 @@ def official_weights(name: str) -> Path:
     return fetch_checkpoint(url, progress=True)
 
 
-def build_model(name: str, *, num_classes: int, img_size: int | None = None, drop_path_rate: float = 0.0,
-                **overrides: Any) -> nn.Module:
+def build_model(
+    name: str, *, num_classes: int, img_size: int | None = None, drop_path_rate: float = 0.0, **overrides: Any
+) -> nn.Module:
     """A freshly initialised model called `name` with `num_classes` outputs (no weights are downloaded).
 
     `img_size` sets our DeiTs' input size; timm and torchvision models keep their own. `drop_path_rate` applies
@@ -62,8 +69,9 @@ def build_model(name: str, *, num_classes: int, img_size: int | None = None, dro
     """
     source = model_source(name)
     if source == "deit":
-        return create_model(name, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate,
-                            **overrides)
+        return create_model(
+            name, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate, **overrides
+        )
     if source == "timm":
         import timm
 
@@ -81,8 +89,14 @@ def build_model(name: str, *, num_classes: int, img_size: int | None = None, dro
 # ---------------------------------------------------------------- rebuilding a trained model
 
 
-def load_trained_model(path: Source, device: str | torch.device = "cpu", *, model_name: str | None = None,
-                       use_ema: bool = False, **overrides: Any) -> tuple[nn.Module, CheckpointMeta]:
+def load_trained_model(
+    path: Source,
+    device: str | torch.device = "cpu",
+    *,
+    model_name: str | None = None,
+    use_ema: bool = False,
+    **overrides: Any,
+) -> tuple[nn.Module, CheckpointMeta]:
     """Rebuild the model saved at `path` and its meta (preprocessing, class names); the model is in eval mode.
 
     `path` is a `deit train` checkpoint, a safetensors export, an official/timm `.pth`/`.safetensors` (the model
@@ -96,20 +110,27 @@ def load_trained_model(path: Source, device: str | torch.device = "cpu", *, mode
     if meta is not None:
         model = _build_from_meta(meta, overrides=overrides)
     else:
-        model, meta = _build_from_weights(state_dict, hf_config, source=source, model_name=model_name,
-                                          overrides=overrides)
+        model, meta = _build_from_weights(
+            state_dict, hf_config, source=source, model_name=model_name, overrides=overrides
+        )
     load_state_dict_strict(model, state_dict, source=source)
     return model.to(device).eval(), meta
 
 
 def _build_from_meta(meta: CheckpointMeta, *, overrides: dict[str, Any]) -> nn.Module:
-    return build_model(meta.model, num_classes=meta.num_classes, img_size=meta.input_size,
-                       **dict(meta.model_kwargs, **overrides))
+    return build_model(
+        meta.model, num_classes=meta.num_classes, img_size=meta.input_size, **dict(meta.model_kwargs, **overrides)
+    )
 
 
-def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfModelConfig | None, *,
-                        source: str, model_name: str | None,
-                        overrides: dict[str, Any]) -> tuple[nn.Module, CheckpointMeta]:
+def _build_from_weights(
+    state_dict: dict[str, Tensor],
+    hf_config: hf_convert.HfModelConfig | None,
+    *,
+    source: str,
+    model_name: str | None,
+    overrides: dict[str, Any],
+) -> tuple[nn.Module, CheckpointMeta]:
     arch = architecture_of(state_dict, source=source)
     preprocessing: dict[str, Any] = {}
     class_names = None
@@ -121,6 +142,13 @@ def _build_from_weights(state_dict: dict[str, Tensor], hf_config: hf_convert.HfM
     name = model_name or closest_registered(arch)
     model_kwargs = dict(overrides_for(name, arch, source=source), **overrides)
     model = create_model(name, num_classes=arch.num_classes, img_size=arch.img_size, **model_kwargs)
-    meta = default_meta(name, img_size=arch.img_size, num_classes=arch.num_classes, model_kwargs=model_kwargs,
-                        class_names=class_names, source=source, **preprocessing)
+    meta = default_meta(
+        name,
+        img_size=arch.img_size,
+        num_classes=arch.num_classes,
+        model_kwargs=model_kwargs,
+        class_names=class_names,
+        source=source,
+        **preprocessing,
+    )
     return model, meta

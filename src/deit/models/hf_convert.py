@@ -78,8 +78,9 @@ def convert_hf_state_dict(state_dict: dict[str, Tensor], *, source: str) -> dict
     return converted
 
 
-def _convert_layer_key(body: str, tensor: Tensor, converted: dict[str, Tensor],
-                       qkv_parts: dict[tuple[int, str], dict[int, Tensor]]) -> bool:
+def _convert_layer_key(
+    body: str, tensor: Tensor, converted: dict[str, Tensor], qkv_parts: dict[tuple[int, str], dict[int, Tensor]]
+) -> bool:
     target = our_key_for(body)
     if target is None:
         return False
@@ -152,8 +153,9 @@ def read_hf_config(directory: Path) -> HfModelConfig:
     architecture = architectures[0] if architectures else None
     if architecture not in SUPPORTED_ARCHITECTURES:
         supported = ", ".join(SUPPORTED_ARCHITECTURES)
-        raise DeitError(f"{directory / 'config.json'}: architecture {architecture!r} is not supported "
-                        f"(supported: {supported})")
+        raise DeitError(
+            f"{directory / 'config.json'}: architecture {architecture!r} is not supported (supported: {supported})"
+        )
     try:
         embed_dim = int(config["hidden_size"])
         settings = dict(
@@ -168,18 +170,27 @@ def read_hf_config(directory: Path) -> HfModelConfig:
     except (KeyError, TypeError, ValueError) as error:
         raise DeitError(f"{directory / 'config.json'}: missing or invalid field {error}") from error
     if config.get("hidden_act", "gelu") != "gelu" or not config.get("qkv_bias", True):
-        raise DeitError(f"{directory / 'config.json'}: hidden_act must be 'gelu' and qkv_bias true "
-                        f"(got {config.get('hidden_act')!r}, {config.get('qkv_bias')!r})")
+        raise DeitError(
+            f"{directory / 'config.json'}: hidden_act must be 'gelu' and qkv_bias true "
+            f"(got {config.get('hidden_act')!r}, {config.get('qkv_bias')!r})"
+        )
     class_names = _class_names(config.get("id2label"))
     num_classes = len(class_names) if class_names else int(config.get("num_labels", 0) or 0)
-    return HfModelConfig(distilled=SUPPORTED_ARCHITECTURES[architecture], num_classes=num_classes,
-                         class_names=class_names, preprocessing=_read_preprocessing(directory), **settings)
+    return HfModelConfig(
+        distilled=SUPPORTED_ARCHITECTURES[architecture],
+        num_classes=num_classes,
+        class_names=class_names,
+        preprocessing=_read_preprocessing(directory),
+        **settings,
+    )
 
 
 def hf_weight_files(directory: Path) -> list[Path]:
     """The weight file(s) of a `save_pretrained` directory: safetensors preferred, sharded indexes followed."""
-    for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+    for single, index in (
+        ("model.safetensors", "model.safetensors.index.json"),
+        ("pytorch_model.bin", "pytorch_model.bin.index.json"),
+    ):
         if (directory / single).is_file():
             return [directory / single]
         if (directory / index).is_file():

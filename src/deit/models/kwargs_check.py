@@ -10,14 +10,30 @@ from typing import Any
 
 from deit.errors import DeitError
 
-_INTEGERS = {"img_size": (1, 4096), "patch_size": (1, 512), "in_chans": (1, 64), "num_classes": (0, 1_000_000),
-             "embed_dim": (1, 8192), "depth": (1, 256), "num_heads": (1, 512)}
+_INTEGERS = {
+    "img_size": (1, 4096),
+    "patch_size": (1, 512),
+    "in_chans": (1, 64),
+    "num_classes": (0, 1_000_000),
+    "embed_dim": (1, 8192),
+    "depth": (1, 256),
+    "num_heads": (1, 512),
+}
 _FRACTIONS = ("drop_rate", "attn_drop_rate", "drop_path_rate")  # [0, 1): 1 drops everything and gives NaN
 _BOOLEANS = ("qkv_bias", "distilled", "pos_embed_over_prefix")
 _MAX_MLP_RATIO = 64.0
 # Keys that would make a constructor fetch weights from the network (timm / torchvision spellings).
-DOWNLOAD_KEYS = ("pretrained", "pretrained_cfg", "pretrained_cfg_overlay", "pretrained_strict", "checkpoint_path",
-                 "weights", "weights_backbone", "progress", "cache_dir")
+DOWNLOAD_KEYS = (
+    "pretrained",
+    "pretrained_cfg",
+    "pretrained_cfg_overlay",
+    "pretrained_strict",
+    "checkpoint_path",
+    "weights",
+    "weights_backbone",
+    "progress",
+    "cache_dir",
+)
 
 
 def check_vit_kwargs(kwargs: dict[str, Any], *, where: str) -> None:
@@ -54,16 +70,20 @@ def check_vit_kwargs(kwargs: dict[str, Any], *, where: str) -> None:
 def check_patch_grid(img_size: int, patch_size: int, *, where: str) -> None:
     """An image must cut into whole patches: refuse an `img_size` that `patch_size` does not divide."""
     if patch_size <= 0 or img_size % patch_size:
-        raise DeitError(f"{where}: img_size {img_size} is not divisible by the patch size {patch_size}; "
-                        f"use a multiple of {patch_size}")
+        raise DeitError(
+            f"{where}: img_size {img_size} is not divisible by the patch size {patch_size}; "
+            f"use a multiple of {patch_size}"
+        )
 
 
 def check_no_download_keys(kwargs: dict[str, Any], *, where: str) -> None:
     """Refuse arguments that would make a model constructor download weights."""
     for key in DOWNLOAD_KEYS:
         if key in kwargs:
-            raise DeitError(f"{where}: '{key}' is refused (nothing read from a file or a kwargs mapping may "
-                            f"trigger a download; load weights with --finetune or --resume)")
+            raise DeitError(
+                f"{where}: '{key}' is refused (nothing read from a file or a kwargs mapping may "
+                f"trigger a download; load weights with --finetune or --resume)"
+            )
 
 
 def _number(value: Any) -> bool:

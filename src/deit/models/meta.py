@@ -33,16 +33,25 @@ class CheckpointMeta:
 
     def to_dict(self) -> dict[str, Any]:
         """The on-disk layout (JSON types only): the keys above at top level, `extra` merged back in."""
-        data = {"model": self.model, "model_kwargs": dict(self.model_kwargs), "input_size": self.input_size,
-                "num_classes": self.num_classes, "mean": list(self.mean), "std": list(self.std),
-                "crop_pct": self.crop_pct, "interpolation": self.interpolation,
-                "class_names": list(self.class_names), "distilled": self.distilled,
-                "deit_version": self.deit_version}
+        data = {
+            "model": self.model,
+            "model_kwargs": dict(self.model_kwargs),
+            "input_size": self.input_size,
+            "num_classes": self.num_classes,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+            "class_names": list(self.class_names),
+            "distilled": self.distilled,
+            "deit_version": self.deit_version,
+        }
         return {**self.extra, **data}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *, source: str,
-                  state_dict: dict[str, Tensor] | None = None) -> CheckpointMeta:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, source: str, state_dict: dict[str, Tensor] | None = None
+    ) -> CheckpointMeta:
         """Read untrusted meta; a bad value is a DeitError naming `source` and the key. With `state_dict`, the
         architecture the meta claims is also checked against the tensors (before any model is built)."""
         if not isinstance(data, Mapping):
@@ -68,4 +77,3 @@ class CheckpointMeta:
         if self.class_names and len(self.class_names) == count:
             return [str(name) for name in self.class_names]
         return [str(index) for index in range(count)]
-

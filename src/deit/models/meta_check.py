@@ -20,8 +20,9 @@ def validate_meta(meta: dict[str, Any], state_dict: dict[str, Tensor], *, source
     """Refuse meta whose types, ranges or architecture disagree with `state_dict`; names the file and the key."""
     check_meta_fields(meta, source=source)
     if is_registered(meta["model"]):
-        _check_against_tensors(meta, meta["model"], meta.get("model_kwargs") or {}, state_dict,
-                               where=f"{source}: meta", source=source)
+        _check_against_tensors(
+            meta, meta["model"], meta.get("model_kwargs") or {}, state_dict, where=f"{source}: meta", source=source
+        )
 
 
 def check_meta_fields(meta: dict[str, Any], *, source: str) -> None:
@@ -53,38 +54,58 @@ def _check_preprocessing(meta: dict[str, Any], num_classes: int, where: str) -> 
         raise DeitError(f"{where} 'crop_pct' must be a number in [{_MIN_CROP_PCT}, 1], got {crop!r}")
     for key in ("mean", "std"):
         value = meta.get(key)
-        if value is not None and not (isinstance(value, (list, tuple)) and len(value) in (1, 3)
-                                      and all(_number(v) for v in value)
-                                      and (key == "mean" or all(v > 0 for v in value))):
-            raise DeitError(f"{where} '{key}' must be 1 or 3 {'positive ' if key == 'std' else ''}numbers, "
-                            f"got {value!r}")
+        if value is not None and not (
+            isinstance(value, (list, tuple))
+            and len(value) in (1, 3)
+            and all(_number(v) for v in value)
+            and (key == "mean" or all(v > 0 for v in value))
+        ):
+            raise DeitError(
+                f"{where} '{key}' must be 1 or 3 {'positive ' if key == 'std' else ''}numbers, got {value!r}"
+            )
     names = meta.get("class_names")
-    if names is not None and not (isinstance(names, list) and all(isinstance(n, str) for n in names)
-                                  and len(names) in (0, num_classes)):
-        raise DeitError(f"{where} 'class_names' must be a list of {num_classes} strings, got "
-                        f"{type(names).__name__}{f' of {len(names)}' if isinstance(names, list) else ''}")
+    if names is not None and not (
+        isinstance(names, list) and all(isinstance(n, str) for n in names) and len(names) in (0, num_classes)
+    ):
+        raise DeitError(
+            f"{where} 'class_names' must be a list of {num_classes} strings, got "
+            f"{type(names).__name__}{f' of {len(names)}' if isinstance(names, list) else ''}"
+        )
 
 
-def _check_against_tensors(meta: dict[str, Any], model: str, kwargs: dict[str, Any],
-                           state_dict: dict[str, Tensor], *, where: str, source: str) -> None:
+def _check_against_tensors(
+    meta: dict[str, Any], model: str, kwargs: dict[str, Any], state_dict: dict[str, Tensor], *, where: str, source: str
+) -> None:
     spec = get_model_spec(model)
     config = {**_DEFAULTS, **spec.kwargs, **kwargs, "num_classes": meta["num_classes"]}
     if meta.get("input_size") is not None:
         config["img_size"] = meta["input_size"]
     config.setdefault("img_size", spec.img_size)
     arch = architecture_of(state_dict, source=source)
-    observed = {"embed_dim": arch.embed_dim, "depth": arch.depth, "patch_size": arch.patch_size,
-                "in_chans": arch.in_chans, "distilled": arch.distilled, "img_size": arch.img_size,
-                "pos_embed_over_prefix": arch.pos_embed_over_prefix, "mlp_ratio": arch.mlp_ratio}
+    observed = {
+        "embed_dim": arch.embed_dim,
+        "depth": arch.depth,
+        "patch_size": arch.patch_size,
+        "in_chans": arch.in_chans,
+        "distilled": arch.distilled,
+        "img_size": arch.img_size,
+        "pos_embed_over_prefix": arch.pos_embed_over_prefix,
+        "mlp_ratio": arch.mlp_ratio,
+    }
     if arch.num_classes or "head.weight" in state_dict:
         observed["num_classes"] = arch.num_classes
     for key, seen in observed.items():
         claimed = config.get(key)
-        same = (math.isclose(claimed, seen, rel_tol=1e-3) if key == "mlp_ratio" and _number(claimed)
-                else claimed == seen and type(claimed) is type(seen))
+        same = (
+            math.isclose(claimed, seen, rel_tol=1e-3)
+            if key == "mlp_ratio" and _number(claimed)
+            else claimed == seen and type(claimed) is type(seen)
+        )
         if not same:
-            raise DeitError(f"{where} says {key}={claimed!r}, but its tensors are of a model with {key}={seen!r}; "
-                            f"the file is inconsistent")
+            raise DeitError(
+                f"{where} says {key}={claimed!r}, but its tensors are of a model with {key}={seen!r}; "
+                f"the file is inconsistent"
+            )
     # What the tensors cannot tell (heads, drop rates, ...) is still bounded and typed.
     check_vit_kwargs(config, where=f"{where} 'model_kwargs'")
 

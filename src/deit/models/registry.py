@@ -67,14 +67,21 @@ def _deit(size: str, img_size: int, distilled: bool, top1: float, params: int, c
     register(ModelSpec(name, kwargs, top1=top1, params=params, url=_DEIT_URL + checkpoint_file, crop_pct=crop_pct))
 
 
-def _deit3(size: str, img_size: int, top1: float, params: int, layer_scale_init: float,
-           checkpoint_file: str) -> None:
-    kwargs = dict(_SIZES[size], patch_size=16, img_size=img_size, layer_scale_init=layer_scale_init,
-                  pos_embed_over_prefix=False)
+def _deit3(size: str, img_size: int, top1: float, params: int, layer_scale_init: float, checkpoint_file: str) -> None:
+    kwargs = dict(
+        _SIZES[size], patch_size=16, img_size=img_size, layer_scale_init=layer_scale_init, pos_embed_over_prefix=False
+    )
     crop_pct = 1.0 if img_size == 384 else 0.875
-    register(ModelSpec(f"deit3_{size}_patch16_{img_size}", kwargs, top1=top1, params=params,
-                       url=_DEIT_URL + checkpoint_file,
-                       crop_pct=crop_pct))
+    register(
+        ModelSpec(
+            f"deit3_{size}_patch16_{img_size}",
+            kwargs,
+            top1=top1,
+            params=params,
+            url=_DEIT_URL + checkpoint_file,
+            crop_pct=crop_pct,
+        )
+    )
 
 
 _deit("tiny", 224, False, 72.2, 5_717_416, "deit_tiny_patch16_224-a1311bcf.pth")
@@ -99,13 +106,21 @@ _deit3("large", 384, 85.8, 304_763_880, 1e-6, "deit_3_large_384_1k.pth")
 # ours: the same layers and state-dict keys; the size comes from `img_size` (`--input-size`) as there. Its
 # constructors start every LayerScale at 1e-4 (`vit_models(init_scale=1e-4)`), so the alias does too. Its tiny,
 # huge and giant variants have no DeiT III of ours and stay unknown names.
-_OFFICIAL_DEIT3_ALIASES = {f"deit_{size}_patch16_LS": f"deit3_{size}_patch16_224"
-                           for size in ("small", "medium", "base", "large")}
+_OFFICIAL_DEIT3_ALIASES = {
+    f"deit_{size}_patch16_LS": f"deit3_{size}_patch16_224" for size in ("small", "medium", "base", "large")
+}
 _ALIASES: dict[str, ModelSpec] = {
-    alias: ModelSpec(alias, dict(_REGISTRY[target].kwargs, layer_scale_init=1e-4), top1=_REGISTRY[target].top1,
-                     params=_REGISTRY[target].params, url=_REGISTRY[target].url, crop_pct=_REGISTRY[target].crop_pct,
-                     extra={"alias_of": target})
-    for alias, target in _OFFICIAL_DEIT3_ALIASES.items()}
+    alias: ModelSpec(
+        alias,
+        dict(_REGISTRY[target].kwargs, layer_scale_init=1e-4),
+        top1=_REGISTRY[target].top1,
+        params=_REGISTRY[target].params,
+        url=_REGISTRY[target].url,
+        crop_pct=_REGISTRY[target].crop_pct,
+        extra={"alias_of": target},
+    )
+    for alias, target in _OFFICIAL_DEIT3_ALIASES.items()
+}
 
 
 def aliases() -> dict[str, str]:
@@ -163,6 +178,9 @@ def unknown_model_error(name: str, *, where: str | None = None, registered_only:
 
         candidates = list(dict.fromkeys(candidates + timm.list_models() + torchvision.models.list_models()))
     close = difflib.get_close_matches(name, candidates, n=5, cutoff=0.6)
-    hint = (f"; did you mean {', '.join(close)}?" if close
-            else "; see `deit models`" + ("" if registered_only else " or timm.list_models()"))
+    hint = (
+        f"; did you mean {', '.join(close)}?"
+        if close
+        else "; see `deit models`" + ("" if registered_only else " or timm.list_models()")
+    )
     return DeitError((f"{where} {name}: unknown model" if where else f"unknown model '{name}'") + hint)

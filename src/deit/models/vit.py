@@ -17,11 +17,25 @@ class VisionTransformer(nn.Module):
     `pos_embed_over_prefix=False` is DeiT III: the position embedding covers the patches only.
     """
 
-    def __init__(self, *, img_size: int = 224, patch_size: int = 16, in_chans: int = 3, num_classes: int = 1000,
-                 embed_dim: int = 768, depth: int = 12, num_heads: int = 12, mlp_ratio: float = 4.0,
-                 qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
-                 drop_path_rate: float = 0.0, distilled: bool = False, layer_scale_init: float | None = None,
-                 pos_embed_over_prefix: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        img_size: int = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        distilled: bool = False,
+        layer_scale_init: float | None = None,
+        pos_embed_over_prefix: bool = True,
+    ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.embed_dim = embed_dim
@@ -29,8 +43,7 @@ class VisionTransformer(nn.Module):
         self.num_prefix_tokens = 2 if distilled else 1
         self.pos_embed_over_prefix = pos_embed_over_prefix
 
-        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans,
-                                      embed_dim=embed_dim)
+        self.patch_embed = PatchEmbed(img_size=img_size, patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
         # Registration order is the official/timm one (cls_token, pos_embed, dist_token): optimizer state in a
         # checkpoint is matched to parameters by position, so this order is part of the checkpoint format.
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
@@ -41,11 +54,21 @@ class VisionTransformer(nn.Module):
 
         # Stochastic depth grows linearly with depth, as in the paper.
         drop_path_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
-        self.blocks = nn.Sequential(*[
-            Block(embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, proj_drop=drop_rate,
-                  attn_drop=attn_drop_rate, drop_path=rate, layer_scale_init=layer_scale_init)
-            for rate in drop_path_rates
-        ])
+        self.blocks = nn.Sequential(
+            *[
+                Block(
+                    embed_dim,
+                    num_heads=num_heads,
+                    mlp_ratio=mlp_ratio,
+                    qkv_bias=qkv_bias,
+                    proj_drop=drop_rate,
+                    attn_drop=attn_drop_rate,
+                    drop_path=rate,
+                    layer_scale_init=layer_scale_init,
+                )
+                for rate in drop_path_rates
+            ]
+        )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head_drop = nn.Dropout(drop_rate)
         self.head = self._new_head(num_classes)
@@ -88,8 +111,10 @@ class VisionTransformer(nn.Module):
 
     def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
         """timm's layer grouping (stem, blocks, final norm), which `--layer-decay` uses to give each block its lr."""
-        return {"stem": r"^cls_token|^dist_token|^pos_embed|^patch_embed",
-                "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))]}
+        return {
+            "stem": r"^cls_token|^dist_token|^pos_embed|^patch_embed",
+            "blocks": [(r"^blocks\.(\d+)", None), (r"^norm", (99999,))],
+        }
 
     def get_classifier(self) -> nn.Module | tuple[nn.Module, nn.Module]:
         """The class head, or `(head, head_dist)` for a distilled model."""
