@@ -288,4 +288,4 @@ def test_deit_eval_ema_evaluates_the_official_model_ema(tmp_path: Path, capsys: 
     code, _, err = run_cli(["eval", "--checkpoint", tmp_path / "no_ema.pth", *flags, "--ema"], capsys)
     assert code == 2 and "no_ema.pth: holds no EMA weights ('model_ema'" in err and len(err.splitlines()) == 1
     code, _, err = run_cli(["eval", "--checkpoint", tmp_path / "official.pth", *flags[:-1], "-1"], capsys)
-    assert code == 2 and "--worst -1: must be 0 or more" in err
+    assert code == 2 and "--worst -1: must be in [0, 100000]" in err

@@ -226,7 +226,7 @@ def test_the_model_card_states_origin_data_recipe_as_run_licence_and_use(tiny_ch
     _, meta = load_trained_model(checkpoint)
     card = model_card(checkpoint, meta, fmt="timm", license="apache-2.0")
     assert "license: apache-2.0" in card and "## Licence" in card and "## Intended use" in card
-    assert "fine-tuned from `/runs/digits/checkpoint.pth`" in card
+    assert "fine-tuned from: `/runs/digits/checkpoint.pth`" in card
     assert "data: IMAGEFOLDER (`/data/fruit`)" in card
     assert "lr=1.563e-05 (--lr 0.0005 scaled to the batch)" in card  # what the run used, not the base lr alone
     assert source_sha256(checkpoint) in card

@@ -43,12 +43,9 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the three heads' top-1/top-5 (and teacher agreement), the per-class table and the worst
     mistakes; 0 on success."""
     from deit.engine.run import format_metrics
-    from deit.errors import DeitError
     from deit.inference.eval_report import format_report
     from deit.inference.evaluation import evaluate_checkpoint
 
-    if args.worst < 0:
-        raise DeitError(f"--worst {args.worst}: must be 0 or more")
     metrics = evaluate_checkpoint(
         args.checkpoint,
         data_set=args.data_set,

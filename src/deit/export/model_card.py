@@ -105,9 +105,9 @@ def _origin_line(args: dict, meta: CheckpointMeta) -> str:
     """Where the weights started: the `--finetune` source (with what it was, when its meta said) or scratch."""
     origin = meta.extra.get("finetuned_from")
     if isinstance(origin, dict):
-        return f"- fine-tuned from `{origin.get('source')}` ({origin.get('trained_as') or 'no deit meta'})"
+        return f"- fine-tuned from: `{origin.get('source')}` ({origin.get('trained_as') or 'no deit meta'})"
     if args.get("finetune"):
-        return f"- fine-tuned from `{args['finetune']}`"
+        return f"- fine-tuned from: `{args['finetune']}`"
     return "- trained from scratch (no --finetune)"
 
 
