@@ -179,7 +179,7 @@ def shared_recipe(settings: DemoSettings) -> dict[str, Any]:
         device=settings.device,
         num_workers=0,
         log_format="plain",
-        log_interval=100_000,
+        log_interval=0,  # no step lines: nine runs share the console; their epoch lines are the progress
         max_steps_per_epoch=settings.max_steps_per_epoch,
         train_subset=1.0,
         train_subset_seed=settings.subset_seed,
