@@ -48,8 +48,7 @@ def recorded_data(checkpoint: str | Path) -> tuple[str | None, str | None]:
     """(data set, data path) a `deit train` checkpoint was trained on, or Nones."""
     from deit.inference.record import training_record
 
-    args = training_record(checkpoint).args
-    return args.get("data_set"), args.get("data_path") or None
+    return training_record(checkpoint).data(None, None)
 
 
 def validation_loader(
