@@ -54,7 +54,8 @@ def test_optimizers_by_name_keep_the_groups(name: str, cls: type | None) -> None
     else:
         assert "lamb" in type(optimizer).__name__.lower()
     assert sorted(g["weight_decay"] for g in optimizer.param_groups) == [0.0, 0.05]
-    assert not optimizer.defaults.get("fused")  # the fused kernel is for CUDA only
+    # Adam(W) takes torch's fused kernel on CPU too; the other optimizers have none.
+    assert bool(optimizer.defaults.get("fused")) is (name == "adamw")
 
 
 def _trained_weights(optimizer_for: object, steps: int = 5) -> list[torch.Tensor]:
@@ -72,7 +73,7 @@ def _trained_weights(optimizer_for: object, steps: int = 5) -> list[torch.Tensor
     return [p.detach().clone() for p in model.parameters()]
 
 
-def test_cpu_adamw_is_the_multi_tensor_kernel_with_the_per_parameter_loops_weights() -> None:
+def test_cpu_adamw_is_the_fused_kernel_with_the_per_parameter_loops_update() -> None:
     def ours(model: nn.Module) -> torch.optim.Optimizer:
         return build_optimizer(
             model,
@@ -88,22 +89,25 @@ def test_cpu_adamw_is_the_multi_tensor_kernel_with_the_per_parameter_loops_weigh
     def per_parameter_loop(model: nn.Module) -> torch.optim.Optimizer:
         return torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, eps=1e-8, foreach=False)
 
-    assert ours(tiny_vit()).defaults["foreach"] is True  # the fast path is really taken
+    assert ours(tiny_vit()).defaults["fused"] is True  # the fast path is really taken
     fast, reference = _trained_weights(ours), _trained_weights(per_parameter_loop)
-    assert all(torch.equal(a, b) for a, b in zip(fast, reference))  # bit for bit, not approximately
+    # The same update, rounded in another order, not bit for bit: after 5 steps no weight is further from the
+    # loop's than 1% of one step (lr 1e-3; Adam's m/sqrt(v) magnifies last-bit differences of tiny gradients).
+    assert max(float((a - b).abs().max()) for a, b in zip(fast, reference)) < 1e-5
     assert not all(torch.equal(a, b) for a, b in zip(fast, _trained_weights(ours, steps=0)))  # and they moved
 
 
 def test_a_resumed_optimizer_keeps_this_runs_kernel_not_the_checkpoints() -> None:
     model = tiny_vit()
-    saved = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, foreach=False, fused=True)  # as a GPU run saves
+    # As an older CPU run (or the official code on another device) saves: the multi-tensor kernel.
+    saved = torch.optim.AdamW(param_groups(model, 0.05), lr=1e-3, foreach=True)
     optimizer = build_optimizer(
         model, opt="adamw", lr=1e-3, weight_decay=0.05, eps=1e-8, betas=None, momentum=0.9, device=torch.device("cpu")
     )
     optimizer.load_state_dict(saved.state_dict())
-    assert all(group["fused"] for group in optimizer.param_groups)  # what loading alone does
+    assert all(group["foreach"] and not group["fused"] for group in optimizer.param_groups)  # loading alone
     keep_kernel_choice(optimizer)
-    assert all(group["foreach"] is True and not group["fused"] for group in optimizer.param_groups)
+    assert all(group["fused"] is True and not group["foreach"] for group in optimizer.param_groups)
 
 
 def test_unknown_optimizer_is_a_user_error() -> None:

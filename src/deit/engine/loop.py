@@ -126,8 +126,8 @@ def _check_finite(first_bad: Tensor, epoch: int, epoch_start_step: int, device: 
 
 def _logits_from(model: nn.Module, images: Tensor) -> tuple[Tensor, Tensor | None]:
     """(class-head logits, distillation-head logits or None) in any mode; plain models have one head."""
-    if hasattr(model, "head_logits") and hasattr(model, "forward_features"):
-        return model.head_logits(model.forward_features(images))
+    if hasattr(model, "head_logits") and hasattr(model, "forward_prefix_features"):
+        return model.head_logits(model.forward_prefix_features(images))
     outputs = model(images)
     if isinstance(outputs, (tuple, list)):
         return outputs[0], outputs[1]

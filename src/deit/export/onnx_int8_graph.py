@@ -7,6 +7,7 @@ EPYC, see benchmarks/BENCHMARKS.md).
 from __future__ import annotations
 
 import copy
+import functools
 import math
 
 from torch import Tensor, nn
@@ -51,7 +52,15 @@ def with_separate_qkv(model: nn.Module) -> nn.Module:
         for name, child in list(parent.named_children()):
             if isinstance(child, Attention):
                 setattr(parent, name, SeparateQKVAttention(child))
+    for block in getattr(copied, "blocks", []):
+        # onnxruntime fuses (and quantizes) self-attention only in the whole-sequence pattern with its residual
+        # add, so the exported last block runs whole and is cut after; the fused int8 node is the faster one.
+        block.forward_prefix = functools.partial(_whole_block_then_prefix, block)
     return copied
+
+
+def _whole_block_then_prefix(block: nn.Module, tokens: Tensor, prefix: int) -> Tensor:
+    return block(tokens)[:, :prefix]
 
 
 def unfuse_skip_layer_norm(graph: object) -> int:

@@ -63,6 +63,22 @@ class Attention(nn.Module):
         mixed = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout)
         return self.proj_drop(self.proj(mixed.transpose(1, 2).reshape(batch, length, dim)))
 
+    def forward_prefix(self, tokens: Tensor, prefix: int) -> Tensor:
+        """The output for the first `prefix` tokens only, each attending over all: (B, N, D) to (B, prefix, D).
+
+        Keys and values are needed for every token, queries (and all that follows) only for the prefix: the
+        query rows of the qkv weight are applied to the prefix tokens alone.
+        """
+        batch, length, dim = tokens.shape
+        weight, bias = self.qkv.weight, self.qkv.bias
+        query = F.linear(tokens[:, :prefix], weight[:dim], None if bias is None else bias[:dim])
+        key_value = F.linear(tokens, weight[dim:], None if bias is None else bias[dim:])
+        query = query.reshape(batch, prefix, self.num_heads, self.head_dim).transpose(1, 2)
+        key, value = key_value.reshape(batch, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        dropout = self.attn_drop if self.training else 0.0
+        mixed = F.scaled_dot_product_attention(query, key, value, dropout_p=dropout)
+        return self.proj_drop(self.proj(mixed.transpose(1, 2).reshape(batch, prefix, dim)))
+
     def attention_probs(self, tokens: Tensor) -> Tensor:
         """The (B, heads, N, N) attention weights, computed explicitly (SDPA does not return them)."""
         query, key, _ = self._split_heads(tokens)
@@ -147,3 +163,13 @@ class Block(nn.Module):
         """(B, N, D) to (B, N, D)."""
         tokens = tokens + self.drop_path1(self.ls1(self.attn(self.norm1(tokens))))
         return tokens + self.drop_path2(self.ls2(self.mlp(self.norm2(tokens))))
+
+    def forward_prefix(self, tokens: Tensor, prefix: int) -> Tensor:
+        """`self(tokens)[:, :prefix]` at a fraction of the cost: only the prefix tokens' outputs are computed.
+
+        A token's output depends on its own query and every token's key and value, so a last block whose patch
+        outputs nobody reads (the heads read the class and distillation tokens) needs the full sequence only
+        for keys and values; the rest -- queries, attention, projection, MLP -- runs on the prefix alone.
+        """
+        kept = tokens[:, :prefix] + self.drop_path1(self.ls1(self.attn.forward_prefix(self.norm1(tokens), prefix)))
+        return kept + self.drop_path2(self.ls2(self.mlp(self.norm2(kept))))

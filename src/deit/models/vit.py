@@ -147,6 +147,19 @@ class VisionTransformer(nn.Module):
         """(B, C, H, W) images to normalised (B, prefix + patches, D) tokens."""
         return self.norm(self.blocks(self.embed(images)))
 
+    def forward_prefix_features(self, images: Tensor) -> Tensor:
+        """Normalised prefix tokens (B, 1 or 2, D) after the last block: what the heads read, computed cheaply.
+
+        Equal to `forward_features(images)[:, :prefix]`, but the last block computes keys and values for every
+        token and everything else for the prefix only (`Block.forward_prefix`): no work is spent on patch
+        outputs that no head reads, in the forward pass and the backward pass alike.
+        """
+        tokens = self.embed(images)
+        last = len(self.blocks) - 1
+        for index, block in enumerate(self.blocks):
+            tokens = block.forward_prefix(tokens, self.num_prefix_tokens) if index == last else block(tokens)
+        return self.norm(tokens[:, : self.num_prefix_tokens])
+
     def forward_intermediates(self, images: Tensor) -> list[Tensor]:
         """The token sequence after each block (the last one also through the final norm)."""
         tokens = self.embed(images)
@@ -167,7 +180,7 @@ class VisionTransformer(nn.Module):
         return maps
 
     def head_logits(self, features: Tensor) -> tuple[Tensor, Tensor | None]:
-        """Both heads' logits from `forward_features` output: `(cls_logits, dist_logits or None)`."""
+        """Both heads' logits from `forward_features` (or `forward_prefix_features`) output: `(cls, dist or None)`."""
         cls_logits = self.head(self.head_drop(features[:, 0]))
         if not self.distilled:
             return cls_logits, None
@@ -187,4 +200,4 @@ class VisionTransformer(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """Images to logits (see forward_head for the distilled contract)."""
-        return self.forward_head(self.forward_features(images))
+        return self.forward_head(self.forward_prefix_features(images))
