@@ -40,6 +40,7 @@ def test_auto_picks_memory_for_the_crop_recipe_and_torch_for_randaugment(
     )
     assert code == 0, out
     assert "--data-loader memory: 1437 training images decoded once" in out
+    assert "validation: 360 images transformed once and kept" in out  # and evaluated from that tensor
     code, out, _ = run_cli(
         [
             "train",
@@ -57,6 +58,7 @@ def test_auto_picks_memory_for_the_crop_recipe_and_torch_for_randaugment(
     )
     assert code == 0, out
     assert "--data-loader auto: per-image DataLoader, not the in-memory path (--aa rand-m9-mstd0.5-inc1" in out
+    assert "validation:" not in out  # a per-image run keeps its per-image evaluation loader
 
 
 def test_memory_asked_for_with_randaugment_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

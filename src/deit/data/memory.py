@@ -76,7 +76,13 @@ def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -
 
     base, positions = _base_dataset(data_set)
     resize = T.Compose([T.Resize(input_size, _interpolation_mode(interpolation, "bicubic")), T.PILToTensor()])
-    images = torch.stack([resize(Image.fromarray(np.asarray(base.images[i])).convert("RGB")) for i in positions])
+
+    def decoded(array: np.ndarray) -> Tensor:
+        if array.ndim == 2:  # grayscale (DIGITS): resized once, not three times -- each channel resizes alone
+            return resize(Image.fromarray(array)).expand(3, -1, -1)
+        return resize(Image.fromarray(array).convert("RGB"))
+
+    images = torch.stack([decoded(np.asarray(base.images[i])) for i in positions])
     labels = torch.tensor([int(base.targets[i]) for i in positions], dtype=torch.long)
     return images, labels
 

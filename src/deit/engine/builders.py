@@ -196,6 +196,10 @@ def build_loaders(
         val_sampler: Any = DistributedSampler(val_set, num_replicas=env.world_size, rank=env.rank, shuffle=False)
     else:
         val_sampler = SequentialSampler(val_set)
+    if train_loader is not None and sampler is train_loader and not distributed_eval:  # training from memory
+        prepared = _prepared_eval_set(config, val_set, device, is_main=env.is_main)
+        if prepared is not None:
+            return Loaders(train_loader, sampler, prepared, distributed_eval)  # type: ignore[arg-type]
     # Evaluation is deterministic, so its workers can live for the whole run instead of starting again at every
     # evaluation. Not the training loader's: fresh workers draw their augmentation seeds from the torch RNG at
     # each epoch, which is what makes a resumed epoch repeat an uninterrupted one.
@@ -210,6 +214,26 @@ def build_loaders(
         persistent_workers=config.num_workers > 0,
     )
     return Loaders(train_loader, sampler, val_loader, distributed_eval)
+
+
+def _prepared_eval_set(config: TrainConfig, val_set: Dataset, device: torch.device, *, is_main: bool) -> Any:
+    """An in-memory run's validation set transformed once (`deit.data.memory_eval`), or None when too large."""
+    from deit.data.memory_eval import EVAL_BATCH, MAX_EVAL_BYTES, PreparedEvalSet, eval_tensor_bytes
+
+    if eval_tensor_bytes(val_set, config.input_size) > MAX_EVAL_BYTES:
+        say(
+            f"validation: per-image DataLoader ({len(val_set)} images would take more than "  # type: ignore[arg-type]
+            f"{MAX_EVAL_BYTES >> 20} MB kept in memory)",
+            is_main=is_main,
+        )
+        return None
+    prepared = PreparedEvalSet(val_set, batch_size=max(EVAL_BATCH, int(1.5 * config.batch_size)), device=device)
+    say(
+        f"validation: {len(prepared.labels)} images transformed once and kept ({prepared.megabytes:.1f} MB on "
+        f"{device}), evaluated {prepared.batch_size} at a time",
+        is_main=is_main,
+    )
+    return prepared
 
 
 def _memory_loader(
