@@ -357,7 +357,7 @@ class TrainConfig:
         "--teacher-table",
         group="data",
         choices=("auto", "on", "off"),
-        help="with --data-loader memory and no mixup: look the teacher's logits up in a table "
+        help="with --data-loader memory, no mixup and no --reprob: look the teacher's logits up in a table "
         "of every (image, crop view) computed once, instead of a forward per step; auto: "
         "when the run draws at least as many samples as the table has, or the table is "
         "already in --teacher-table-dir (ours)",
