@@ -125,7 +125,8 @@ class BatchAugment:
     """Crop, flip and normalise whole batches of padded uint8 images held in one flat tensor; views by index.
 
     `images`: one (N, 3, H, W) tensor, or a list of (3, H_i, W_i) tensors when the sizes differ (a folder's
-    images resized on their shorter side keep their aspect ratio, as in the per-image transform).
+    images resized on their shorter side keep their aspect ratio, as in the per-image transform); `device`: where to
+    hold them (default: where they are), padded on the CPU first so a folder's images cross once, as one tensor.
     """
 
     def __init__(
