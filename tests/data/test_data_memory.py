@@ -134,16 +134,45 @@ def test_what_cannot_be_batched_is_refused_with_the_flag_named() -> None:
         input_size=32,
         aa="none",
         color_jitter=None,
-        reprob=0.0,
         three_augment=False,
         iterable=False,
     )
     assert memory_refusal(**common) is None
     assert "--aa rand-m9" in memory_refusal(**{**common, "aa": "rand-m9-mstd0.5-inc1"})
     assert "RandomResizedCrop" in memory_refusal(**{**common, "input_size": 64})
-    assert "--reprob" in memory_refusal(**{**common, "reprob": 0.25})
     assert "--color-jitter" in memory_refusal(**{**common, "color_jitter": 0.3})
     assert "--three-augment" in memory_refusal(**{**common, "three_augment": True})
     assert "array of images" in memory_refusal(
         **{**common, "data_set": torch.utils.data.TensorDataset(torch.zeros(2, 3))}
     )
+    assert "array of images" in memory_refusal(**{**common, "iterable": True})
+
+
+def test_epochs_with_random_erasing_repeat_exactly_and_leave_the_global_random_streams_alone() -> None:
+    import random
+
+    from deit.data.batch_erasing import BatchErasing
+
+    data = NoiseImages(count=12)
+
+    def erasing_loader() -> MemoryLoader:
+        loader = _loader(data)
+        loader.erasing = BatchErasing(0.5, "pixel", 1, torch.device("cpu"))
+        return loader
+
+    random.seed(5)
+    torch.manual_seed(5)
+    python_before, torch_before = random.getstate(), torch.get_rng_state()
+    first = _epoch(erasing_loader(), 2)
+    assert random.getstate() == python_before and torch.equal(torch.get_rng_state(), torch_before)
+    random.seed(6)  # other draws in between (a resumed process starts elsewhere) change nothing
+    torch.manual_seed(6)
+    again = _epoch(erasing_loader(), 2)
+    plain = _epoch(_loader(data), 2)
+    erased = 0
+    for (a, y), (b, z), (c, w) in zip(first, again, plain):
+        assert torch.equal(a, b) and torch.equal(y, z) and torch.equal(y, w)
+        changed = (a != c).flatten(1).any(1)  # same crops, some samples erased
+        erased += int(changed.sum())
+    assert 0 < erased < 12
+    assert not torch.equal(torch.cat([a for a, _ in first]), torch.cat([a for a, _ in _epoch(erasing_loader(), 3)]))

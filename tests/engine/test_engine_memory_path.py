@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import FAST, TINY_STUDENT, log_rows, run_cli
+from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
 from deit.models.checkpoint import load_torch_file
 
 # The demo's recipe: the small-image crop alone, so the in-memory path applies.
@@ -70,8 +70,8 @@ def test_memory_asked_for_with_randaugment_is_a_one_line_error(tmp_path: Path, c
             *CROP_ONLY,
             "--data-loader",
             "memory",
-            "--reprob",
-            "0.25",
+            "--aa",
+            "rand-m9-mstd0.5-inc1",
             "--epochs",
             "1",
             "--output_dir",
@@ -79,13 +79,16 @@ def test_memory_asked_for_with_randaugment_is_a_one_line_error(tmp_path: Path, c
         ],
         capsys,
     )
-    assert code != 0 and "--data-loader memory: --reprob 0.25" in err and "Traceback" not in err
+    assert code != 0 and "--data-loader memory: --aa rand-m9-mstd0.5-inc1" in err and "Traceback" not in err
 
 
 def test_resumed_epoch_repeats_the_uninterrupted_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # Random erasing on: its draws, too, must come out the same after the resume.
     common = ["train", *TINY_STUDENT, *FAST, *CROP_ONLY, "--data-loader", "memory", "--hflip", "0.5", "--epochs", "2"]
+    common += ["--reprob", "0.25", "--remode", "pixel", "--recount", "2"]
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert run_cli([*common, "--keep-every", "1", "--output_dir", straight], capsys)[0] == 0
+    code, out, _ = run_cli([*common, "--keep-every", "1", "--output_dir", straight], capsys)
+    assert code == 0 and "normalisation and random erasing (p=0.25) per batch" in out
     code, out, _ = run_cli([*common, "--output_dir", resumed, "--resume", straight / "checkpoint_epoch1.pth"], capsys)
     assert code == 0, out
     expected, actual = (load_torch_file(d / "checkpoint.pth") for d in (straight, resumed))
@@ -131,3 +134,36 @@ def test_the_teacher_table_is_announced_shared_and_trains_as_the_per_step_teache
         torch.testing.assert_close(looked_up[key], value, rtol=1e-4, atol=1e-5)
     code, out, _ = run_cli([*common, "--mixup", "0.8", "--output_dir", tmp_path / "mixup"], capsys)
     assert code == 0 and "teacher: one forward pass per step (mixup/cutmix mix images" in out
+    code, out, _ = run_cli([*common, "--reprob", "0.25", "--output_dir", tmp_path / "erasing"], capsys)
+    assert code == 0 and "teacher: one forward pass per step (--reprob 0.25: random erasing changes pixels" in out
+    code, _, err = run_cli(
+        [*common, "--reprob", "0.25", "--teacher-table", "on", "--output_dir", tmp_path / "erasing_on"], capsys
+    )
+    assert code != 0 and "--teacher-table on: --reprob 0.25" in err
+
+
+def test_an_image_folder_trains_from_memory_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    folder = make_image_folder(tmp_path / "images")
+    common = ["train", *TINY_STUDENT, *FAST, *CROP_ONLY, "--data-set", "IMAGEFOLDER", "--data-path", folder]
+    common += ["--epochs", "1", "--max-steps-per-epoch", "1"]
+    code, out, _ = run_cli([*common, "--output_dir", tmp_path / "auto"], capsys)
+    assert code == 0, out
+    assert "--data-loader auto: per-image DataLoader, not the in-memory path (an image folder" in out
+    assert "--data-loader memory decodes a folder this size once (24 images" in out
+    code, out, _ = run_cli([*common, "--data-loader", "memory", "--output_dir", tmp_path / "memory"], capsys)
+    assert code == 0, out
+    assert "--data-loader memory: 24 training images decoded once" in out
+    assert log_rows(tmp_path / "memory")[-1]["epoch"] == 0
+
+
+def test_the_table_is_refused_for_random_erasing_and_for_images_of_several_shapes() -> None:
+    from deit.engine.config import TrainConfig
+    from deit.engine.memory_path import _table_refusal
+
+    config = TrainConfig(
+        model="deit_tiny_patch16_224", teacher_path="t.pth", reprob=0.0, mixup=0.0, cutmix=0.0, teacher_table="on"
+    )
+    assert _table_refusal(config, 10, 81, 3, 10) == ""
+    assert "not all square" in _table_refusal(config, 10, 81, 3, 10, square=False)
+    config.reprob = 0.1
+    assert _table_refusal(config, 10, 81, 3, 10).startswith("--reprob 0.1: random erasing changes pixels per draw")

@@ -1,18 +1,24 @@
 """The in-memory, batched training path: a small data set decoded once into one uint8 tensor, augmented per batch.
 
 For the small-input recipe (`--input-size` <= 32: resize to the input size, a random crop with 4 pixels of zero
-padding, a horizontal flip, normalisation -- `deit.data.transforms`) every image is resized once, padded once and
-kept as one (N, 3, S + 8, S + 8) uint8 tensor on the training device. A batch is then one gather (each sample's
-crop window), one flip and one normalisation on the whole batch: no PIL, no DataLoader, no collate, and on a GPU
-no host-to-device copy per step.
+padding, a horizontal flip, normalisation, random erasing -- `deit.data.transforms`) every image is resized once,
+padded once and kept in one uint8 tensor on the training device. A batch is then one gather (each sample's crop
+window, flipped or not), one normalisation and timm's random erasing on the whole batch
+(`deit.data.batch_erasing`): no PIL, no DataLoader, no collate, and on a GPU no host-to-device copy per step.
+
+Array-backed data sets (DIGITS, CIFAR) are square and held as (N, 3, S + 8, S + 8); image folders, opt-in with
+`--data-loader memory` (`deit.data.memory_folder`), keep each image's aspect ratio after the shorter-side resize,
+as the per-image transform does, so their crop may move further along the long side.
 
 Same distribution as the per-image transform: torchvision's `RandomCrop(padding=4)` draws the offsets uniformly
-in [0, 8] and the flip with probability `hflip`; so do these draws. Same order rules as the per-image path: the
-indices come from the same sampler (DistributedSampler or repeated augmentation: seed + epoch, rank sharding), and
-the augmentation draws from a generator seeded by (seed, epoch, rank), so an epoch repeats exactly on resume.
+over what the padded image allows ([0, 8] on a square one) and the flip with probability `hflip`; so do these
+draws. Same order rules as the per-image path: the indices come from the same sampler (DistributedSampler or
+repeated augmentation: seed + epoch, rank sharding), and the augmentation and erasing draw from a generator
+seeded by (seed, epoch, rank), so an epoch repeats exactly on resume.
 
-Each sample's view is one of a finite set -- crop offset (81 at padding 4) x flip -- and is known by its index,
-which is what makes the teacher table exact (`deit.distill.teacher_table`).
+On square images each sample's view is one of a finite set -- crop offset (81 at padding 4) x flip -- and is
+known by its index, which is what makes the teacher table exact (`deit.distill.teacher_table`); random erasing
+and images of other shapes end that.
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
+from deit.data.batch_erasing import BatchErasing
+from deit.data.memory_folder import decode_folder, folder_refusal, is_folder
 from deit.data.transforms import SMALL_INPUT, augment_policy_set
 
 PADDING = 4  # the official small-image crop's padding (transforms.py)
@@ -37,13 +45,15 @@ def memory_refusal(
     input_size: int,
     aa: str | None,
     color_jitter: float | None,
-    reprob: float,
     three_augment: bool,
     iterable: bool,
+    opt_in: bool = False,
 ) -> str | None:
-    """Why the in-memory path cannot reproduce this recipe (None: it can)."""
-    if iterable or not hasattr(_base_dataset(data_set)[0], "images"):
-        return "the data set is not held as an array of images (only DIGITS and CIFAR are)"
+    """Why the in-memory path cannot reproduce this recipe (None: it can); `opt_in`: `--data-loader memory`."""
+    base, positions = (None, []) if iterable else _base_dataset(data_set)
+    folder = is_folder(base)
+    if iterable or not (folder or hasattr(base, "images")):
+        return "the data set is not held as an array of images (only DIGITS, CIFAR and image folders are)"
     if input_size > SMALL_INPUT:
         return f"--input-size {input_size} uses RandomResizedCrop, which the in-memory path does not batch yet"
     if three_augment:
@@ -52,8 +62,8 @@ def memory_refusal(
         return f"--aa {aa} (RandAugment) is per-image"
     if color_jitter:
         return f"--color-jitter {color_jitter} is per-image"
-    if reprob:
-        return f"--reprob {reprob} (random erasing) is not batched yet"
+    if folder:
+        return folder_refusal(len(positions), input_size, PADDING, opt_in=opt_in)
     return None
 
 
@@ -66,8 +76,9 @@ def _base_dataset(data_set: Dataset) -> tuple[Any, list[int]]:
     return data_set, indices
 
 
-def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -> tuple[Tensor, Tensor]:
-    """(uint8 images (N, 3, S, S) resized as the per-image transform does, int64 labels (N,)), on the CPU."""
+def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -> tuple[Tensor | list[Tensor], Tensor]:
+    """(uint8 images resized as the per-image transform does, int64 labels (N,)), on the CPU: one (N, 3, S, S)
+    tensor for an array-backed data set, a list of (3, H, W) tensors for an image folder (aspect ratio kept)."""
     import numpy as np
     from PIL import Image
     from torchvision import transforms as T
@@ -75,6 +86,8 @@ def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -
     from deit.data.transforms import _interpolation_mode
 
     base, positions = _base_dataset(data_set)
+    if is_folder(base):
+        return decode_folder(base, positions, input_size, interpolation, PADDING)
     resize = T.Compose([T.Resize(input_size, _interpolation_mode(interpolation, "bicubic")), T.PILToTensor()])
 
     def decoded(array: np.ndarray) -> Tensor:
@@ -89,7 +102,11 @@ def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -
 
 @dataclass(frozen=True)
 class ViewSet:
-    """The finite set of training views: crop offsets (dy, dx) in [0, 2·padding] and, with `hflip` > 0, a flip."""
+    """The finite set of training views: crop offsets (dy, dx) in [0, 2·padding] and, with `hflip` > 0, a flip.
+
+    Finite and the same for every image when the images are square after the resize (DIGITS, CIFAR, a folder of
+    square images); a wider or taller image has more offsets along its long side (`BatchAugment.square`).
+    """
 
     size: int
     padding: int = PADDING
@@ -111,53 +128,127 @@ class ViewSet:
 
 
 class BatchAugment:
-    """Crop, flip and normalise whole batches of a padded uint8 image tensor; views are addressed by index."""
+    """Crop, flip and normalise whole batches of padded uint8 images held in one flat tensor; views by index.
 
-    def __init__(self, images: Tensor, views: ViewSet, mean: Sequence[float], std: Sequence[float]) -> None:
-        p = views.padding
-        padded = F.pad(images, (p, p, p, p))  # zero fill, as RandomCrop(padding=4)
-        self.padded = padded
-        self.views = views
-        device = images.device
+    `images`: one (N, 3, H, W) tensor, or a list of (3, H_i, W_i) tensors when the sizes differ (a folder's
+    images resized on their shorter side keep their aspect ratio, as in the per-image transform); `device`: where to
+    hold them (default: where they are), padded on the CPU first so a folder's images cross once, as one tensor.
+    """
+
+    def __init__(
+        self,
+        images: Tensor | Sequence[Tensor],
+        views: ViewSet,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device | str | None = None,
+    ) -> None:
+        p, size = views.padding, views.size
+        if isinstance(images, Tensor):
+            padded = F.pad(images, (p, p, p, p))  # zero fill, as RandomCrop(padding=4)
+            count, channels, height, width = padded.shape
+            self.pixels = padded.flatten()
+            heights, widths = torch.full((count,), height), torch.full((count,), width)
+        else:
+            shapes = [(image.shape[-2] + 2 * p, image.shape[-1] + 2 * p) for image in images]
+            self.pixels = torch.cat([F.pad(image, (p, p, p, p)).flatten() for image in images])
+            channels = images[0].shape[0]
+            heights = torch.tensor([h for h, _ in shapes])
+            widths = torch.tensor([w for _, w in shapes])
+        if int(heights.min()) < size or int(widths.min()) < size:
+            raise ValueError(f"images smaller than the {size}-pixel crop")
+        self.views, self.channels = views, channels
+        self.pixels = self.pixels.to(device) if device is not None else self.pixels
+        device = self.pixels.device
+        areas = heights * widths
+        self.starts = (torch.cumsum(areas * channels, 0) - areas * channels).to(device)
+        self.heights, self.widths = heights.to(device), widths.to(device)
+        # Offsets each image allows along each axis, kept on the CPU where the views are drawn.
+        self._row_offsets, self._col_offsets = heights - size + 1, widths - size + 1
+        self.row_offsets, self.col_offsets = int(self._row_offsets.max()), int(self._col_offsets.max())
+        #: Every image allows exactly the `ViewSet`'s views, so a view number means the same crop for each.
+        self.square = bool((self._row_offsets == views.offsets).all() and (self._col_offsets == views.offsets).all())
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        width, size = padded.shape[-1], views.size
-        span = torch.arange(size, device=device)
-        # A crop is a fixed grid of flat positions shifted by dy·width + dx (columns reversed when flipped):
-        # one row of this (views, S·S) table per view, so a batch is one gather, no PIL.
-        grid = span[:, None] * width + span[None, :]
-        mirrored = span[:, None] * width + span.flip(0)[None, :]
-        dy, dx, flip = self.split_view(torch.arange(views.count, device=device))
-        shift = (dy * width + dx)[:, None]
-        self._view_grids = torch.where(flip[:, None], mirrored.view(1, -1), grid.view(1, -1)) + shift
+        self._span = torch.arange(size, device=device)
+        self._channel = torch.arange(channels, device=device)
+        self._view_grids: Tensor | None = None
+        if bool((heights == heights[0]).all() and (widths == widths[0]).all()):
+            # A crop is a fixed grid of flat positions shifted by dy·width + dx (columns reversed when flipped):
+            # one row of this (views, S·S) table per view number.
+            every = torch.arange(2 * self.row_offsets * self.col_offsets, device=device)
+            columns, rows = self._crop_axes(*self.split_view(every))
+            self._view_grids = ((rows * int(widths[0]))[:, :, None] + columns[:, None, :]).flatten(1)
+
+    def _crop_axes(self, dy: Tensor, dx: Tensor, flip: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, S) columns and rows of each crop in its padded image; columns reversed when flipped."""
+        span = self._span
+        columns = torch.where(flip[:, None], span.flip(0)[None, :], span[None, :]) + dx[:, None]
+        return columns, span[None, :] + dy[:, None]
+
+    @property
+    def device(self) -> torch.device:
+        """Where the images are held."""
+        return self.pixels.device
+
+    @property
+    def count(self) -> int:
+        """Number of images."""
+        return len(self.starts)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of uint8 pixels held (padding included)."""
+        return self.pixels.numel()
 
     def __call__(self, indices: Tensor, view: Tensor) -> Tensor:
         """Normalised float images (B, C, S, S) for `indices` at view numbers `view` (see `split_view`)."""
-        source = self.padded[indices].flatten(2)
-        channels, size = source.shape[1], self.views.size
-        grid = self._view_grids[view][:, None, :].expand(-1, channels, -1)
-        crops = source.gather(2, grid).view(-1, channels, size, size)
+        size = self.views.size
+        if self._view_grids is not None:  # one shape: a batch is one copy and one gather from the table
+            source = self.pixels.view(self.count, self.channels, -1)[indices]
+            grid = self._view_grids[view][:, None, :].expand(-1, self.channels, -1)
+            crops = source.gather(2, grid).view(-1, self.channels, size, size)
+        else:  # several shapes: each sample's positions from its own image's start, height and width
+            dy, dx, flip = self.split_view(view)
+            columns, rows = self._crop_axes(dy, dx, flip)
+            width, area = self.widths[indices], self.heights[indices] * self.widths[indices]
+            index = (
+                self.starts[indices][:, None, None, None]
+                + self._channel[None, :, None, None] * area[:, None, None, None]
+                + (rows * width[:, None])[:, None, :, None]
+                + columns[:, None, None, :]
+            )
+            crops = self.pixels[index]
         # ToTensor then Normalize, in the same order of float operations as the per-image transform.
         return (crops.float().div_(255.0) - self.mean).div_(self.std)
 
     def split_view(self, view: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """View number -> (dy, dx, flip): v = (flip · offsets + dy) · offsets + dx."""
-        n = self.views.offsets
-        return (view // n) % n, view % n, view >= n * n
+        """View number -> (dy, dx, flip): v = (flip · rows + dy) · columns + dx, rows/columns the most offsets
+        any image allows (both 2·padding + 1 for square images, as `ViewSet`)."""
+        rows, columns = self.row_offsets, self.col_offsets
+        return (view // columns) % rows, view % columns, view >= rows * columns
 
-    def draw(self, count: int, generator: torch.Generator) -> Tensor:
-        """`count` view numbers with the per-image transform's distribution (uniform offsets, flip w.p. hflip)."""
-        n = self.views.offsets
-        dy = torch.randint(0, n, (count,), generator=generator)
-        dx = torch.randint(0, n, (count,), generator=generator)
+    def draw(self, count: int, generator: torch.Generator, indices: Tensor | None = None) -> Tensor:
+        """`count` view numbers for images `indices` with the per-image transform's distribution: offsets
+        uniform over what each image allows, flip w.p. hflip (`indices` needed only when the images differ)."""
+        rows, columns = self.row_offsets, self.col_offsets
+        if self.square:
+            dy = torch.randint(0, rows, (count,), generator=generator)
+            dx = torch.randint(0, columns, (count,), generator=generator)
+        else:
+            if indices is None:
+                raise ValueError("images of several sizes: draw() needs the indices the views are for")
+            indices = indices.cpu()
+            dy = (torch.rand(count, generator=generator, dtype=torch.float64) * self._row_offsets[indices]).long()
+            dx = (torch.rand(count, generator=generator, dtype=torch.float64) * self._col_offsets[indices]).long()
         flip = torch.rand(count, generator=generator) < self.views.hflip
-        return (flip.long() * n + dy) * n + dx
+        return (flip.long() * rows + dy) * columns + dx
 
 
 class MemoryLoader:
     """An epoch of (images, labels[, teacher logits]) batches from a `BatchAugment`, in the sampler's order.
 
-    Also the run's sampler: `set_epoch` reseeds both the order and the augmentation.
+    Also the run's sampler: `set_epoch` reseeds the order, the augmentation and the random erasing.
     """
 
     def __init__(
@@ -170,10 +261,11 @@ class MemoryLoader:
         seed: int,
         rank: int = 0,
         teacher_table: Tensor | None = None,
+        erasing: BatchErasing | None = None,
     ) -> None:
-        self.augment, self.labels, self.sampler = augment, labels.to(augment.padded.device), sampler
+        self.augment, self.labels, self.sampler = augment, labels.to(augment.device), sampler
         self.batch_size, self.seed, self.rank = batch_size, seed, rank
-        self.teacher_table = teacher_table
+        self.teacher_table, self.erasing = teacher_table, erasing
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -185,14 +277,19 @@ class MemoryLoader:
         return len(self.sampler) // self.batch_size  # drop_last, as the per-image loader
 
     def __iter__(self) -> Iterator[tuple[Tensor, ...]]:
-        device = self.augment.padded.device
+        device = self.augment.device
         order = torch.tensor(list(iter(self.sampler)), dtype=torch.long)
         generator = torch.Generator().manual_seed((self.seed * 1_000_003 + self.epoch) * 1009 + self.rank)
-        views = self.augment.draw(len(order), generator)
+        views = self.augment.draw(len(order), generator, order)
+        # Drawn after the views, so the views of a run without erasing are what they always were.
+        erase_seeds = torch.randint(0, 2**62, (len(self),), generator=generator).tolist() if self.erasing else []
         order, views = order.to(device), views.to(device)
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
+        for step, start in enumerate(range(0, len(self) * self.batch_size, self.batch_size)):
             indices, view = order[start : start + self.batch_size], views[start : start + self.batch_size]
-            batch = (self.augment(indices, view), self.labels[indices])
+            images = self.augment(indices, view)
+            if self.erasing is not None:
+                images = self.erasing(images, erase_seeds[step])
+            batch = (images, self.labels[indices])
             if self.teacher_table is not None:
                 batch += (self.teacher_table[indices, view].float(),)
             yield batch

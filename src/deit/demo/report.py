@@ -341,8 +341,9 @@ def markdown_report(results: dict[str, Any]) -> str:
             f"{config['subset_seed']}); every size is evaluated on all 360 validation images. Training augmentation: "
             f"random crop with 4 px padding only.",
             f"- Students: {student['name']} with {_kwargs(student['kwargs'])} (a {student['grid']}×{student['grid']} "
-            f"grid of patches), {config['epochs']} epochs on the full set and epochs / fraction on a subset (the same number "
-            f"of steps), batch {config['batch_size']}, AdamW lr {config['lr']:g}. Soft: α {config['soft_alpha']}, "
+            f"grid of patches), {config['epochs']} epochs on the full set and epochs / fraction on a subset "
+            f"(the same number of steps), batch {config['batch_size']}, AdamW lr {config['lr']:g}. "
+            f"Soft: α {config['soft_alpha']}, "
             f"τ {config['distillation_tau']}, KL {config['kl_reduction']}; hard: α {config['hard_alpha']}. Below the "
             f"full size: {', '.join(config['subset_kinds'])} only (the time budget).",
             f"- Teachers: {results['teacher']['label']}, one per size trained on the same images, "

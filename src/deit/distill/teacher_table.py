@@ -1,10 +1,11 @@
 """The teacher paid once: its logits for every (image, view) of an in-memory data set, computed in large batches.
 
-Exact only when each training image's view comes from a finite set and nothing mixes images: the in-memory
-path's padded crop x flip (`deit.data.memory.ViewSet`; 81 views at padding 4, 162 with a flip), without mixup or
-cutmix. Then the teacher's output for a sample is a lookup instead of a forward pass, and every student of the
-same teacher (the demo trains several) shares one table: in memory within a process, and as a safetensors file
-keyed by the teacher checkpoint's hash, the data and the view set (a lock makes concurrent students compute it once).
+Exact only when each training image's view comes from a finite set and nothing mixes or erases pixels: the
+in-memory path's padded crop x flip on square images (`deit.data.memory.ViewSet`; 81 views at padding 4, 162 with
+a flip), without mixup, cutmix or random erasing (`deit.engine.memory_path` refuses it otherwise). Then the
+teacher's output for a sample is a lookup instead of a forward pass, and every student of the same teacher (the
+demo trains several) shares one table: in memory within a process, and as a safetensors file keyed by the teacher
+checkpoint's hash, the data and the view set (a lock makes concurrent students compute it once).
 """
 
 from __future__ import annotations

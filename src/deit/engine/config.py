@@ -346,7 +346,8 @@ class TrainConfig:
         group="data",
         choices=("auto", "memory", "torch", "dali"),
         help="memory: the training set decoded once into one tensor on the device and augmented "
-        "per batch (DIGITS, CIFAR; input <= 32, crop/flip only); torch: DataLoader workers "
+        "per batch (DIGITS, CIFAR, and image folders when asked; input <= 32, crop/flip/random "
+        "erasing); torch: DataLoader workers "
         "decode and augment per image (the official loader); dali: NVIDIA DALI on the GPU "
         "(extra [dali]; class folders and WDS shards); auto: memory where it applies, "
         "else torch (ours)",
@@ -356,7 +357,7 @@ class TrainConfig:
         "--teacher-table",
         group="data",
         choices=("auto", "on", "off"),
-        help="with --data-loader memory and no mixup: look the teacher's logits up in a table "
+        help="with --data-loader memory, no mixup and no --reprob: look the teacher's logits up in a table "
         "of every (image, crop view) computed once, instead of a forward per step; auto: "
         "when the run draws at least as many samples as the table has, or the table is "
         "already in --teacher-table-dir (ours)",

@@ -6,12 +6,14 @@ runs per step or is looked up in its table (and why not, when it is not).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import Dataset, IterableDataset
 
+from deit.data.batch_erasing import BatchErasing
 from deit.data.memory import BatchAugment, MemoryLoader, ViewSet, decode, memory_refusal
 from deit.distill.loss import TEACHER_TYPES
 from deit.distill.teacher_table import MAX_TABLE_BYTES, cached_table, compute_table, file_sha256, table_bytes, table_key
@@ -26,9 +28,9 @@ def memory_refusal_for(config: TrainConfig, train_set: Dataset) -> str | None:
         input_size=config.input_size,
         aa=config.aa,
         color_jitter=config.color_jitter,
-        reprob=config.reprob,
         three_augment=config.three_augment,
         iterable=isinstance(train_set, IterableDataset),
+        opt_in=config.data_loader == "memory",
     )
 
 
@@ -46,18 +48,27 @@ def build_memory_loader(
     """The in-memory loader over `train_set` in `sampler`'s order, and the lines that announce it."""
     images, labels = decode(train_set, config.input_size, config.train_interpolation)
     views = ViewSet(size=config.input_size, hflip=config.hflip)
-    augment = BatchAugment(images.to(device), views, mean, std)
-    megabytes = augment.padded.numel() / 2**20
+    augment = BatchAugment(images, views, mean, std, device=device)
+    erasing = BatchErasing(config.reprob, config.remode, config.recount, device) if config.reprob > 0 else None
+    steps = "padded crop, flip, normalisation" + (f" and random erasing (p={config.reprob:g})" if erasing else "")
     lines = [
-        f"--data-loader memory: {len(labels)} training images decoded once into one {megabytes:.1f} MB uint8 "
-        f"tensor on {device}; padded crop, flip and normalisation per batch"
+        f"--data-loader memory: {len(labels)} training images decoded once into one "
+        f"{augment.nbytes / 2**20:.1f} MB uint8 tensor on {device}; {steps} per batch"
     ]
     classes = len(train_set.classes)  # type: ignore[attr-defined]
-    table, teacher_line = _teacher_table(config, teacher, augment, classes, len(sampler), device)
+    folder = not isinstance(images, torch.Tensor)  # decode gives a folder's images as a list
+    table, teacher_line = _teacher_table(config, teacher, augment, classes, len(sampler), device, folder=folder)
     if teacher_line:
         lines.append(teacher_line)
     loader = MemoryLoader(
-        augment, labels, sampler, batch_size=config.batch_size, seed=config.seed, rank=rank, teacher_table=table
+        augment,
+        labels,
+        sampler,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        rank=rank,
+        teacher_table=table,
+        erasing=erasing,
     )
     return loader, lines
 
@@ -69,17 +80,19 @@ def _teacher_table(
     classes: int,
     draws_per_epoch: int,
     device: torch.device,
+    *,
+    folder: bool = False,
 ) -> tuple[torch.Tensor | None, str]:
     """(the table or None, what the run says about its teacher)."""
     if teacher is None or config.distillation_type not in TEACHER_TYPES:
         return None, ""
-    images, views = augment.padded.shape[0], augment.views.count
-    why_not = _table_refusal(config, images, views, classes, draws_per_epoch)
+    images, views = augment.count, augment.views.count
+    why_not = _table_refusal(config, images, views, classes, draws_per_epoch, square=augment.square)
     if why_not:
         if config.teacher_table == "on":
             raise DeitError(f"--teacher-table on: {why_not}")
         return None, f"teacher: one forward pass per step ({why_not})"
-    key = table_key(file_sha256(config.teacher_path), _data_identity(config, images), augment.views.describe())
+    key = table_key(file_sha256(config.teacher_path), _data_identity(config, augment, folder), augment.views.describe())
     table = cached_table(
         key,
         lambda: compute_table(teacher, augment, images=images, views=views, device=device),
@@ -94,10 +107,19 @@ def _teacher_table(
     )
 
 
-def _table_refusal(config: TrainConfig, images: int, views: int, classes: int, draws_per_epoch: int) -> str:
+def _table_refusal(
+    config: TrainConfig, images: int, views: int, classes: int, draws_per_epoch: int, *, square: bool = True
+) -> str:
     """Why the table is not used for this run ('' when it is)."""
     if config.teacher_table == "off":
         return "--teacher-table off"
+    if config.reprob > 0:
+        return (
+            f"--reprob {config.reprob:g}: random erasing changes pixels per draw, so the teacher's input is not "
+            f"one of a finite set of views"
+        )
+    if not square:
+        return "the images are not all square after the resize, so their crop offsets differ from image to image"
     if config.mixup > 0 or config.cutmix > 0 or config.cutmix_minmax:
         return "mixup/cutmix mix images, so the teacher's input is not one of a finite set of views"
     if not config.teacher_path:
@@ -119,9 +141,13 @@ def _table_refusal(config: TrainConfig, images: int, views: int, classes: int, d
     return ""
 
 
-def _data_identity(config: TrainConfig, images: int) -> str:
-    """What decides the table's inputs besides the views: data set, subset, input size, resize, normalisation."""
-    return (
+def _data_identity(config: TrainConfig, augment: BatchAugment, folder: bool) -> str:
+    """What decides the table's inputs besides the views: data set, subset, input size, resize, normalisation;
+    for an image folder, whose files can change under the same path, the decoded pixels themselves."""
+    identity = (
         f"{config.data_set}|{config.data_path}|subset{config.train_subset:g}@{config.train_subset_seed}|"
-        f"n{images}|in{config.input_size}|{config.train_interpolation}"
+        f"n{augment.count}|in{config.input_size}|{config.train_interpolation}"
     )
+    if folder:
+        identity += "|" + hashlib.sha256(augment.pixels.cpu().numpy().tobytes()).hexdigest()
+    return identity
