@@ -210,7 +210,10 @@ def main() -> None:
     load_at_start = [round(x, 2) for x in os.getloadavg()]
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
-        per_class = -(-args.batch_size * args.steps // (3 * args.classes)) + 1  # repeated aug: 3 views per image
+        # Repeated augmentation's epoch (official rule): len(set) samples under 256 images, whole multiples of 256
+        # above. The old "3 views per image" sizing gave 48 images, so only 3 of the asked 8 steps were timed.
+        needed = args.batch_size * args.steps
+        per_class = -(-(needed if needed < 256 else -(-needed // 256) * 256) // args.classes) + 1
         data = make_jpeg_folder(root / "data", classes=args.classes, per_class=per_class)
         loaders = args.data_loaders.split(",")
         names = {loader: "deit train" if loader == "torch" else f"deit train ({loader})" for loader in loaders}
@@ -226,7 +229,10 @@ def main() -> None:
                 results[name].append(run(round_index))
             print(
                 f"round {round_index + 1}: "
-                + ", ".join(f"{name} {number(runs[-1]['images_per_second'])} img/s" for name, runs in results.items()),
+                + ", ".join(
+                    f"{name} {number(runs[-1]['images_per_second'])} img/s ({runs[-1]['steps']} steps)"
+                    for name, runs in results.items()
+                ),
                 flush=True,
             )
         parts = cpu_parts(data, args) if args.parts else None
