@@ -72,6 +72,8 @@ def main() -> int:
     parser.add_argument("--model-kwargs", default='{"patch_size": 4}', help="JSON (a CPU smoke test: a tiny one)")
     parser.add_argument("--out", default="")
     args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2: the first epoch (start-up) is not timed")
     work = Path(tempfile.mkdtemp(prefix="bench_memory_"))
     results: dict[str, list[float]] = {"memory": [], "torch": []}
     for _ in range(args.rounds):
