@@ -86,9 +86,10 @@ def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -
     from deit.data.transforms import _interpolation_mode
 
     base, positions = _base_dataset(data_set)
-    if is_folder(base):
-        return decode_folder(base, positions, input_size, interpolation, PADDING)
+    # The per-image transform's resize (shorter side to the input size), once per image, to a uint8 tensor.
     resize = T.Compose([T.Resize(input_size, _interpolation_mode(interpolation, "bicubic")), T.PILToTensor()])
+    if is_folder(base):
+        return decode_folder(base, positions, resize, input_size=input_size, padding=PADDING)
 
     def decoded(array: np.ndarray) -> Tensor:
         if array.ndim == 2:  # grayscale (DIGITS): resized once, not three times -- each channel resizes alone

@@ -14,6 +14,7 @@ would hold), and the decoded size is bounded by `MAX_DECODED_BYTES`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -56,14 +57,10 @@ def folder_refusal(images: int, input_size: int, padding: int, *, opt_in: bool) 
 
 
 def decode_folder(
-    data_set: Any, positions: list[int], input_size: int, interpolation: str, padding: int
+    data_set: Any, positions: list[int], resize: Callable[[Any], Tensor], *, input_size: int, padding: int
 ) -> tuple[list[Tensor], Tensor]:
-    """(uint8 (3, H, W) images resized as the per-image transform, int64 labels), for `positions` of `data_set`."""
-    from torchvision import transforms as T
-
-    from deit.data.transforms import _interpolation_mode
-
-    resize = T.Compose([T.Resize(input_size, _interpolation_mode(interpolation, "bicubic")), T.PILToTensor()])
+    """(uint8 (3, H, W) images through `resize` -- the per-image transform's, from `deit.data.memory.decode` --
+    and int64 labels), for `positions` of `data_set`; `input_size` and `padding` size the limit check."""
 
     def load(position: int) -> tuple[Tensor, int]:
         candidate, image = data_set.first_decodable(position)
