@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deit.distill.fused_soft import label_smoothing_of, soft_terms
 from deit.errors import DeitError
 
 DISTILLATION_TYPES = ("none", "soft", "hard", "labels")
@@ -60,6 +61,8 @@ class DistillationLoss(nn.Module):
         self.alpha = alpha
         self.tau = tau
         self.kl_reduction = kl_reduction
+        # Soft distillation over label-smoothed CE on class indices has a shorter form (distill/fused_soft.py).
+        self._smoothing = label_smoothing_of(base_criterion) if distillation_type == "soft" else None
         self.last_terms: dict[str, Tensor] = {}  # the last batch's two terms, for inspection (the tests read them)
 
     def forward(
@@ -91,23 +94,32 @@ class DistillationLoss(nn.Module):
 
         if z_dist is None:  # a student without a distillation token: "usual" distillation on its class token
             z_dist = z_cls
-        base = self.base_criterion(z_cls, labels)
         # frozen: eval mode, no gradient (see teacher.py)
         z_t = self.teacher(inputs) if teacher_outputs is None else teacher_outputs
 
         if z_t.shape[-1] != z_dist.shape[-1]:
             raise DeitError(f"the teacher predicts {z_t.shape[-1]} classes but the student {z_dist.shape[-1]}")
 
-        if self.distillation_type == "soft":
-            tau = self.tau
-            # Σ_b Σ_c ψ(z_t/τ)·(log ψ(z_t/τ) − log ψ(z_dist/τ)), both given as log-probabilities
-            kl_sum = F.kl_div(
-                F.log_softmax(z_dist / tau, dim=-1), F.log_softmax(z_t / tau, dim=-1), reduction="sum", log_target=True
+        divisor = z_dist.numel() if self.kl_reduction == "official" else z_dist.shape[0]
+        if self._smoothing is not None and labels.ndim == 1 and not labels.is_floating_point():
+            # the same two terms as below, in a third of the operators
+            base, distillation = soft_terms(
+                z_cls, z_dist, labels, z_t, smoothing=self._smoothing, tau=self.tau, divisor=divisor
             )
-            divisor = z_dist.numel() if self.kl_reduction == "official" else z_dist.shape[0]
-            distillation = tau * tau * kl_sum / divisor
-        else:  # hard
-            distillation = F.cross_entropy(z_dist, z_t.argmax(dim=-1))
+        else:
+            base = self.base_criterion(z_cls, labels)
+            if self.distillation_type == "soft":
+                tau = self.tau
+                # Σ_b Σ_c ψ(z_t/τ)·(log ψ(z_t/τ) − log ψ(z_dist/τ)), both given as log-probabilities
+                kl_sum = F.kl_div(
+                    F.log_softmax(z_dist / tau, dim=-1),
+                    F.log_softmax(z_t / tau, dim=-1),
+                    reduction="sum",
+                    log_target=True,
+                )
+                distillation = tau * tau * kl_sum / divisor
+            else:  # hard
+                distillation = F.cross_entropy(z_dist, z_t.argmax(dim=-1))
 
         loss = (1.0 - self.alpha) * base + self.alpha * distillation
         self._record(base, distillation)

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from deit.models.layers import Block, PatchEmbed
+from deit.models.layers import Block, PatchEmbed, dropout
 
 
 class VisionTransformer(nn.Module):
@@ -50,7 +50,7 @@ class VisionTransformer(nn.Module):
         pos_len = self.patch_embed.num_patches + (self.num_prefix_tokens if pos_embed_over_prefix else 0)
         self.pos_embed = nn.Parameter(torch.zeros(1, pos_len, embed_dim))
         self.dist_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if distilled else None
-        self.pos_drop = nn.Dropout(drop_rate)
+        self.pos_drop = dropout(drop_rate)
 
         # Stochastic depth grows linearly with depth, as in the paper.
         drop_path_rates = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]
@@ -70,7 +70,7 @@ class VisionTransformer(nn.Module):
             ]
         )
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
-        self.head_drop = nn.Dropout(drop_rate)
+        self.head_drop = dropout(drop_rate)
         self.head = self._new_head(num_classes)
         self.head_dist = self._new_head(num_classes) if distilled else None
         self._init_weights()
@@ -128,19 +128,21 @@ class VisionTransformer(nn.Module):
         if self.distilled:
             self.head_dist = self._new_head(num_classes).to(device)
 
-    def prefix_tokens(self, batch_size: int) -> Tensor:
-        """The learned `[cls]` or `[cls, dist]` tokens, expanded to the batch."""
+    def prefix_tokens(self, batch_size: int) -> list[Tensor]:
+        """The learned `[cls]` or `[cls, dist]` tokens, each expanded to the batch."""
         tokens = [self.cls_token] + ([self.dist_token] if self.distilled else [])
-        return torch.cat(tokens, dim=1).expand(batch_size, -1, -1)
+        return [token.expand(batch_size, -1, -1) for token in tokens]
 
     def embed(self, images: Tensor) -> Tensor:
         """Images to the token sequence entering the first block: prefix + patches + position embedding."""
         patches = self.patch_embed(images)
-        prefix = self.prefix_tokens(patches.shape[0]).to(patches.dtype)
+        # One concatenation of [cls, (dist,) patches]: at the demo's size every operator, forward and backward,
+        # costs about as much in dispatch as in arithmetic.
+        prefix = [token.to(patches.dtype) for token in self.prefix_tokens(patches.shape[0])]
         if self.pos_embed_over_prefix:
-            tokens = torch.cat([prefix, patches], dim=1) + self.pos_embed
+            tokens = torch.cat([*prefix, patches], dim=1) + self.pos_embed
         else:
-            tokens = torch.cat([prefix, patches + self.pos_embed], dim=1)
+            tokens = torch.cat([*prefix, patches + self.pos_embed], dim=1)
         return self.pos_drop(tokens)
 
     def forward_features(self, images: Tensor) -> Tensor:
