@@ -14,6 +14,7 @@ import torch
 from timm.utils import unwrap_model
 from torch import Tensor, nn
 
+from deit.engine.fused_adamw import DirectFusedAdamW
 from deit.precision import Precision
 
 Criterion = Callable[[Tensor, Any, Tensor], Tensor]
@@ -44,6 +45,17 @@ class TrainStep:
         self.parameters = [p for p in model.parameters() if p.requires_grad]
         self.accum_steps = accum_steps  # batches whose gradients add up before one optimizer step
         self._micro_steps = 0
+        # torch's fused AdamW called directly (engine/fused_adamw.py): the same kernel, ~6% of a small step less.
+        # Not under the fp16 scaler, which hands the kernel its scale and inf flag through optimizer.step().
+        direct = DirectFusedAdamW.supports(optimizer) and precision.scaler is None
+        self._direct = DirectFusedAdamW(optimizer) if direct else None
+
+    def zero_grad(self) -> None:
+        """Drop every gradient the optimizer would update (`zero_grad(set_to_none=True)`)."""
+        if self._direct is not None:
+            self._direct.zero_grad()
+        else:
+            self.optimizer.zero_grad(set_to_none=True)
 
     def mix(self, images: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         """Mixup/CutMix on the batch (targets become soft distributions), or the batch unchanged."""
@@ -65,7 +77,7 @@ class TrainStep:
         steps on every N-th batch: the gradient of a batch N times larger.
         """
         if self._micro_steps % self.accum_steps == 0:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.zero_grad()
         self._micro_steps += 1
         if self.accum_steps > 1:
             loss = loss / self.accum_steps
@@ -82,7 +94,10 @@ class TrainStep:
         else:
             if self.clip_grad:
                 nn.utils.clip_grad_norm_(self.parameters, self.clip_grad)
-            self.optimizer.step()
+            if self._direct is not None:
+                self._direct.step()
+            else:
+                self.optimizer.step()
         if self.model_ema is not None:
             self.model_ema.update(unwrap_model(self.model))
 
@@ -102,7 +117,7 @@ class TrainStep:
         images, targets = self.mix(images, targets)  # never with a teacher table: the run builds none with mixup
         loss = self.loss(images, targets) if teacher_outputs is None else self.loss(images, targets, teacher_outputs)
         if should_update is not None and not should_update(loss):
-            self.optimizer.zero_grad(set_to_none=True)
+            self.zero_grad()
             self._micro_steps = 0  # a bad batch also drops the gradients accumulated so far
             return loss.detach(), False
         self.update(loss)
