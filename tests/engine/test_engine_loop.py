@@ -168,3 +168,31 @@ def test_teacher_cache_runs_the_frozen_teacher_once_with_the_same_metrics() -> N
     second = evaluate(model, data, CPU, teacher=teacher, teacher_cache=cache)
     assert teacher.calls == 2 and sorted(cache) == [0, 1]  # the second epoch asked the cache, not the teacher
     assert first == second == uncached and first["teacher_acc1"] == 100 * 6 / 8
+
+
+def test_loss_chunk_sums_and_finds_the_first_bad_step_across_chunks() -> None:
+    from deit.engine.loop import LossChunk
+
+    chunk = LossChunk(CPU)
+    loss_sum, interval_sum = torch.zeros(()), torch.zeros(())
+    first_bad = torch.full((), -1, dtype=torch.long)
+    for step, value in enumerate([1.0, 2.0, 3.0]):
+        chunk.add(torch.tensor(value), 100 + step)
+    first_bad = chunk.flush_into(loss_sum, interval_sum, first_bad)
+    assert (loss_sum.item(), interval_sum.item(), first_bad.item(), len(chunk)) == (6.0, 6.0, -1, 0)
+    for step, value in [(103, 4.0), (104, float("inf")), (105, float("nan"))]:
+        chunk.add(torch.tensor(value), step)
+    first_bad = chunk.flush_into(loss_sum, interval_sum, first_bad)
+    assert first_bad.item() == 104  # the first non-finite one
+    chunk.add(torch.tensor(float("nan")), 106)
+    assert chunk.flush_into(loss_sum, interval_sum, first_bad).item() == 104  # a later one does not move it
+    assert chunk.flush_into(loss_sum, interval_sum, first_bad).item() == 104  # nothing kept: unchanged
+
+
+def test_nan_after_a_whole_chunk_is_named_with_its_step() -> None:
+    from deit.engine.loop import LossChunk
+
+    steps = LossChunk.DEFAULT_SIZE + 3
+    tiny_batches = batches(steps, batch=2)
+    with pytest.raises(NonFiniteLossError, match=rf"step {steps - 2} of the epoch"):
+        run_epoch(tiny_vit(), poison(tiny_batches, steps - 2), log_interval=0)
