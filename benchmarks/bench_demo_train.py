@@ -239,7 +239,13 @@ def main() -> int:
     for name, values in seconds.items():
         median = statistics.median(values)
         report.setdefault("images_per_second", {})[name] = round(images / median, 1)
-        print(f"  {name:24s} {median:7.2f} CPU s  {images / median:7.1f} images/s  x{plain / median:.2f} vs plain")
+        # Each round's own ratio too: plain and deit ran back to back, so a slow spell of the machine hits both.
+        rounds = [before / after for before, after in zip(seconds["plain"], values)]
+        report.setdefault("ratio_per_round", {})[name] = [round(ratio, 3) for ratio in rounds]
+        print(
+            f"  {name:24s} {median:7.2f} CPU s  {images / median:7.1f} images/s  x{plain / median:.2f} vs plain"
+            f"  (rounds: {' '.join(f'x{ratio:.2f}' for ratio in rounds)})"
+        )
     if args.parts:
         report["step_parts_ms"] = step_parts(teacher, work / "parts", args.calls)
         for name, value in report["step_parts_ms"].items():

@@ -176,3 +176,18 @@ def test_epochs_with_random_erasing_repeat_exactly_and_leave_the_global_random_s
         erased += int(changed.sum())
     assert 0 < erased < 12
     assert not torch.equal(torch.cat([a for a, _ in first]), torch.cat([a for a, _ in _epoch(erasing_loader(), 3)]))
+
+
+def test_pixels_normalised_once_equal_the_per_batch_normalisation(monkeypatch: pytest.MonkeyPatch) -> None:
+    import deit.data.memory as memory
+
+    images, _ = decode(NoiseImages(count=9), 16)
+    views = ViewSet(size=16, hflip=0.5)
+    cached = BatchAugment(images, views, DIGITS_MEAN, DIGITS_STD)
+    monkeypatch.setattr(memory, "NORMALISED_CACHE_BYTES", 0)  # a set too large for the float copy
+    per_batch = BatchAugment(images, views, DIGITS_MEAN, DIGITS_STD)
+    assert cached._normalised is not None and per_batch._normalised is None
+    generator = torch.Generator().manual_seed(0)
+    indices = torch.randint(0, 9, (40,), generator=generator)
+    view = cached.draw(40, generator)
+    assert torch.equal(cached(indices, view), per_batch(indices, view))  # bit for bit: same operations per pixel

@@ -128,6 +128,10 @@ class ViewSet:
         return f"crop{self.size}-pad{self.padding}-flip{self.hflip:g}"
 
 
+#: Sets whose pixels as float32 fit in this many bytes are normalised once, not per batch (`BatchAugment`).
+NORMALISED_CACHE_BYTES = 256 * 2**20
+
+
 class BatchAugment:
     """Crop, flip and normalise whole batches of padded uint8 images held in one flat tensor; views by index.
 
@@ -180,6 +184,12 @@ class BatchAugment:
             every = torch.arange(2 * self.row_offsets * self.col_offsets, device=device)
             columns, rows = self._crop_axes(*self.split_view(every))
             self._view_grids = ((rows * int(widths[0]))[:, :, None] + columns[:, None, :]).flatten(1)
+        self._normalised: Tensor | None = None
+        if self._view_grids is not None and self.pixels.numel() * 4 <= NORMALISED_CACHE_BYTES:
+            # Small sets (DIGITS: 28 MB) keep their pixels normalised once, so a batch is one index and one
+            # gather: the same float operations per pixel, in the same order, as `_normalise` on each batch.
+            self._normalised = self._normalise(self.pixels.view(len(self.starts), channels, -1).unsqueeze(-1))
+            self._normalised = self._normalised.squeeze(-1)
 
     def _crop_axes(self, dy: Tensor, dx: Tensor, flip: Tensor) -> tuple[Tensor, Tensor]:
         """(B, S) columns and rows of each crop in its padded image; columns reversed when flipped."""
@@ -206,8 +216,10 @@ class BatchAugment:
         """Normalised float images (B, C, S, S) for `indices` at view numbers `view` (see `split_view`)."""
         size = self.views.size
         if self._view_grids is not None:  # one shape: a batch is one copy and one gather from the table
-            source = self.pixels.view(self.count, self.channels, -1)[indices]
             grid = self._view_grids[view][:, None, :].expand(-1, self.channels, -1)
+            if self._normalised is not None:
+                return self._normalised[indices].gather(2, grid).view(-1, self.channels, size, size)
+            source = self.pixels.view(self.count, self.channels, -1)[indices]
             crops = source.gather(2, grid).view(-1, self.channels, size, size)
         else:  # several shapes: each sample's positions from its own image's start, height and width
             dy, dx, flip = self.split_view(view)
@@ -220,7 +232,10 @@ class BatchAugment:
                 + columns[:, None, None, :]
             )
             crops = self.pixels[index]
-        # ToTensor then Normalize, in the same order of float operations as the per-image transform.
+        return self._normalise(crops)
+
+    def _normalise(self, crops: Tensor) -> Tensor:
+        """uint8 (B, C, H, W) to float: ToTensor then Normalize, in the per-image transform's order of operations."""
         return (crops.float().div_(255.0) - self.mean).div_(self.std)
 
     def split_view(self, view: Tensor) -> tuple[Tensor, Tensor, Tensor]:
