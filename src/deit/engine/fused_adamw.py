@@ -4,12 +4,12 @@
 hook loops and a regrouping of every parameter by device and dtype. At the demo's size (35 tensors, a 4-6 ms
 step) that wrapper costs ~5% of a training step and `zero_grad` ~1% more (measured interleaved in one process,
 benchmarks/BENCHMARKS.md). `DirectFusedAdamW` calls the same kernel, `torch._fused_adamw_`, with the same
-arguments, on lists built once: the weights and optimizer state are bit-identical to `optimizer.step()`
-(tests/engine/test_engine_fused_adamw.py).
+arguments, read from the optimizer's own state at each step: the weights and optimizer state are bit-identical
+to `optimizer.step()` (tests/engine/test_engine_fused_adamw.py).
 
 The optimizer stays the object that is saved, resumed and scheduled. Whatever the direct call does not cover
-(the first step, which creates the state; a parameter without a gradient; a state or parameter groups replaced
-by `load_state_dict`; hooks; a patched `step`; amsgrad, maximize, a tensor lr) goes through `optimizer.step()`.
+(the first step, which creates the state; a parameter without a gradient; hooks; a patched `step`; amsgrad,
+maximize, a tensor lr) goes through `optimizer.step()`.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ class DirectFusedAdamW:
 
     def __init__(self, optimizer: torch.optim.Optimizer) -> None:
         self.optimizer = optimizer
-        self._groups: list[tuple[dict[str, Any], list[Tensor], list[Tensor], list[Tensor], list[Tensor]]] = []
-        self._built_for: tuple[Any, ...] = ()
+        #: How many steps went through the kernel directly (the rest through `optimizer.step()`).
+        self.direct_steps = 0
 
     @staticmethod
     def supports(optimizer: torch.optim.Optimizer) -> bool:
@@ -44,17 +44,16 @@ class DirectFusedAdamW:
 
     def step(self) -> None:
         """One AdamW update, bit-identical to `optimizer.step()`."""
-        grads = self._gradients() if self._usable() else None
-        if grads is None:
+        groups = self._groups() if self._usable() else None
+        if groups is None:
             self.optimizer.step()
-            self._build()
             return
-        for (group, params, exp_avgs, exp_avg_sqs, steps), group_grads in zip(self._groups, grads):
+        for group, params, grads, exp_avgs, exp_avg_sqs, steps in groups:
             beta1, beta2 = group["betas"]
             torch._foreach_add_(steps, 1)
             torch._fused_adamw_(
                 params,
-                group_grads,
+                grads,
                 exp_avgs,
                 exp_avg_sqs,
                 [],
@@ -69,18 +68,10 @@ class DirectFusedAdamW:
                 grad_scale=None,
                 found_inf=None,
             )
-
-    def _key(self) -> tuple[Any, ...]:
-        # What load_state_dict or add_param_group replaces: the state and group containers themselves.
-        optimizer = self.optimizer
-        return (id(optimizer.state), id(optimizer.param_groups), len(optimizer.state)) + tuple(
-            id(group["params"]) for group in optimizer.param_groups
-        )
+        self.direct_steps += 1
 
     def _usable(self) -> bool:
         optimizer = self.optimizer
-        if not self._groups or self._key() != self._built_for:
-            return False
         if optimizer._optimizer_step_pre_hooks or optimizer._optimizer_step_post_hooks:
             return False
         if _global_optimizer_pre_hooks or _global_optimizer_post_hooks or "step" in vars(optimizer):
@@ -92,28 +83,26 @@ class DirectFusedAdamW:
                 return False
         return True
 
-    def _gradients(self) -> list[list[Tensor]] | None:
-        """Each group's gradients, or None when one is missing (then optimizer.step() knows what to do)."""
-        grads = []
-        for _, params, _, _, _ in self._groups:
-            group_grads = [parameter.grad for parameter in params]
-            if any(grad is None or grad.is_sparse for grad in group_grads):
-                return None
-            grads.append(group_grads)
-        return grads
-
-    def _build(self) -> None:
-        """The per-group lists, from the state `optimizer.step()` has created (none before the first step)."""
-        optimizer, groups = self.optimizer, []
-        for group in optimizer.param_groups:
-            params = list(group["params"])
+    def _groups(self) -> list[tuple[Any, ...]] | None:
+        """Per group: (group, params, grads, exp_avgs, exp_avg_sqs, steps), read from the optimizer's state at
+        every step (nothing cached that `load_state_dict` could leave stale); None when a parameter has no
+        gradient or no state yet (the first step creates it), which `optimizer.step()` handles."""
+        state, groups = self.optimizer.state, []
+        for group in self.optimizer.param_groups:
+            params = group["params"]
             if not params:
                 continue
-            states = [optimizer.state.get(parameter) for parameter in params]
-            if any(not state or "exp_avg" not in state for state in states) or any(p.is_complex() for p in params):
-                self._groups, self._built_for = [], ()
-                return
-            exp_avgs = [state["exp_avg"] for state in states]
-            exp_avg_sqs = [state["exp_avg_sq"] for state in states]
-            groups.append((group, params, exp_avgs, exp_avg_sqs, [state["step"] for state in states]))
-        self._groups, self._built_for = groups, self._key()
+            grads, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+            kind = (params[0].device, params[0].dtype)  # one kernel call takes one device and dtype
+            for parameter in params:
+                grad, entry = parameter.grad, state.get(parameter)
+                if grad is None or not entry or "exp_avg" not in entry or grad.is_sparse or parameter.is_complex():
+                    return None
+                if (parameter.device, parameter.dtype) != kind:
+                    return None
+                grads.append(grad)
+                exp_avgs.append(entry["exp_avg"])
+                exp_avg_sqs.append(entry["exp_avg_sq"])
+                steps.append(entry["step"])
+            groups.append((group, params, grads, exp_avgs, exp_avg_sqs, steps))
+        return groups
