@@ -133,7 +133,7 @@ class Mlp(nn.Module):
         self.drop2 = dropout(drop)
 
     def forward(self, tokens: Tensor) -> Tensor:
-        """(B, N, D) to (B, N, D)."""
+        """(..., D) to (..., D): (B, N, D) tokens, or the (B·N, D) rows a training block passes."""
         return self.drop2(self.fc2(self.drop1(self.act(self.fc1(tokens)))))
 
 
