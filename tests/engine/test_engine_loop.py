@@ -173,7 +173,7 @@ def test_teacher_cache_runs_the_frozen_teacher_once_with_the_same_metrics() -> N
 def test_loss_chunk_sums_and_finds_the_first_bad_step_across_chunks() -> None:
     from deit.engine.loop import LossChunk
 
-    chunk = LossChunk(CPU)
+    chunk = LossChunk()
     loss_sum, interval_sum = torch.zeros(()), torch.zeros(())
     first_bad = torch.full((), -1, dtype=torch.long)
     for step, value in enumerate([1.0, 2.0, 3.0]):

@@ -188,8 +188,7 @@ class BatchAugment:
         if self._view_grids is not None and self.pixels.numel() * 4 <= NORMALISED_CACHE_BYTES:
             # Small sets (DIGITS: 28 MB) keep their pixels normalised once, so a batch is one index and one
             # gather: the same float operations per pixel, in the same order, as `_normalise` on each batch.
-            self._normalised = self._normalise(self.pixels.view(len(self.starts), channels, -1).unsqueeze(-1))
-            self._normalised = self._normalised.squeeze(-1)
+            self._normalised = self._normalise(self.pixels.view(len(self.starts), channels, -1, 1)).flatten(2)
 
     def _crop_axes(self, dy: Tensor, dx: Tensor, flip: Tensor) -> tuple[Tensor, Tensor]:
         """(B, S) columns and rows of each crop in its padded image; columns reversed when flipped."""

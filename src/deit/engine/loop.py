@@ -65,7 +65,7 @@ def train_one_epoch(
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     # The losses of the steps since the last look, summed and checked a chunk at a time: one stack and a few
     # reductions per chunk instead of ~8 small operators per step (~1% of the demo's step).
-    pending = LossChunk(device)
+    pending = LossChunk()
     chunk = log_interval if log_interval else LossChunk.DEFAULT_SIZE
     steps = skipped = interval_steps = 0
     # --nan-policy skip must look at the loss before the update (the one host sync per step of that mode), and
@@ -120,8 +120,7 @@ class LossChunk:
 
     DEFAULT_SIZE = 64
 
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
+    def __init__(self) -> None:
         self.losses: list[Tensor] = []
         self.steps: list[int] = []
 
@@ -143,7 +142,7 @@ class LossChunk:
         loss_sum += total
         interval_sum += total
         bad = ~torch.isfinite(values)
-        steps = torch.tensor(self.steps, dtype=torch.long).to(self.device, non_blocking=True)
+        steps = torch.tensor(self.steps, dtype=torch.long).to(values.device, non_blocking=True)
         first_here = torch.where(bad.any(), steps[bad.int().argmax()], -1)
         self.losses, self.steps = [], []
         return torch.where(first_bad < 0, first_here, first_bad)
