@@ -150,6 +150,17 @@ def test_plan_runs_trains_each_size_with_its_own_teacher() -> None:
     assert settings.headline_fraction == 0.25
 
 
+def test_first_seed_moves_every_student_to_fresh_seeds() -> None:
+    settings = DemoSettings(output_dir="out", seeds=2, first_seed=100, sizes=(0.25, 1.0))
+    first, distilled, _ = plan_runs(settings)
+    teacher = next(job for job in first if job.kind == "teacher" and job.fraction == 0.25)
+    students = [job for job in first if job.kind != "teacher"] + distilled(teacher, "t.pth")
+    assert {job.seed for job in students} == {100, 101}
+    assert {job.config.seed for job in students} == {100, 101}
+    assert all(job.seed == 0 for job in first if job.kind == "teacher")  # the teachers stay the same
+    assert any(str(job.config.output_dir).endswith("soft_seed101") for job in students)
+
+
 def test_a_failed_run_names_itself(tmp_path: Path) -> None:
     settings = DemoSettings.quick(output_dir=str(tmp_path))
     job = Job("hard", 2, student_config(settings, "hard", 2, teacher_path=str(tmp_path / "missing.pth")))
@@ -163,6 +174,7 @@ def test_a_failed_run_names_itself(tmp_path: Path) -> None:
         (["--seeds", "0"], "--seeds 0"),
         (["--epochs", "0"], "--epochs 0"),
         (["--jobs", "-1"], "--jobs -1"),
+        (["--first-seed", "-3"], "--first-seed -3"),
         (["--sizes", "0.5,2"], "--sizes 0.5,2"),
     ],
 )

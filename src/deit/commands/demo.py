@@ -18,6 +18,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seeds", type=int, default=None, help=f"seeds per student (default {defaults.seeds})")
     parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=None,
+        help=f"the students' first seed; they use first, first+1, ... (default {defaults.first_seed}): other values "
+        "check the headline on fresh draws",
+    )
+    parser.add_argument(
         "--sizes",
         type=_fractions,
         default=None,
@@ -60,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from deit.demo.experiment import DemoSettings, run_demo
 
     changes = {"output_dir": args.output_dir, "device": args.device, "jobs": args.jobs}
-    for name in ("seeds", "sizes", "epochs", "teacher_epochs"):
+    for name in ("seeds", "first_seed", "sizes", "epochs", "teacher_epochs"):
         if getattr(args, name) is not None:
             changes[name] = getattr(args, name)
     settings = DemoSettings.quick(**changes) if args.quick else DemoSettings(**changes)
@@ -71,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 def _command_line(args: argparse.Namespace) -> str:
     """The command as typed, reconstructed (flags at their defaults left out)."""
     parts = ["deit demo"] + (["--quick"] if args.quick else [])
-    for name in ("seeds", "sizes", "epochs", "teacher_epochs"):
+    for name in ("seeds", "first_seed", "sizes", "epochs", "teacher_epochs"):
         value = getattr(args, name)
         if value is not None:
             text = ",".join(f"{size:g}" for size in value) if name == "sizes" else value

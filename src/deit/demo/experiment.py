@@ -47,6 +47,8 @@ class DemoSettings:
 
     output_dir: str = "runs/demo"
     seeds: int = 3
+    #: The students' seeds are first_seed, first_seed + 1, ...: other values check the headline on fresh draws.
+    first_seed: int = 0
     #: Training-set sizes as fractions of DIGITS' 1,437 training images (nested subsets, one draw).
     sizes: tuple[float, ...] = (0.25, 1.0)
     #: Student kinds trained below the full size (all of STUDENT_KINDS at the full size): the budget's choice.
@@ -105,6 +107,8 @@ class DemoSettings:
         ):
             if value < 1:
                 raise DeitError(f"{flag} {value}: must be at least 1")
+        if self.first_seed < 0:
+            raise DeitError(f"--first-seed {self.first_seed}: must be 0 or more")
         if self.jobs < 0:
             raise DeitError(f"--jobs {self.jobs}: must be 0 (automatic) or more")
         if not self.sizes or any(not 0.0 < size <= 1.0 for size in self.sizes):
@@ -114,6 +118,11 @@ class DemoSettings:
         unknown = [kind for kind in self.subset_kinds if kind not in STUDENT_KINDS]
         if unknown:
             raise DeitError(f"unknown student kind '{unknown[0]}'; choose from {', '.join(STUDENT_KINDS)}")
+
+    @property
+    def student_seeds(self) -> range:
+        """The seeds every student kind is trained with (the same seeds at every size: the gains are paired)."""
+        return range(self.first_seed, self.first_seed + self.seeds)
 
     @property
     def fractions(self) -> list[float]:
@@ -279,7 +288,7 @@ def plan_runs(settings: DemoSettings) -> tuple[list[Job], Any, int]:
     first += [
         job(kind, seed, fraction)
         for fraction in settings.fractions
-        for seed in range(settings.seeds)
+        for seed in settings.student_seeds
         for kind in settings.kinds_at(fraction)
         if kind in ("none", "two_cls_tokens")
     ]
@@ -287,7 +296,7 @@ def plan_runs(settings: DemoSettings) -> tuple[list[Job], Any, int]:
     def distilled(teacher: Job, checkpoint: str) -> list[Job]:
         return [
             job(kind, seed, teacher.fraction, checkpoint)
-            for seed in range(settings.seeds)
+            for seed in settings.student_seeds
             for kind in settings.kinds_at(teacher.fraction)
             if kind in ("soft", "hard")
         ]
