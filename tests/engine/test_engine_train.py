@@ -487,3 +487,32 @@ def test_an_official_deit3_name_trains_and_reloads(tmp_path: Path, capsys: pytes
     model, meta = load_trained_model(tmp_path / "checkpoint.pth")
     assert meta.model == "deit_small_patch16_LS" and model.pos_embed.shape[1] == 16  # DeiT III: patches only
     assert model.blocks[0].ls1.gamma.shape == (32,)
+
+
+def test_the_students_initial_weights_depend_on_the_seed_alone_not_on_a_teacher(
+    tmp_path: Path, teacher_checkpoint: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The demo pairs students by seed: loading a teacher (whose construction draws throw-away initial weights)
+    # must not move the student's draw.
+    from deit.engine import builders
+
+    initial: list[dict[str, torch.Tensor]] = []
+    build = builders.build_student_with_origin
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        model, origin = build(*args, **kwargs)
+        initial.append({name: value.clone() for name, value in model.state_dict().items()})
+        return model, origin
+
+    monkeypatch.setattr(builders, "build_student_with_origin", recording)
+    common = ["train", *TINY_STUDENT, *FAST, "--epochs", "1", "--max-steps-per-epoch", "1", "--seed", "5"]
+    teacher = ["--teacher-model", "resnet10t", "--teacher-path", teacher_checkpoint]
+    for name, extra in (
+        ("labels", ["--distillation-type", "labels"]),
+        ("soft", ["--distillation-type", "soft", *teacher]),
+    ):
+        code, out, _ = run_cli([*common, *extra, "--output_dir", tmp_path / name], capsys)
+        assert code == 0, out
+    labels_only, with_teacher = initial
+    for name, value in labels_only.items():
+        torch.testing.assert_close(with_teacher[name], value, rtol=0, atol=0, msg=name)

@@ -181,7 +181,10 @@ def _build(
     class_names = [str(name) for name in (train_set or val_set).classes]
     num_classes = len(class_names)
     if config.distillation_type in TEACHER_TYPES and config.teacher_path:
-        run.teacher = builders.build_teacher_for(config, num_classes, device)
+        # On a forked RNG: building the teacher draws its throw-away initial weights, and the student's must
+        # depend on --seed alone (the demo pairs a distilled student with a plain one of the same seed).
+        with torch.random.fork_rng(devices=[]):
+            run.teacher = builders.build_teacher_for(config, num_classes, device)
 
     model, origin = builders.build_student_with_origin(config, num_classes, load_finetune=checkpoint is None)
     for line in origin.lines(config.model) if origin is not None else []:

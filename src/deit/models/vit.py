@@ -72,7 +72,10 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(embed_dim, eps=1e-6)
         self.head_drop = dropout(drop_rate)
         self.head = self._new_head(num_classes)
-        self.head_dist = self._new_head(num_classes) if distilled else None
+        self.head_dist = None
+        if distilled:
+            with torch.random.fork_rng(devices=[]):  # drawn again, last, by _init_weights: the stream stays shared
+                self.head_dist = self._new_head(num_classes)
         self._init_weights()
 
     @property
@@ -93,17 +96,35 @@ class VisionTransformer(nn.Module):
         return head
 
     def _init_weights(self) -> None:
-        for token in (self.cls_token, self.dist_token, self.pos_embed):
-            if token is not None:
-                nn.init.trunc_normal_(token, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
+        # The distillation-only parameters (the distillation token, its position, its head) draw last, so a plain
+        # and a distilled model built from the same seed start equal on everything they share: a paired
+        # comparison (`deit demo`) then differs only in what distillation adds. A plain model draws as before.
+        with torch.no_grad():
+            nn.init.trunc_normal_(self.cls_token, std=0.02)
+            split = self.distilled and self.pos_embed_over_prefix  # rows: class, distillation, patches
+            if split:
+                shared = nn.init.trunc_normal_(torch.empty_like(self.pos_embed[:, 1:]), std=0.02)
+                self.pos_embed[:, :1] = shared[:, :1]
+                self.pos_embed[:, 2:] = shared[:, 1:]
+            else:
+                nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            for module in self.modules():
+                if module is self.head_dist:
+                    continue
+                if isinstance(module, nn.Linear):
+                    nn.init.trunc_normal_(module.weight, std=0.02)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+                elif isinstance(module, nn.LayerNorm):
+                    nn.init.ones_(module.weight)
                     nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
+            if self.dist_token is not None:
+                nn.init.trunc_normal_(self.dist_token, std=0.02)
+                if split:
+                    nn.init.trunc_normal_(self.pos_embed[:, 1:2], std=0.02)
+            if isinstance(self.head_dist, nn.Linear):
+                nn.init.trunc_normal_(self.head_dist.weight, std=0.02)
+                nn.init.zeros_(self.head_dist.bias)
 
     def no_weight_decay(self) -> set[str]:
         """Parameters excluded from weight decay (the engine also excludes norms and biases)."""
