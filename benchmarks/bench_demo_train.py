@@ -3,8 +3,8 @@
 The workload is docs/demo.md's soft student at the full size: DIGITS (1,437 images, resized to 32 px, random
 32-crop with 4 px of padding, normalised), timm's `VisionTransformerDistilled` with the demo's dims (width 64,
 2 blocks, 4 heads, 8 px patches), the demo's quarter-width ResNet-18 teacher (trained here for one epoch by
-`deit train`; its accuracy does not change the speed), soft distillation (τ 3, α 0.7, batch-mean KL) with label
-smoothing 0.1, AdamW lr 1e-3 wd 0.05, batch 16, one thread, the validation set evaluated after every epoch.
+`deit train`; its accuracy does not change the speed), soft distillation (the demo's τ 3, α 0.9, batch-mean
+KL) with label smoothing 0.1, AdamW lr 1e-3 wd 0.05, batch 16, one thread, the validation set evaluated after every epoch.
 
 - plain: what a user writes by hand: torchvision per-image transforms, a DataLoader (no workers, as the demo),
   the teacher's forward at every step, torch's AdamW, an evaluation pass per epoch;
@@ -41,7 +41,7 @@ from deit.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset  # noqa: E40
 from deit.demo.experiment import TEACHER_KWARGS, TEACHER_MODEL, DemoSettings, student_config, teacher_config  # noqa: E402
 from deit.distill import teacher_table  # noqa: E402
 
-TAU, ALPHA, BATCH = 3.0, 0.7, 16
+TAU, ALPHA, BATCH = DemoSettings().distillation_tau, DemoSettings().soft_alpha, DemoSettings().batch_size
 
 
 def _quiet_train(config: Any) -> dict[str, Any]:

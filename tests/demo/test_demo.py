@@ -96,7 +96,7 @@ def test_student_configurations_follow_the_paper() -> None:
     assert configs["two_cls_tokens"].model == DISTILLED_STUDENT
     assert configs["two_cls_tokens"].distillation_type == "labels" and not configs["two_cls_tokens"].teacher_path
     assert configs["soft"].distillation_type == "soft" and configs["hard"].teacher_path == "t.pth"
-    assert (configs["soft"].distillation_alpha, configs["soft"].distillation_tau) == (0.7, 3.0)
+    assert (configs["soft"].distillation_alpha, configs["soft"].distillation_tau) == (0.9, 3.0)
     assert configs["soft"].distillation_kl_reduction == "batchmean" and configs["hard"].distillation_alpha == 0.5
     for config in configs.values():
         # the same student dims for every row, digits are never mirrored, one run directory per kind and seed
