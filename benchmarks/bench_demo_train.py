@@ -4,7 +4,8 @@ The workload is docs/demo.md's soft student at the full size: DIGITS (1,437 imag
 32-crop with 4 px of padding, normalised), timm's `VisionTransformerDistilled` with the demo's dims (width 64,
 2 blocks, 4 heads, 8 px patches), the demo's quarter-width ResNet-18 teacher (trained here for one epoch by
 `deit train`; its accuracy does not change the speed), soft distillation (the demo's τ 3, α 0.9, batch-mean
-KL) with label smoothing 0.1, AdamW lr 1e-3 wd 0.05, batch 16, one thread, the validation set evaluated after every epoch.
+KL) with label smoothing 0.1, AdamW lr 1e-3 wd 0.05, batch 16, one thread, the validation set evaluated after
+every epoch.
 
 - plain: what a user writes by hand: torchvision per-image transforms, a DataLoader (no workers, as the demo),
   the teacher's forward at every step, torch's AdamW, an evaluation pass per epoch;
