@@ -93,7 +93,16 @@ def test_cpu_adamw_is_the_fused_kernel_with_the_per_parameter_loops_update() -> 
     fast, reference = _trained_weights(ours), _trained_weights(per_parameter_loop)
     # The same update, rounded in another order, not bit for bit: after 5 steps no weight is further from the
     # loop's than 1% of one step (lr 1e-3; Adam's m/sqrt(v) magnifies last-bit differences of tiny gradients).
-    assert max(float((a - b).abs().max()) for a, b in zip(fast, reference)) < 1e-5
+    # Except the key bias (the middle third of qkv.bias): softmax ignores a constant added to every logit of a
+    # row, so its true gradient is zero and both optimizers step on rounding noise (~1e-10), which Adam scales
+    # up to updates of ~1e-5 that round differently; there, the two stay within one step (lr) of each other.
+    names = [name for name, _ in tiny_vit().named_parameters()]
+    for name, a, b in zip(names, fast, reference, strict=True):
+        if name.endswith("attn.qkv.bias"):
+            third = a.shape[0] // 3
+            assert float((a[third : 2 * third] - b[third : 2 * third]).abs().max()) < 1e-3
+            a, b = torch.cat([a[:third], a[2 * third :]]), torch.cat([b[:third], b[2 * third :]])
+        assert float((a - b).abs().max()) < 1e-5, name
     assert not all(torch.equal(a, b) for a, b in zip(fast, _trained_weights(ours, steps=0)))  # and they moved
 
 

@@ -122,20 +122,19 @@ def test_int8_onnx_export_reports_top1_agreement_on_the_validation_split(
 
 
 def _disagreeing_onnx(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the exported runner predict one class for every image: its top-1 agrees with fp32 only by chance."""
+    """Make the exported runner's top-1 differ from the real one's on every image (its logits rolled by one class:
+    the argmax moves to the next class), so it agrees with fp32 on none, whatever the checkpoint predicts."""
     real_exporter = export_module._export_onnx
 
-    def constant(*args, **kwargs):
+    def shifted(*args, **kwargs):
         name, run = real_exporter(*args, **kwargs)
 
-        def one_class(images):
-            logits = np.zeros_like(run(images))
-            logits[:, 0] = 1.0
-            return logits
+        def next_class(images):
+            return np.roll(run(images), 1, axis=1)
 
-        return name, one_class
+        return name, next_class
 
-    monkeypatch.setattr(export_module, "_export_onnx", constant)
+    monkeypatch.setattr(export_module, "_export_onnx", shifted)
 
 
 @pytest.mark.slow
