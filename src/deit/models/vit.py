@@ -109,22 +109,14 @@ class VisionTransformer(nn.Module):
             else:
                 nn.init.trunc_normal_(self.pos_embed, std=0.02)
             for module in self.modules():
-                if module is self.head_dist:
-                    continue
-                if isinstance(module, nn.Linear):
-                    nn.init.trunc_normal_(module.weight, std=0.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-                elif isinstance(module, nn.LayerNorm):
-                    nn.init.ones_(module.weight)
-                    nn.init.zeros_(module.bias)
+                if module is not self.head_dist:
+                    _init_module(module)
             if self.dist_token is not None:
                 nn.init.trunc_normal_(self.dist_token, std=0.02)
                 if split:
                     nn.init.trunc_normal_(self.pos_embed[:, 1:2], std=0.02)
-            if isinstance(self.head_dist, nn.Linear):
-                nn.init.trunc_normal_(self.head_dist.weight, std=0.02)
-                nn.init.zeros_(self.head_dist.bias)
+            if self.head_dist is not None:
+                _init_module(self.head_dist)
 
     def no_weight_decay(self) -> set[str]:
         """Parameters excluded from weight decay (the engine also excludes norms and biases)."""
@@ -224,3 +216,15 @@ class VisionTransformer(nn.Module):
     def forward(self, images: Tensor) -> Tensor | tuple[Tensor, Tensor]:
         """Images to logits (see forward_head for the distilled contract)."""
         return self.forward_head(self.forward_prefix_features(images))
+
+
+def _init_module(module: nn.Module) -> None:
+    """The official initialisation of one layer: truncated-normal linear weights (std 0.02), zero biases, unit
+    layer norms; other modules are left as built."""
+    if isinstance(module, nn.Linear):
+        nn.init.trunc_normal_(module.weight, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
