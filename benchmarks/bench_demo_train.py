@@ -42,7 +42,8 @@ from deit.data.digits import DIGITS_MEAN, DIGITS_STD, DigitsDataset  # noqa: E40
 from deit.demo.experiment import TEACHER_KWARGS, TEACHER_MODEL, DemoSettings, student_config, teacher_config  # noqa: E402
 from deit.distill import teacher_table  # noqa: E402
 
-TAU, ALPHA, BATCH = DemoSettings().distillation_tau, DemoSettings().soft_alpha, DemoSettings().batch_size
+_DEMO = DemoSettings()
+TAU, ALPHA, BATCH = _DEMO.distillation_tau, _DEMO.soft_alpha, _DEMO.batch_size
 
 
 def _quiet_train(config: Any) -> dict[str, Any]:

@@ -197,7 +197,7 @@ class Block(nn.Module):
 
     def forward(self, tokens: Tensor) -> Tensor:
         """(B, N, D) to (B, N, D)."""
-        if self.training and torch.is_grad_enabled() and not self._drops_paths():
+        if self._trains_on_rows():
             return self._forward_rows(tokens)
         tokens = tokens + self.drop_path1(self.ls1(self.attn(self.norm1(tokens))))
         return tokens + self.drop_path2(self.ls2(self.mlp(self.norm2(tokens))))
@@ -213,9 +213,10 @@ class Block(nn.Module):
         rows = rows + self.drop_path2(self.ls2(self.mlp(self.norm2(rows))))
         return rows.view(batch, length, dim)
 
-    def _drops_paths(self) -> bool:
-        # Stochastic depth draws per sample: its mask needs the (B, N, D) layout.
-        return isinstance(self.drop_path1, DropPath) or isinstance(self.drop_path2, DropPath)
+    def _trains_on_rows(self) -> bool:
+        # Training with gradients, and no stochastic depth: it draws per sample, so its mask needs (B, N, D).
+        drops_paths = isinstance(self.drop_path1, DropPath) or isinstance(self.drop_path2, DropPath)
+        return self.training and torch.is_grad_enabled() and not drops_paths
 
     def forward_prefix(self, tokens: Tensor, prefix: int) -> Tensor:
         """`self(tokens)[:, :prefix]` at a fraction of the cost: only the prefix tokens' outputs are computed.
@@ -225,7 +226,7 @@ class Block(nn.Module):
         for keys and values; the rest -- queries, attention, projection, MLP -- runs on the prefix alone.
         """
         kept = tokens[:, :prefix] + self.drop_path1(self.ls1(self.attn.forward_prefix(self.norm1(tokens), prefix)))
-        if self.training and torch.is_grad_enabled() and not self._drops_paths():
+        if self._trains_on_rows():
             batch, _, dim = kept.shape  # the MLP on 2-D rows, as `_forward_rows`
             rows = kept.reshape(batch * prefix, dim)
             return (rows + self.drop_path2(self.ls2(self.mlp(self.norm2(rows))))).view(batch, prefix, dim)

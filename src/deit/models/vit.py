@@ -90,9 +90,7 @@ class VisionTransformer(nn.Module):
 
     def _new_head(self, num_classes: int) -> nn.Module:
         head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
-        if isinstance(head, nn.Linear):
-            nn.init.trunc_normal_(head.weight, std=0.02)
-            nn.init.zeros_(head.bias)
+        _init_module(head)
         return head
 
     def _init_weights(self) -> None:
