@@ -95,6 +95,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         "min_lr": Bound(0, 10),
         "decay_epochs": positive(HUGE_COUNT),
         "warmup_epochs": count(),
+        "epoch_repeats": count(1, 10_000),
         "cooldown_epochs": count(),
         "patience_epochs": count(),
         "decay_rate": unit(low_open=True),

@@ -6,6 +6,7 @@
 | `INAT`, `INAT19` | image files | iNaturalist official JSON layout (`deit.data.inat`); `INAT` else as `IMNET` |
 | `CIFAR` (CIFAR-100), `CIFAR100`, `CIFAR10` | official binary archives | see `deit.data.cifar` |
 | `DIGITS` | scikit-learn's bundled digits | none (offline); use `DIGITS_MEAN`/`DIGITS_STD` |
+| `DIGITS-CANVAS` | the same digits, ×2, each at its own place on a 32×32 canvas (`deit.data.digits_canvas`) | none |
 | `SYNTHETIC` | generated | none; 512 train / 128 val images, 10 classes, 64x64 |
 | `WDS` | tar shards of `deit data pack` (`deit.data.shards`) | the shard folder, or a brace pattern of train shards |
 | `HF` | a Hugging Face dataset (`deit.data.hf_datasets`) | a `save_to_disk` folder or a folder of parquet files |
@@ -35,6 +36,7 @@ DATASET_NAMES = (
     "CIFAR100",
     "CIFAR10",
     "DIGITS",
+    "DIGITSCANVAS",
     "SYNTHETIC",
     "WDS",
     "HF",
@@ -66,6 +68,10 @@ def build_dataset(
         from deit.data.digits import DigitsDataset
 
         return DigitsDataset(train=train, transform=transform)
+    if key == "DIGITSCANVAS":
+        from deit.data.digits_canvas import DigitsCanvasDataset
+
+        return DigitsCanvasDataset(train=train, transform=transform)
     if key == "SYNTHETIC":
         from deit.data.synthetic import SyntheticDataset
 

@@ -31,10 +31,25 @@ def _save(figure: Any, axes: Any, path: Path, footnote: str | None = None) -> Pa
 
 
 def plot_data_efficiency(results: dict[str, Any], path: Path) -> Path:
-    """Fused top-1 vs training images: per kind the mean over seeds, each seed as a dot; the teachers dashed."""
-    figure, axes = _figure()
-    sizes = results["sizes"]
+    """Fused top-1 vs training images: per kind the mean over seeds, each seed as a dot; the teachers dashed.
+    With a separate headline setting (DIGITS-CANVAS), a second panel shows it beside the DIGITS curve."""
+    from matplotlib.figure import Figure
+
+    panels = [("DIGITS", results["sizes"])] if results["sizes"] else []
+    if results.get("headline_sizes"):
+        panels.append((results["headline"]["data_set"], results["headline_sizes"]))
+    figure = Figure(figsize=(7.5 if len(panels) == 1 else 11.0, 4.8), dpi=110)
+    axes_list = figure.subplots(1, len(panels), squeeze=False)[0]
+    for axes, (name, sizes) in zip(axes_list, panels):
+        _data_efficiency_panel(axes, name, sizes)
+    for axes in axes_list[1:]:
+        axes.grid(alpha=0.3)
+    return _save(figure, axes_list[0], path, footnote=results.get("verdict"))
+
+
+def _data_efficiency_panel(axes: Any, name: str, sizes: list[dict[str, Any]]) -> None:
     images = [size["images"] for size in sizes]
+    seeds = 0
     for kind in STUDENT_ORDER:
         points = [(size["images"], size["students"][kind]) for size in sizes if kind in size["students"]]
         if not points:
@@ -45,8 +60,9 @@ def plot_data_efficiency(results: dict[str, Any], path: Path) -> Path:
             xs, [100 * student["fused"] for _, student in points], marker="o", color=color, label=STUDENT_TITLES[kind]
         )
         for x, student in points:  # every seed, so the spread behind the mean is visible
-            seeds = [100 * row["fused"] for row in student["per_seed"]]
-            axes.scatter([x] * len(seeds), seeds, s=12, color=color, alpha=0.45, linewidths=0)
+            values = [100 * row["fused"] for row in student["per_seed"]]
+            seeds = max(seeds, len(values))
+            axes.scatter([x] * len(values), values, s=12, color=color, alpha=0.45, linewidths=0)
     axes.plot(
         images,
         [100 * size["teacher"]["top1"] for size in sizes],
@@ -60,14 +76,12 @@ def plot_data_efficiency(results: dict[str, Any], path: Path) -> Path:
     axes.set_xticks(images)
     axes.set_xticklabels([f"{size['images']:,}\n({100 * size['fraction']:g}%)" for size in sizes])
     axes.minorticks_off()
-    seeds = results["config"]["seeds"]
+    axes.set_ylim(top=100.5)  # the scale stays honest: 100% is always in view
     axes.set(
-        xlabel="training images (share of DIGITS' training split)",
+        xlabel=f"training images (share of {name}' training split)",
         ylabel="validation top-1 (%), fused",
-        title=f"DIGITS: top-1 vs training-set size; line = mean of {seeds} seed{'s' if seeds > 1 else ''}, "
-        f"dots = seeds",
+        title=f"{name}: top-1 vs training-set size\nline = mean of {seeds} seed{'s' * (seeds > 1)}, dots = seeds",
     )
-    return _save(figure, axes, path, footnote=results.get("verdict"))
 
 
 def plot_curves(results: dict[str, Any], path: Path) -> Path:

@@ -112,12 +112,14 @@ def summarise_size(
     images: int,
     epochs: int,
     teacher_epochs: int,
+    data_set: str = "DIGITS",
 ) -> dict[str, Any]:
     """One training-set size: its teacher, each student kind over seeds, and each kind's paired gain over none."""
     kinds = [kind for kind in STUDENT_ORDER if any(run["kind"] == kind for run in runs)]
     students = {kind: summarise_student(kind, [run for run in runs if run["kind"] == kind]) for kind in kinds}
     gains = {kind: paired_comparison(students, kind) for kind in kinds if kind != "none"}
     return {
+        "data_set": data_set,
         "fraction": fraction,
         "images": images,
         "epochs": epochs,
@@ -132,19 +134,52 @@ def summarise_size(
     }
 
 
+def paired_interval(gains: list[float], level: float = 0.95) -> list[float] | None:
+    """The two-sided `level` Student-t interval of the mean of paired differences (None below two pairs)."""
+    if len(gains) < 2:
+        return None
+    from scipy.stats import t
+
+    mean, std = mean_std(gains)
+    half = float(t.ppf(0.5 + level / 2, len(gains) - 1)) * std / len(gains) ** 0.5  # type: ignore[operator]
+    return [mean - half, mean + half]  # type: ignore[operator]
+
+
+def gap_closed(row: dict[str, Any], kind: str) -> tuple[float | None, list[float | None]]:
+    """(mean over seeds, per seed) of (kind - none) / (teacher - none): the share of the plain student's gap to
+    its teacher that distillation closed; a seed whose plain student matched its teacher has no gap (None)."""
+    teacher = row["teacher"]["top1"]
+    plain = {seed_row["seed"]: seed_row["fused"] for seed_row in row["students"]["none"]["per_seed"]}
+    shares: list[float | None] = []
+    for seed_row in row["students"][kind]["per_seed"]:
+        gap = teacher - plain[seed_row["seed"]]
+        shares.append((seed_row["fused"] - plain[seed_row["seed"]]) / gap if gap > 0 else None)
+    known = [share for share in shares if share is not None]
+    return (statistics.fmean(known) if known else None), shares
+
+
 def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[str, Any] | None:
-    """The comparison fixed before the run: `kind` minus no distillation at `fraction`, paired by seed."""
+    """The comparison fixed before the run: `kind` minus no distillation at `fraction`, paired by seed, with its
+    95% interval (points) and the share of the plain student's gap to the teacher that it closed."""
     row = next((size for size in sizes if size["fraction"] == fraction), None)
     gain = row["gains"].get(kind) if row is not None else None
     if gain is None:
         return None
+    interval = paired_interval([100.0 * value for value in gain["per_seed"]])
+    closed, closed_per_seed = gap_closed(row, kind)
     return {
+        "data_set": row.get("data_set", "DIGITS"),
         "fraction": fraction,
         "images": row["images"],
         "kind": kind,
         "gain": gain["mean"],
         "gain_std": gain["std"],
         "per_seed_gain": gain["per_seed"],
+        "interval": interval,
+        "interval_level": 0.95,
+        "gap_closed": closed,
+        "gap_closed_per_seed": closed_per_seed,
+        "teacher": row["teacher"]["top1"],
         "seeds": gain["seeds"],
         "wins": gain["wins"],
         "losses": gain["losses"],
@@ -152,31 +187,136 @@ def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[st
     }
 
 
-def _size_words(fraction: float, images: int) -> str:
-    return f"{100 * fraction:g}% of the training set ({images:,} images)"
+def curve(sizes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The data-efficiency curve in plain numbers: per size the teacher and each kind's per-seed fused top-1 (%)."""
+    points = []
+    for size in sizes:
+        point: dict[str, Any] = {
+            "fraction": size["fraction"],
+            "images": size["images"],
+            "teacher": round(100.0 * size["teacher"]["top1"], 2),
+        }
+        for kind in STUDENT_ORDER:
+            if kind in size["students"]:
+                point[kind] = [round(100.0 * row["fused"], 2) for row in size["students"][kind]["per_seed"]]
+        points.append(point)
+    return points
+
+
+def _size_words(fraction: float, images: int, data_set: str = "DIGITS") -> str:
+    where = "" if data_set == "DIGITS" else f" of {data_set}"
+    return f"{100 * fraction:g}% of the training set{where} ({images:,} images)"
+
+
+def _interval_words(interval: list[float] | None) -> str:
+    return f", 95% interval [{interval[0]:+.1f}, {interval[1]:+.1f}]" if interval else ""
 
 
 def verdict(result: dict[str, Any] | None) -> str:
-    """One sentence generated from the headline numbers: resolved only when every seed agrees."""
+    """One sentence generated from the headline numbers: resolved only when every seed agrees and the paired
+    interval excludes zero; it says how much of the gap to the teacher was closed."""
     if result is None:
         return "The headline comparison was not measured in this run."
     name = KIND_NAMES.get(result["kind"], result["kind"])
     seeds, wins, losses = result["seeds"], result["wins"], result["losses"]
     spread = f" ± {100.0 * result['gain_std']:.1f}" if result["gain_std"] is not None else ""
-    numbers = f"fused top-1 {100.0 * result['gain']:+.1f}{spread} points (paired by seed)"
-    where = _size_words(result["fraction"], result["images"])
+    interval = result.get("interval")
+    numbers = f"fused top-1 {100.0 * result['gain']:+.1f}{spread} points (paired by seed{_interval_words(interval)})"
+    where = _size_words(result["fraction"], result["images"], result.get("data_set", "DIGITS"))
     if seeds < 2:
         return (
             f"Not resolved: {name.lower()} vs no distillation at {where}, {numbers}, on a single seed "
             f"(a spread needs --seeds 2 or more)."
         )
     tally = f"better on {wins} of {seeds} seeds"
-    if wins == seeds:
-        return f"{name} beat no distillation at {where}: {numbers}, {tally}."
-    if losses == seeds:
+    closed = result.get("gap_closed")
+    gap = f"; it closed {100.0 * closed:.0f}% of the plain student's gap to its teacher" if closed is not None else ""
+    if wins == seeds and (interval is None or interval[0] > 0):
+        return f"{name} beat no distillation at {where}: {numbers}, {tally}{gap}."
+    if losses == seeds and (interval is None or interval[1] < 0):
         return f"{name} did not beat no distillation at {where}: {numbers}, worse on {losses} of {seeds} seeds."
     ties = f", tied on {result['ties']}" if result["ties"] else ""
-    return f"Not resolved: {name.lower()} vs no distillation at {where}: {numbers}, {tally}{ties}; the seeds disagree."
+    reason = "the seeds disagree" if wins and losses else "the interval includes zero"
+    return f"Not resolved: {name.lower()} vs no distillation at {where}: {numbers}, {tally}{ties}; {reason}."
+
+
+def teacher_help_sentence(sizes: list[dict[str, Any]], kind: str = "soft") -> str:
+    """Where the teacher helped on the curve and where it did not, size by size, judged by the paired interval."""
+    helped, hurt, neither = [], [], []
+    for size in sizes:
+        gain = size["gains"].get(kind)
+        if gain is None or gain["seeds"] < 2:
+            continue
+        interval = paired_interval([100.0 * value for value in gain["per_seed"]])
+        label = f"{100 * size['fraction']:g}% ({100.0 * gain['mean']:+.1f}{_interval_words(interval)})"
+        if interval is not None and interval[0] > 0:
+            helped.append(label)
+        elif interval is not None and interval[1] < 0:
+            hurt.append(label)
+        else:
+            neither.append(label)
+    if not (helped or hurt or neither):
+        return "Where the teacher helps needs two seeds or more at a size."
+    name = KIND_NAMES[kind].lower()
+    parts = []
+    if helped:
+        parts.append(f"{name} helped at {', '.join(helped)}")
+    if neither:
+        parts.append(f"made no difference the seeds could resolve at {', '.join(neither)}")
+    if hurt:
+        parts.append(f"hurt at {', '.join(hurt)}")
+    return f"On DIGITS, {'; '.join(parts)} (fused top-1 points, paired by seed)."
+
+
+#: A seed this far (points) from its kind's median at a size is a stalled (or lucky) run, not the recipe's result.
+STALL_POINTS = 3.0
+
+
+def training_check(sizes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Did the students train? Per size and kind: the seeds far from the median (stalls) and how much the last
+    quarter of the schedule moved the mean fused top-1 (converged: under a point)."""
+    rows, stalls = [], []
+    for size in sizes:
+        for kind, student in size["students"].items():
+            fused = [100.0 * row["fused"] for row in student["per_seed"]]
+            middle = statistics.median(fused)
+            far = [row["seed"] for row, value in zip(student["per_seed"], fused) if abs(value - middle) > STALL_POINTS]
+            stalls += [
+                {"data_set": size.get("data_set", "DIGITS"), "fraction": size["fraction"], "kind": kind, "seed": s}
+                for s in far
+            ]
+            rows.append(
+                {
+                    "data_set": size.get("data_set", "DIGITS"),
+                    "fraction": size["fraction"],
+                    "kind": kind,
+                    "spread_from_median": max(abs(value - middle) for value in fused),
+                    "last_quarter_change": _last_quarter_change(student["curve"]),
+                }
+            )
+    moves = [row["last_quarter_change"] for row in rows if row["last_quarter_change"] is not None]
+    largest = max(moves, key=abs) if moves else None
+    stall_text = (
+        f"no stalls (every seed within {STALL_POINTS:g} points of its kind's median at every size)"
+        if not stalls
+        else f"{len(stalls)} run(s) more than {STALL_POINTS:g} points from their kind's median: "
+        + ", ".join(f"{row['kind']} {100 * row['fraction']:g}% seed {row['seed']}" for row in stalls)
+    )
+    move_text = (
+        f"the last quarter of each schedule moved mean fused top-1 by at most {abs(largest):.1f} points"
+        if largest is not None
+        else "too few evaluations to measure the last quarter"
+    )
+    return {"stalls": stalls, "rows": rows, "sentence": f"Training check: {stall_text}; {move_text}."}
+
+
+def _last_quarter_change(points: list[dict[str, Any]]) -> float | None:
+    """Mean fused top-1 (points) at the end minus at the first evaluation at or past 75% of the schedule."""
+    if len(points) < 2:
+        return None
+    last = points[-1]["epoch"]
+    start = next(point for point in points if point["epoch"] >= 0.75 * last)
+    return 100.0 * (points[-1]["fused"] - start["fused"])
 
 
 def every_seed_sentence(sizes: list[dict[str, Any]]) -> str:
@@ -239,9 +379,10 @@ def _size_header(size: dict[str, Any]) -> str:
     return f"{100 * size['fraction']:g}% ({size['images']:,} images, {size['epochs']} epochs)"
 
 
-def size_table(results: dict[str, Any]) -> str:
+def size_table(results: dict[str, Any], sizes: list[dict[str, Any]] | None = None) -> str:
     """Fused top-1 per kind (rows) and training-set size (columns): the numbers of the headline picture."""
-    sizes, seeds = results["sizes"], results["config"]["seeds"]
+    sizes = results["sizes"] if sizes is None else sizes
+    seeds = max((student["seeds"] for size in sizes for student in size["students"].values()), default=0)
     lines = [
         f"| fused top-1 %, mean ± std over {seeds} seed{'s' if seeds > 1 else ''} | "
         + " | ".join(_size_header(size) for size in sizes)
@@ -287,15 +428,19 @@ def gain_table(results: dict[str, Any]) -> str:
 
 def per_seed_table(results: dict[str, Any]) -> str:
     """Fused top-1 of every run, so the spread behind each ± is visible."""
-    rows = [(size, kind, student) for size in results["sizes"] for kind, student in size["students"].items()]
+    every_size = results["sizes"] + results.get("headline_sizes", [])
+    rows = [(size, kind, student) for size in every_size for kind, student in size["students"].items()]
     seeds = sorted({row["seed"] for _, _, student in rows for row in student["per_seed"]})
     lines = ["| fused top-1 % | " + " | ".join(f"seed {seed}" for seed in seeds) + " |", "|---|" + "---|" * len(seeds)]
     for size, kind, student in rows:
         by_seed = {row["seed"]: row["fused"] for row in student["per_seed"]}
-        lines.append(
-            f"| {kind}, {100 * size['fraction']:g}% | " + " | ".join(_pct(by_seed.get(seed)) for seed in seeds) + " |"
-        )
+        lines.append(f"| {kind}, {_where(size)} | " + " | ".join(_pct(by_seed.get(seed)) for seed in seeds) + " |")
     return "\n".join(lines)
+
+
+def _where(size: dict[str, Any]) -> str:
+    data_set = size.get("data_set", "DIGITS")
+    return f"{100 * size['fraction']:g}%" + ("" if data_set == "DIGITS" else f" {data_set}")
 
 
 def markdown_report(results: dict[str, Any]) -> str:
@@ -306,21 +451,37 @@ def markdown_report(results: dict[str, Any]) -> str:
     load_text = (
         f"; 1-minute load average {load[0]:.2f} at the start, {load[1]:.2f} at the end" if None not in load else ""
     )
-    full = results["sizes"][-1]
+    full = (results["sizes"] or results.get("headline_sizes"))[-1]
+    headline = results.get("headline") or {}
+    headline_section = []
+    if results.get("headline_sizes"):
+        headline_section = [
+            f"## The headline setting: {headline.get('data_set')}",
+            "",
+            size_table(results, results["headline_sizes"]),
+            "",
+        ]
     return "\n".join(
         [
             "# deit demo: what distillation through attention buys, on DIGITS",
             "",
             f"Command: `{results['command']}`",
             "",
-            "## Top-1 vs training-set size",
+            f"**{results['verdict']}**",
+            f"(The headline's setting and comparison were fixed before its runs: {config['headline_kind']} against "
+            f"no distillation on {config['headline_data_set']} at {100 * config['headline_fraction']:g}%, "
+            f"benchmarks/demo_sweep/headline_issue32.py.)",
+            "",
+            *headline_section,
+            "## Top-1 vs training-set size on DIGITS",
             "",
             size_table(results),
             "",
             gain_table(results),
             "",
-            f"**{results['verdict']}** {results['every_seed']}",
-            f"(Headline fixed before the run: {config['headline_kind']} against no distillation at the smallest size.)",
+            f"{results['where_the_teacher_helps']} {results['every_seed']}",
+            "",
+            results["training_check"]["sentence"],
             "",
             "![top-1 vs training-set size](data_efficiency.png)",
             "",
@@ -337,17 +498,20 @@ def markdown_report(results: dict[str, Any]) -> str:
             per_seed_table(results),
             "",
             f"- Data: scikit-learn's 8×8 digits (1,437 train / 360 val images), upsampled to {config['input_size']}×"
-            f"{config['input_size']}; smaller sizes are nested stratified subsets (`--train-subset`, seed "
-            f"{config['subset_seed']}); every size is evaluated on all 360 validation images. Training augmentation: "
-            f"random crop with 4 px padding only.",
+            f"{config['input_size']}; DIGITS-CANVAS: the same digits enlarged ×2, each at its own place on a 32×32 "
+            f"canvas. Smaller sizes are nested stratified subsets (`--train-subset`, seed {config['subset_seed']}), "
+            f"passed over 1 / fraction times per epoch (`--epoch-repeats`); every size is evaluated on all 360 "
+            f"validation images. Training augmentation: random crop with 4 px padding only.",
             f"- Students: {student['name']} with {_kwargs(student['kwargs'])} (a {student['grid']}×{student['grid']} "
-            f"grid of patches), {config['epochs']} epochs on the full set and epochs / fraction on a subset "
-            f"(the same number of steps), batch {config['batch_size']}, AdamW lr {config['lr']:g}. "
+            f"grid of patches), `--recipe small-data`, {config['epochs']} epochs at every size (the same number of "
+            f"steps), batch {config['batch_size']}, AdamW lr {config['lr']:g} (schedule stepped per update). "
             f"Soft: α {config['soft_alpha']}, "
             f"τ {config['distillation_tau']}, KL {config['kl_reduction']}; hard: α {config['hard_alpha']}. Below the "
-            f"full size: {', '.join(config['subset_kinds'])} only (the time budget).",
+            f"full size: {', '.join(config['subset_kinds'])}; at the full size: "
+            f"{', '.join(config['full_size_kinds'])} (`--table3` adds the control and hard distillation).",
             f"- Teachers: {results['teacher']['label']}, one per size trained on the same images, "
-            f"{config['teacher_epochs']} epochs on the full set (epochs / fraction on a subset), by the same engine.",
+            f"{config['teacher_epochs']} epochs, batch {config['teacher_batch_size']}, lr {config['teacher_lr']:g}, "
+            f"by the same engine.",
             f"- Time: {timings['total_seconds']:.0f} s in all, {timings['training_seconds']:.0f} s of training "
             f"({config['jobs']} parallel run(s), {config['threads_per_run']} thread(s) each).",
             f"- Machine: {machine['description']}{load_text}.",

@@ -33,11 +33,17 @@ class Job:
     config: Any  # a deit.engine.TrainConfig (plain data, so it pickles to a worker process)
     fraction: float = 1.0
     measure_cosine: bool = False
+    data_set: str = "DIGITS"
+
+    @property
+    def size_key(self) -> tuple[str, float]:
+        """The (data set, training-set fraction) this run belongs to: one teacher per key."""
+        return (self.data_set, self.fraction)
 
     @property
     def label(self) -> str:
         """How its progress lines are prefixed."""
-        size = f"{100 * self.fraction:g}%"
+        size = f"{100 * self.fraction:g}%" if self.data_set == "DIGITS" else f"{self.data_set} {100 * self.fraction:g}%"
         return f"teacher {size}" if self.kind == "teacher" else f"{self.kind} {size} seed {self.seed}"
 
 
@@ -131,6 +137,7 @@ def execute(job: Job, threads: int | None = None) -> dict[str, Any]:
         "kind": job.kind,
         "seed": job.seed,
         "fraction": job.fraction,
+        "data_set": job.data_set,
         "label": job.label,
         "model": job.config.model,
         "distillation_type": job.config.distillation_type,
@@ -183,10 +190,11 @@ def plan_parallelism(device: str, jobs: int, seeds: int) -> tuple[int, int | Non
 
 def run_jobs(
     first: list[Job], after_teacher: Callable[[Job, str], list[Job]], *, total: int, jobs: int, threads: int | None
-) -> tuple[dict[float, dict[str, Any]], list[dict[str, Any]]]:
+) -> tuple[dict[tuple[str, float], dict[str, Any]], list[dict[str, Any]]]:
     """Run `first` (the teachers among them); when a teacher is done, `after_teacher(it, its checkpoint)` too.
 
-    Returns the teachers' results by training-set fraction and the students' results, in the order they finished.
+    Returns the teachers' results by (data set, training-set fraction) and the students' results, in the order
+    they finished.
     At most `jobs` runs are in flight; a free worker takes the longest waiting kind first (teachers, then the
     distilled students, who also run the teacher's forward pass, then the label-only ones), so the short runs
     fill the end and no core idles behind one long run.
@@ -199,7 +207,7 @@ def run_jobs(
 
         # spawn, not fork: a forked copy of a process that already started torch's threads can deadlock.
         executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"))
-    teachers: dict[float, dict[str, Any]] = {}
+    teachers: dict[tuple[str, float], dict[str, Any]] = {}
     students: list[dict[str, Any]] = []
     waiting = list(first)
     pending: dict[Future, Job] = {}
@@ -214,7 +222,7 @@ def run_jobs(
                 job = pending.pop(future)
                 result = future.result()
                 if job.kind == "teacher":
-                    teachers[job.fraction] = result
+                    teachers[job.size_key] = result
                     waiting += after_teacher(job, str(Path(job.config.output_dir) / "checkpoint.pth"))
                 else:
                     students.append(result)

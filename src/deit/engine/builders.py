@@ -32,11 +32,15 @@ def normalization(config: TrainConfig) -> tuple[tuple[float, ...], tuple[float, 
 
 
 def data_set_normalization(data_set: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std: DIGITS' own statistics for DIGITS, ImageNet's for everything else (as official)."""
+    """Mean and std: the digit sets' own statistics for DIGITS and DIGITS-CANVAS, ImageNet's for everything else
+    (as official)."""
     from deit.data import DIGITS_MEAN, DIGITS_STD, IMAGENET_MEAN, IMAGENET_STD
+    from deit.data.digits_canvas import DIGITS_CANVAS_MEAN, DIGITS_CANVAS_STD
 
     if data_set_key(data_set) == "DIGITS":
         return tuple(DIGITS_MEAN), tuple(DIGITS_STD)
+    if data_set_key(data_set) == "DIGITSCANVAS":
+        return tuple(DIGITS_CANVAS_MEAN), tuple(DIGITS_CANVAS_STD)
     return tuple(IMAGENET_MEAN), tuple(IMAGENET_STD)
 
 
@@ -152,6 +156,10 @@ def build_loaders(
             sampler = DistributedSampler(
                 train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True, seed=config.seed
             )
+        if config.epoch_repeats > 1:
+            from deit.data.epoch_repeats import EpochRepeatSampler
+
+            sampler = EpochRepeatSampler(sampler, config.epoch_repeats)
         if len(sampler) < config.batch_size:
             raise DeitError(
                 f"--batch-size {config.batch_size}: larger than the {len(sampler)} training images each "

@@ -144,6 +144,22 @@ class TrainConfig:
         30.0, "--decay-epochs", group="schedule", metavar="N", help="epoch interval to decay the lr (step schedulers)"
     )
     warmup_epochs: int = _opt(5, "--warmup-epochs", group="schedule", metavar="N", help="linear warmup epochs")
+    epoch_repeats: int = _opt(
+        1,
+        "--epoch-repeats",
+        group="schedule",
+        metavar="N",
+        help="pass over the training images N times per epoch (timm's flag), so a small subset's epoch is not "
+        "a handful of steps each paying a checkpoint and a log row",
+    )
+    sched_on_updates: bool = _opt(
+        False,
+        "--sched-on-updates",
+        group="schedule",
+        negative="--no-sched-on-updates",
+        help="step the lr schedule (warmup and decay) after every optimizer update, not once per epoch "
+        "(timm's flag): a short run's first epoch is not spent at --warmup-lr",
+    )
     cooldown_epochs: int = _opt(
         10,
         "--cooldown-epochs",
@@ -314,7 +330,8 @@ class TrainConfig:
         help="auto (IMNET, the official default, when --data-path is given; else the embedded, "
         "offline DIGITS), IMNET, IMAGEFOLDER, INAT, INAT19 (iNaturalist 2018/2019, official json "
         "layout; INAT also class folders), CIFAR (CIFAR-100), "
-        "CIFAR100, CIFAR10, DIGITS, SYNTHETIC, WDS (tar shards of `deit data pack`), "
+        "CIFAR100, CIFAR10, DIGITS, DIGITS-CANVAS (the digits at random positions on a 32 px canvas), "
+        "SYNTHETIC, WDS (tar shards of `deit data pack`), "
         "HF (a Hugging Face dataset on disk)",
     )
     inat_category: str = _opt(

@@ -46,10 +46,12 @@ def train_one_epoch(
     global_step: int = 0,
     steps_after: int = 0,
     on_report: Callable[[int, dict[str, float]], None] | None = None,
+    on_update: Callable[[int], None] | None = None,
 ) -> dict[str, float]:
     """Train for one epoch with `step` (engine/step.py); returns mean loss, lr, steps, skipped steps, images/s
     and the next global step.
 
+    After every batch `on_update(batches done in the whole run)` is called (a schedule stepped per update).
     Every `log_interval` steps the interval's mean loss and the lr are shown (with the whole run's ETA, counting
     `steps_after` more steps) and handed to `on_report(global step, values)` (the run's TensorBoard).
 
@@ -83,6 +85,8 @@ def train_one_epoch(
             teacher_outputs = batch[2] if len(batch) > 2 else None
             loss, updated = step(images, targets, teacher_outputs=teacher_outputs, should_update=should_update)
             progress.step(images.shape[0])
+            if on_update is not None:
+                on_update(global_step + steps + skipped + 1)
             if not updated:
                 skipped += 1
                 continue

@@ -114,8 +114,10 @@ def build_scheduler(
     lr_noise_pct: float,
     lr_noise_std: float,
     seed: int,
+    updates_per_epoch: int = 0,
 ) -> Any:
-    """A timm epoch scheduler (cosine + linear warmup by default), stepped once after every epoch."""
+    """A timm scheduler (cosine + linear warmup by default): stepped once after every epoch, or, given
+    `updates_per_epoch`, after every optimizer update (`step_update`) with the same shape in epochs."""
     from timm.scheduler import create_scheduler_v2
 
     try:
@@ -134,13 +136,16 @@ def build_scheduler(
             noise_pct=lr_noise_pct,
             noise_std=lr_noise_std,
             noise_seed=seed,
-            step_on_epochs=True,
+            step_on_epochs=not updates_per_epoch,
+            updates_per_epoch=updates_per_epoch,
         )
     except (AssertionError, ValueError) as error:
         reason = str(error) or f"timm's scheduler refused these settings ({type(error).__name__})"
         raise DeitError(f"--sched {sched}: {reason}") from error
     if scheduler is None:
         raise DeitError(f"--sched {sched}: unknown scheduler; try cosine, step, multistep, plateau, tanh, poly")
+    if updates_per_epoch and sched == "plateau":
+        raise DeitError("--sched plateau reacts to each epoch's accuracy: it cannot take --sched-on-updates")
     return scheduler
 
 

@@ -33,8 +33,8 @@ def resolve_data_set(config: TrainConfig) -> TrainConfig:
 def describe_data(config: TrainConfig) -> str:
     """The run's first line: which data set, from where."""
     key = data_set_key(config.data_set)
-    if key in ("DIGITS", "SYNTHETIC"):
-        where = "embedded, offline" if key == "DIGITS" else "generated"
+    if key in ("DIGITS", "DIGITSCANVAS", "SYNTHETIC"):
+        where = "generated" if key == "SYNTHETIC" else "embedded, offline"
         ignored = f"; --data-path {config.data_path} is not used" if config.data_path else ""
         return f"data: {config.data_set} ({where}{ignored})"
     where = Path(config.data_path).resolve() if config.data_path else "(no --data-path)"

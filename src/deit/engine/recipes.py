@@ -26,6 +26,8 @@ _SMALL_DATA_AUGMENTATION: dict[str, Any] = dict(
     smoothing=0.1,
     weight_decay=0.05,
     sched="cosine",
+    # The schedule (warmup included) stepped per update: a short run's first epoch is not spent at --warmup-lr.
+    sched_on_updates=True,
 )
 
 RECIPES: dict[str, dict[str, Any]] = {

@@ -6,6 +6,7 @@ import contextlib
 import random
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,9 @@ def _build(
     )
     run.optimizer, run.model_ema, run.train_model = run.step.optimizer, run.step.model_ema, run.step.model
     lr = current_lr(run.optimizer)  # as build_train_step scaled it; read before the warm-up lowers it
+    run.loaders = builders.build_loaders(
+        config, train_set, val_set, env, device, teacher=run.teacher if not config.eval else None
+    )
     run.scheduler = build_scheduler(
         run.optimizer,
         sched=config.sched,
@@ -222,9 +226,7 @@ def _build(
         lr_noise_pct=config.lr_noise_pct,
         lr_noise_std=config.lr_noise_std,
         seed=config.seed,
-    )
-    run.loaders = builders.build_loaders(
-        config, train_set, val_set, env, device, teacher=run.teacher if not config.eval else None
+        updates_per_epoch=_updates_per_epoch(run.loaders.train, config) if config.sched_on_updates else 0,
     )
     run.start_epoch = config.start_epoch
     if checkpoint is not None and not config.eval and not has_training_state(checkpoint):
@@ -245,6 +247,8 @@ def _build(
         )
         check_state_shapes(run.optimizer, model, resume_path)  # type: ignore[arg-type]
         run.scheduler.step(run.start_epoch)
+        if config.sched_on_updates:
+            run.scheduler.step_update(run.global_step // config.grad_accum_steps)
         run.last_saved_epoch = run.start_epoch - 1
         _restore_rng_for_rank(checkpoint.get("rng"), env, config.seed, run.start_epoch)
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -364,6 +368,20 @@ def _dist_head_untrained(distillation_type: str | None, metrics: dict[str, Any])
     return distillation_type == "none" and "dist_acc1" in metrics
 
 
+def _updates_per_epoch(loader: Any, config: TrainConfig) -> int:
+    """Optimizer updates per epoch, for a schedule stepped per update (--sched-on-updates)."""
+    batches = epoch_steps(loader, config.max_steps_per_epoch)
+    if not batches:
+        raise DeitError("--sched-on-updates needs a training loader whose length is known")
+    return max(1, batches // config.grad_accum_steps)
+
+
+def _per_update_schedule(run: _Run) -> Callable[[int], None]:
+    """After each batch: the lr of the next optimizer update (batches counted over the whole run)."""
+    accum = run.config.grad_accum_steps
+    return lambda batches_done: run.scheduler.step_update(batches_done // accum)
+
+
 def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
     config, env = run.config, run.env
     if run.output_dir is not None and env.is_main:  # rows of epochs no checkpoint holds: a killed run's
@@ -397,6 +415,7 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
                 global_step=run.global_step,
                 steps_after=steps_per_epoch * (config.epochs - epoch - 1),
                 on_report=log.write_step,
+                on_update=_per_update_schedule(run) if config.sched_on_updates else None,
             )
             run.global_step = int(train_stats["global_step"])
             evaluated = (epoch + 1) % config.eval_interval == 0 or epoch + 1 == config.epochs
