@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import statistics
 from pathlib import Path
 
 import pytest
@@ -360,3 +361,71 @@ def test_a_free_worker_takes_the_longest_waiting_run_first(monkeypatch: pytest.M
     teachers, students = demo_runs.run_jobs(first, distilled, total=total, jobs=1, threads=None)
     assert order == ["teacher0.25", "teacher1", "soft0.25", "soft1", "hard1", "none0.25", "none1", "two_cls_tokens1"]
     assert sorted(teachers) == [0.25, 1.0] and len(students) == total - 2
+
+
+def test_headline_interval_and_gap_closed_follow_their_formulas() -> None:
+    from scipy.stats import t
+
+    sizes = [_size(0.05, 72, {"none": [0.80, 0.84, 0.82, 0.86], "soft": [0.86, 0.88, 0.85, 0.91]})]
+    headline = demo_report.headline(sizes, 0.05, "soft")
+    gains = [6.0, 4.0, 3.0, 5.0]  # points
+    half = t.ppf(0.975, 3) * statistics.stdev(gains) / 2
+    assert headline["interval"] == pytest.approx([4.5 - half, 4.5 + half])
+    # the teacher (97.5%) minus each plain seed: 17.5, 13.5, 15.5, 11.5 points; closed 6/17.5, 4/13.5, ...
+    assert headline["gap_closed_per_seed"] == pytest.approx([6 / 17.5, 4 / 13.5, 3 / 15.5, 5 / 11.5])
+    assert headline["gap_closed"] == pytest.approx(statistics.fmean([6 / 17.5, 4 / 13.5, 3 / 15.5, 5 / 11.5]))
+    assert headline["teacher"] == pytest.approx(0.975) and headline["data_set"] == "DIGITS"
+    sentence = demo_report.verdict(headline)
+    assert sentence.startswith("Soft distillation beat no distillation at 5% of the training set (72 images)")
+    assert f"95% interval [{4.5 - half:+.1f}, {4.5 + half:+.1f}]" in sentence and "closed 32% of" in sentence
+    # a plain seed as good as its teacher has no gap to close: left out of the mean, None in the list
+    level = [_size(0.5, 718, {"none": [0.975, 0.90], "soft": [0.98, 0.95]})]
+    closed = demo_report.headline(level, 0.5, "soft")
+    assert closed["gap_closed_per_seed"][0] is None and closed["gap_closed"] == pytest.approx(0.05 / 0.075)
+
+
+def test_every_seed_better_is_not_enough_when_the_interval_includes_zero() -> None:
+    sizes = [_size(0.25, 359, {"none": [0.80, 0.90], "soft": [0.81, 0.95]})]
+    sentence = demo_report.verdict(demo_report.headline(sizes, 0.25, "soft"))
+    assert sentence.startswith("Not resolved") and sentence.endswith("the interval includes zero.")
+
+
+def test_the_curve_and_where_the_teacher_helps_come_from_the_numbers() -> None:
+    sizes = [
+        _size(0.05, 72, {"none": [0.80, 0.82, 0.81], "soft": [0.85, 0.86, 0.86]}),
+        _size(0.25, 359, {"none": [0.95, 0.96, 0.94], "soft": [0.96, 0.95, 0.94]}),
+        _size(1.0, 1437, {"none": [0.97, 0.98, 0.97], "soft": [0.92, 0.93, 0.92]}),
+    ]
+    points = demo_report.curve(sizes)
+    assert points[0] == {
+        "fraction": 0.05,
+        "images": 72,
+        "teacher": 97.5,
+        "none": [80.0, 82.0, 81.0],
+        "soft": [85.0, 86.0, 86.0],
+    }
+    sentence = demo_report.teacher_help_sentence(sizes)
+    assert sentence.startswith("On DIGITS, soft distillation helped at 5% (+4.7")
+    assert "made no difference the seeds could resolve at 25% (+0.0" in sentence and "hurt at 100% (-5.0" in sentence
+
+
+def _with_curve(size: dict, kind: str, curves: list[list[float]]) -> dict:
+    """`size` whose `kind` runs had these fused top-1 curves (fractions, one point per evaluation)."""
+    size["students"][kind]["curve"] = demo_report.mean_curve(
+        [[{"epoch": 1 + i, "fused": v, "cls": v, "dist": None} for i, v in enumerate(curve)] for curve in curves]
+    )
+    return size
+
+
+def test_training_check_finds_stalls_and_measures_the_last_quarter() -> None:
+    size = _size(1.0, 1437, {"none": [0.95, 0.96, 0.90], "soft": [0.96, 0.965, 0.955]})
+    size = _with_curve(size, "none", [[0.5, 0.9, 0.93, 0.95], [0.5, 0.9, 0.94, 0.96]])
+    check = demo_report.training_check([size])
+    assert check["stalls"] == [{"data_set": "DIGITS", "fraction": 1.0, "kind": "none", "seed": 2}]
+    row = next(row for row in check["rows"] if row["kind"] == "none")
+    # evaluations at epochs 1-4: the last quarter starts at the first at or past epoch 3 (mean 93.5 -> 95.5)
+    assert row["last_quarter_change"] == pytest.approx(2.0)
+    assert "1 run(s) more than 3 points from their kind's median: none 100% seed 2" in check["sentence"]
+    assert "at most 2.0 points" in check["sentence"]
+    calm = demo_report.training_check([_size(1.0, 1437, {"none": [0.95, 0.96, 0.955]})])
+    assert calm["stalls"] == [] and "no stalls" in calm["sentence"]

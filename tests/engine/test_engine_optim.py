@@ -161,3 +161,47 @@ def test_cosine_with_linear_warmup_per_epoch() -> None:
     assert lrs[5] == pytest.approx(expected_5)
     assert lrs[10] == pytest.approx(1e-5)
     assert all(a >= b for a, b in zip(lrs[2:], lrs[3:]))
+
+
+def _scheduler(updates_per_epoch: int, sched: str = "cosine") -> tuple[torch.optim.Optimizer, object]:
+    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=1e-3)
+    scheduler = build_scheduler(
+        optimizer,
+        sched=sched,
+        epochs=10,
+        warmup_epochs=2,
+        warmup_lr=1e-6,
+        min_lr=1e-5,
+        decay_epochs=30,
+        decay_rate=0.1,
+        cooldown_epochs=10,
+        patience_epochs=10,
+        lr_noise=None,
+        lr_noise_pct=0.67,
+        lr_noise_std=1.0,
+        seed=0,
+        updates_per_epoch=updates_per_epoch,
+    )
+    return optimizer, scheduler
+
+
+def test_cosine_with_linear_warmup_per_update() -> None:
+    # --sched-on-updates: the same shape in epochs, but every update moves the lr (4 updates an epoch here).
+    optimizer, scheduler = _scheduler(updates_per_epoch=4)
+    lrs = [current_lr(optimizer)]
+    for update in range(1, 41):
+        scheduler.step_update(update)
+        lrs.append(current_lr(optimizer))
+    assert lrs[0] == pytest.approx(1e-6)
+    assert lrs[1] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 8)  # one eighth of the 8-update warmup
+    assert lrs[4] == pytest.approx(1e-6 + (1e-3 - 1e-6) / 2)  # where the per-epoch warmup is after 1 epoch
+    expected_20 = 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + math.cos(math.pi * 20 / 40))  # timm: t counts from 0
+    assert lrs[20] == pytest.approx(expected_20)
+    assert all(a >= b for a, b in zip(lrs[8:], lrs[9:]))
+    scheduler.step(1)  # the epoch step does nothing to a per-update schedule
+    assert current_lr(optimizer) == pytest.approx(lrs[-1])
+
+
+def test_plateau_cannot_step_per_update() -> None:
+    with pytest.raises(DeitError, match="--sched plateau.*--sched-on-updates"):
+        _scheduler(updates_per_epoch=4, sched="plateau")

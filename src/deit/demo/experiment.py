@@ -60,7 +60,7 @@ class DemoSettings:
     subset_seed: int = 0
     #: Student epochs; a fraction f of the training set passes 1 / f times per epoch (the same number of steps).
     epochs: int = 64
-    teacher_epochs: int = 16
+    teacher_epochs: int = 8
     input_size: int = 32
     # A 4x4 grid of 8x8 patches (2x2 of the original pixels each), width 64, 2 blocks: its step costs ~0.45x that
     # of width 128 (the 10-minute budget's choice, docs/demo.md).

@@ -120,6 +120,8 @@ def build_scheduler(
     `updates_per_epoch`, after every optimizer update (`step_update`) with the same shape in epochs."""
     from timm.scheduler import create_scheduler_v2
 
+    if updates_per_epoch and sched == "plateau":
+        raise DeitError("--sched plateau reacts to each epoch's accuracy: it cannot take --sched-on-updates")
     try:
         scheduler, _ = create_scheduler_v2(
             optimizer,
@@ -144,8 +146,6 @@ def build_scheduler(
         raise DeitError(f"--sched {sched}: {reason}") from error
     if scheduler is None:
         raise DeitError(f"--sched {sched}: unknown scheduler; try cosine, step, multistep, plateau, tanh, poly")
-    if updates_per_epoch and sched == "plateau":
-        raise DeitError("--sched plateau reacts to each epoch's accuracy: it cannot take --sched-on-updates")
     return scheduler
 
 
