@@ -33,7 +33,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def test_quick_demo_writes_results_tables_and_pictures(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     # The default CPU path: one spawned process per run, each size's distilled students after its teacher.
     output = tmp_path / "demo"
-    assert main(["demo", "--quick", "--jobs", "2", "--output-dir", str(output)]) == 0
+    assert main(["demo", "--quick", "--table3", "--jobs", "2", "--output-dir", str(output)]) == 0
     printed = capsys.readouterr().out
     assert "[demo] 8/8 done" in printed and "soft distillation vs no distillation at 50%" in printed
 
@@ -62,7 +62,10 @@ def test_quick_demo_writes_results_tables_and_pictures(tmp_path: Path, capsys: p
     # per-size rows: the subset trained on its own images, its own teacher, the subset kinds only
     half, full = results["sizes"]
     assert (half["fraction"], half["images"], full["fraction"], full["images"]) == (0.5, 718, 1.0, 1437)
-    assert half["epochs"] == 4 and full["epochs"] == 2  # epochs / fraction: the same number of steps
+    assert half["epochs"] == full["epochs"] == 2  # the same epochs, each of two passes over the half
+    assert [point["fraction"] for point in results["curve"]] == [0.5, 1.0]
+    assert results["curve"][0]["none"] == [round(100 * half["students"]["none"]["fused"], 2)]
+    assert "headline_curve" not in results  # the headline is the curve's smallest size here
     assert set(half["students"]) == {"none", "soft"} and set(full["students"]) == set(STUDENT_KINDS)
     assert 0.0 <= half["teacher"]["top1"] <= 1.0 and "f050" in half["teacher"]["run_dir"]
     assert half["students"]["soft"]["cosine"] is None  # the token similarity is measured at the full size only
@@ -72,12 +75,15 @@ def test_quick_demo_writes_results_tables_and_pictures(tmp_path: Path, capsys: p
         Path(half["teacher"]["run_dir"]) / "checkpoint.pth"
     )
     assert args["distillation_kl_reduction"] == "batchmean" and args["distillation_tau"] == 3.0
+    assert args["epoch_repeats"] == 2 and args["recipe"] == "small-data" and args["sched_on_updates"]
 
     headline = results["headline"]
     assert (headline["fraction"], headline["kind"]) == (0.5, HEADLINE_KIND)
     gap = half["students"]["soft"]["fused"] - half["students"]["none"]["fused"]
     assert headline["per_seed_gain"] == pytest.approx([gap]) and headline["gain"] == pytest.approx(gap)
     assert results["verdict"].startswith("Not resolved") and "single seed" in results["verdict"]
+    assert headline["interval"] is None and results["training_check"]["stalls"] == []
+    assert results["where_the_teacher_helps"].startswith("Where the teacher helps needs two seeds")
     assert results["timings"]["training_seconds"] > 0 and results["machine"]["cores"] >= 1
 
     report = (output / "results.md").read_text()
@@ -106,23 +112,20 @@ def test_student_configurations_follow_the_paper() -> None:
         assert config.train_subset == 1.0
     assert len({config.output_dir for config in configs.values()}) == len(STUDENT_KINDS)
     quarter = student_config(settings, "soft", 0, teacher_path="t.pth", fraction=0.25)
-    assert quarter.train_subset == 0.25 and quarter.epochs == 4 * settings.epochs
+    # a quarter of the images passes four times per epoch: the same epochs, steps, warmup and evaluations
+    assert quarter.train_subset == 0.25 and quarter.epochs == settings.epochs and quarter.epoch_repeats == 4
+    assert configs["soft"].epoch_repeats == 1 and student_config(settings, "none", 0, fraction=0.05).epoch_repeats == 20
     assert quarter.train_subset_seed == settings.subset_seed and "f025" in quarter.output_dir
-    # every size is evaluated about as often: each epoch at the full size, every 4th at a quarter of it
-    assert (configs["soft"].eval_interval, quarter.eval_interval, teacher_config(settings, 0.25).eval_interval) == (
-        1,
-        4,
-        4,
-    )
-    # ... and warms up for the same number of steps
-    assert (configs["soft"].warmup_epochs, quarter.warmup_epochs) == (
-        settings.warmup_epochs,
-        4 * settings.warmup_epochs,
-    )
-    assert teacher_config(settings, 0.25).warmup_epochs == 4 * settings.warmup_epochs
+    assert configs["soft"].eval_interval == quarter.eval_interval == teacher_config(settings, 0.25).eval_interval
+    assert configs["soft"].warmup_epochs == quarter.warmup_epochs == settings.warmup_epochs
+    # the small-data recipe underneath: the schedule stepped per update, the lr used as given
+    assert quarter.recipe == "small-data" and quarter.sched_on_updates and quarter.unscale_lr
+    assert (quarter.lr, quarter.batch_size) == (settings.lr, settings.batch_size)
+    canvas = student_config(settings, "none", 0, fraction=0.25, data_set="DIGITS-CANVAS")
+    assert canvas.data_set == "DIGITS-CANVAS" and "canvas/f025" in canvas.output_dir
     teacher = teacher_config(settings)
     assert teacher.distillation_type == "none" and teacher.epochs == settings.teacher_epochs
-    assert teacher_config(settings, 0.5).epochs == 2 * settings.teacher_epochs
+    assert teacher.lr == settings.teacher_lr and teacher_config(settings, 0.5).epoch_repeats == 2
     with pytest.raises(DeitError, match="teacher"):
         student_config(settings, "hard", 0)
     with pytest.raises(DeitError, match="unknown student kind"):
@@ -130,7 +133,14 @@ def test_student_configurations_follow_the_paper() -> None:
 
 
 def test_plan_runs_trains_each_size_with_its_own_teacher() -> None:
-    settings = DemoSettings(output_dir="out", seeds=2, sizes=(1.0, 0.25, 0.5))
+    settings = DemoSettings(
+        output_dir="out",
+        seeds=2,
+        sizes=(1.0, 0.25, 0.5),
+        full_size_kinds=STUDENT_KINDS,
+        headline_data_set="DIGITS",
+        headline_seeds=2,
+    )
     first, distilled, total = plan_runs(settings)
     teachers = [job for job in first if job.kind == "teacher"]
     assert [job.fraction for job in teachers] == [0.25, 0.5, 1.0] and first[:3] == teachers  # teachers start first
@@ -148,11 +158,35 @@ def test_plan_runs_trains_each_size_with_its_own_teacher() -> None:
     full = distilled(teachers[2], "t100.pth")
     assert {job.kind for job in full} == {"soft", "hard"} and all(job.measure_cosine for job in full)
     assert total == 3 + 2 * (2 + 2 + 4) == len(first) + len(unlocked) + len(distilled(teachers[1], "x")) + len(full)
-    assert settings.headline_fraction == 0.25
+
+
+def test_a_separate_headline_setting_has_its_own_teacher_and_seeds() -> None:
+    settings = DemoSettings(
+        output_dir="out", seeds=2, sizes=(0.25, 1.0), headline_data_set="digits-canvas", headline_seeds=4
+    )
+    assert settings.headline_key == ("DIGITS-CANVAS", 0.25) and settings.separate_headline
+    first, distilled, total = plan_runs(settings)
+    teachers = [job for job in first if job.kind == "teacher"]
+    assert [job.size_key for job in teachers] == [("DIGITS", 0.25), ("DIGITS", 1.0), ("DIGITS-CANVAS", 0.25)]
+    canvas = [job for job in first if job.data_set == "DIGITS-CANVAS" and job.kind == "none"]
+    assert [job.seed for job in canvas] == [0, 1, 2, 3]
+    unlocked = distilled(teachers[2], "canvas.pth")
+    assert {(job.kind, job.seed, job.data_set) for job in unlocked} == {("soft", s, "DIGITS-CANVAS") for s in range(4)}
+    assert all(
+        job.config.data_set == "DIGITS-CANVAS" and job.label.startswith("soft DIGITS-CANVAS 25%") for job in unlocked
+    )
+    # the curve: none and soft at both sizes (the Table 3 rows only with --table3), 2 seeds; the headline: 4
+    assert total == 3 + 2 * 2 * 2 + 2 * 4
+    # the headline on a curve size widens that size's seeds instead
+    merged = DemoSettings(output_dir="out", seeds=2, sizes=(0.05, 1.0), headline_data_set="DIGITS", headline_size=0.05)
+    assert not merged.separate_headline and len(merged.seeds_at("DIGITS", 0.05)) == merged.headline_seeds
+    assert len(merged.seeds_at("DIGITS", 1.0)) == 2
+    with pytest.raises(DeitError, match="--headline-data-set CIFAR"):
+        DemoSettings(headline_data_set="CIFAR").validate()
 
 
 def test_first_seed_moves_every_student_to_fresh_seeds() -> None:
-    settings = DemoSettings(output_dir="out", seeds=2, first_seed=100, sizes=(0.25, 1.0))
+    settings = DemoSettings(output_dir="out", seeds=2, first_seed=100, sizes=(0.25, 1.0), headline_seeds=2)
     first, distilled, _ = plan_runs(settings)
     teacher = next(job for job in first if job.kind == "teacher" and job.fraction == 0.25)
     students = [job for job in first if job.kind != "teacher"] + distilled(teacher, "t.pth")
@@ -357,10 +391,18 @@ def test_a_free_worker_takes_the_longest_waiting_run_first(monkeypatch: pytest.M
         }
 
     monkeypatch.setattr(demo_runs, "execute", fake_execute)
-    first, distilled, total = plan_runs(DemoSettings(output_dir="out", seeds=1, sizes=(0.25, 1.0)))
+    settings = DemoSettings(
+        output_dir="out",
+        seeds=1,
+        sizes=(0.25, 1.0),
+        full_size_kinds=STUDENT_KINDS,
+        headline_data_set="DIGITS",
+        headline_seeds=1,
+    )
+    first, distilled, total = plan_runs(settings)
     teachers, students = demo_runs.run_jobs(first, distilled, total=total, jobs=1, threads=None)
     assert order == ["teacher0.25", "teacher1", "soft0.25", "soft1", "hard1", "none0.25", "none1", "two_cls_tokens1"]
-    assert sorted(teachers) == [0.25, 1.0] and len(students) == total - 2
+    assert sorted(teachers) == [("DIGITS", 0.25), ("DIGITS", 1.0)] and len(students) == total - 2
 
 
 def test_headline_interval_and_gap_closed_follow_their_formulas() -> None:

@@ -103,6 +103,7 @@ class DemoSettings:
             warmup_epochs=0,
             max_steps_per_epoch=8,
             teacher_table="off",
+            headline_data_set="DIGITS",
             headline_size=0.5,
             headline_seeds=1,
             student_kwargs={"embed_dim": 32, "depth": 2, "num_heads": 2, "patch_size": 8},
