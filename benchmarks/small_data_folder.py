@@ -75,7 +75,9 @@ def hand_written_loop(data: Path, *, seed: int, epochs: int, batch_size: int = 3
 
     torch.manual_seed(seed)
     normalize = T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    train_tf = T.Compose([T.RandomResizedCrop(64, scale=(0.35, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(), normalize])
+    train_tf = T.Compose(
+        [T.RandomResizedCrop(64, scale=(0.35, 1.0)), T.RandomHorizontalFlip(), T.ToTensor(), normalize]
+    )
     val_tf = T.Compose([T.Resize(64), T.ToTensor(), normalize])
     train = torch.utils.data.DataLoader(
         datasets.ImageFolder(data / "train", train_tf), batch_size=batch_size, shuffle=True, drop_last=True
@@ -88,7 +90,11 @@ def hand_written_loop(data: Path, *, seed: int, epochs: int, batch_size: int = 3
     for _ in range(epochs):
         model.train()
         for images, labels in train:
-            scale = (step + 1) / warmup if step < warmup else 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+            scale = (
+                (step + 1) / warmup
+                if step < warmup
+                else 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+            )
             for group in optimizer.param_groups:
                 group["lr"] = lr * scale
             loss = F.cross_entropy(model(images), labels, label_smoothing=0.1)
@@ -167,8 +173,15 @@ def main() -> None:
                 out = root / f"{side}_seed{seed}"
                 top1 = deit_train(data, out, seed=seed, epochs=args.epochs, teacher=teacher if side == "soft" else None)
             results[side].append(top1)
-            print(json.dumps({"side": side, "seed": seed, "top1": round(top1, 2), "seconds": round(time.time() - started, 1)}), flush=True)
-    print(json.dumps({side: {"mean": statistics.fmean(v), "per_seed": v} for side, v in results.items() if v}), flush=True)
+            print(
+                json.dumps(
+                    {"side": side, "seed": seed, "top1": round(top1, 2), "seconds": round(time.time() - started, 1)}
+                ),
+                flush=True,
+            )
+    print(
+        json.dumps({side: {"mean": statistics.fmean(v), "per_seed": v} for side, v in results.items() if v}), flush=True
+    )
 
 
 if __name__ == "__main__":
