@@ -397,12 +397,56 @@ def test_a_free_worker_takes_the_longest_waiting_run_first(monkeypatch: pytest.M
         sizes=(0.25, 1.0),
         full_size_kinds=STUDENT_KINDS,
         headline_data_set="DIGITS",
+        headline_size=0.25,
         headline_seeds=1,
     )
     first, distilled, total = plan_runs(settings)
     teachers, students = demo_runs.run_jobs(first, distilled, total=total, jobs=1, threads=None)
     assert order == ["teacher0.25", "teacher1", "soft0.25", "soft1", "hard1", "none0.25", "none1", "two_cls_tokens1"]
     assert sorted(teachers) == [("DIGITS", 0.25), ("DIGITS", 1.0)] and len(students) == total - 2
+
+
+def test_a_teachers_first_student_runs_alone_while_it_computes_the_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two workers: when the teacher is done, one worker takes its first soft student (which builds the table);
+    # the other takes a label-only run instead of waiting on the table's lock; the second soft student follows.
+    from deit.demo import runs as demo_runs
+
+    events: list[str] = []
+
+    class _Recorder:
+        """Stands in for the process pool: runs each job at submission and records the order."""
+
+        def __init__(self, **_: object) -> None:
+            pass
+
+        def submit(self, fn, job, threads):  # noqa: ANN001, ANN201
+            from concurrent.futures import Future
+
+            future: Future = Future()
+            name = f"{job.kind}{job.seed}"
+            events.append(name)
+            future.set_result(
+                {
+                    "kind": job.kind,
+                    "fraction": job.fraction,
+                    "label": job.label,
+                    "seconds": 0.0,
+                    "cosine": None,
+                    "metrics": {"acc1": 1.0, "cls_acc1": 1.0},
+                }
+            )
+            return future
+
+        def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+            """Nothing to stop."""
+
+    monkeypatch.setattr(demo_runs, "ProcessPoolExecutor", _Recorder)
+    settings = DemoSettings(output_dir="out", seeds=2, sizes=(1.0,), headline_size=1.0, headline_seeds=2)
+    first, distilled, total = plan_runs(settings)
+    demo_runs.run_jobs(first, distilled, total=total, jobs=2, threads=None)
+    # after the teacher the two workers take its first soft student and a label-only run (without the hold:
+    # soft0 and soft1 together, one of them idle on the table's lock); soft1 follows when soft0 is done
+    assert events == ["teacher0", "none0", "soft0", "none1", "soft1"]
 
 
 def test_headline_interval_and_gap_closed_follow_their_formulas() -> None:

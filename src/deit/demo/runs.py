@@ -197,7 +197,8 @@ def run_jobs(
     they finished.
     At most `jobs` runs are in flight; a free worker takes the longest waiting kind first (teachers, then the
     distilled students, who also run the teacher's forward pass, then the label-only ones), so the short runs
-    fill the end and no core idles behind one long run.
+    fill the end and no core idles behind one long run. Of a teacher's distilled students the first runs alone
+    (it computes the teacher's table); the others follow when it is done, the label-only runs filling the gap.
     """
     executor: Any
     if jobs == 1:
@@ -211,6 +212,9 @@ def run_jobs(
     students: list[dict[str, Any]] = []
     waiting = list(first)
     pending: dict[Future, Job] = {}
+    # A teacher's distilled students share its table of logits, which the first of them computes (the
+    # others would wait for its lock, a core idle): the rest are held until that first one is done.
+    held: dict[tuple[str, float], list[Job]] = {}
     try:
         while waiting or pending:
             while waiting and len(pending) < jobs:
@@ -223,9 +227,12 @@ def run_jobs(
                 result = future.result()
                 if job.kind == "teacher":
                     teachers[job.size_key] = result
-                    waiting += after_teacher(job, str(Path(job.config.output_dir) / "checkpoint.pth"))
+                    unlocked = after_teacher(job, str(Path(job.config.output_dir) / "checkpoint.pth"))
+                    waiting += unlocked[:1]
+                    held[job.size_key] = unlocked[1:]
                 else:
                     students.append(result)
+                    waiting += held.pop(job.size_key, []) if job.kind in ("soft", "hard") else []
                 _announce(result, len(students) + len(teachers), total)
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
