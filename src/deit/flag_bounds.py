@@ -100,6 +100,8 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         "decay_rate": unit(low_open=True),
         "color_jitter": Bound(0, 10),
         "hflip": unit(),
+        "scale": Bound(0, 1, low_open=True, lengths=(2,)),
+        "ratio": Bound(0, 100, low_open=True, lengths=(2,)),
         "smoothing": unit(high_open=True),
         "reprob": unit(),
         "recount": count(1, 100),  # boxes erased per image; timm draws each one in a loop
@@ -121,6 +123,8 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         "keep_every": count(),
         "eval_interval": count(1),
         "max_steps_per_epoch": count(),
+        "threads": count(0, 4096),
+        "memory_cap_gib": positive(1e6),
         "max_classes": count(1, HUGE_COUNT),  # the head is built from it: the data's labels are checked against it
         "layer_decay": unit(low_open=True),
         "grad_accum_steps": count(1, 65536),
