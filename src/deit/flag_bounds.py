@@ -71,6 +71,7 @@ SHARED: dict[str, Bound] = {
     "batch_size": count(1, 65536),
     "num_workers": count(0, 1024),
     "workers": count(0, 1024),
+    "eval_crop_ratio": unit(low_open=True),  # train, eval, predict, export
 }
 
 # Per subcommand: `deit train`'s keys are `TrainConfig` field names (its YAML keys and `args` attributes).
@@ -117,7 +118,6 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         "shuffle_buffer": count(0, 10**7),
         "seed": count(0, 2**32 - 1),
         "start_epoch": count(),
-        "eval_crop_ratio": unit(low_open=True),
         "world_size": count(1, 65536),
         "log_interval": count(),
         "keep_every": count(),
