@@ -96,8 +96,11 @@ class ResizedCropAugment:
         self.pixels = held.to(device) if device is not None else held
         self.views = crop
         device = self.pixels.device
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        # ToTensor + Normalize as one multiply and one subtract: (x / 255 - mean) / std, rounded differently
+        # by at most a few float32 ulps (the stored image already differs from the file at full size).
+        std_ = torch.tensor(std, dtype=torch.float64)
+        self.scale = (1 / (255 * std_)).float().view(1, -1, 1, 1).to(device)
+        self.shift = (torch.tensor(mean, dtype=torch.float64) / std_).float().view(1, -1, 1, 1).to(device)
 
     @property
     def device(self) -> torch.device:
@@ -134,5 +137,4 @@ class ResizedCropAugment:
         crops = resized_crops(
             self.pixels, indices.to(self.device), view[:, :4], view[:, 4].bool(), view[:, 5].bool(), self.views.size
         )
-        # ToTensor then Normalize, in the per-image transform's order of operations.
-        return (crops.float().div_(255.0) - self.mean).div_(self.std)
+        return crops.float().mul_(self.scale).sub_(self.shift)

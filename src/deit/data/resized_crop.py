@@ -137,18 +137,21 @@ def resized_crops(
     height, width), resized bicubic where `bicubic` else bilinear, then flipped where `flips`; `batched`: the
     matrix-product form (default: on any device but the CPU)."""
     batched = store.device.type != "cpu" if batched is None else batched
-    crops = (_batched if batched else _each_sample)(store, indices, boxes, bicubic, size)
+    if not batched:
+        return _each_sample(store, indices, boxes, flips, bicubic, size)
+    crops = _batched(store, indices, boxes, bicubic, size)
     return torch.where(flips[:, None, None, None], crops.flip(-1), crops)
 
 
-def _each_sample(store: Tensor, indices: Tensor, boxes: Tensor, bicubic: Tensor, size: int) -> Tensor:
-    """PyTorch's antialiased kernel on each crop (a view of the store), as torchvision calls it."""
+def _each_sample(store: Tensor, indices: Tensor, boxes: Tensor, flips: Tensor, bicubic: Tensor, size: int) -> Tensor:
+    """PyTorch's antialiased kernel on each crop (a view of the store), as torchvision calls it; flipped alone."""
     crops = torch.empty(len(indices), store.shape[1], size, size, dtype=torch.uint8)
-    rows = zip(indices.tolist(), boxes.tolist(), bicubic.tolist())
-    for sample, (index, (top, left, height, width), cubic) in enumerate(rows):
+    rows = zip(indices.tolist(), boxes.tolist(), flips.tolist(), bicubic.tolist())
+    for sample, (index, (top, left, height, width), flip, cubic) in enumerate(rows):
         crop = store[index, None, :, top : top + height, left : left + width]
         mode = "bicubic" if cubic else "bilinear"
-        crops[sample] = F.interpolate(crop, size=(size, size), mode=mode, antialias=True, align_corners=False)[0]
+        resized = F.interpolate(crop, size=(size, size), mode=mode, antialias=True, align_corners=False)[0]
+        crops[sample] = resized.flip(-1) if flip else resized
     return crops
 
 
