@@ -174,14 +174,14 @@ def plain_run(data: Path, *, epochs: int, seed: int, device: str) -> tuple[float
     return _clock(device) - started, accuracy
 
 
-def _per_image_ms(work: Any, images: int, repeats: int = 3) -> float:
+def _per_image_ms(work: Any, images: int, device: str, repeats: int = 3) -> float:
     """Median CPU (or, on a GPU, wall) milliseconds per image of `work()`, which handles `images` images."""
     work()
     times = []
     for _ in range(repeats):
-        started = time.process_time()
+        started = _clock(device)
         work()
-        times.append((time.process_time() - started) * 1e3 / images)
+        times.append((_clock(device) - started) * 1e3 / images)
     return statistics.median(times)
 
 
@@ -229,11 +229,11 @@ def data_parts(data: Path, work: Path, device: str, rounds: int) -> list[dict[st
             pair = ((per_image, before), (batched, after))
             for work_fn, times in pair if round_index % 2 == 0 else pair[::-1]:
                 images = count if work_fn is per_image else (count // BATCH) * BATCH
-                times.append(_per_image_ms(work_fn, images, repeats=1))
+                times.append(_per_image_ms(work_fn, images, device, repeats=1))
         step = build_bench_step(config, num_classes=len(train_set.classes), device=torch.device(device))
         images = loader.augment(indices[:BATCH], views[:BATCH]).to(device)
         labels = (torch.arange(BATCH) % len(train_set.classes)).to(device)
-        step_ms = _per_image_ms(lambda step=step, x=images, y=labels: [step(x, y) for _ in range(3)], 3 * BATCH)
+        step_ms = _per_image_ms(lambda step=step, x=images, y=labels: [step(x, y) for _ in range(3)], 3 * BATCH, device)
         rows.append(
             {
                 "input_size": size,
