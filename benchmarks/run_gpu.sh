@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (H100/H200): parity first, then the inference and training-step tables, deit vs timm
 # in the same process. Results land in $OUT (inference.{json,md}, train_step.{json,md}, profile_train_step.txt,
-# dali.{json,md}, env.txt, log.txt: 9 files); rows run in order of importance and each pass stops starting rows when its share
+# dali.{json,md}, folder_train.{json,md}, env.txt, log.txt: 11 files); rows run in order of importance and each pass stops starting rows when its share
 # of the budget is spent, so a short lease still returns the goal rows. From the repository root:
 #
 #     bash benchmarks/run_gpu.sh                  # OUT defaults to benchmarks/results/gpu; ~8 minutes
@@ -85,6 +85,13 @@ if [ -n "${BENCH_SMOKE:-}" ]; then MEM+=(--amp none --batch-size 16 --epochs 2 -
   --model-kwargs '{"patch_size": 8, "depth": 1, "embed_dim": 32, "num_heads": 2}')
 else MEM+=(--workers "$(nproc)"); fi
 run $(( $(left) * 20 / 100 )) "${MEM[@]}"
+# 2e. Issue 28: a generated 64 px image folder on the in-memory path above 32 px -- the store and the batched
+#     RandomResizedCrop + flip on the card (no DALI) -- vs the plain torchvision ImageFolder + timm loop (per-image
+#     PIL transforms, DataLoader); --parts: the data's and the step's cost per image before/after, 64 and 224 px.
+FOLDER=("$PY" benchmarks/bench_folder_train.py --device "$DEVICE" --out "$OUT")
+if [ -n "${BENCH_SMOKE:-}" ]; then FOLDER+=(--epochs 1 --rounds 1)
+else FOLDER+=(--epochs 5 --rounds 2 --parts); fi
+run $(( $(left) * 20 / 100 )) "${FOLDER[@]}"
 # 3. The rest, while time lasts: tiny⚗ and base⚗-384 inference, base⚗ training, timm compiled and CUDA graphs.
 run $(( $(left) * 40 / 100 )) "${INF[@]}" "${INF_PATHS[@]}" --append --models "$TINY:$B_TINY,$BASE384:$B_BASE384" \
   --budget-s 90
@@ -96,4 +103,5 @@ if [ -z "${BENCH_SMOKE:-}" ]; then
 fi
 
 echo "=== done in $(( $(date +%s) - START ))s" | tee -a "$LOG"
-cat "$OUT"/inference.md "$OUT"/train_step.md "$OUT"/dali.md "$OUT"/end_to_end.md "$OUT"/memory_path.md 2>/dev/null
+cat "$OUT"/inference.md "$OUT"/train_step.md "$OUT"/dali.md "$OUT"/end_to_end.md "$OUT"/memory_path.md \
+  "$OUT"/folder_train.md 2>/dev/null

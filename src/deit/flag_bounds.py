@@ -71,6 +71,7 @@ SHARED: dict[str, Bound] = {
     "batch_size": count(1, 65536),
     "num_workers": count(0, 1024),
     "workers": count(0, 1024),
+    "eval_crop_ratio": unit(low_open=True),  # train, eval, predict, export
 }
 
 # Per subcommand: `deit train`'s keys are `TrainConfig` field names (its YAML keys and `args` attributes).
@@ -101,6 +102,8 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         "decay_rate": unit(low_open=True),
         "color_jitter": Bound(0, 10),
         "hflip": unit(),
+        "scale": Bound(0, 1, low_open=True, lengths=(2,)),
+        "ratio": Bound(0, 100, low_open=True, lengths=(2,)),
         "smoothing": unit(high_open=True),
         "reprob": unit(),
         "recount": count(1, 100),  # boxes erased per image; timm draws each one in a loop
@@ -116,12 +119,13 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         "shuffle_buffer": count(0, 10**7),
         "seed": count(0, 2**32 - 1),
         "start_epoch": count(),
-        "eval_crop_ratio": unit(low_open=True),
         "world_size": count(1, 65536),
         "log_interval": count(),
         "keep_every": count(),
         "eval_interval": count(1),
         "max_steps_per_epoch": count(),
+        "threads": count(0, 4096),
+        "memory_cap_gib": positive(1e6),
         "max_classes": count(1, HUGE_COUNT),  # the head is built from it: the data's labels are checked against it
         "layer_decay": unit(low_open=True),
         "grad_accum_steps": count(1, 65536),

@@ -139,7 +139,9 @@ def test_what_cannot_be_batched_is_refused_with_the_flag_named() -> None:
     )
     assert memory_refusal(**common) is None
     assert "--aa rand-m9" in memory_refusal(**{**common, "aa": "rand-m9-mstd0.5-inc1"})
-    assert "RandomResizedCrop" in memory_refusal(**{**common, "input_size": 64})
+    assert memory_refusal(**{**common, "input_size": 64}) is None  # RandomResizedCrop, batched
+    assert "--src" in memory_refusal(**{**common, "input_size": 64, "simple_random_crop": True})
+    assert "--train-interpolation lanczos" in memory_refusal(**{**common, "input_size": 64, "interpolation": "lanczos"})
     assert "--color-jitter" in memory_refusal(**{**common, "color_jitter": 0.3})
     assert "--three-augment" in memory_refusal(**{**common, "three_augment": True})
     assert "array of images" in memory_refusal(

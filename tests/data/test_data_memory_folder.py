@@ -16,7 +16,6 @@ from deit.data.digits import DIGITS_MEAN, DIGITS_STD
 from deit.data.memory import BatchAugment, ViewSet, decode, memory_refusal
 from deit.data.subset import stratified_subset
 from deit.data.transforms import build_transform
-from deit.errors import DeitError
 from image_folders import write_class_folders
 
 SIZE = 16
@@ -88,23 +87,22 @@ def test_bad_files_are_skipped_up_front_and_at_decode_as_the_per_image_path(tmp_
     assert str(late) in [p for p, _ in data.skipped]
 
 
-def test_folders_are_opt_in_and_bounded_in_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_folders_are_bounded_in_size(tmp_path: Path) -> None:
     data = _folder(tmp_path)
     common = dict(data_set=data, input_size=SIZE, aa="none", color_jitter=None, three_augment=False, iterable=False)
-    auto = memory_refusal(**common)
-    assert "--data-loader memory decodes a folder this size once (12 images, at least 20.2 KB)" in auto
-    assert memory_refusal(**common, opt_in=True) is None
-    assert "--aa rand" in memory_refusal(**{**common, "aa": "rand-m9-mstd0.5-inc1"}, opt_in=True)
-    assert "RandomResizedCrop" in memory_refusal(**{**common, "input_size": 64}, opt_in=True)
+    assert memory_refusal(**common) is None
+    assert "--aa rand" in memory_refusal(**{**common, "aa": "rand-m9-mstd0.5-inc1"})
     least = memory_folder.least_bytes(12, SIZE, 4)  # 12 square padded images
-    monkeypatch.setattr(memory_folder, "MAX_DECODED_BYTES", least - 1)
-    too_big = memory_refusal(**common, opt_in=True)
-    assert too_big.startswith("12 images decoded at --input-size 16 would take at least") and "over the" in too_big
+    too_big = memory_refusal(**common, limit=least - 1)
+    assert too_big.startswith("12 images decoded at --input-size 16 would take about")
+    assert "over the in-memory cap of" in too_big and "(--memory-cap-gib raises it)" in too_big
     # Wider than square: the first estimate fits, the decoded size does not, and decoding says so.
-    monkeypatch.setattr(memory_folder, "MAX_DECODED_BYTES", least)
-    assert memory_refusal(**common, opt_in=True) is None
-    with pytest.raises(DeitError, match=r"^--data-loader memory: .*images decoded at --input-size 16 take over"):
-        decode(data, SIZE)
+    assert memory_refusal(**common, limit=least) is None
+    with pytest.raises(memory_folder.StoreOverCap, match=r"images decoded at --input-size 16 take over"):
+        decode(data, SIZE, limit=least)
+    # Above 32 px the estimate is the resized-crop store's: 12 images at most 73 px on the shorter side.
+    store = memory_refusal(**{**common, "input_size": 64}, limit=12 * 3 * 73 * 73 - 1)
+    assert store.startswith("12 images decoded at --input-size 64 would take about")
 
 
 def test_images_of_several_shapes_crop_within_their_own_bounds() -> None:

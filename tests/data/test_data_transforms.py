@@ -94,6 +94,17 @@ def test_simple_random_crop_with_the_paper_pipeline():
     assert _names(transform)[0] == "Compose" and transform(_image(60, 90)).shape == (3, 48, 48)
 
 
+def test_scale_and_ratio_reach_the_per_image_crop_and_are_checked():
+    crop = build_transform(True, input_size=64, scale=(0.35, 1.0), ratio=(0.5, 2.0)).transforms[0]
+    assert crop.scale == (0.35, 1.0) and crop.ratio == (0.5, 2.0)
+    three = build_transform(True, input_size=64, three_augment=True, scale=[0.5, 0.9]).transforms[0]
+    assert three.scale == (0.5, 0.9) and three.ratio == pytest.approx((3 / 4, 4 / 3))
+    with pytest.raises(DeitError, match=r"^--scale 1 0.5: must be two positive numbers, the smaller first"):
+        build_transform(True, input_size=64, scale=(1.0, 0.5))
+    with pytest.raises(DeitError, match="--ratio"):
+        build_transform(True, input_size=64, ratio=(0.0, 1.0))
+
+
 def test_bad_settings_are_named():
     with pytest.raises(DeitError, match="--train-interpolation"):
         build_transform(True, input_size=64, interpolation="cubic-ish")

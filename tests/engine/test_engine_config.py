@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from deit.cli import build_parser, main
@@ -262,7 +263,40 @@ def test_help_lists_official_and_own_flags(capsys: pytest.CaptureFixture) -> Non
     out = capsys.readouterr().out
     for flag in ("--teacher-path", "--distillation-type", "--output_dir", "--nan-policy", "--amp", "DIGITS"):
         assert flag in out
+    for flag in ("--scale PCT", "--ratio RATIO", "--threads N", "--memory-cap-gib GIB", "--eval-crop-ratio"):
+        assert flag in out
     assert "--debug-inject-nan-step" not in out
+
+
+def test_scale_ratio_and_threads_parse_with_timms_meaning_and_bounds(capsys: pytest.CaptureFixture) -> None:
+    config = parse(["--scale", "0.35", "1", "--ratio", "0.5", "2", "--threads", "3"])
+    assert (config.scale, config.ratio, config.threads) == ([0.35, 1.0], [0.5, 2.0], 3)
+    assert (parse([]).scale, parse([]).ratio, parse([]).threads) == (None, None, 0)
+    for flags, message in (
+        (["--scale", "0.5"], "--scale: takes 2 values, got 1"),
+        (["--scale", "0", "1"], "--scale"),
+        (["--threads", "-1"], "--threads"),
+    ):
+        assert main(["train", *flags]) == 2
+        assert message in capsys.readouterr().err
+
+
+def test_threads_default_to_what_the_cores_and_workers_leave(monkeypatch: pytest.MonkeyPatch) -> None:
+    from deit.engine import run_report
+
+    monkeypatch.setattr(run_report, "usable_cores", lambda: 8)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 8)
+    assert run_report.choose_threads(0, 2)[0] == 6
+    assert run_report.choose_threads(0, 0)[0] == 8
+    assert run_report.choose_threads(0, 12)[0] == 1
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # torchrun: four processes share the node's cores
+    threads, line = run_report.choose_threads(0, 1)
+    assert threads == 1 and "8 usable cores / 4 processes, 1 loader workers" in line
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # OMP_NUM_THREADS or the caller narrowed it
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    assert run_report.choose_threads(0, 0)[0] == 2
+    assert run_report.choose_threads(5, 0) == (5, "threads: 5 torch intra-op threads (--threads)")
 
 
 def test_unset_flags_stay_absent_so_yaml_can_fill_them() -> None:

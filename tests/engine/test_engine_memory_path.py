@@ -142,18 +142,31 @@ def test_the_teacher_table_is_announced_shared_and_trains_as_the_per_step_teache
     assert code != 0 and "--teacher-table on: --reprob 0.25" in err
 
 
-def test_an_image_folder_trains_from_memory_only_when_asked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    folder = make_image_folder(tmp_path / "images")
+def test_an_image_folder_trains_from_memory_at_any_size_up_to_the_cap(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    folder = make_image_folder(tmp_path / "images")  # 40 x 48 images
     common = ["train", *TINY_STUDENT, *FAST, *CROP_ONLY, "--data-set", "IMAGEFOLDER", "--data-path", folder]
-    common += ["--epochs", "1", "--max-steps-per-epoch", "1"]
-    code, out, _ = run_cli([*common, "--output_dir", tmp_path / "auto"], capsys)
+    common += ["--epochs", "1", "--max-steps-per-epoch", "1", "--input-size", "48"]
+    code, out, _ = run_cli(
+        [*common, "--scale", "0.35", "1", "--ratio", "0.5", "2", "--output_dir", tmp_path / "a"], capsys
+    )
     assert code == 0, out
-    assert "--data-loader auto: per-image DataLoader, not the in-memory path (an image folder" in out
-    assert "--data-loader memory decodes a folder this size once (24 images" in out
-    code, out, _ = run_cli([*common, "--data-loader", "memory", "--output_dir", tmp_path / "memory"], capsys)
+    assert "--data-loader memory: 24 training images decoded once into one 0.1 MB uint8 tensor on cpu; " in out
+    assert "RandomResizedCrop 48 (scale 0.35-1, ratio 0.5-2, bicubic), flip p=0, normalisation per batch" in out
+    assert "threads: 1 torch intra-op threads (" in out and "0 loader workers" in out
+    assert log_rows(tmp_path / "a")[-1]["epoch"] == 0
+    # Over the cap: auto says so in one line and decodes per image; memory refuses in one line.
+    code, out, _ = run_cli([*common, "--memory-cap-gib", "1e-5", "--output_dir", tmp_path / "b"], capsys)
     assert code == 0, out
-    assert "--data-loader memory: 24 training images decoded once" in out
-    assert log_rows(tmp_path / "memory")[-1]["epoch"] == 0
+    assert (
+        "--data-loader auto: per-image DataLoader, not the in-memory path (24 images decoded at --input-size 48 " in out
+    )
+    assert "over the in-memory cap of 10.5 KB (--memory-cap-gib raises it)" in out
+    code, _, err = run_cli(
+        [*common, "--memory-cap-gib", "1e-5", "--data-loader", "memory", "--output_dir", tmp_path / "c"], capsys
+    )
+    assert code != 0 and err.count("\n") == 1 and "--data-loader memory: 24 images decoded" in err
 
 
 def test_the_table_is_refused_for_random_erasing_and_for_images_of_several_shapes() -> None:

@@ -32,6 +32,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="evaluate the EMA weights (model_ema) of a training checkpoint, ours or official",
     )
     parser.add_argument(
+        "--eval-crop-ratio",
+        dest="eval_crop_ratio",
+        type=float,
+        default=None,
+        metavar="RATIO",
+        help="centre-crop ratio of the evaluation resize (resize to input / ratio, crop input; default: the one the "
+        "checkpoint records, `deit train --eval-crop-ratio`, else 0.875)",
+    )
+    parser.add_argument(
         "--worst",
         type=int,
         default=16,
@@ -58,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         use_ema=args.ema,
         worst=args.worst,
+        eval_crop_ratio=args.eval_crop_ratio,
     )
     weights = " (EMA weights)" if args.ema else ""
     print(f"{metrics['checkpoint']}{weights} on {metrics['data_set']} ({metrics['num_images']} images)")

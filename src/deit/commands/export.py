@@ -66,6 +66,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="licence of the exported weights in the model card (hf, timm; default 'other')",
     )
     parser.add_argument(
+        "--eval-crop-ratio",
+        dest="eval_crop_ratio",
+        type=float,
+        default=None,
+        metavar="RATIO",
+        help="centre-crop ratio of the preprocessing written with the export (resize to input / ratio, crop "
+        "input; default: the one the checkpoint records, `deit train --eval-crop-ratio`, else 0.875)",
+    )
+    parser.add_argument(
         "--keep-failed",
         action="store_true",
         help="keep an export that fails its check as <name>.failed<ext> (never at --output)",
@@ -91,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         check_agreement=args.check_agreement,
         keep_failed=args.keep_failed,
         license=args.license,
+        eval_crop_ratio=args.eval_crop_ratio,
     )
     print(report.summary())
     return 0

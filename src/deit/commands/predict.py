@@ -33,6 +33,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: automatic)")
+    parser.add_argument(
+        "--eval-crop-ratio",
+        dest="eval_crop_ratio",
+        type=float,
+        default=None,
+        metavar="RATIO",
+        help="centre-crop ratio of the evaluation resize (resize to input / ratio, crop input; default: the one the "
+        "checkpoint records, `deit train --eval-crop-ratio`, else 0.875)",
+    )
     parser.epilog = "exit status: 0 all predicted, 1 some inputs unreadable (named on stderr), 2 error"
 
 
@@ -58,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         workers=args.workers,
         progress=has_folder,
+        eval_crop_ratio=args.eval_crop_ratio,
     )
     failed = [p for p in predictions if not p.ok]
     if len(predictions) == 1 and failed:

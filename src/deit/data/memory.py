@@ -1,4 +1,7 @@
-"""The in-memory, batched training path: a small data set decoded once into one uint8 tensor, augmented per batch.
+"""The in-memory, batched training path: a data set decoded once into one uint8 tensor, augmented per batch.
+
+Above 32 px the training crop is RandomResizedCrop, batched by `deit.data.memory_resized`; this module holds
+the choice (`memory_refusal`), the decoding (`decode`) and the loader, and the small-input recipe's crop:
 
 For the small-input recipe (`--input-size` <= 32: resize to the input size, a random crop with 4 pixels of zero
 padding, a horizontal flip, normalisation, random erasing -- `deit.data.transforms`) every image is resized once,
@@ -6,8 +9,8 @@ padded once and kept in one uint8 tensor on the training device. A batch is then
 window, flipped or not), one normalisation and timm's random erasing on the whole batch
 (`deit.data.batch_erasing`): no PIL, no DataLoader, no collate, and on a GPU no host-to-device copy per step.
 
-Array-backed data sets (DIGITS, CIFAR) are square and held as (N, 3, S + 8, S + 8); image folders, opt-in with
-`--data-loader memory` (`deit.data.memory_folder`), keep each image's aspect ratio after the shorter-side resize,
+Array-backed data sets (DIGITS, CIFAR) are square and held as (N, 3, S + 8, S + 8); image folders
+(`deit.data.memory_folder`, bounded by a cap) keep each image's aspect ratio after the shorter-side resize,
 as the per-image transform does, so their crop may move further along the long side.
 
 Same distribution as the per-image transform: torchvision's `RandomCrop(padding=4)` draws the offsets uniformly
@@ -33,7 +36,8 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset
 
 from deit.data.batch_erasing import BatchErasing
-from deit.data.memory_folder import decode_folder, folder_refusal, is_folder
+from deit.data.memory_folder import decode_folder, folder_refusal, is_folder, least_bytes
+from deit.data.memory_resized import INTERPOLATIONS, store_bytes, store_side
 from deit.data.transforms import SMALL_INPUT, augment_policy_set
 
 PADDING = 4  # the official small-image crop's padding (transforms.py)
@@ -47,15 +51,20 @@ def memory_refusal(
     color_jitter: float | None,
     three_augment: bool,
     iterable: bool,
-    opt_in: bool = False,
+    interpolation: str = "bicubic",
+    simple_random_crop: bool = False,
+    limit: int | None = None,
 ) -> str | None:
-    """Why the in-memory path cannot reproduce this recipe (None: it can); `opt_in`: `--data-loader memory`."""
+    """Why the in-memory path cannot reproduce this recipe (None: it can); `limit`: the store's cap in bytes
+    (default `deit.data.memory_folder.MAX_DECODED_BYTES`, `--memory-cap-gib`)."""
     base, positions = (None, []) if iterable else _base_dataset(data_set)
     folder = is_folder(base)
     if iterable or not (folder or hasattr(base, "images")):
         return "the data set is not held as an array of images (only DIGITS, CIFAR and image folders are)"
-    if input_size > SMALL_INPUT:
-        return f"--input-size {input_size} uses RandomResizedCrop, which the in-memory path does not batch yet"
+    if input_size > SMALL_INPUT and simple_random_crop:
+        return "--src (the simple random crop) is per-image"
+    if input_size > SMALL_INPUT and interpolation not in INTERPOLATIONS:
+        return f"--train-interpolation {interpolation} is per-image (batched: {', '.join(INTERPOLATIONS)})"
     if three_augment:
         return "--three-augment (grayscale/solarize/blur) is per-image"
     if augment_policy_set(aa):
@@ -63,8 +72,13 @@ def memory_refusal(
     if color_jitter:
         return f"--color-jitter {color_jitter} is per-image"
     if folder:
-        return folder_refusal(len(positions), input_size, PADDING, opt_in=opt_in)
+        return folder_refusal(len(positions), input_size, _least_bytes(len(positions), input_size), limit=limit)
     return None
+
+
+def _least_bytes(images: int, input_size: int) -> int:
+    """What `images` decoded images take at least (padded crop) or about (the resized-crop store)."""
+    return least_bytes(images, input_size, PADDING) if input_size <= SMALL_INPUT else store_bytes(images, input_size)
 
 
 def _base_dataset(data_set: Dataset) -> tuple[Any, list[int]]:
@@ -76,9 +90,13 @@ def _base_dataset(data_set: Dataset) -> tuple[Any, list[int]]:
     return data_set, indices
 
 
-def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -> tuple[Tensor | list[Tensor], Tensor]:
-    """(uint8 images resized as the per-image transform does, int64 labels (N,)), on the CPU: one (N, 3, S, S)
-    tensor for an array-backed data set, a list of (3, H, W) tensors for an image folder (aspect ratio kept)."""
+def decode(
+    data_set: Dataset, input_size: int, interpolation: str = "bicubic", *, limit: int | None = None
+) -> tuple[Tensor | list[Tensor], Tensor]:
+    """(uint8 images, int64 labels (N,)), on the CPU: at `input_size` <= 32 resized as the per-image transform
+    does (one (N, 3, S, S) tensor for an array-backed data set, a list of (3, H, W) tensors for a folder, aspect
+    ratio kept); above, as the resized-crop store keeps them (`deit.data.memory_resized`: shorter side at most
+    `store_side`). `limit`: a folder's cap in bytes."""
     import numpy as np
     from PIL import Image
     from torchvision import transforms as T
@@ -86,10 +104,14 @@ def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -
     from deit.data.transforms import _interpolation_mode
 
     base, positions = _base_dataset(data_set)
-    # The per-image transform's resize (shorter side to the input size), once per image, to a uint8 tensor.
-    resize = T.Compose([T.Resize(input_size, _interpolation_mode(interpolation, "bicubic")), T.PILToTensor()])
+    if input_size <= SMALL_INPUT:
+        # The per-image transform's resize (shorter side to the input size), once per image, to a uint8 tensor.
+        resize = T.Compose([T.Resize(input_size, _interpolation_mode(interpolation, "bicubic")), T.PILToTensor()])
+    else:
+        resize = _shrink_to(store_side(input_size))
+    padding = PADDING if input_size <= SMALL_INPUT else 0
     if is_folder(base):
-        return decode_folder(base, positions, resize, input_size=input_size, padding=PADDING)
+        return decode_folder(base, positions, resize, input_size=input_size, padding=padding, limit=limit)
 
     def decoded(array: np.ndarray) -> Tensor:
         if array.ndim == 2:  # grayscale (DIGITS): resized once, not three times -- each channel resizes alone
@@ -99,6 +121,18 @@ def decode(data_set: Dataset, input_size: int, interpolation: str = "bicubic") -
     images = torch.stack([decoded(np.asarray(base.images[i])) for i in positions])
     labels = torch.tensor([int(base.targets[i]) for i in positions], dtype=torch.long)
     return images, labels
+
+
+def _shrink_to(side: int) -> Any:
+    """PIL image -> uint8 tensor, its shorter side shrunk to `side` (Pillow's bicubic) when longer."""
+    from torchvision import transforms as T
+
+    shrink, to_tensor = T.Resize(side, T.InterpolationMode.BICUBIC), T.PILToTensor()
+
+    def resize(image: Any) -> Tensor:
+        return to_tensor(shrink(image) if min(image.size) > side else image)
+
+    return resize
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
-"""Image folders on the in-memory path, opt-in (`--data-loader memory`): every image decoded once, up to a limit.
+"""Image folders on the in-memory path (`--data-loader auto|memory`): every image decoded once, up to a cap.
 
 A folder (`deit.data.folder.FolderDataset`: IMNET, IMAGEFOLDER, INAT) has already skipped its bad files when it
 was built; each remaining image is read through the data set's own safe loading (`first_decodable`: a file that
 only fails at decode is logged and replaced by the next one, with that one's label, as the per-image path does)
-and resized exactly as the per-image transform resizes (shorter side to `--input-size`, the training
-interpolation). The images keep their aspect ratio, so they are held as one flat uint8 tensor of padded images
-of their own sizes (`deit.data.memory.BatchAugment`).
+and resized once: at `--input-size` <= 32 exactly as the per-image transform resizes (shorter side to the input
+size, the training interpolation), held as one flat uint8 tensor of padded images of their own sizes
+(`deit.data.memory.BatchAugment`); above, shrunk to the resized-crop store's bound
+(`deit.data.memory_resized`). Either way each image keeps its aspect ratio.
 
-Opt-in only: decoding a whole folder up front is a cost `auto` does not impose (its line says what `memory`
-would hold), and the decoded size is bounded by `MAX_DECODED_BYTES`.
+Bounded: a folder whose decoded images would take more than the cap (`MAX_DECODED_BYTES`, `--memory-cap-gib`)
+is refused in one line before decoding, from an estimate, or while decoding, from the bytes decoded so far;
+`--data-loader auto` then runs the per-image path.
 """
 
 from __future__ import annotations
@@ -23,9 +25,13 @@ from torch import Tensor
 
 from deit.errors import DeitError
 
-#: The most uint8 bytes (padded images) a folder may decode into; over it the run says so and stops.
+#: The most uint8 bytes a folder may decode into by default (`--memory-cap-gib`); over it the run says so.
 MAX_DECODED_BYTES = 2 << 30
 _CHUNK = 1024
+
+
+class StoreOverCap(DeitError):
+    """A folder's decoded images outgrew the in-memory cap while decoding (the estimate let it start)."""
 
 
 def is_folder(data_set: Any) -> bool:
@@ -40,27 +46,30 @@ def least_bytes(images: int, input_size: int, padding: int) -> int:
     return images * 3 * (input_size + 2 * padding) ** 2
 
 
-def folder_refusal(images: int, input_size: int, padding: int, *, opt_in: bool) -> str | None:
-    """Why a folder of `images` images is not decoded into memory (None: it is)."""
-    least = least_bytes(images, input_size, padding)
-    if least > MAX_DECODED_BYTES:
+def folder_refusal(images: int, input_size: int, least: int, *, limit: int | None = None) -> str | None:
+    """Why a folder of `images` images, taking at least (about) `least` bytes decoded, is not decoded into
+    memory (None: it is); `limit`: the cap (default `MAX_DECODED_BYTES`)."""
+    limit = MAX_DECODED_BYTES if limit is None else limit
+    if least > limit:
         return (
-            f"{images} images decoded at --input-size {input_size} would take at least {_size(least)}, "
-            f"over the in-memory limit of {_size(MAX_DECODED_BYTES)}"
-        )
-    if not opt_in:
-        return (
-            f"an image folder is decoded into memory only when asked: --data-loader memory decodes a folder "
-            f"this size once ({images} images, at least {_size(least)})"
+            f"{images} images decoded at --input-size {input_size} would take about {_size(least)}, "
+            f"over the in-memory cap of {_size(limit)} (--memory-cap-gib raises it)"
         )
     return None
 
 
 def decode_folder(
-    data_set: Any, positions: list[int], resize: Callable[[Any], Tensor], *, input_size: int, padding: int
+    data_set: Any,
+    positions: list[int],
+    resize: Callable[[Any], Tensor],
+    *,
+    input_size: int,
+    padding: int,
+    limit: int | None = None,
 ) -> tuple[list[Tensor], Tensor]:
-    """(uint8 (3, H, W) images through `resize` -- the per-image transform's, from `deit.data.memory.decode` --
-    and int64 labels), for `positions` of `data_set`; `input_size` and `padding` size the limit check."""
+    """(uint8 (3, H, W) images through `resize` -- from `deit.data.memory.decode` -- and int64 labels), for
+    `positions` of `data_set`; `padding` sizes the check against `limit` (default `MAX_DECODED_BYTES`)."""
+    limit = MAX_DECODED_BYTES if limit is None else limit
 
     def load(position: int) -> tuple[Tensor, int]:
         candidate, image = data_set.first_decodable(position)
@@ -77,11 +86,11 @@ def decode_folder(
                 images.append(image)
                 labels.append(label)
                 total += image.shape[0] * (image.shape[1] + 2 * padding) * (image.shape[2] + 2 * padding)
-            if total > MAX_DECODED_BYTES:
-                raise DeitError(
-                    f"--data-loader memory: {data_set.root}'s images decoded at --input-size {input_size} take "
-                    f"over {_size(MAX_DECODED_BYTES)} (the in-memory limit; {_size(total)} after "
-                    f"{len(images)} of {len(positions)} images); use --data-loader torch"
+            if total > limit:
+                raise StoreOverCap(
+                    f"{data_set.root}'s images decoded at --input-size {input_size} take over {_size(limit)} "
+                    f"(the in-memory cap, --memory-cap-gib; {_size(total)} after {len(images)} of "
+                    f"{len(positions)} images)"
                 )
     return images, torch.tensor(labels, dtype=torch.long)
 

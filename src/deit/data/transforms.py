@@ -28,6 +28,7 @@ from deit.errors import DeitError
 from deit.models.registry import IMAGENET_MEAN, IMAGENET_STD
 
 SMALL_INPUT = 32
+DEFAULT_SCALE, DEFAULT_RATIO = (0.08, 1.0), (3 / 4, 4 / 3)  # torchvision's and timm's RandomResizedCrop
 _INTERPOLATIONS = ("bicubic", "bilinear", "nearest", "lanczos", "hamming", "box")
 
 
@@ -52,11 +53,14 @@ def build_transform(
     simple_random_crop: bool = False,
     eval_crop_ratio: float = 0.875,
     hflip: float = 0.5,
+    scale: Sequence[float] | None = None,
+    ratio: Sequence[float] | None = None,
 ) -> Callable:
     """PIL RGB image -> normalised (3, input_size, input_size) tensor, for training or evaluation.
 
     `hflip`: probability of the training horizontal flip (the paper's 0.5; 0 for digits and text, whose mirror
-    image is another or no symbol).
+    image is another or no symbol); `scale`, `ratio`: RandomResizedCrop's area and aspect ranges (timm's
+    `--scale`, `--ratio`; None: torchvision's 0.08-1 and 3/4-4/3).
     """
     if input_size < 1:
         raise DeitError(f"--input-size {input_size}: must be a positive number of pixels")
@@ -65,8 +69,11 @@ def build_transform(
     mean, std = tuple(float(value) for value in mean), tuple(float(value) for value in std)
     if not train:
         return _eval_transform(input_size, mean, std, interpolation, eval_crop_ratio)
+    scale, ratio = crop_ranges(scale, ratio)
     if three_augment:
-        return _three_augment_transform(input_size, mean, std, color_jitter, interpolation, simple_random_crop, hflip)
+        return _three_augment_transform(
+            input_size, mean, std, color_jitter, interpolation, simple_random_crop, hflip, scale, ratio
+        )
     return _paper_transform(
         input_size,
         mean,
@@ -79,7 +86,22 @@ def build_transform(
         recount,
         simple_random_crop,
         hflip,
+        scale,
+        ratio,
     )
+
+
+def crop_ranges(
+    scale: Sequence[float] | None, ratio: Sequence[float] | None
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """`--scale` and `--ratio` as (low, high) pairs, torchvision's defaults where None; a reversed range is refused."""
+    pairs = []
+    for flag, value, default in (("--scale", scale, DEFAULT_SCALE), ("--ratio", ratio, DEFAULT_RATIO)):
+        low, high = (float(v) for v in (default if value is None else value))
+        if not 0 < low <= high:
+            raise DeitError(f"{flag} {low:g} {high:g}: must be two positive numbers, the smaller first")
+        pairs.append((low, high))
+    return pairs[0], pairs[1]
 
 
 def _paper_transform(
@@ -94,6 +116,8 @@ def _paper_transform(
     recount: int,
     simple_random_crop: bool,
     hflip: float = 0.5,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> T.Compose:
     from timm.data import create_transform
 
@@ -115,6 +139,8 @@ def _paper_transform(
             mean=mean,
             std=std,
             hflip=hflip,
+            scale=scale,
+            ratio=ratio,
         )
     except (AssertionError, ValueError, KeyError) as error:
         raise DeitError(
@@ -138,12 +164,14 @@ def _three_augment_transform(
     interpolation: str,
     simple_random_crop: bool,
     hflip: float = 0.5,
+    scale: tuple[float, float] = (0.08, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> T.Compose:
     mode = _interpolation_mode(interpolation, "bicubic")
     crop = (
         _simple_random_crop(input_size, interpolation)
         if simple_random_crop
-        else T.RandomResizedCrop(input_size, scale=(0.08, 1.0), interpolation=mode)
+        else T.RandomResizedCrop(input_size, scale=scale, ratio=ratio, interpolation=mode)
     )
     steps = [
         crop,

@@ -79,6 +79,8 @@ def build_datasets(
             simple_random_crop=config.src,
             eval_crop_ratio=config.eval_crop_ratio,
             hflip=config.hflip,
+            scale=config.scale,
+            ratio=config.ratio,
         )
         train_set = build_dataset(
             config.data_set, config.data_path or None, train=True, transform=train_transform, **common
@@ -263,10 +265,18 @@ def _memory_loader(
             raise DeitError(f"--data-loader memory: {why_not}; use --data-loader torch")
         say(f"--data-loader auto: per-image DataLoader, not the in-memory path ({why_not})", is_main=env.is_main)
         return None
+    from deit.data.memory_folder import StoreOverCap
+
     mean, std = normalization(config)
-    loader, lines = build_memory_loader(
-        config, train_set, sampler, rank=env.rank, device=device, teacher=teacher, mean=mean, std=std
-    )
+    try:
+        loader, lines = build_memory_loader(
+            config, train_set, sampler, rank=env.rank, device=device, teacher=teacher, mean=mean, std=std
+        )
+    except StoreOverCap as error:
+        if config.data_loader == "memory":
+            raise DeitError(f"--data-loader memory: {error}; use --data-loader torch") from error
+        say(f"--data-loader auto: per-image DataLoader, not the in-memory path ({error})", is_main=env.is_main)
+        return None
     for line in lines:
         say(line, is_main=env.is_main)
     return loader

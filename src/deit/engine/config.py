@@ -194,6 +194,24 @@ class TrainConfig:
         group="augmentation",
         help="training resize interpolation (random, bilinear, bicubic)",
     )
+    scale: list[float] | None = _opt(
+        None,
+        "--scale",
+        group="augmentation",
+        kind="floats",
+        metavar="PCT",
+        help="RandomResizedCrop: the range of the crop's area, as a fraction of the image's (timm's flag; "
+        "default: 0.08 1.0; inputs > 32 px, whose crop is RandomResizedCrop)",
+    )
+    ratio: list[float] | None = _opt(
+        None,
+        "--ratio",
+        group="augmentation",
+        kind="floats",
+        metavar="RATIO",
+        help="RandomResizedCrop: the range of the crop's aspect ratio, width / height (timm's flag; default: "
+        "0.75 1.333)",
+    )
     repeated_aug: bool = _opt(
         True,
         "--repeated-aug",
@@ -362,12 +380,20 @@ class TrainConfig:
         "--data-loader",
         group="data",
         choices=("auto", "memory", "torch", "dali"),
-        help="memory: the training set decoded once into one tensor on the device and augmented "
-        "per batch (DIGITS, CIFAR, and image folders when asked; input <= 32, crop/flip/random "
-        "erasing); torch: DataLoader workers "
-        "decode and augment per image (the official loader); dali: NVIDIA DALI on the GPU "
-        "(extra [dali]; class folders and WDS shards); auto: memory where it applies, "
+        help="memory: the training set decoded once into one uint8 tensor on the device and augmented "
+        "per batch (DIGITS, CIFAR, image folders up to --memory-cap-gib; the crop (padded at <= 32 px, "
+        "RandomResizedCrop above), flip, random erasing; not RandAugment, colour jitter, 3-Augment); "
+        "torch: DataLoader workers decode and augment per image (the official loader); dali: NVIDIA DALI "
+        "on the GPU (extra [dali]; class folders and WDS shards); auto: memory where it applies, "
         "else torch (ours)",
+    )
+    memory_cap_gib: float = _opt(
+        2.0,
+        "--memory-cap-gib",
+        group="data",
+        metavar="GIB",
+        help="the most an image folder may take decoded on the in-memory path; over it the run says so "
+        "and --data-loader auto decodes per image (ours)",
     )
     teacher_table: str = _opt(
         "auto",
@@ -499,6 +525,15 @@ class TrainConfig:
         metavar="N",
         help="evaluate after every N-th epoch and after the last (1: every epoch, as the "
         "official code); a checkpoint is still written every epoch",
+    )
+    threads: int = _opt(
+        0,
+        "--threads",
+        group="engine",
+        metavar="N",
+        help="torch intra-op threads (0: the usable cores left by the loader workers, never more than "
+        "torch's own default, which OMP_NUM_THREADS sets; printed on the first lines). On a shared or "
+        "loaded machine fewer threads than cores are often faster",
     )
     max_steps_per_epoch: int = _opt(
         0,

@@ -15,6 +15,8 @@ from torch.utils.data import Dataset, IterableDataset
 
 from deit.data.batch_erasing import BatchErasing
 from deit.data.memory import BatchAugment, MemoryLoader, ViewSet, decode, memory_refusal
+from deit.data.memory_resized import CropSettings, ResizedCropAugment
+from deit.data.transforms import SMALL_INPUT, crop_ranges
 from deit.distill.loss import TEACHER_TYPES
 from deit.distill.teacher_table import MAX_TABLE_BYTES, cached_table, compute_table, file_sha256, table_bytes, table_key
 from deit.engine.config import TrainConfig
@@ -30,8 +32,15 @@ def memory_refusal_for(config: TrainConfig, train_set: Dataset) -> str | None:
         color_jitter=config.color_jitter,
         three_augment=config.three_augment,
         iterable=isinstance(train_set, IterableDataset),
-        opt_in=config.data_loader == "memory",
+        interpolation=config.train_interpolation,
+        simple_random_crop=config.src,
+        limit=memory_cap_bytes(config),
     )
+
+
+def memory_cap_bytes(config: TrainConfig) -> int:
+    """`--memory-cap-gib` in bytes."""
+    return int(config.memory_cap_gib * 2**30)
 
 
 def build_memory_loader(
@@ -45,15 +54,23 @@ def build_memory_loader(
     mean: tuple,
     std: tuple,
 ) -> tuple[MemoryLoader, list[str]]:
-    """The in-memory loader over `train_set` in `sampler`'s order, and the lines that announce it."""
-    images, labels = decode(train_set, config.input_size, config.train_interpolation)
-    views = ViewSet(size=config.input_size, hflip=config.hflip)
-    augment = BatchAugment(images, views, mean, std, device=device)
-    erasing = BatchErasing(config.reprob, config.remode, config.recount, device) if config.reprob > 0 else None
-    steps = "padded crop, flip, normalisation" + (f" and random erasing (p={config.reprob:g})" if erasing else "")
+    """The in-memory loader over `train_set` in `sampler`'s order, and the lines that announce it; a folder that
+    outgrows the cap while decoding raises `StoreOverCap`."""
+    images, labels = decode(train_set, config.input_size, config.train_interpolation, limit=memory_cap_bytes(config))
+    augment: BatchAugment | ResizedCropAugment
+    if config.input_size <= SMALL_INPUT:
+        augment = BatchAugment(images, ViewSet(size=config.input_size, hflip=config.hflip), mean, std, device=device)
+        crop = "padded crop, flip"
+    else:
+        scale, ratio = crop_ranges(config.scale, config.ratio)
+        settings = CropSettings(config.input_size, scale, ratio, config.train_interpolation, config.hflip)
+        augment = ResizedCropAugment(images, settings, mean, std, device=_store_device(images, device))
+        crop = settings.describe()
+    erasing = BatchErasing(config.reprob, config.remode, config.recount, augment.device) if config.reprob > 0 else None
+    steps = f"{crop}, normalisation" + (f" and random erasing (p={config.reprob:g})" if erasing else "")
     lines = [
         f"--data-loader memory: {len(labels)} training images decoded once into one "
-        f"{augment.nbytes / 2**20:.1f} MB uint8 tensor on {device}; {steps} per batch"
+        f"{augment.nbytes / 2**20:.1f} MB uint8 tensor on {augment.device}; {steps} per batch"
     ]
     classes = len(train_set.classes)  # type: ignore[attr-defined]
     folder = not isinstance(images, torch.Tensor)  # decode gives a folder's images as a list
@@ -73,10 +90,19 @@ def build_memory_loader(
     return loader, lines
 
 
+def _store_device(images: torch.Tensor | list[torch.Tensor], device: torch.device) -> torch.device:
+    """The training device when the store takes at most a quarter of its free memory, else the CPU."""
+    if device.type != "cuda":
+        return device
+    held = images.numel() if isinstance(images, torch.Tensor) else sum(image.numel() for image in images)
+    free, _ = torch.cuda.mem_get_info(device)
+    return device if held <= free // 4 else torch.device("cpu")
+
+
 def _teacher_table(
     config: TrainConfig,
     teacher: nn.Module | None,
-    augment: BatchAugment,
+    augment: BatchAugment | ResizedCropAugment,
     classes: int,
     draws_per_epoch: int,
     device: torch.device,
@@ -86,6 +112,11 @@ def _teacher_table(
     """(the table or None, what the run says about its teacher)."""
     if teacher is None or config.distillation_type not in TEACHER_TYPES:
         return None, ""
+    if isinstance(augment, ResizedCropAugment):
+        why_not = "RandomResizedCrop's boxes are continuous, not a finite set of views"
+        if config.teacher_table == "on":
+            raise DeitError(f"--teacher-table on: {why_not}")
+        return None, f"teacher: one forward pass per step ({why_not})"
     images, views = augment.count, augment.views.count
     why_not = _table_refusal(config, images, views, classes, draws_per_epoch, square=augment.square)
     if why_not:

@@ -127,6 +127,8 @@ def _check_names(config: TrainConfig) -> None:
         three_augment=config.three_augment,
         simple_random_crop=config.src,
         hflip=config.hflip,
+        scale=config.scale,
+        ratio=config.ratio,
     )
     if key == "HF":
         for flag, value in {

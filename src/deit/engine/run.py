@@ -49,7 +49,13 @@ from deit.engine.optim import build_scheduler, current_lr
 from deit.engine.preflight import describe_data, resolve_data_set, validate_config
 from deit.engine.recipes import describe_recipe, small_run_warnings
 from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
-from deit.engine.run_report import clamp_workers, closing_summary, effective_log_interval, epoch_steps
+from deit.engine.run_report import (
+    choose_threads,
+    clamp_workers,
+    closing_summary,
+    effective_log_interval,
+    epoch_steps,
+)
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
@@ -126,6 +132,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if env.is_main:  # only rank 0 writes, so only rank 0 locks
             folder_lock = lock_run_folder(config.output_dir)
     owns_group = not torch.distributed.is_initialized()
+    threads_before = torch.get_num_threads()
     try:
         init_distributed(env, device, dist_url=config.dist_url, require=config.distributed)
         run = _build(config, env, device, precision, resume_path, checkpoint)
@@ -141,6 +148,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
             )
         return _train_epochs(run, resumed=run.last_saved_epoch is not None)
     finally:
+        torch.set_num_threads(threads_before)  # the caller's process goes on with its own setting
         if folder_lock is not None:
             folder_lock.release()
         if owns_group:
@@ -228,6 +236,10 @@ def _build(
         seed=config.seed,
         updates_per_epoch=_updates_per_epoch(run.loaders.train, config) if config.sched_on_updates else 0,
     )
+    in_memory = run.loaders.train is not None and run.loaders.train_sampler is run.loaders.train
+    threads, line = choose_threads(config.threads, 0 if in_memory else config.num_workers)
+    torch.set_num_threads(threads)
+    say(line, is_main=env.is_main)
     run.start_epoch = config.start_epoch
     if checkpoint is not None and not config.eval and not has_training_state(checkpoint):
         # As the official main.py: a weights-only file (a released model) resumes at --start_epoch, fresh state.

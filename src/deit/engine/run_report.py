@@ -1,5 +1,5 @@
-"""What a run says about itself besides its epochs: the loader workers it can use, how often it shows a step,
-and its closing summary line."""
+"""What a run says about itself besides its epochs: the loader workers and threads it can use, how often it
+shows a step, and its closing summary line."""
 
 from __future__ import annotations
 
@@ -31,6 +31,24 @@ def clamp_workers(config: TrainConfig) -> tuple[TrainConfig, str | None]:
         return config, None
     message = f"--num_workers {config.num_workers}: {cores} usable CPU core(s) here, so {cores} loader workers"
     return dataclasses.replace(config, num_workers=cores), message
+
+
+def choose_threads(requested: int, workers: int) -> tuple[int, str]:
+    """(torch intra-op threads, the line that says so): `--threads`, else the usable cores of this process's
+    share of the node (torchrun's LOCAL_WORLD_SIZE) less its loader workers, at most torch's own default
+    (which OMP_NUM_THREADS, or a caller's `torch.set_num_threads`, already set)."""
+    import torch
+
+    if requested:
+        return requested, f"threads: {requested} torch intra-op threads (--threads)"
+    cores, processes = usable_cores(), max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    default = torch.get_num_threads()
+    threads = max(1, min(default, cores // processes - workers))
+    share = f"{cores} usable cores" + (f" / {processes} processes" if processes > 1 else "")
+    return threads, (
+        f"threads: {threads} torch intra-op threads ({share}, {workers} loader workers, torch's default "
+        f"{default}; --threads N sets it: on a loaded machine fewer are often faster)"
+    )
 
 
 def epoch_steps(loader: Any, max_steps: int) -> int:

@@ -183,13 +183,15 @@ def export(
     check_agreement: bool = True,
     keep_failed: bool = False,
     license: str = DEFAULT_LICENSE,
+    eval_crop_ratio: float | None = None,
 ) -> ExportReport:
     """Export `checkpoint` to `output`, then compare with PyTorch; raises `DeitError` above `tolerance`.
 
     With `quantize='int8'` (ONNX only) the check is instead the top-1 agreement with the fp32 model on the
     validation split of `data_set` (default: the one the checkpoint was trained on), at least `min_agreement`;
     with neither known the export is refused unless `check_agreement=False`. Nothing exists at `output` unless
-    the check passed (`keep_failed` keeps a failed file as `<name>.failed<ext>`).
+    the check passed (`keep_failed` keeps a failed file as `<name>.failed<ext>`). The preprocessing written
+    with the export is the checkpoint's, its centre crop ratio replaced by `eval_crop_ratio` when given.
     """
     if quantize not in QUANTIZE_CHOICES:
         raise DeitError(f"--quantize {quantize}: choose one of {', '.join(QUANTIZE_CHOICES)}")
@@ -205,6 +207,7 @@ def export(
             overwrite=overwrite,
             keep_failed=keep_failed,
             license=license,
+            crop_pct=eval_crop_ratio,
         )
     if format not in FORMATS:
         raise DeitError(f"--format {format}: choose one of {', '.join(FORMATS + FOLDER_FORMATS)}")
@@ -217,7 +220,7 @@ def export(
         )
     if format == "onnx":
         require_onnx()  # fail before the (slow) model load
-    model, meta, _ = load_inference_model(checkpoint, "cpu")
+    model, meta, _ = load_inference_model(checkpoint, "cpu", crop_pct=eval_crop_ratio)
     model = model.float()
     size = meta.input_size or int(getattr(model, "img_size", 224))
     input_shape = (3, size, size)
@@ -298,6 +301,7 @@ def _export_folder(
     overwrite: bool,
     keep_failed: bool,
     license: str,
+    crop_pct: float | None = None,
 ) -> ExportReport:
     if format == "hf":
         from deit.export.hf_format import export_hf as write
@@ -308,7 +312,9 @@ def _export_folder(
 
         exporter = "timm local-dir"
     with staged_folder(output, overwrite=overwrite, keep_failed=keep_failed) as staged:
-        _, diff, size = _checked(lambda: write(checkpoint, staged, license=license), output, keep_failed)
+        _, diff, size = _checked(
+            lambda: write(checkpoint, staged, license=license, crop_pct=crop_pct), output, keep_failed
+        )
         report = ExportReport(
             format,
             output,

@@ -78,7 +78,9 @@ def processor_config(preprocessing: EvalPreprocessing) -> dict[str, Any]:
     }
 
 
-def export_hf(checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE) -> tuple[Path, float, int]:
+def export_hf(
+    checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE, crop_pct: float | None = None
+) -> tuple[Path, float, int]:
     """Write the directory; returns it, max |logits diff| of transformers' reload vs ours, the input size."""
     try:
         import transformers
@@ -87,7 +89,7 @@ def export_hf(checkpoint: str | Path, output: str | Path, *, license: str = DEFA
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise DeitError(f"--output {output}: is a file; --format hf writes a folder")
-    model, meta, _ = load_inference_model(checkpoint, "cpu")
+    model, meta, _ = load_inference_model(checkpoint, "cpu", crop_pct=crop_pct)
     model = model.float()
     class_names = meta.labels(model.num_classes)
     config_dict = hf_config_dict(model, class_names)

@@ -57,7 +57,7 @@ def timm_config(meta: CheckpointMeta, num_features: int, preprocessing: EvalPrep
 
 
 def export_timm(
-    checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE
+    checkpoint: str | Path, output: str | Path, *, license: str = DEFAULT_LICENSE, crop_pct: float | None = None
 ) -> tuple[Path, float, int]:
     """Write the folder; returns it, max |logits diff| of timm's reload vs ours, the input size."""
     import timm
@@ -65,7 +65,7 @@ def export_timm(
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise DeitError(f"--output {output}: is a file; --format timm writes a folder")
-    model, meta, _ = load_inference_model(checkpoint, "cpu")
+    model, meta, _ = load_inference_model(checkpoint, "cpu", crop_pct=crop_pct)
     model = model.float()
     if not timm.is_model(meta.model):
         raise DeitError(f"--format timm: {meta.model!r} is not a timm model name; use --format safetensors")

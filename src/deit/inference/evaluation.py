@@ -29,16 +29,19 @@ def evaluate_checkpoint(
     num_workers: int = 2,
     use_ema: bool = False,
     worst: int = 16,
+    eval_crop_ratio: float | None = None,
 ) -> dict[str, Any]:
     """Top-1/top-5 of the class, distillation and fused heads (+ teacher agreement) on a validation split, the
     per-class report (`classification_report`) and the `worst` most confident mistakes (`worst_mistakes`).
 
     The data set defaults to the one the checkpoint was trained on; with `output`, writes `metrics.json`,
-    `confusion_matrix.png` and `worst_mistakes.png` there.
+    `confusion_matrix.png` and `worst_mistakes.png` there. The centre crop is the checkpoint's recorded
+    ratio (`deit train --eval-crop-ratio`), or `eval_crop_ratio`.
     """
     from deit.data import build_dataset
     from deit.engine.loop import evaluate
     from deit.inference import eval_report
+    from deit.inference.preprocess import with_crop_ratio
     from deit.io import require_regular_file
     from deit.models.factory import load_trained_model
     from deit.perf import resolve_device
@@ -54,6 +57,7 @@ def evaluate_checkpoint(
         raise DeitError(f"--data-set is needed: {path} does not record the data set it was trained on")
     torch_device = resolve_device(device)
     model, meta = load_trained_model(path, torch_device, use_ema=use_ema)
+    meta = with_crop_ratio(meta, eval_crop_ratio)
     if not record.has_preprocessing:  # weights alone: the data set's normalisation, as `deit train --eval --resume`
         from deit.engine.builders import data_set_normalization
 

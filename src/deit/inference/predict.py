@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset
 from deit.data import read_image
 from deit.errors import DeitError
 from deit.flag_bounds import check_bounds
-from deit.inference.preprocess import EvalPreprocessing, load_inference_model
+from deit.inference.preprocess import EvalPreprocessing, load_inference_model, with_crop_ratio
 from deit.models.meta import CheckpointMeta
 
 
@@ -89,19 +89,19 @@ def _collate(items: list[tuple[int, torch.Tensor | None, str | None]]) -> list:
 
 
 def _load_predictor(
-    checkpoint: str | Path, device: str | torch.device | None
+    checkpoint: str | Path, device: str | torch.device | None, crop_pct: float | None = None
 ) -> tuple[Callable[[torch.Tensor], torch.Tensor], CheckpointMeta, torch.device]:
     """The model (or, for an `.onnx` export, its ONNX Runtime session), its meta and the device to feed."""
     path = Path(checkpoint)
     if path.suffix.lower() != ".onnx":
-        return load_inference_model(path, device)
+        return load_inference_model(path, device, crop_pct=crop_pct)
     if not path.is_file():
         raise DeitError(f"--checkpoint {path}: no such file")
     from deit.export.onnx_meta import read_onnx_meta
     from deit.export.onnx_runtime import OnnxRuntimeModel
 
     runner = OnnxRuntimeModel(path)
-    return runner, read_onnx_meta(path, runner.session), torch.device("cpu")
+    return runner, with_crop_ratio(read_onnx_meta(path, runner.session), crop_pct), torch.device("cpu")
 
 
 def _default_workers(num_files: int, batch_size: int) -> int:
@@ -119,13 +119,15 @@ def predict(
     device: str | torch.device | None = None,
     workers: int | None = None,
     progress: bool = False,
+    eval_crop_ratio: float | None = None,
 ) -> list[Prediction]:
-    """Top-k fused-head predictions for each file (folders expanded); unreadable files carry `error`."""
+    """Top-k fused-head predictions for each file (folders expanded); unreadable files carry `error`;
+    `eval_crop_ratio`: the centre crop's ratio instead of the one the checkpoint records."""
     check_bounds("predict", topk=topk, batch_size=batch_size, workers=workers)
     files = expand_inputs(paths)
     if not files:
         raise DeitError("no input images given")
-    model, meta, resolved = _load_predictor(checkpoint, device)
+    model, meta, resolved = _load_predictor(checkpoint, device, eval_crop_ratio)
     num_classes = int(getattr(model, "num_classes", 0) or meta.num_classes)
     names = meta.labels(num_classes)
     dataset = _ImageFiles(files, EvalPreprocessing.from_meta(meta, model))

@@ -56,10 +56,24 @@ class EvalPreprocessing:
         return (images * std + mean).clamp(0, 1)
 
 
+def with_crop_ratio(meta: CheckpointMeta, crop_pct: float | None) -> CheckpointMeta:
+    """`meta` with its evaluation crop ratio replaced by `crop_pct` (`--eval-crop-ratio`; None: as recorded)."""
+    import dataclasses
+
+    from deit.errors import DeitError
+
+    if crop_pct is None:
+        return meta
+    if not 0.0 < crop_pct <= 1.0:
+        raise DeitError(f"--eval-crop-ratio {crop_pct}: must be in (0, 1]")
+    return dataclasses.replace(meta, crop_pct=float(crop_pct))
+
+
 def load_inference_model(
-    checkpoint: str | Path, device: str | torch.device | None = None
+    checkpoint: str | Path, device: str | torch.device | None = None, *, crop_pct: float | None = None
 ) -> tuple[torch.nn.Module, CheckpointMeta, torch.device]:
-    """The trained model in eval mode on `device`, its meta, and the resolved device."""
+    """The trained model in eval mode on `device`, its meta (`crop_pct`: the evaluation crop ratio to use
+    instead of the recorded one), and the resolved device."""
     from deit.io import require_regular_file
     from deit.models.factory import load_trained_model
 
@@ -68,4 +82,4 @@ def load_inference_model(
 
     resolved = resolve_device(device)
     model, meta = load_trained_model(path, resolved)
-    return model.eval(), meta, resolved
+    return model.eval(), with_crop_ratio(meta, crop_pct), resolved
