@@ -49,7 +49,7 @@ def plot_data_efficiency(results: dict[str, Any], path: Path) -> Path:
 
 def _data_efficiency_panel(axes: Any, name: str, sizes: list[dict[str, Any]]) -> None:
     images = [size["images"] for size in sizes]
-    seeds = 0
+    counts: set[int] = set()
     for kind in STUDENT_ORDER:
         points = [(size["images"], size["students"][kind]) for size in sizes if kind in size["students"]]
         if not points:
@@ -61,7 +61,7 @@ def _data_efficiency_panel(axes: Any, name: str, sizes: list[dict[str, Any]]) ->
         )
         for x, student in points:  # every seed, so the spread behind the mean is visible
             values = [100 * row["fused"] for row in student["per_seed"]]
-            seeds = max(seeds, len(values))
+            counts.add(len(values))
             axes.scatter([x] * len(values), values, s=12, color=color, alpha=0.45, linewidths=0)
     axes.plot(
         images,
@@ -80,8 +80,13 @@ def _data_efficiency_panel(axes: Any, name: str, sizes: list[dict[str, Any]]) ->
     axes.set(
         xlabel=f"training images (share of {name}' training split)",
         ylabel="validation top-1 (%), fused",
-        title=f"{name}: top-1 vs training-set size\nline = mean of {seeds} seed{'s' * (seeds > 1)}, dots = seeds",
+        title=f"{name}: top-1 vs training-set size\nline = mean of {_seed_count(counts)}, dots = seeds",
     )
+
+
+def _seed_count(counts: set[int]) -> str:
+    low, high = min(counts, default=0), max(counts, default=0)
+    return f"{low} seed{'s' * (low != 1)}" if low == high else f"{low}–{high} seeds"
 
 
 def plot_curves(results: dict[str, Any], path: Path) -> Path:
