@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from deit.cli import main
+from deit.demo import findings as demo_findings
 from deit.demo import report as demo_report
 from deit.demo.experiment import (
     DISTILLED_STUDENT,
@@ -139,6 +140,7 @@ def test_plan_runs_trains_each_size_with_its_own_teacher() -> None:
         sizes=(1.0, 0.25, 0.5),
         full_size_kinds=STUDENT_KINDS,
         headline_data_set="DIGITS",
+        headline_size=0.25,
         headline_seeds=2,
     )
     first, distilled, total = plan_runs(settings)
@@ -162,7 +164,12 @@ def test_plan_runs_trains_each_size_with_its_own_teacher() -> None:
 
 def test_a_separate_headline_setting_has_its_own_teacher_and_seeds() -> None:
     settings = DemoSettings(
-        output_dir="out", seeds=2, sizes=(0.25, 1.0), headline_data_set="digits-canvas", headline_seeds=4
+        output_dir="out",
+        seeds=2,
+        sizes=(0.25, 1.0),
+        headline_data_set="digits-canvas",
+        headline_size=0.25,
+        headline_seeds=4,
     )
     assert settings.headline_key == ("DIGITS-CANVAS", 0.25) and settings.separate_headline
     first, distilled, total = plan_runs(settings)
@@ -186,7 +193,9 @@ def test_a_separate_headline_setting_has_its_own_teacher_and_seeds() -> None:
 
 
 def test_first_seed_moves_every_student_to_fresh_seeds() -> None:
-    settings = DemoSettings(output_dir="out", seeds=2, first_seed=100, sizes=(0.25, 1.0), headline_seeds=2)
+    settings = DemoSettings(
+        output_dir="out", seeds=2, first_seed=100, sizes=(0.25, 1.0), headline_size=0.25, headline_seeds=2
+    )
     first, distilled, _ = plan_runs(settings)
     teacher = next(job for job in first if job.kind == "teacher" and job.fraction == 0.25)
     students = [job for job in first if job.kind != "teacher"] + distilled(teacher, "t.pth")
@@ -271,8 +280,8 @@ def test_summary_uses_sample_std_and_pairs_seeds() -> None:
     comparison = demo_report.paired_comparison({"none": none, "hard": hard}, "hard")
     assert comparison["per_seed"] == pytest.approx([0.03, 0.03, -0.01])
     assert comparison["wins"] == 2 and comparison["losses"] == 1 and comparison["mean"] == pytest.approx(0.05 / 3)
-    assert demo_report.mean_std([]) == (None, None) and demo_report.mean_std([0.5])[1] is None
-    assert math.isclose(demo_report.mean_std([0.0, 1.0])[1], math.sqrt(0.5))
+    assert demo_findings.mean_std([]) == (None, None) and demo_findings.mean_std([0.5])[1] is None
+    assert math.isclose(demo_findings.mean_std([0.0, 1.0])[1], math.sqrt(0.5))
 
 
 def test_headline_and_verdict_when_every_seed_gains() -> None:
@@ -285,9 +294,10 @@ def test_headline_and_verdict_when_every_seed_gains() -> None:
     assert headline["per_seed_gain"] == pytest.approx([0.08, 0.05, 0.01])
     assert headline["gain"] == pytest.approx(0.14 / 3)
     sentence = demo_report.verdict(headline)
-    assert sentence == (
-        "Soft distillation beat no distillation at 25% of the training set (359 images): fused top-1 "
-        "+4.7 ± 3.5 points (paired by seed), better on 3 of 3 seeds."
+    assert sentence == (  # every seed better, but three seeds this spread leave zero inside the interval
+        "Not resolved: soft distillation vs no distillation at 25% of the training set (359 images): fused top-1 "
+        "+4.7 ± 3.5 points (paired by seed, 95% interval [-4.1, +13.4]), better on 3 of 3 seeds; the interval "
+        "includes zero."
     )
     expected = "Better than no distillation on every seed: soft distillation at 25%."
     assert demo_report.every_seed_sentence(sizes) == expected
@@ -313,7 +323,7 @@ def test_verdict_says_plainly_when_distillation_loses() -> None:
     sentence = demo_report.verdict(demo_report.headline(sizes, 0.1, "hard"))
     assert sentence == (
         "Hard distillation did not beat no distillation at 10% of the training set (144 images): "
-        "fused top-1 -5.0 ± 0.0 points (paired by seed), worse on 2 of 2 seeds."
+        "fused top-1 -5.0 ± 0.0 points (paired by seed, 95% interval [-5.0, -5.0]), worse on 2 of 2 seeds."
     )
     single = [_size(1.0, 1437, {"none": [0.9], "soft": [0.95]})]
     assert "single seed" in demo_report.verdict(demo_report.headline(single, 1.0, "soft"))
@@ -482,7 +492,7 @@ def test_the_curve_and_where_the_teacher_helps_come_from_the_numbers() -> None:
         _size(0.25, 359, {"none": [0.95, 0.96, 0.94], "soft": [0.96, 0.95, 0.94]}),
         _size(1.0, 1437, {"none": [0.97, 0.98, 0.97], "soft": [0.92, 0.93, 0.92]}),
     ]
-    points = demo_report.curve(sizes)
+    points = demo_findings.curve(sizes)
     assert points[0] == {
         "fraction": 0.05,
         "images": 72,
@@ -490,7 +500,7 @@ def test_the_curve_and_where_the_teacher_helps_come_from_the_numbers() -> None:
         "none": [80.0, 82.0, 81.0],
         "soft": [85.0, 86.0, 86.0],
     }
-    sentence = demo_report.teacher_help_sentence(sizes)
+    sentence = demo_findings.teacher_help_sentence(sizes)
     assert sentence.startswith("On DIGITS, soft distillation helped at 5% (+4.7")
     assert "made no difference the seeds could resolve at 25% (+0.0" in sentence and "hurt at 100% (-5.0" in sentence
 
@@ -506,12 +516,12 @@ def _with_curve(size: dict, kind: str, curves: list[list[float]]) -> dict:
 def test_training_check_finds_stalls_and_measures_the_last_quarter() -> None:
     size = _size(1.0, 1437, {"none": [0.95, 0.96, 0.90], "soft": [0.96, 0.965, 0.955]})
     size = _with_curve(size, "none", [[0.5, 0.9, 0.93, 0.95], [0.5, 0.9, 0.94, 0.96]])
-    check = demo_report.training_check([size])
+    check = demo_findings.training_check([size])
     assert check["stalls"] == [{"data_set": "DIGITS", "fraction": 1.0, "kind": "none", "seed": 2}]
     row = next(row for row in check["rows"] if row["kind"] == "none")
     # evaluations at epochs 1-4: the last quarter starts at the first at or past epoch 3 (mean 93.5 -> 95.5)
     assert row["last_quarter_change"] == pytest.approx(2.0)
     assert "1 run(s) more than 3 points from their kind's median: none 100% seed 2" in check["sentence"]
     assert "at most 2.0 points" in check["sentence"]
-    calm = demo_report.training_check([_size(1.0, 1437, {"none": [0.95, 0.96, 0.955]})])
+    calm = demo_findings.training_check([_size(1.0, 1437, {"none": [0.95, 0.96, 0.955]})])
     assert calm["stalls"] == [] and "no stalls" in calm["sentence"]

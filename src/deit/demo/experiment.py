@@ -381,6 +381,7 @@ def machine_description(device: str) -> dict[str, Any]:
 
 def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, Any]:
     """Train everything, then write `results.json`, `results.md` and the pictures into the output directory."""
+    from deit.demo import findings as demo_findings
     from deit.demo import plots as demo_plots
     from deit.demo import report as demo_report
 
@@ -438,12 +439,12 @@ def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, An
         },
         "students": full["students"],
         "sizes": sizes,
-        "curve": demo_report.curve(sizes),
+        "curve": demo_findings.curve(sizes),
         "headline": headline,
         "verdict": demo_report.verdict(headline),
         "every_seed": demo_report.every_seed_sentence(sizes),
-        "where_the_teacher_helps": demo_report.teacher_help_sentence(sizes),
-        "training_check": demo_report.training_check(list(summaries.values())),
+        "where_the_teacher_helps": demo_findings.teacher_help_sentence(sizes),
+        "training_check": demo_findings.training_check(list(summaries.values())),
         "paper": demo_report.PAPER_COSINE,
         "config": {
             **asdict(settings),
@@ -465,7 +466,7 @@ def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, An
     }
     if settings.separate_headline:
         results["headline_sizes"] = [summaries[settings.headline_key]]
-        results["headline_curve"] = demo_report.curve(results["headline_sizes"])
+        results["headline_curve"] = demo_findings.curve(results["headline_sizes"])
     results["timings"]["total_seconds"] = round(time.perf_counter() - started, 2)
     output_dir = Path(settings.output_dir)
     paths = demo_report.write_results(results, output_dir)
