@@ -97,6 +97,7 @@ BOUNDS: dict[str, dict[str, Bound]] = {
         "decay_epochs": positive(HUGE_COUNT),
         "warmup_epochs": count(),
         "epoch_repeats": count(1, 10_000),
+        "checkpoint_every": count(1),
         "cooldown_epochs": count(),
         "patience_epochs": count(),
         "decay_rate": unit(low_open=True),

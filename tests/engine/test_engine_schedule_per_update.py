@@ -76,3 +76,35 @@ def test_each_pass_is_its_own_shuffle_drawn_from_the_epoch() -> None:
     assert list(sampler) == order  # the same epoch draws the same passes (a resume repeats it)
     with pytest.raises(DeitError, match="--epoch-repeats 0"):
         EpochRepeatSampler(_Shuffled(10), 0)
+
+
+def test_checkpoint_every_writes_fewer_files_and_a_resume_repeats_the_run(tmp_path: Path, capsys) -> None:
+    # Every 2nd epoch (and the last, and improvements): a kill loses at most one epoch, and the resumed run
+    # prunes the log rows past its checkpoint and ends where the uninterrupted one does.
+    flags = [*COMMON, "--epochs", "3", "--max-steps-per-epoch", "2", "--train-subset", "64", "--sched-on-updates"]
+    flags += ["--checkpoint-every", "2", "--eval-interval", "3"]  # evaluated at the last epoch only: no improvement
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    code, out, _ = run_cli([*flags, "--keep-every", "2", "--output_dir", straight], capsys)
+    assert code == 0, out
+    assert load_torch_file(straight / "checkpoint.pth")["epoch"] == 2  # the last epoch's state (0-based)
+    assert load_torch_file(straight / "checkpoint_epoch2.pth")["epoch"] == 1
+    code, out, _ = run_cli([*flags, "--output_dir", resumed, "--resume", straight / "checkpoint_epoch2.pth"], capsys)
+    assert code == 0, out
+    expected, actual = (load_torch_file(d / "checkpoint.pth") for d in (straight, resumed))
+    for key, value in expected["model"].items():
+        assert torch.equal(value, actual["model"][key]), key
+    assert log_rows(resumed)[-1]["train_loss"] == log_rows(straight)[-1]["train_loss"]
+
+
+def test_checkpoint_every_skips_the_write_between_its_epochs(tmp_path: Path, capsys, monkeypatch) -> None:
+    from deit.engine import run as engine_run
+
+    written: list[int] = []
+    original = engine_run._save_epoch
+    monkeypatch.setattr(
+        engine_run, "_save_epoch", lambda run, epoch, improved: (written.append(epoch), original(run, epoch, improved))
+    )
+    flags = [*COMMON, "--epochs", "5", "--max-steps-per-epoch", "1", "--train-subset", "32", "--eval-interval", "5"]
+    code, out, _ = run_cli([*flags, "--checkpoint-every", "2", "--output_dir", tmp_path / "run"], capsys)
+    assert code == 0, out
+    assert written == [1, 3, 4]  # epochs 2 and 4 (1-based), and the last

@@ -455,7 +455,8 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             # The row before the checkpoint: a kill between the two leaves a row the next start prunes, never a
             # checkpointed epoch without its row (which no resume would write again).
             log.write(stats)
-            _save_epoch(run, epoch, improved)
+            if _checkpoint_due(config, epoch, improved):
+                _save_epoch(run, epoch, improved)
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
             validation = _epoch_validation(run, metrics) if evaluated else "not evaluated"
             say(
@@ -502,6 +503,14 @@ def _kept(run: _Run) -> str:
     if run.last_saved_epoch is None:
         return f"no epoch completed, no {CHECKPOINT_NAME} written"
     return f"{run.output_dir / CHECKPOINT_NAME} holds the last completed epoch ({run.last_saved_epoch + 1})"
+
+
+def _checkpoint_due(config: TrainConfig, epoch: int, improved: bool) -> bool:
+    """--checkpoint-every: every N-th epoch, the last, an improvement (best_checkpoint.pth copies it) and the
+    epochs --keep-every keeps."""
+    done = epoch + 1
+    kept = bool(config.keep_every) and done % config.keep_every == 0
+    return done % config.checkpoint_every == 0 or done == config.epochs or improved or kept
 
 
 def _save_epoch(run: _Run, epoch: int, improved: bool) -> None:
