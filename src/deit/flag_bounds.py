@@ -71,6 +71,7 @@ SHARED: dict[str, Bound] = {
     "batch_size": count(1, 65536),
     "num_workers": count(0, 1024),
     "workers": count(0, 1024),
+    "max_model_gb": positive(1e6),  # every subcommand (deit.cli): the cap on a model a file describes
 }
 
 # Per subcommand: `deit train`'s keys are `TrainConfig` field names (its YAML keys and `args` attributes).

@@ -47,10 +47,16 @@ def fill_from_checkpoint(settings: dict[str, Any]) -> dict[str, Any]:
     filled = dict(settings)
     filled.setdefault("model", meta.model)
     if filled["model"] == meta.model:
-        filled.setdefault("model_kwargs", dict(meta.model_kwargs))
+        filled.setdefault("model_kwargs", _constructor_kwargs(meta))
     if meta.input_size:
         filled.setdefault("input_size", int(meta.input_size))
     return filled
+
+
+def _constructor_kwargs(meta: CheckpointMeta) -> dict[str, Any]:
+    """The meta's kwargs less the keys the run sets itself: the class count (the new data's) and the image size
+    (`--input-size`, which fine-tuning may change; the meta check made a repeated one equal to `input_size`)."""
+    return {key: value for key, value in meta.model_kwargs.items() if key not in ("num_classes", "img_size")}
 
 
 @dataclass(frozen=True)
