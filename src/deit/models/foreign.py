@@ -109,4 +109,3 @@ def _plain_scalar(value: Any) -> bool:
     if isinstance(value, float):
         return math.isfinite(value) and abs(value) <= _MAX_WHOLE
     return isinstance(value, str) and len(value) <= _MAX_TEXT
-
