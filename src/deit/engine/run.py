@@ -424,7 +424,12 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             # The row before the checkpoint: a kill between the two leaves a row the next start prunes, never a
             # checkpointed epoch without its row (which no resume would write again).
             log.write(stats)
-            _save_epoch(run, epoch, improved)
+            try:
+                _save_epoch(run, epoch, improved)
+            except DeitError:
+                if run.last_saved_epoch != epoch:  # no checkpoint holds this epoch: neither may log.txt
+                    log.drop_last_row()
+                raise
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
             validation = _epoch_validation(run, metrics) if evaluated else "not evaluated"
             say(
