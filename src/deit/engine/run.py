@@ -47,7 +47,7 @@ from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_scheduler, current_lr
 from deit.engine.preflight import describe_data, resolve_data_set, validate_config
 from deit.engine.recipes import describe_recipe, small_run_warnings
-from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
+from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_best, refuse_replacing_a_run
 from deit.engine.run_report import clamp_workers, closing_summary, effective_log_interval, epoch_steps
 from deit.engine.step import TrainStep
 from deit.errors import DeitError
@@ -105,6 +105,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     device = process_device(config.device, env.local_rank)
     precision = resolve_precision(config.amp, device)
     resume_path = resolve_resume_path(config.resume, config.output_dir)
+    if config.output_dir and not config.eval:  # before anything is read or said ("starting from scratch")
+        refuse_replacing_a_best(
+            config.output_dir,
+            BEST_NAME,
+            CHECKPOINT_NAME,
+            resuming=resume_path is not None,
+            overwrite=config.overwrite_output,
+        )
     checkpoint = None
     if resume_path is not None:
         checkpoint = read_checkpoint(resume_path)
