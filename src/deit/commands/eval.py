@@ -32,6 +32,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="evaluate the EMA weights (model_ema) of a training checkpoint, ours or official",
     )
     parser.add_argument(
+        "--map-classes-by-position",
+        dest="map_classes_by_position",
+        action="store_true",
+        help="score data whose class names differ from the checkpoint's by position (default: refused; the same "
+        "names in another order are always matched by name)",
+    )
+    parser.add_argument(
         "--worst",
         type=int,
         default=16,
@@ -58,10 +65,12 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         use_ema=args.ema,
         worst=args.worst,
+        map_classes_by_position=args.map_classes_by_position,
     )
     weights = " (EMA weights)" if args.ema else ""
     print(f"{metrics['checkpoint']}{weights} on {metrics['data_set']} ({metrics['num_images']} images)")
     print(format_metrics(metrics, untrained_dist_head=metrics["dist_head_untrained"]))
+    print(f"classes matched {metrics['class_matching']}")
     print(format_report(metrics["classification_report"], metrics["class_names"]))
     mistakes = metrics["worst_mistakes"]
     if mistakes:

@@ -10,6 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from deit.errors import DeitError
+from deit.inference.class_match import RelabelledDataset, match_classes
 from deit.inference.record import training_record
 from deit.integrity import check_finite_metrics
 from deit.io import dumps_strict
@@ -29,12 +30,14 @@ def evaluate_checkpoint(
     num_workers: int = 2,
     use_ema: bool = False,
     worst: int = 16,
+    map_classes_by_position: bool = False,
 ) -> dict[str, Any]:
     """Top-1/top-5 of the class, distillation and fused heads (+ teacher agreement) on a validation split, the
     per-class report (`classification_report`) and the `worst` most confident mistakes (`worst_mistakes`).
 
     The data set defaults to the one the checkpoint was trained on; with `output`, writes `metrics.json`,
-    `confusion_matrix.png` and `worst_mistakes.png` there.
+    `confusion_matrix.png` and `worst_mistakes.png` there. The data's classes are matched to the checkpoint's by
+    name (`class_matching` says how); other names are refused unless `map_classes_by_position`.
     """
     from deit.data import build_dataset
     from deit.engine.loop import evaluate
@@ -68,6 +71,11 @@ def evaluate_checkpoint(
         raise DeitError(
             f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} has {len(classes)}"
         )
+    match = match_classes(
+        meta.labels(), classes, source=str(path), data=f"--data-set {data_set}", by_position=map_classes_by_position
+    )
+    if not match.identity:  # scored in the checkpoint's numbering, reported under its names
+        dataset, classes = RelabelledDataset(dataset, match.order), meta.labels()
     teacher = None
     if teacher_path:
         from deit.distill import build_teacher
@@ -101,6 +109,7 @@ def evaluate_checkpoint(
         checkpoint=str(path),
         data_set=data_set,
         class_names=classes,
+        class_matching=match.how,
         weights="model_ema" if use_ema else "model",
         dist_head_untrained=untrained,
         classification_report=eval_report.classification_report(records, classes),
