@@ -173,7 +173,7 @@ def prune_log(log_path: Path, last_epoch: int) -> None:
     import json
 
     kept = []
-    for line in log_path.read_text().splitlines():
+    for line in log_path.read_text(errors="replace").splitlines():  # a torn multi-byte character: dropped below
         try:
             row = json.loads(line)
         except json.JSONDecodeError:

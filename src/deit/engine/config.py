@@ -17,6 +17,7 @@ import yaml
 
 from deit.errors import DeitError
 from deit.flag_bounds import bound_for, check_value
+from deit.io import read_text_file
 from deit.yaml_load import safe_load_no_aliases
 
 
@@ -606,10 +607,9 @@ def _convert(name: str, value: Any, source: str) -> Any:
 def load_yaml_settings(path: str | Path) -> dict[str, Any]:
     """Read a `--config` YAML file into field names -> checked values; unknown keys get close matches."""
     path = Path(path)
-    if not path.is_file():
-        raise DeitError(f"--config {path}: no such file")
+    text = read_text_file(path, flag="--config")  # a FIFO, a folder or non-UTF-8 bytes: one line naming it
     try:
-        raw = safe_load_no_aliases(path.read_text()) or {}
+        raw = safe_load_no_aliases(text) or {}
     except yaml.YAMLError as error:
         raise DeitError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(raw, dict):

@@ -144,7 +144,7 @@ class RunLog:
 def read_log(path: str | Path) -> list[dict[str, Any]]:
     """The JSON lines of `log.txt` (a torn last line, e.g. after kill -9, is ignored)."""
     rows = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(errors="replace").splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:
