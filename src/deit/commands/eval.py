@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the three heads' top-1/top-5 (and teacher agreement), the per-class table and the worst
     mistakes; 0 on success."""
     from deit.engine.run import format_metrics
+    from deit.errors import printable
     from deit.inference.eval_report import format_report
     from deit.inference.evaluation import evaluate_checkpoint
 
@@ -77,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             "most confident mistakes: "
             + "; ".join(
-                f"#{row['index']} {row['true']} -> {row['predicted']} ({100 * row['confidence']:.0f}%"
+                f"#{row['index']} {printable(row['true'])} -> {printable(row['predicted'])} "
+                + f"({100 * row['confidence']:.0f}%"
                 + (f", teacher {row['teacher']})" if "teacher" in row else ")")
                 for row in mistakes[:5]
             )
