@@ -166,6 +166,41 @@ def check_resume_matches(
         )
 
 
+# Settings a resumed run may change, but never without a word: each changes what the remaining epochs do.
+_SAID_ON_RESUME = ("batch_size", "lr", "unscale_lr", "data_set", "data_path", "train_subset", "epochs", "opt")
+
+
+def resume_changes(checkpoint: dict[str, Any], path: Path, settings: dict[str, Any]) -> str:
+    """One line naming what `settings` (a `TrainConfig.to_dict()`) change against the run recorded in
+    `checkpoint['args']`, with the scaled learning rate when batch size or lr differ; '' when nothing does."""
+    from deit.engine.optim import scaled_lr
+
+    saved = checkpoint.get("args")
+    if not isinstance(saved, dict):
+        return ""
+    changed = [
+        f"--{key.replace('_', '-')} {settings[key]} (was {saved[key]})"
+        for key in _SAID_ON_RESUME
+        if key in saved and key in settings and saved[key] is not None and saved[key] != settings[key]
+    ]
+    if not changed:
+        return ""
+    line = f"--resume {path}: resumed with other settings than it was trained with: {', '.join(changed)}"
+    try:
+        before, after = (
+            scaled_lr(
+                float(args["lr"]),
+                int(args["batch_size"]),
+                int(args.get("world_size") or 1),
+                unscale=bool(args.get("unscale_lr")),
+            )
+            for args in (saved, settings)
+        )
+    except (KeyError, TypeError, ValueError):
+        return line
+    return line + (f"; the scaled lr is now {after:.3g} (was {before:.3g})" if before != after else "")
+
+
 def prune_log(log_path: Path, last_epoch: int) -> None:
     """Drop `log.txt` lines for epochs after `last_epoch` (written by a run that died before its checkpoint)."""
     if not log_path.is_file():

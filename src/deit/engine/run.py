@@ -29,6 +29,7 @@ from deit.engine.checkpointing import (
     resolve_resume_path,
     restore_rng,
     restore_training_state,
+    resume_changes,
     save_checkpoint,
     training_state,
 )
@@ -119,6 +120,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         check_resume_matches(
             checkpoint, resume_path, model=config.model, model_kwargs=config.model_kwargs, input_size=config.input_size
         )
+        changes = resume_changes(checkpoint, resume_path, config.to_dict()) if not config.eval else ""
+        if changes and env.is_main:
+            warnings.warn(changes, stacklevel=2)
     elif config.resume == "auto":
         say(
             f"--resume auto: no {CHECKPOINT_NAME} in {config.output_dir} yet; starting from scratch",
