@@ -31,13 +31,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="evaluate the EMA weights (model_ema) of a training checkpoint, ours or official",
     )
-    parser.add_argument(
-        "--map-classes-by-position",
-        dest="map_classes_by_position",
-        action="store_true",
-        help="score data whose class names differ from the checkpoint's by position (default: refused; the same "
-        "names in another order are always matched by name)",
-    )
+    from deit.inference.class_match import MAP_BY_POSITION_HELP
+
+    parser.add_argument("--map-classes-by-position", action="store_true", help=MAP_BY_POSITION_HELP)
     parser.add_argument(
         "--worst",
         type=int,

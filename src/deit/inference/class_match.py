@@ -15,6 +15,12 @@ from torch.utils.data import Dataset
 
 from deit.errors import DeitError, short_list
 
+#: `--map-classes-by-position`'s help, shared by the commands that score data against a checkpoint's classes.
+MAP_BY_POSITION_HELP = (
+    "score data whose class names differ from the checkpoint's by position (default: refused; the same names in "
+    "another order are always matched by name)"
+)
+SAME_NAMES = "by name (the same names in the same order)"  # the usual case: nothing to point out
 _GENERIC = re.compile(r"(class_)?\d+")  # what a file without names gets (`class_3`, `3`): no names at all
 
 
@@ -39,7 +45,7 @@ def match_classes(
     model, ours = [str(n) for n in checkpoint_names], [str(n) for n in data_names]
     position = tuple(range(len(ours)))
     if model == ours:
-        return ClassMatch(position, "by name (the same names in the same order)")
+        return ClassMatch(position, SAME_NAMES)
     if all(_GENERIC.fullmatch(name) for name in model):
         return ClassMatch(position, "by position (the checkpoint records no class names)")
     if sorted(model) == sorted(ours) and len(set(model)) == len(model):
