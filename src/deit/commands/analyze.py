@@ -31,7 +31,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda ... (default: cuda if available)")
     parser.add_argument("--teacher-model", default=None, help="teacher name (ours / timm / torchvision)")
     parser.add_argument("--teacher-path", default=None, help="the teacher's trained weights")
-    from deit.inference.class_match import MAP_BY_POSITION_HELP
+    from deit.data.class_match import MAP_BY_POSITION_HELP
 
     parser.add_argument("--map-classes-by-position", action="store_true", help=MAP_BY_POSITION_HELP)
 

@@ -31,7 +31,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="evaluate the EMA weights (model_ema) of a training checkpoint, ours or official",
     )
-    from deit.inference.class_match import MAP_BY_POSITION_HELP
+    from deit.data.class_match import MAP_BY_POSITION_HELP
 
     parser.add_argument("--map-classes-by-position", action="store_true", help=MAP_BY_POSITION_HELP)
     parser.add_argument(

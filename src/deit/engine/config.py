@@ -269,6 +269,13 @@ class TrainConfig:
     attn_only: bool = _opt(
         False, "--attn-only", group="finetune", help="fine-tune the attention layers, heads and pos_embed only"
     )
+    map_classes_by_position: bool = _opt(
+        False,
+        "--map-classes-by-position",
+        group="finetune",
+        help="--finetune: keep the heads of a checkpoint whose class names differ from the data's, paired by index "
+        "(default: refused; the same names in another order are reordered by name)",
+    )
     # -- fine-tuning (ours; timm's names where timm has the flag)
     recipe: str = _opt(
         "",

@@ -198,7 +198,9 @@ def _build(
         with torch.random.fork_rng(devices=[]):
             run.teacher = builders.build_teacher_for(config, num_classes, device)
 
-    model, origin = builders.build_student_with_origin(config, num_classes, load_finetune=checkpoint is None)
+    model, origin = builders.build_student_with_origin(
+        config, num_classes, load_finetune=checkpoint is None, class_names=class_names
+    )
     for line in origin.lines(config.model) if origin is not None else []:
         say(line, is_main=env.is_main)
     if not config.eval:

@@ -20,8 +20,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from deit.data.class_match import SAME_NAMES, RelabelledDataset, match_classes
 from deit.errors import DeitError
-from deit.inference.class_match import SAME_NAMES, RelabelledDataset, match_classes
 from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 from deit.io import dumps_strict
 from deit.models.vit import VisionTransformer

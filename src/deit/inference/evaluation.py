@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from deit.data.class_match import RelabelledDataset, match_classes
 from deit.errors import DeitError
-from deit.inference.class_match import RelabelledDataset, match_classes
 from deit.inference.record import training_record
 from deit.integrity import check_finite_metrics
 from deit.io import dumps_strict

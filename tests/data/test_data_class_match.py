@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from deit.cli import main
+from deit.data.class_match import RelabelledDataset, match_classes
 from deit.errors import DeitError
-from deit.inference.class_match import RelabelledDataset, match_classes
 from image_folders import write_class_folders
 from tiny_checkpoints import save_tiny_checkpoint, write_image
 
