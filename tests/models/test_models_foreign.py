@@ -43,8 +43,9 @@ def _no_real_build(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(timm, "create_model", guarded)
 
 
-def test_a_consistent_timm_file_loads_with_img_size_in_its_kwargs(tmp_path: Path) -> None:
-    model, meta = load_trained_model(_timm_file(tmp_path / "ok.safetensors", dict(_TIMM_KWARGS)))
+def test_a_consistent_timm_file_loads_with_builder_keys_in_its_kwargs(tmp_path: Path) -> None:
+    path = _timm_file(tmp_path / "ok.safetensors", dict(_TIMM_KWARGS, num_classes=3))
+    model, meta = load_trained_model(path)
     assert meta.model == _TIMM and model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
 
 

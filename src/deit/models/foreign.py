@@ -57,6 +57,7 @@ def check_foreign_meta(meta: Mapping[str, Any], state_dict: Mapping[str, Tensor]
     where = f"{source}: meta"
     kwargs = dict(meta.get("model_kwargs") or {})
     check_foreign_kwargs(kwargs, where=f"{where} 'model_kwargs'")
+    kwargs.pop("num_classes", None)  # equal to the meta's own (meta_check): passed once, as the reader will
     if "embed_dim" in kwargs and "depth" in kwargs:  # a ViT: its cost is arithmetic, checked before any build
         check_model_cost(
             *vit_cost(
