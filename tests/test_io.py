@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deit.errors import DeitError
-from deit.io import read_json_bounded, require_regular_file
+from deit.io import read_json_bounded, read_text_file, require_regular_file
 
 
 def test_a_regular_file_passes_and_a_folder_only_when_allowed(tmp_path: Path) -> None:
@@ -50,3 +50,25 @@ def test_oversize_and_invalid_json_are_refused(tmp_path: Path) -> None:
     (tmp_path / "index.json").write_text('{"classes": [')
     with pytest.raises(DeitError, match="index.json: not valid JSON"):
         read_json_bounded(tmp_path / "index.json")
+
+
+def test_a_text_file_that_is_not_utf8_is_one_line_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "run.yaml"
+    path.write_bytes(b"epochs: 1\nmodel: \xff\xfe\n")
+    with pytest.raises(DeitError, match=r"--config .*run.yaml: not UTF-8 text \(byte 0xff at offset 17\)"):
+        read_text_file(path, flag="--config")
+    path.write_text("épochs: 1\n", encoding="utf-8")
+    assert read_text_file(path) == "épochs: 1\n"
+    with pytest.raises(DeitError, match="over the 4 accepted"):
+        read_text_file(path, max_bytes=4)
+    with pytest.raises(DeitError, match="is a folder"):
+        read_text_file(tmp_path)
+
+
+def test_deit_train_names_a_config_that_is_not_utf8(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from deit.cli import main
+
+    (tmp_path / "run.yaml").write_bytes(b"epochs: 1\nmodel: \xff\xfe\n")
+    assert main(["train", "--config", str(tmp_path / "run.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "run.yaml: not UTF-8 text" in err and "UnicodeDecodeError" not in err

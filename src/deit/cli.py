@@ -14,6 +14,7 @@ from deit.commands import analyze, bench, data, demo, export, models, predict, t
 from deit.commands import eval as evaluate
 from deit.errors import DeitError
 from deit.flag_bounds import apply_bounds
+from deit.models.model_cost import DEFAULT_MAX_MODEL_BYTES, set_max_model_bytes
 
 # Each subcommand is a module of deit.commands exposing `configure_parser(parser)` and `run(args) -> int`.
 # Those modules import their library inside the two functions, so `deit --help` does not pay for the engine,
@@ -52,6 +53,14 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         if name == command:
             sub.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+            sub.add_argument(
+                "--max-model-gb",
+                dest="max_model_gb",
+                type=float,
+                default=None,
+                help="refuse a model a file describes whose weights + one image's activations exceed this many GB "
+                f"(default {DEFAULT_MAX_MODEL_BYTES / 1e9:g}; raise it only for trusted files)",
+            )
             module.configure_parser(sub)
             apply_bounds(sub, name)
             sub.set_defaults(_run=module.run)
@@ -82,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "_run", None):
             parser.print_help()
             return 2
+        limit = getattr(args, "max_model_gb", None)
+        set_max_model_bytes(None if limit is None else int(limit * 1e9))
         return int(args._run(args) or 0)
     except DeitError as error:
         if debug:
@@ -105,3 +116,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         warnings.formatwarning = previous_format
+        set_max_model_bytes(None)  # the flag is this command's, not the process's (tests call main repeatedly)

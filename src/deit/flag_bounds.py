@@ -72,6 +72,7 @@ SHARED: dict[str, Bound] = {
     "num_workers": count(0, 1024),
     "workers": count(0, 1024),
     "eval_crop_ratio": unit(low_open=True),  # train, eval, predict, export
+    "max_model_gb": positive(1e6),  # every subcommand (deit.cli): the cap on a model a file describes
 }
 
 # Per subcommand: `deit train`'s keys are `TrainConfig` field names (its YAML keys and `args` attributes).

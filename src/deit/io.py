@@ -47,6 +47,30 @@ def require_regular_file(path: str | Path, *, flag: str | None = None, allow_dir
     raise DeitError(f"{where}: is {kind}, not a regular file{' or folder' if allow_directory else ''}")
 
 
+#: The largest text file read whole (a `--config`, a class list): far above any real one.
+MAX_TEXT_BYTES = 10_000_000
+
+
+def read_text_file(path: str | Path, *, flag: str | None = None, max_bytes: int = MAX_TEXT_BYTES) -> str:
+    """A UTF-8 text file we did not write, whole; a non-file, an oversize or bytes that are not UTF-8 are one line
+    naming it (and `flag`), never a `UnicodeDecodeError` without the file's name."""
+    path = require_regular_file(path, flag=flag)
+    where = f"{flag} {path}" if flag else str(path)
+    try:
+        size = path.stat().st_size
+        if size > max_bytes:
+            raise DeitError(f"{where}: {size:,} bytes, over the {max_bytes:,} accepted for this text file")
+        data = path.read_bytes()
+    except OSError as error:
+        raise DeitError(f"{where}: cannot be read ({error.strerror or error})") from error
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DeitError(
+            f"{where}: not UTF-8 text (byte 0x{data[error.start]:02x} at offset {error.start}); save it as UTF-8"
+        ) from error
+
+
 #: The largest JSON file read from a data set (`index.json` ...): the safetensors bound on checkpoint meta.
 MAX_JSON_BYTES = 100_000_000
 #: The deepest nesting accepted in such a file (ours are 4 deep; Python's parser gives up near 1,000).

@@ -36,3 +36,15 @@ def test_the_best_copy_keeps_its_epoch_when_the_latest_is_rewritten(
     assert kept["epoch"] == 0 and torch.equal(kept["model"]["w"], torch.full((64,), 1.0))
     assert newest["epoch"] == 1 and torch.equal(newest["model"]["w"], torch.full((64,), 2.0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best_checkpoint.pth", "checkpoint.pth"]  # no temporaries
+
+
+def test_resume_says_what_changed_and_the_new_scaled_lr(tmp_path: Path) -> None:
+    from deit.engine.checkpointing import resume_changes
+
+    saved = {"args": {"batch_size": 16, "lr": 5e-4, "world_size": 1, "data_set": "DIGITS", "epochs": 10}}
+    same = dict(saved["args"], seed=3)  # a setting not listed (the seed) is not news
+    assert resume_changes(saved, tmp_path / "c.pth", same) == ""
+    line = resume_changes(saved, tmp_path / "c.pth", dict(same, batch_size=32, data_set="CIFAR10"))
+    assert "c.pth: resumed with other settings" in line and "--batch-size 32 (was 16)" in line
+    assert "--data-set CIFAR10 (was DIGITS)" in line and "the scaled lr is now 3.13e-05 (was 1.56e-05)" in line
+    assert "\n" not in line and resume_changes({"args": None}, tmp_path / "c.pth", same) == ""

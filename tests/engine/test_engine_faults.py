@@ -12,6 +12,7 @@ import torch
 from conftest import FAST, TINY_STUDENT, log_rows, make_image_folder, run_cli
 from deit.engine import builders
 from deit.engine.step import TrainStep
+from deit.errors import DeitError
 from deit.io import load_torch_file
 
 train_module = importlib.import_module("deit.engine.run")  # the run's module; `deit.engine.train` is the function
@@ -119,24 +120,49 @@ def test_nan_skip_policy_drops_the_batch_and_continues(
 
 
 @pytest.mark.slow
-def test_disk_full_keeps_the_previous_checkpoint(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+@pytest.mark.parametrize("failure", ["errno", "torch_writer"])
+def test_disk_full_keeps_the_previous_checkpoint_and_log(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, failure: str
 ) -> None:
+    import shutil
+
     real_save, calls = torch.save, []
 
     def save(obj, path, *args, **kwargs):
         calls.append(path)
         if len(calls) == 2:  # the second epoch's save: half a file, then the disk is full
             Path(path).write_bytes(b"PK\x03\x04 half a checkpoint")
-            raise OSError(errno.ENOSPC, "No space left on device")
+            if failure == "errno":
+                raise OSError(errno.ENOSPC, "No space left on device")
+            monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9, 4096))
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 4544 vs 4432")
         return real_save(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", save)
     code, _, err = run_cli([*TWO_EPOCHS, "--output_dir", tmp_path], capsys)
     assert code == 2 and len(err.strip().splitlines()) == 1
-    assert "no space left on device" in err and "the previous checkpoint.pth (epoch 1) is intact" in err
+    assert (
+        f"disk full while writing checkpoint.pth in {tmp_path}; the previous checkpoint.pth (epoch 1) is intact" in err
+    )
     assert load_torch_file(tmp_path / "checkpoint.pth")["epoch"] == 0
     assert not list(tmp_path.glob(".checkpoint.pth.*"))
+    assert [row["epoch"] for row in log_rows(tmp_path)] == [0]  # no row for the epoch no checkpoint holds
+
+
+def test_another_runtime_error_while_saving_is_not_called_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from deit.engine.checkpointing import save_checkpoint
+
+    def broken(obj, path, *args, **kwargs):
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    import shutil
+
+    monkeypatch.setattr(torch, "save", broken)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**12, 0, 10**12))  # room left
+    with pytest.raises(DeitError, match="could not write .*checkpoint.pth: PytorchStreamWriter failed"):
+        save_checkpoint({}, tmp_path / "checkpoint.pth")
 
 
 @pytest.mark.slow

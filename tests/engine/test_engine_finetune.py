@@ -291,3 +291,30 @@ def test_class_balanced_runs_and_is_refused_with_dali(tmp_path: Path, capsys: py
         build_loaders(
             make_config(class_balanced=True, data_loader="dali"), None, None, DistributedEnv(), torch.device("cpu")
         )
+
+
+def test_kept_heads_are_matched_to_the_data_classes_by_name(tmp_path: Path) -> None:
+    import deit
+    from deit.engine.finetune import load_finetune
+    from deit.errors import DeitError
+    from tiny_checkpoints import TINY_MODEL, TINY_OVERRIDES, TINY_SIZE, save_tiny_checkpoint
+
+    source = save_tiny_checkpoint(tmp_path / "abc.pth")  # apple, banana, cherry
+    saved = torch.load(source, weights_only=True)["model"]
+
+    def load(names: list[str], **flags: bool) -> tuple[torch.nn.Module, object]:
+        model = deit.create_model(TINY_MODEL, img_size=TINY_SIZE, num_classes=3, **TINY_OVERRIDES)
+        origin = load_finetune(model, source, flag_model=TINY_MODEL, flag_kwargs={}, class_names=names, **flags)
+        return model, origin
+
+    model, origin = load(["cherry", "apple", "banana"])  # the same classes, listed in another order
+    for head in ("head", "head_dist"):
+        assert torch.equal(getattr(model, head).weight, saved[f"{head}.weight"][[2, 0, 1]])
+        assert torch.equal(getattr(model, head).bias, saved[f"{head}.bias"][[2, 0, 1]])
+    assert "--finetune: classes matched by name (the data lists them in another order)" in origin.lines(TINY_MODEL)
+    with pytest.raises(DeitError, match="the training data: its class names are not --finetune .*abc.pth's"):
+        load(["x", "y", "z"])
+    model, origin = load(["x", "y", "z"], by_position=True)
+    assert torch.equal(model.head.weight, saved["head.weight"]) and "by position" in origin.class_matching
+    model, origin = load(["apple", "banana", "cherry"])
+    assert origin.class_matching is None and torch.equal(model.head.weight, saved["head.weight"])

@@ -79,3 +79,32 @@ def test_the_lock_is_free_after_a_failed_run(tmp_path: Path, capsys: pytest.Capt
     assert run_cli([*ONE_EPOCH, "--output_dir", tmp_path, "--finetune", tmp_path / "missing.pth"], capsys)[0] == 2
     lock_run_folder(tmp_path).release()
     assert time.monotonic() - started < 60
+
+
+@pytest.mark.parametrize("resume", [["--resume", "auto"], []])
+def test_a_best_checkpoint_the_run_did_not_write_is_never_overwritten(
+    tmp_path: Path, capsys: pytest.CaptureFixture, resume: list[str]
+) -> None:
+    best = tmp_path / "best_checkpoint.pth"
+    best.write_bytes(b"an earlier run's best weights")
+    code, out, err = run_cli([*ONE_EPOCH, "--output_dir", tmp_path, *resume], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "starting from scratch" not in out
+    assert "holds a best_checkpoint.pth but no checkpoint.pth" in err and f"--resume {best}" in err
+    assert best.read_bytes() == b"an earlier run's best weights" and not (tmp_path / "log.txt").exists()
+
+
+def test_a_second_demo_into_a_held_folder_is_refused_at_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from deit.demo import experiment
+    from deit.demo.experiment import DemoSettings, run_demo
+    from deit.errors import DeitError
+
+    monkeypatch.setattr(experiment, "_run_demo", lambda *a: pytest.fail("the demo ran into a held folder"))
+    holder = lock_run_folder(tmp_path)  # flock: another open of the file conflicts, even in this process
+    try:
+        with pytest.raises(DeitError, match=f"another deit run \\(pid {os.getpid()}\\) is using this folder"):
+            run_demo(DemoSettings.quick(output_dir=str(tmp_path)))
+    finally:
+        holder.release()
+    monkeypatch.setattr(experiment, "_run_demo", lambda settings, command: {"ran": True})
+    assert run_demo(DemoSettings.quick(output_dir=str(tmp_path))) == {"ran": True}  # the holder gone: it runs
+    lock_run_folder(tmp_path).release()  # and released its lock

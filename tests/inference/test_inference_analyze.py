@@ -135,3 +135,22 @@ def test_analyze_reads_the_checkpoints_data_and_titles_true_and_predicted(image_
     with torch.no_grad():
         logits = model(torch.stack([dataset[i][0] for i in indices]))
     assert [entry["predicted"] for entry in drawn] == [CLASS_NAMES[k] for k in logits.argmax(-1).tolist()]
+
+
+def test_analyze_matches_classes_by_name_as_eval_does(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from deit.errors import DeitError
+    from image_folders import write_class_folders
+
+    other = write_class_folders(tmp_path / "xyz", classes=3, per_class=1, class_prefix="x")
+    with pytest.raises(DeitError, match="its class names are not .*'x0' vs 'apple'.*--map-classes-by-position"):
+        analyze(tiny_checkpoint, other, tmp_path / "out", data_set="IMAGEFOLDER", num_images=0, device="cpu")
+    summary = analyze(
+        tiny_checkpoint,
+        other,
+        tmp_path / "out",
+        data_set="IMAGEFOLDER",
+        num_images=0,
+        device="cpu",
+        map_classes_by_position=True,
+    )
+    assert "classes matched by position, as --map-classes-by-position asks (the names differ)" in summary["notes"]

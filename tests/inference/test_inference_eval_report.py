@@ -102,3 +102,12 @@ def test_contact_sheet_is_drawn_for_indexed_data_only(tmp_path: Path) -> None:
 
     assert not plot_mistakes(rows, Stream(), tmp_path / "stream.png") and not (tmp_path / "stream.png").exists()
     assert not plot_mistakes([], images, tmp_path / "none.png")
+
+
+def test_a_class_name_with_a_newline_keeps_its_row_on_one_line() -> None:
+    from deit.inference.eval_report import format_report
+
+    row = {"precision": 1.0, "recall": 1.0, "f1-score": 1.0, "support": 2}
+    report = {"a\nb": row, "c": row, "macro avg": row, "weighted avg": row}
+    lines = format_report(report, ["a\nb", "c"]).splitlines()
+    assert len(lines) == 2 + 4 and lines[2].strip().startswith("a\\nb ")

@@ -128,3 +128,15 @@ def test_missing_checkpoint_and_unreadable_inputs_fail_on_one_line(
     assert main(["predict", "--checkpoint", str(tiny_checkpoint), *bad]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and all(path in err for path in bad)
+
+
+def test_names_with_control_characters_are_printed_escaped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from deit.commands import predict as predict_command
+    from deit.errors import printable
+    from deit.inference.predict import Prediction
+
+    assert printable("cat\nDOG 1.000\x1b[31m") == "cat\\nDOG 1.000\\x1b[31m" and printable("café") == "café"
+    hostile = Prediction(str(tmp_path / "a\nb.png"), ["cat\nDOG 1.000", "b"], [0, 1], [0.6, 0.4])
+    predict_command._print_text([hostile])
+    out = capsys.readouterr().out
+    assert out.splitlines() == [f"{tmp_path}/a\\nb.png: cat\\nDOG 1.000 0.600, b 0.400"]

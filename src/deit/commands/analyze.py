@@ -31,6 +31,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda ... (default: cuda if available)")
     parser.add_argument("--teacher-model", default=None, help="teacher name (ours / timm / torchvision)")
     parser.add_argument("--teacher-path", default=None, help="the teacher's trained weights")
+    from deit.data.class_match import MAP_BY_POSITION_HELP
+
+    parser.add_argument("--map-classes-by-position", action="store_true", help=MAP_BY_POSITION_HELP)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         teacher_path=args.teacher_path,
         device=args.device,
         workers=args.workers,
+        map_classes_by_position=args.map_classes_by_position,
     )
     for note in summary["notes"]:
         print(f"note: {note}", file=sys.stderr)

@@ -31,6 +31,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="evaluate the EMA weights (model_ema) of a training checkpoint, ours or official",
     )
+    from deit.data.class_match import MAP_BY_POSITION_HELP
+
+    parser.add_argument("--map-classes-by-position", action="store_true", help=MAP_BY_POSITION_HELP)
     parser.add_argument(
         "--eval-crop-ratio",
         dest="eval_crop_ratio",
@@ -52,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
     """Evaluate and print the three heads' top-1/top-5 (and teacher agreement), the per-class table and the worst
     mistakes; 0 on success."""
     from deit.engine.run import format_metrics
+    from deit.errors import printable
     from deit.inference.eval_report import format_report
     from deit.inference.evaluation import evaluate_checkpoint
 
@@ -68,17 +72,20 @@ def run(args: argparse.Namespace) -> int:
         use_ema=args.ema,
         worst=args.worst,
         eval_crop_ratio=args.eval_crop_ratio,
+        map_classes_by_position=args.map_classes_by_position,
     )
     weights = " (EMA weights)" if args.ema else ""
     print(f"{metrics['checkpoint']}{weights} on {metrics['data_set']} ({metrics['num_images']} images)")
     print(format_metrics(metrics, untrained_dist_head=metrics["dist_head_untrained"]))
+    print(f"classes matched {metrics['class_matching']}")
     print(format_report(metrics["classification_report"], metrics["class_names"]))
     mistakes = metrics["worst_mistakes"]
     if mistakes:
         print(
             "most confident mistakes: "
             + "; ".join(
-                f"#{row['index']} {row['true']} -> {row['predicted']} ({100 * row['confidence']:.0f}%"
+                f"#{row['index']} {printable(row['true'])} -> {printable(row['predicted'])} "
+                + f"({100 * row['confidence']:.0f}%"
                 + (f", teacher {row['teacher']})" if "teacher" in row else ")")
                 for row in mistakes[:5]
             )

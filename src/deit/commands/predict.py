@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from deit.errors import DeitError
+from deit.errors import DeitError, printable
 
 EXIT_SOME_INPUTS_FAILED = 1
 
@@ -49,8 +49,9 @@ def _print_text(predictions: Sequence[Prediction]) -> None:
     for prediction in predictions:
         if not prediction.ok:
             continue
-        ranked = ", ".join(f"{c} {p:.3f}" for c, p in zip(prediction.classes, prediction.probabilities))
-        print(f"{prediction.path}: {ranked}")
+        # Names come from files (class names, file names): escaped, so one result stays one line.
+        ranked = ", ".join(f"{printable(c)} {p:.3f}" for c, p in zip(prediction.classes, prediction.probabilities))
+        print(f"{printable(prediction.path)}: {ranked}")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     if len(predictions) == 1 and failed:
         raise DeitError(str(failed[0].error))
     for prediction in failed:
-        print(f"deit predict: {prediction.error}", file=sys.stderr)
+        print(f"deit predict: {printable(prediction.error or '')}", file=sys.stderr)
     if len(failed) == len(predictions):
         raise DeitError(f"none of the {len(predictions)} inputs could be read as an image")
     if args.json:

@@ -25,6 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from deit.errors import DeitError
+from deit.io import read_text_file
 
 _PIXELS = 3 * 32 * 32
 
@@ -191,7 +192,7 @@ def _read_records(path: Path, archive: CifarArchive) -> tuple[np.ndarray, np.nda
 
 
 def _read_class_names(path: Path, archive: CifarArchive) -> list[str]:
-    names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    names = [line.strip() for line in read_text_file(path).splitlines() if line.strip()]
     if len(names) != archive.num_classes:
         raise DeitError(f"{path}: lists {len(names)} class names, expected {archive.num_classes}")
     return names

@@ -383,12 +383,24 @@ def machine_description(device: str) -> dict[str, Any]:
 
 
 def run_demo(settings: DemoSettings, command: str = "deit demo") -> dict[str, Any]:
-    """Train everything, then write `results.json`, `results.md` and the pictures into the output directory."""
+    """Train everything, then write `results.json`, `results.md` and the pictures into the output directory.
+
+    The output directory is locked as `deit train` locks its own: a second demo into it is refused at once."""
+    from deit.engine.run_lock import lock_run_folder
+
+    settings.validate()
+    lock = lock_run_folder(settings.output_dir)
+    try:
+        return _run_demo(settings, command)
+    finally:
+        lock.release()
+
+
+def _run_demo(settings: DemoSettings, command: str) -> dict[str, Any]:
     from deit.demo import findings as demo_findings
     from deit.demo import plots as demo_plots
     from deit.demo import report as demo_report
 
-    settings.validate()
     started = time.perf_counter()
     load_start = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     jobs, threads, device = plan_parallelism(settings.device, settings.jobs, settings.seeds)

@@ -13,15 +13,20 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
+from deit.errors import DeitError
+from deit.integrity import tensor_digest
+
 #: Above this many bytes (N x views x classes x 4) the table is not built and the teacher runs per step.
 MAX_TABLE_BYTES = 1 << 30
 _TABLES: dict[str, Tensor] = {}
+_MAX_HEADER_BYTES = 1 << 16  # a stored table's safetensors header (names, shape, our metadata) is far smaller
 
 
 def table_bytes(images: int, views: int, classes: int) -> int:
@@ -64,27 +69,86 @@ def compute_table(
     return logits.view(images, views, -1)
 
 
-def cached_table(key: str, compute: Callable[[], Tensor], cache_dir: str | Path | None, device: torch.device) -> Tensor:
+def cached_table(
+    key: str,
+    compute: Callable[[], Tensor],
+    cache_dir: str | Path | None,
+    device: torch.device,
+    *,
+    shape: tuple[int, int, int] | None = None,
+    origin: str = "",
+) -> Tensor:
     """The table for `key`: from this process's memory, from `cache_dir/<key>.safetensors`, or computed (then
-    stored in both). Concurrent processes wait on a lock file, so one computes and the others read."""
+    stored in both). Concurrent processes wait on a lock file, so one computes and the others read.
+
+    A stored table is data like any other: one that fails a check (readable, its tensor, `shape`, float32, the
+    key and digest recorded when it was written, finite values) is rebuilt with one line saying why, never used.
+    `origin` (what the table was computed from) is recorded in the file for whoever finds it."""
     if key in _TABLES:
         return _TABLES[key].to(device)
     if not cache_dir:
-        _TABLES[key] = compute()
+        _TABLES[key] = _finite(compute(), "the teacher's logits")
         return _TABLES[key]
-    from safetensors.torch import load_file, save_file
-
     folder = Path(cache_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"teacher_table_{key}.safetensors"
-    with open(folder / f".teacher_table_{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if path.is_file():
-            table = load_file(str(path))["logits"]
-        else:
-            table = compute()
-            temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            save_file({"logits": table.detach().cpu().contiguous()}, str(temporary))
-            os.replace(temporary, path)  # readers never see a half-written file
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with open(folder / f".teacher_table_{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            table, why = _read_checked(path, key, shape) if path.exists() else (None, "")
+            if table is None:
+                if why:
+                    warnings.warn(f"teacher table {path}: {why}; rebuilt from the teacher", stacklevel=2)
+                table = _finite(compute(), "the teacher's logits")
+                _store(table, path, key, origin)
+    except OSError as error:
+        raise DeitError(f"--teacher-table-dir {folder}: cannot be used ({error.strerror or error})") from error
     _TABLES[key] = table.to(device)
     return _TABLES[key]
+
+
+def _read_checked(path: Path, key: str, shape: tuple[int, int, int] | None) -> tuple[Tensor | None, str]:
+    """(the stored table, "") when it passes every check, else (None, why not)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return None, "not a regular file"
+    limit = (table_bytes(*shape) if shape else MAX_TABLE_BYTES) + _MAX_HEADER_BYTES
+    if path.stat().st_size > limit:
+        return None, f"{path.stat().st_size:,} bytes, more than a table of this shape takes"
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            recorded = handle.metadata() or {}
+            if "logits" not in handle.keys():
+                return None, "holds no 'logits' tensor"
+            table = handle.get_tensor("logits")
+    except Exception as error:  # noqa: BLE001 - safetensors raises its own SafetensorError, OSError ...
+        return None, f"unreadable ({str(error).strip().splitlines()[0][:200] if str(error).strip() else 'damaged'})"
+    if table.dtype != torch.float32:
+        return None, f"its logits are {table.dtype}, not float32"
+    if shape is not None and tuple(table.shape) != tuple(shape):
+        return None, f"its logits are {tuple(table.shape)}, not (images, views, classes) = {tuple(shape)}"
+    if recorded.get("key") != key or recorded.get("sha256") != tensor_digest({"logits": table}):
+        return None, "its contents do not match the key and digest recorded when it was written"
+    if not bool(torch.isfinite(table).all()):
+        return None, "it holds NaN or infinite logits"
+    return table, ""
+
+
+def _store(table: Tensor, path: Path, key: str, origin: str) -> None:
+    from safetensors.torch import save_file
+
+    table = table.detach().cpu().contiguous()
+    metadata = {"key": key, "sha256": tensor_digest({"logits": table}), "origin": origin}
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file({"logits": table}, str(temporary), metadata=metadata)
+        os.replace(temporary, path)  # readers never see a half-written file
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _finite(table: Tensor, what: str) -> Tensor:
+    if not bool(torch.isfinite(table).all()):
+        raise DeitError(f"{what} are not finite (NaN or inf); the teacher cannot be used as it is")
+    return table

@@ -348,9 +348,10 @@ def build_student(config: TrainConfig, num_classes: int, *, load_finetune: bool)
 
 
 def build_student_with_origin(
-    config: TrainConfig, num_classes: int, *, load_finetune: bool
+    config: TrainConfig, num_classes: int, *, load_finetune: bool, class_names: list[str] | None = None
 ) -> tuple[nn.Module, FinetuneOrigin | None]:
-    """`build_student`, and what `--finetune` loaded and adapted (None when no fine-tune weights were loaded)."""
+    """`build_student`, and what `--finetune` loaded and adapted (None when no fine-tune weights were loaded);
+    `class_names` (the data's) are matched by name to the checkpoint's when its heads are kept."""
     from deit.models.factory import build_model
 
     overrides = dict(config.model_kwargs)
@@ -374,6 +375,8 @@ def build_student_with_origin(
             local_copy(config.finetune, "--finetune"),
             flag_model=config.model,
             flag_kwargs=dict(config.model_kwargs),
+            class_names=class_names,
+            by_position=config.map_classes_by_position,
         )
     if config.attn_only:
         _freeze_all_but_attention(model)

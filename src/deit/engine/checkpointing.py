@@ -74,14 +74,41 @@ def save_checkpoint(state: dict[str, Any], path: Path, *, previous_epoch: int | 
     """Write atomically; on a full disk (or any write error) the previous file stays and the error says so."""
     try:
         atomic_torch_save(state, path)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:  # torch's zip writer reports a short write as a RuntimeError
+        if isinstance(error, RuntimeError) and not _is_write_failure(error):
+            raise
         kept = (
             f"the previous {path.name} (epoch {previous_epoch}) is intact"
             if previous_epoch is not None
             else f"no previous {path.name} existed"
         )
-        reason = "no space left on device" if error.errno == errno.ENOSPC else (error.strerror or str(error))
-        raise DeitError(f"could not write {path}: {reason}; {kept}") from error
+        raise DeitError(f"{_write_failure(error, path)}; {kept}") from error
+
+
+def _is_write_failure(error: RuntimeError) -> bool:
+    text = str(error)
+    return "unexpected pos" in text or "file write failed" in text or "inline_container" in text
+
+
+def _write_failure(error: BaseException, path: Path) -> str:
+    """'disk full while writing NAME in DIR' when the disk is full (errno, or torch's short write with no room
+    left), else the write error in one line."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    full = getattr(error, "errno", None) == errno.ENOSPC or (
+        isinstance(error, RuntimeError) and free is not None and free < _FULL_DISK_BYTES
+    )
+    if full:
+        return f"disk full while writing {path.name} in {path.parent}"
+    reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0]
+    return f"could not write {path}: {reason}"
+
+
+_FULL_DISK_BYTES = 64 << 20  # a failed checkpoint write with less than this left: the disk filled up
 
 
 def resolve_resume_path(resume: str, output_dir: str) -> Path | None:
@@ -139,6 +166,41 @@ def check_resume_matches(
         )
 
 
+# Settings a resumed run may change, but never without a word: each changes what the remaining epochs do.
+_SAID_ON_RESUME = ("batch_size", "lr", "unscale_lr", "data_set", "data_path", "train_subset", "epochs", "opt")
+
+
+def resume_changes(checkpoint: dict[str, Any], path: Path, settings: dict[str, Any]) -> str:
+    """One line naming what `settings` (a `TrainConfig.to_dict()`) change against the run recorded in
+    `checkpoint['args']`, with the scaled learning rate when batch size or lr differ; '' when nothing does."""
+    from deit.engine.optim import scaled_lr
+
+    saved = checkpoint.get("args")
+    if not isinstance(saved, dict):
+        return ""
+    changed = [
+        f"--{key.replace('_', '-')} {settings[key]} (was {saved[key]})"
+        for key in _SAID_ON_RESUME
+        if key in saved and key in settings and saved[key] is not None and saved[key] != settings[key]
+    ]
+    if not changed:
+        return ""
+    line = f"--resume {path}: resumed with other settings than it was trained with: {', '.join(changed)}"
+    try:
+        before, after = (
+            scaled_lr(
+                float(args["lr"]),
+                int(args["batch_size"]),
+                int(args.get("world_size") or 1),
+                unscale=bool(args.get("unscale_lr")),
+            )
+            for args in (saved, settings)
+        )
+    except (KeyError, TypeError, ValueError):
+        return line
+    return line + (f"; the scaled lr is now {after:.3g} (was {before:.3g})" if before != after else "")
+
+
 def prune_log(log_path: Path, last_epoch: int) -> None:
     """Drop `log.txt` lines for epochs after `last_epoch` (written by a run that died before its checkpoint)."""
     if not log_path.is_file():
@@ -146,7 +208,7 @@ def prune_log(log_path: Path, last_epoch: int) -> None:
     import json
 
     kept = []
-    for line in log_path.read_text().splitlines():
+    for line in log_path.read_text(errors="replace").splitlines():  # a torn multi-byte character: dropped below
         try:
             row = json.loads(line)
         except json.JSONDecodeError:
@@ -240,8 +302,7 @@ def copy_checkpoint(source: Path, target: Path) -> None:
     try:
         atomic_write(target, lambda tmp: _link_or_copy(source, Path(tmp)))
     except OSError as error:
-        reason = "no space left on device" if error.errno == errno.ENOSPC else (error.strerror or str(error))
-        raise DeitError(f"could not write {target}: {reason}; {source.name} is intact") from error
+        raise DeitError(f"{_write_failure(error, target)}; {source.name} is intact") from error
 
 
 def _link_or_copy(source: Path, tmp: Path) -> None:

@@ -17,6 +17,7 @@ import yaml
 
 from deit.errors import DeitError
 from deit.flag_bounds import bound_for, check_value
+from deit.io import read_text_file
 from deit.yaml_load import safe_load_no_aliases
 
 
@@ -301,6 +302,13 @@ class TrainConfig:
     )
     attn_only: bool = _opt(
         False, "--attn-only", group="finetune", help="fine-tune the attention layers, heads and pos_embed only"
+    )
+    map_classes_by_position: bool = _opt(
+        False,
+        "--map-classes-by-position",
+        group="finetune",
+        help="--finetune: keep the heads of a checkpoint whose class names differ from the data's, paired by index "
+        "(default: refused; the same names in another order are reordered by name)",
     )
     # -- fine-tuning (ours; timm's names where timm has the flag)
     recipe: str = _opt(
@@ -667,10 +675,9 @@ def _convert(name: str, value: Any, source: str) -> Any:
 def load_yaml_settings(path: str | Path) -> dict[str, Any]:
     """Read a `--config` YAML file into field names -> checked values; unknown keys get close matches."""
     path = Path(path)
-    if not path.is_file():
-        raise DeitError(f"--config {path}: no such file")
+    text = read_text_file(path, flag="--config")  # a FIFO, a folder or non-UTF-8 bytes: one line naming it
     try:
-        raw = safe_load_no_aliases(path.read_text()) or {}
+        raw = safe_load_no_aliases(text) or {}
     except yaml.YAMLError as error:
         raise DeitError(f"{path}: not valid YAML: {str(error).splitlines()[0]}") from error
     if not isinstance(raw, dict):

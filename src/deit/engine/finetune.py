@@ -14,8 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
+from deit.data.class_match import SAME_NAMES, match_classes
 from deit.errors import DeitError
 from deit.models.meta import CheckpointMeta
 
@@ -47,10 +49,16 @@ def fill_from_checkpoint(settings: dict[str, Any]) -> dict[str, Any]:
     filled = dict(settings)
     filled.setdefault("model", meta.model)
     if filled["model"] == meta.model:
-        filled.setdefault("model_kwargs", dict(meta.model_kwargs))
+        filled.setdefault("model_kwargs", _constructor_kwargs(meta))
     if meta.input_size:
         filled.setdefault("input_size", int(meta.input_size))
     return filled
+
+
+def _constructor_kwargs(meta: CheckpointMeta) -> dict[str, Any]:
+    """The meta's kwargs less the keys the run sets itself: the class count (the new data's) and the image size
+    (`--input-size`, which fine-tuning may change; the meta check made a repeated one equal to `input_size`)."""
+    return {key: value for key, value in meta.model_kwargs.items() if key not in ("num_classes", "img_size")}
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,7 @@ class FinetuneOrigin:
     reinitialised: tuple[str, ...]  # head names whose weights were not taken from the file
     grid_before: int | None  # pos_embed patch grid side in the file; None when unchanged or absent
     grid_after: int | None
+    class_matching: str | None = None  # how kept heads were matched to the data's classes, when worth saying
 
     def lines(self, model_name: str) -> list[str]:
         """The run's first lines about the fine-tune start (one idea per line)."""
@@ -76,6 +85,8 @@ class FinetuneOrigin:
             )
         else:
             lines.append(f"--finetune: heads kept ({self.classes_after} classes, as in the checkpoint)")
+        if self.class_matching:
+            lines.append(f"--finetune: classes matched {self.class_matching}")
         if self.grid_before is not None:
             lines.append(
                 f"--finetune: pos_embed resampled {self.grid_before}×{self.grid_before} → "
@@ -91,6 +102,7 @@ class FinetuneOrigin:
             "classes_before": self.classes_before,
             "reinitialised": list(self.reinitialised),
             "pos_embed_grid": [self.grid_before, self.grid_after] if self.grid_before is not None else None,
+            "class_matching": self.class_matching,
         }
 
 
@@ -101,11 +113,19 @@ def _describe(meta: CheckpointMeta) -> str:
 
 
 def load_finetune(
-    model: nn.Module, source: str | Path, *, flag_model: str, flag_kwargs: dict[str, Any]
+    model: nn.Module,
+    source: str | Path,
+    *,
+    flag_model: str,
+    flag_kwargs: dict[str, Any],
+    class_names: list[str] | None = None,
+    by_position: bool = False,
 ) -> FinetuneOrigin:
     """Load `source` into `model` (heads of another class count dropped, pos_embed resampled) and say how.
 
-    A file that does not fit is one DeitError naming both the flags and what the file's meta says it holds.
+    A file that does not fit is one DeitError naming both the flags and what the file's meta says it holds. Kept
+    heads are matched to the data's `class_names` by name (rows reordered), as `deit eval` matches classes;
+    other names are refused unless `by_position`.
     """
     from deit.models.checkpoint import adapt_state_dict, read_trained_weights
 
@@ -125,8 +145,18 @@ def load_finetune(
                 f"(drop --model/--model-kwargs to build the checkpoint's): {error}"
             ) from error
         raise
-    model.load_state_dict(adapted, strict=False)
     reinitialised = tuple(name for name in _HEADS if f"{name}.weight" in target and (f"{name}.weight" not in adapted))
+    matching = None
+    if class_names and meta is not None and not reinitialised and len(class_names) == meta.num_classes:
+        match = match_classes(
+            meta.labels(), class_names, source=f"--finetune {source}", data="the training data", by_position=by_position
+        )
+        matching = None if match.how == SAME_NAMES else match.how
+        rows = torch.tensor(match.order)  # the data's class i takes the checkpoint's row order[i]
+        for key in [f"{name}.{part}" for name in _HEADS for part in ("weight", "bias")]:
+            if key in adapted and not match.identity:
+                adapted[key] = adapted[key][rows]
+    model.load_state_dict(adapted, strict=False)
     grid_before = grid_after = None
     if (
         "pos_embed" in target
@@ -144,4 +174,5 @@ def load_finetune(
         reinitialised=reinitialised,
         grid_before=grid_before,
         grid_after=grid_after,
+        class_matching=matching,
     )

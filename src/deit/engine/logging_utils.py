@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -97,6 +98,7 @@ class RunLog:
     def __init__(self, output_dir: Path | None, *, enabled: bool, purge_step: int | None = None) -> None:
         self.path = output_dir / "log.txt" if output_dir and enabled else None
         self._writer = None
+        self._before_last_row: int | None = None  # log.txt's size before the last row, to take it back
         if self.path is not None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -116,6 +118,7 @@ class RunLog:
         if self.path is None:
             return
         with self.path.open("a") as handle:
+            self._before_last_row = handle.tell()
             handle.write(dumps_strict(stats) + "\n")
         if self._writer is not None:
             step = int(stats.get("epoch", 0))
@@ -123,6 +126,13 @@ class RunLog:
                 if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
                     self._writer.add_scalar(key.replace("train_", "train/").replace("test_", "test/"), value, step)
             self._writer.flush()
+
+    def drop_last_row(self) -> None:
+        """Take back the row `write` just appended (its epoch's checkpoint failed): truncation needs no free space,
+        so it works on the full disk that made the checkpoint fail."""
+        if self.path is not None and self._before_last_row is not None:
+            os.truncate(self.path, self._before_last_row)
+            self._before_last_row = None
 
     def close(self) -> None:
         """Flush and close TensorBoard."""
@@ -134,7 +144,7 @@ class RunLog:
 def read_log(path: str | Path) -> list[dict[str, Any]]:
     """The JSON lines of `log.txt` (a torn last line, e.g. after kill -9, is ignored)."""
     rows = []
-    for line in Path(path).read_text().splitlines():
+    for line in Path(path).read_text(errors="replace").splitlines():
         try:
             rows.append(json.loads(line))
         except json.JSONDecodeError:

@@ -123,12 +123,14 @@ def _teacher_table(
         if config.teacher_table == "on":
             raise DeitError(f"--teacher-table on: {why_not}")
         return None, f"teacher: one forward pass per step ({why_not})"
-    key = table_key(file_sha256(config.teacher_path), _data_identity(config, augment, folder), augment.views.describe())
+    identity = (file_sha256(config.teacher_path), _data_identity(config, augment, folder), augment.views.describe())
     table = cached_table(
-        key,
+        table_key(*identity),
         lambda: compute_table(teacher, augment, images=images, views=views, device=device),
         config.teacher_table_dir or None,
         device,
+        shape=(images, views, classes),
+        origin=f"teacher sha256 {identity[0]} | data {identity[1]} | views {identity[2]}",
     )
     return table, (
         f"teacher: looked up in a table of its logits for {images} images x {views} views "

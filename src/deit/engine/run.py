@@ -30,6 +30,7 @@ from deit.engine.checkpointing import (
     resolve_resume_path,
     restore_rng,
     restore_training_state,
+    resume_changes,
     save_checkpoint,
     training_state,
 )
@@ -48,7 +49,7 @@ from deit.engine.loop import NonFiniteLossError, evaluate, train_one_epoch
 from deit.engine.optim import build_scheduler, current_lr
 from deit.engine.preflight import describe_data, resolve_data_set, validate_config
 from deit.engine.recipes import describe_recipe, small_run_warnings
-from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
+from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_best, refuse_replacing_a_run
 from deit.engine.run_report import (
     choose_threads,
     clamp_workers,
@@ -112,12 +113,23 @@ def train(config: TrainConfig) -> dict[str, Any]:
     device = process_device(config.device, env.local_rank)
     precision = resolve_precision(config.amp, device)
     resume_path = resolve_resume_path(config.resume, config.output_dir)
+    if config.output_dir and not config.eval:  # before anything is read or said ("starting from scratch")
+        refuse_replacing_a_best(
+            config.output_dir,
+            BEST_NAME,
+            CHECKPOINT_NAME,
+            resuming=resume_path is not None,
+            overwrite=config.overwrite_output,
+        )
     checkpoint = None
     if resume_path is not None:
         checkpoint = read_checkpoint(resume_path)
         check_resume_matches(
             checkpoint, resume_path, model=config.model, model_kwargs=config.model_kwargs, input_size=config.input_size
         )
+        changes = resume_changes(checkpoint, resume_path, config.to_dict()) if not config.eval else ""
+        if changes and env.is_main:
+            warnings.warn(changes, stacklevel=2)
     elif config.resume == "auto":
         say(
             f"--resume auto: no {CHECKPOINT_NAME} in {config.output_dir} yet; starting from scratch",
@@ -195,7 +207,9 @@ def _build(
         with torch.random.fork_rng(devices=[]):
             run.teacher = builders.build_teacher_for(config, num_classes, device)
 
-    model, origin = builders.build_student_with_origin(config, num_classes, load_finetune=checkpoint is None)
+    model, origin = builders.build_student_with_origin(
+        config, num_classes, load_finetune=checkpoint is None, class_names=class_names
+    )
     for line in origin.lines(config.model) if origin is not None else []:
         say(line, is_main=env.is_main)
     if not config.eval:
@@ -456,7 +470,12 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             # checkpointed epoch without its row (which no resume would write again).
             log.write(stats)
             if _checkpoint_due(config, epoch, improved):
-                _save_epoch(run, epoch, improved)
+                try:
+                    _save_epoch(run, epoch, improved)
+                except DeitError:
+                    if run.last_saved_epoch != epoch:  # no checkpoint holds this epoch: neither may log.txt
+                        log.drop_last_row()
+                    raise
             skipped = f", {train_stats['skipped_steps']} bad batches skipped" if train_stats["skipped_steps"] else ""
             validation = _epoch_validation(run, metrics) if evaluated else "not evaluated"
             say(

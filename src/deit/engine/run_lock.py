@@ -66,3 +66,18 @@ def refuse_replacing_a_run(output_dir: str | Path, checkpoint_name: str, *, resu
             f"continue it, --overwrite-output to start over (its checkpoints are replaced), or choose "
             f"another folder"
         )
+
+
+def refuse_replacing_a_best(
+    output_dir: str | Path, best_name: str, checkpoint_name: str, *, resuming: bool, overwrite: bool
+) -> None:
+    """Refuse to start fresh over a folder holding a best checkpoint with no run beside it to continue: the new
+    run's first epoch would overwrite a file it did not write."""
+    folder = Path(output_dir)
+    if resuming or overwrite or not (folder / best_name).is_file() or (folder / checkpoint_name).is_file():
+        return
+    raise DeitError(
+        f"--output_dir {output_dir}: holds a {best_name} but no {checkpoint_name} to continue; a new run would "
+        f"overwrite it: pass --resume {folder / best_name} to continue from it, --overwrite-output to start over, "
+        f"or choose another folder"
+    )

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import DataLoader, Subset
 
+from deit.data.class_match import SAME_NAMES, RelabelledDataset, match_classes
 from deit.errors import DeitError
 from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 from deit.io import dumps_strict
@@ -228,10 +229,12 @@ def analyze(
     teacher_path: str | Path | None = None,
     device: str | torch.device | None = None,
     workers: int = 0,
+    map_classes_by_position: bool = False,
 ) -> dict[str, Any]:
     """Run the measurements on `data_set`'s validation split and write them under `output`; returns a summary.
 
     `data_set` and `data_path` default to those the checkpoint was trained on, as `deit eval`'s do (else IMNET).
+    The data's classes are matched to the checkpoint's by name, as `deit eval` matches them.
     """
     from deit.data import build_dataset
     from deit.inference.record import training_record
@@ -260,12 +263,24 @@ def analyze(
     num_classes = model.num_classes
     class_names = meta.labels(num_classes)
     labels_match = len(getattr(dataset, "classes", [])) == num_classes
+    if labels_match:  # scored against labels: by name, as `deit eval` (refused when the names differ)
+        match = match_classes(
+            class_names,
+            [str(name) for name in dataset.classes],
+            source=str(checkpoint),
+            data=f"--data-set {data_set}",
+            by_position=map_classes_by_position,
+        )
+        if not match.identity:
+            dataset = RelabelledDataset(dataset, match.order)
     teacher = _build_teacher(
         teacher_model, None if teacher_path is None else str(teacher_path), num_classes, preprocessing, resolved
     )
     output = Path(output)
     output.mkdir(parents=True, exist_ok=True)
     notes = [] if model.distilled else [NO_DIST_NOTE]
+    if labels_match and match.how != SAME_NAMES:
+        notes.append(f"classes matched {match.how}")
     if not labels_match:
         notes.append(
             f"the data has {len(getattr(dataset, 'classes', []))} classes, the model {num_classes}: "

@@ -15,6 +15,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, IterableDataset
 
+from deit.errors import printable
+
 TABLE_MAX_CLASSES = 40  # above this the printed table keeps the worst classes; metrics.json keeps them all
 
 
@@ -59,12 +61,12 @@ def format_report(report: dict[str, Any], class_names: list[str]) -> str:
     if len(shown) > TABLE_MAX_CLASSES:  # hundreds of rows hide the point: the classes the model does worst on
         shown = sorted(shown, key=lambda name: (report[name]["f1-score"], name))[: TABLE_MAX_CLASSES // 2]
         heading = f"the {len(shown)} classes of lowest F1 (all {len(class_names)} in metrics.json):"
-    width = max(len(name) for name in shown + ["weighted avg"])
+    width = max(len(printable(name)) for name in shown + ["weighted avg"])
     rows = [heading, f"{'':>{width}} {'precision':>9} {'recall':>9} {'f1-score':>9} {'support':>8}"]
     for name in shown + ["macro avg", "weighted avg"]:
         row = report[name]
-        rows.append(
-            f"{name:>{width}} {row['precision']:>9.3f} {row['recall']:>9.3f} {row['f1-score']:>9.3f} "
+        rows.append(  # a class name with a newline would split its row: escaped
+            f"{printable(name):>{width}} {row['precision']:>9.3f} {row['recall']:>9.3f} {row['f1-score']:>9.3f} "
             f"{int(row['support']):>8d}"
         )
     return "\n".join(rows)

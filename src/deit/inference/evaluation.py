@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
+from deit.data.class_match import RelabelledDataset, match_classes
 from deit.errors import DeitError
 from deit.inference.record import training_record
 from deit.integrity import check_finite_metrics
@@ -30,13 +31,15 @@ def evaluate_checkpoint(
     use_ema: bool = False,
     worst: int = 16,
     eval_crop_ratio: float | None = None,
+    map_classes_by_position: bool = False,
 ) -> dict[str, Any]:
     """Top-1/top-5 of the class, distillation and fused heads (+ teacher agreement) on a validation split, the
     per-class report (`classification_report`) and the `worst` most confident mistakes (`worst_mistakes`).
 
     The data set defaults to the one the checkpoint was trained on; with `output`, writes `metrics.json`,
     `confusion_matrix.png` and `worst_mistakes.png` there. The centre crop is the checkpoint's recorded
-    ratio (`deit train --eval-crop-ratio`), or `eval_crop_ratio`.
+    ratio (`deit train --eval-crop-ratio`), or `eval_crop_ratio`. The data's classes are matched to the
+    checkpoint's by name (`class_matching` says how); other names are refused unless `map_classes_by_position`.
     """
     from deit.data import build_dataset
     from deit.engine.loop import evaluate
@@ -72,6 +75,11 @@ def evaluate_checkpoint(
         raise DeitError(
             f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} has {len(classes)}"
         )
+    match = match_classes(
+        meta.labels(), classes, source=str(path), data=f"--data-set {data_set}", by_position=map_classes_by_position
+    )
+    if not match.identity:  # scored in the checkpoint's numbering, reported under its names
+        dataset, classes = RelabelledDataset(dataset, match.order), meta.labels()
     teacher = None
     if teacher_path:
         from deit.distill import build_teacher
@@ -105,6 +113,7 @@ def evaluate_checkpoint(
         checkpoint=str(path),
         data_set=data_set,
         class_names=classes,
+        class_matching=match.how,
         weights="model_ema" if use_ema else "model",
         dist_head_untrained=untrained,
         classification_report=eval_report.classification_report(records, classes),

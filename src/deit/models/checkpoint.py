@@ -17,12 +17,13 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from deit.errors import DeitError, short_list
+from deit.errors import DeitError
 from deit.integrity import check_finite, looks_like_safetensors
 from deit.io import atomic_write, dumps_strict, load_torch_file, require_regular_file
 from deit.models import hf_convert
 from deit.models.meta import CheckpointMeta
 from deit.models.registry import get_model_spec, is_registered
+from deit.models.state_fit import check_key_names, check_shapes
 from deit.version import __version__
 
 Source = str | Path
@@ -64,8 +65,10 @@ def read_file_with_meta(path: Path) -> tuple[Any, dict[str, Any] | None]:
     """One safe read of a checkpoint file: its payload, and the deit meta it carries (export or training) if any."""
     payload, metadata = _read_file(path)
     meta = _export_meta(metadata, path)
-    if meta is None and isinstance(payload, dict) and isinstance(payload.get("meta"), dict):
+    if meta is None and isinstance(payload, dict) and payload.get("meta") is not None:
         meta = payload["meta"]
+        if not isinstance(meta, dict):  # never guessed around: the model would be rebuilt from the shapes alone
+            raise DeitError(f"{path}: its 'meta' is a {type(meta).__name__}, not the mapping a deit checkpoint holds")
     return payload, meta
 
 
@@ -239,13 +242,13 @@ def adapt_state_dict(state_dict: dict[str, Tensor], model: nn.Module, *, source:
         optional = {key for key in target if key.startswith(_HEAD_PREFIXES)}
     else:
         optional = set()
-    _check_key_names(state_dict, target, optional=optional, source=source)
+    check_key_names(state_dict, target, optional=optional, source=source)
     if "pos_embed" in target and state_dict["pos_embed"].shape != target["pos_embed"].shape:
         num_prefix = target["pos_embed"].shape[1] - model.patch_embed.num_patches
         state_dict["pos_embed"] = resample_pos_embed(
             state_dict["pos_embed"], num_prefix_tokens=num_prefix, grid_size=model.patch_embed.grid_size, source=source
         )
-    _check_shapes(state_dict, target, source=source)
+    check_shapes(state_dict, target, source=source)
     return state_dict
 
 
@@ -284,33 +287,9 @@ def resample_pos_embed(
 def load_state_dict_strict(model: nn.Module, state_dict: dict[str, Tensor], *, source: str) -> None:
     """`model.load_state_dict(strict=True)` whose failure is a one-line DeitError naming the keys."""
     target = model.state_dict()
-    _check_key_names(state_dict, target, optional=set(), source=source)
-    _check_shapes(state_dict, target, source=source)
+    check_key_names(state_dict, target, optional=set(), source=source)
+    check_shapes(state_dict, target, source=source)
     model.load_state_dict(state_dict, strict=True)
-
-
-def _check_key_names(
-    state_dict: dict[str, Tensor], target: dict[str, Tensor], *, optional: set[str], source: str
-) -> None:
-    missing = [key for key in target if key not in state_dict and key not in optional]
-    unexpected = [key for key in state_dict if key not in target]
-    problems = []
-    if missing:
-        problems.append(f"missing key(s) {short_list(missing)}")
-    if unexpected:
-        problems.append(f"unexpected key(s) {short_list(unexpected)}")
-    if problems:
-        raise DeitError(f"{source}: does not fit the model: {'; '.join(problems)}")
-
-
-def _check_shapes(state_dict: dict[str, Tensor], target: dict[str, Tensor], *, source: str) -> None:
-    wrong = [
-        f"{key} {tuple(state_dict[key].shape)} vs model {tuple(target[key].shape)}"
-        for key in state_dict
-        if key in target and state_dict[key].shape != target[key].shape
-    ]
-    if wrong:
-        raise DeitError(f"{source}: mis-shaped key(s) {short_list(wrong)}")
 
 
 # ---------------------------------------------------------------- writing

@@ -17,6 +17,7 @@ from deit.errors import DeitError
 from deit.models import hf_convert
 from deit.models.architecture import Architecture, architecture_of, closest_registered, overrides_for
 from deit.models.checkpoint import Source, default_meta, load_pretrained, load_state_dict_strict, read_trained_weights
+from deit.models.foreign import construct_foreign
 from deit.models.kwargs_check import check_vit_kwargs
 from deit.models.meta import CheckpointMeta
 from deit.models.registry import get_model_spec, model_source, unknown_model_error
@@ -68,22 +69,16 @@ def build_model(
     to ours and timm's; torchvision models have no stochastic depth, so it is ignored for them.
     """
     source = model_source(name)
+    if source is None:
+        raise unknown_model_error(name)
     if source == "deit":
         return create_model(
             name, num_classes=num_classes, img_size=img_size, drop_path_rate=drop_path_rate, **overrides
         )
-    if source == "timm":
-        import timm
-
-        kwargs: dict[str, Any] = dict(overrides)
-        if drop_path_rate:
-            kwargs["drop_path_rate"] = drop_path_rate
-        return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
-    if source == "torchvision":
-        import torchvision
-
-        return torchvision.models.get_model(name, weights=None, num_classes=num_classes, **overrides)
-    raise unknown_model_error(name)
+    kwargs: dict[str, Any] = dict(overrides)
+    if drop_path_rate and source == "timm":
+        kwargs["drop_path_rate"] = drop_path_rate
+    return construct_foreign(name, source=source, num_classes=num_classes, **kwargs)
 
 
 # ---------------------------------------------------------------- rebuilding a trained model
@@ -118,9 +113,14 @@ def load_trained_model(
 
 
 def _build_from_meta(meta: CheckpointMeta, *, overrides: dict[str, Any]) -> nn.Module:
-    return build_model(
-        meta.model, num_classes=meta.num_classes, img_size=meta.input_size, **dict(meta.model_kwargs, **overrides)
-    )
+    # The meta check made any img_size/num_classes inside model_kwargs equal to the meta's own fields: pass each
+    # once. A timm/torchvision model is built from exactly the kwargs its meta-device skeleton was checked with.
+    kwargs = {key: value for key, value in dict(meta.model_kwargs, **overrides).items() if key != "num_classes"}
+    source = model_source(meta.model)
+    if source != "deit":
+        return construct_foreign(meta.model, source=source, num_classes=meta.num_classes, **kwargs)
+    img_size = kwargs.pop("img_size", None) or meta.input_size
+    return build_model(meta.model, num_classes=meta.num_classes, img_size=img_size, **kwargs)
 
 
 def _build_from_weights(

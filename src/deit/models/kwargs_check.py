@@ -10,7 +10,7 @@ from typing import Any
 
 from deit.errors import DeitError
 
-_INTEGERS = {
+INTEGER_BOUNDS = {
     "img_size": (1, 4096),
     "patch_size": (1, 512),
     "in_chans": (1, 64),
@@ -19,7 +19,7 @@ _INTEGERS = {
     "depth": (1, 256),
     "num_heads": (1, 512),
 }
-_FRACTIONS = ("drop_rate", "attn_drop_rate", "drop_path_rate")  # [0, 1): 1 drops everything and gives NaN
+FRACTION_KEYS = ("drop_rate", "attn_drop_rate", "drop_path_rate")  # [0, 1): 1 drops everything and gives NaN
 _BOOLEANS = ("qkv_bias", "distilled", "pos_embed_over_prefix")
 _MAX_MLP_RATIO = 64.0
 # Keys that would make a constructor fetch weights from the network (timm / torchvision spellings).
@@ -39,13 +39,8 @@ DOWNLOAD_KEYS = (
 def check_vit_kwargs(kwargs: dict[str, Any], *, where: str) -> None:
     """Refuse unknown keys, wrong types and out-of-range values; `where` names the file or flag at fault."""
     for key, value in kwargs.items():
-        if key in _INTEGERS:
-            low, high = _INTEGERS[key]
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise DeitError(f"{where}: '{key}' must be a whole number in [{low}, {high}], got {value!r}")
-        elif key in _FRACTIONS:
-            if not _number(value) or not 0.0 <= value < 1.0:
-                raise DeitError(f"{where}: '{key}' must be a number in [0, 1), got {value!r}")
+        if key in INTEGER_BOUNDS or key in FRACTION_KEYS:
+            check_common_key(key, value, where=where)
         elif key in _BOOLEANS:
             if not isinstance(value, bool):
                 raise DeitError(f"{where}: '{key}' must be true or false, got {value!r}")
@@ -65,6 +60,17 @@ def check_vit_kwargs(kwargs: dict[str, Any], *, where: str) -> None:
         raise DeitError(f"{where}: embed_dim {dim} is not divisible by num_heads {heads}")
     if "mlp_ratio" in kwargs and isinstance(dim, int) and int(dim * kwargs["mlp_ratio"]) < 1:
         raise DeitError(f"{where}: mlp_ratio {kwargs['mlp_ratio']} gives an MLP of no units at embed_dim {dim}")
+
+
+def check_common_key(key: str, value: Any, *, where: str) -> None:
+    """A size (`INTEGER_BOUNDS`) or a drop rate (`FRACTION_KEYS`, any `*drop_rate`) within its bounds; timm's
+    ViTs share these names, so a file naming one of theirs is held to the same bounds as ours."""
+    if key in INTEGER_BOUNDS:
+        low, high = INTEGER_BOUNDS[key]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise DeitError(f"{where}: '{key}' must be a whole number in [{low}, {high}], got {value!r}")
+    elif not _number(value) or not 0.0 <= value < 1.0:
+        raise DeitError(f"{where}: '{key}' must be a number in [0, 1), got {value!r}")
 
 
 def check_patch_grid(img_size: int, patch_size: int, *, where: str) -> None:

@@ -11,7 +11,8 @@ from torch import Tensor
 from deit.errors import DeitError
 from deit.models.architecture import _DEFAULTS, architecture_of
 from deit.models.kwargs_check import check_no_download_keys, check_vit_kwargs
-from deit.models.registry import get_model_spec, is_registered
+from deit.models.model_cost import check_model_cost, vit_cost
+from deit.models.registry import get_model_spec, model_source
 
 _MIN_CROP_PCT = 0.05  # below this the eval resize (input / crop_pct) asks for a gigantic image
 
@@ -19,10 +20,17 @@ _MIN_CROP_PCT = 0.05  # below this the eval resize (input / crop_pct) asks for a
 def validate_meta(meta: dict[str, Any], state_dict: dict[str, Tensor], *, source: str) -> None:
     """Refuse meta whose types, ranges or architecture disagree with `state_dict`; names the file and the key."""
     check_meta_fields(meta, source=source)
-    if is_registered(meta["model"]):
+    kind = model_source(meta["model"])
+    if kind == "deit":
         _check_against_tensors(
             meta, meta["model"], meta.get("model_kwargs") or {}, state_dict, where=f"{source}: meta", source=source
         )
+    elif kind is None:
+        raise DeitError(f"{source}: meta 'model' names '{meta['model']}', which neither deit, timm nor torchvision has")
+    else:  # every architecture a file names is checked, ours or another library's
+        from deit.models.foreign import check_foreign_meta
+
+        check_foreign_meta(meta, state_dict, source=source, kind=kind)
 
 
 def check_meta_fields(meta: dict[str, Any], *, source: str) -> None:
@@ -39,9 +47,23 @@ def check_meta_fields(meta: dict[str, Any], *, source: str) -> None:
         raise DeitError(f"{where} 'model_kwargs' must be a mapping, got {type(kwargs).__name__}")
     check_no_download_keys(kwargs, where=f"{where} 'model_kwargs'")
     _check_preprocessing(meta, num_classes, where)
+    _check_builder_keys(meta, kwargs, where)
     for key, kind in (("interpolation", str), ("distilled", bool), ("deit_version", str)):
         if meta.get(key) is not None and not isinstance(meta[key], kind):
             raise DeitError(f"{where} '{key}' must be a {kind.__name__}, got {meta[key]!r}")
+
+
+# Keys the builder sets from the meta's own fields: inside `model_kwargs` they may only repeat those fields.
+_BUILDER_KEYS = {"num_classes": "num_classes", "img_size": "input_size"}
+
+
+def _check_builder_keys(meta: dict[str, Any], kwargs: dict[str, Any], where: str) -> None:
+    for key, field in _BUILDER_KEYS.items():
+        if key in kwargs and meta.get(field) is not None and kwargs[key] != meta[field]:
+            raise DeitError(
+                f"{where} 'model_kwargs' sets {key}={kwargs[key]!r}, but its '{field}' is {meta[field]!r}; "
+                f"the file is inconsistent"
+            )
 
 
 def _check_preprocessing(meta: dict[str, Any], num_classes: int, where: str) -> None:
@@ -108,6 +130,15 @@ def _check_against_tensors(
             )
     # What the tensors cannot tell (heads, drop rates, ...) is still bounded and typed.
     check_vit_kwargs(config, where=f"{where} 'model_kwargs'")
+    check_model_cost(
+        *vit_cost(
+            **{key: config[key] for key in ("embed_dim", "depth", "num_heads", "mlp_ratio", "img_size", "patch_size")},
+            in_chans=config["in_chans"],
+            num_classes=config["num_classes"],
+            prefix_tokens=2 if config["distilled"] else 1,
+        ),
+        where=source,
+    )
 
 
 def _number(value: Any) -> bool:
