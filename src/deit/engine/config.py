@@ -204,7 +204,10 @@ class TrainConfig:
     remode: str = _opt("pixel", "--remode", group="augmentation", help="random erase mode")
     recount: int = _opt(1, "--recount", group="augmentation", help="random erase count")
     resplit: bool = _opt(
-        False, "--resplit", group="augmentation", help="official flag without effect there; refused here"
+        False,
+        "--resplit",
+        group="augmentation",
+        help="accepted, without effect: the official code declares it and never reads it",
     )
     # -- mixup / cutmix (official)
     mixup: float = _opt(0.8, "--mixup", group="mixup", help="mixup alpha (on if > 0)")
@@ -257,7 +260,13 @@ class TrainConfig:
         "classes) x tau^2, as released) or batchmean (Hinton et al.: / batch "
         "x tau^2; `classes` times stronger)",
     )
-    cosub: bool = _opt(False, "--cosub", group="distillation", help="co-training (cosub): not implemented")
+    cosub: bool = _opt(
+        False,
+        "--cosub",
+        group="distillation",
+        help="co-training of two stochastic-depth sub-models (official DeiT III engine): each image twice "
+        "per step, BCE on the labels and on the other sub-model's detached sigmoid; replaces the loss",
+    )
     # -- fine-tuning (official)
     finetune: str = _opt(
         "",
@@ -673,11 +682,6 @@ def check_config_bounds(config: TrainConfig) -> None:
                 raise DeitError(problem)
 
 
-def non_default_unimplemented(config: TrainConfig) -> list[str]:
-    """Official flags this engine refuses rather than silently ignoring, when set away from their default."""
-    refused = []
-    if config.cosub:
-        refused.append("--cosub (co-training of two sub-models) is not implemented")
-    if config.resplit:
-        refused.append("--resplit is not implemented (the official script accepts it but never uses it)")
-    return refused
+def inert_official_flags(config: TrainConfig) -> list[str]:
+    """Official flags that are set but do nothing, in the official code as here: one line each, to say so."""
+    return ["--resplit has no effect (the official code declares it and never reads it)"] if config.resplit else []
