@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from deit.commands import analyze, bench, data, demo, export, models, predict, train
+from deit.commands import analyze, bench, data, demo, export, models, predict, submit, train
 from deit.commands import eval as evaluate
 from deit.errors import DeitError
 from deit.flag_bounds import apply_bounds
@@ -20,6 +20,7 @@ from deit.flag_bounds import apply_bounds
 # onnx or matplotlib, and only the command that runs loads what it needs.
 SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "train": (train, "train a DeiT student, a teacher or any timm/torchvision model"),
+    "submit": (submit, "submit `deit train` as a SLURM job (submitit; the official run_with_submitit.py flags)"),
     "eval": (evaluate, "evaluate a checkpoint: class, distillation and fused heads"),
     "predict": (predict, "top-k classes for images or folders"),
     "export": (export, "export a checkpoint to ONNX, TorchScript or safetensors"),

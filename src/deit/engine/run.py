@@ -246,6 +246,11 @@ def _build(
         check_state_shapes(run.optimizer, model, resume_path)  # type: ignore[arg-type]
         run.scheduler.step(run.start_epoch)
         run.last_saved_epoch = run.start_epoch - 1
+        say(
+            f"resumed from epoch {run.start_epoch} of {config.epochs} ({resume_path}); continuing at epoch "
+            f"{run.start_epoch + 1}",
+            is_main=env.is_main,
+        )
         _restore_rng_for_rank(checkpoint.get("rng"), env, config.seed, run.start_epoch)
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     sizes = f"{len(train_set)} train / " if train_set is not None else ""
@@ -338,7 +343,9 @@ def format_metrics(metrics: dict[str, Any], *, untrained_dist_head: bool = False
         f"fused top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}",
         f"class head {metrics['cls_acc1']:.2f}/{metrics['cls_acc5']:.2f}",
     ]
-    if "dist_acc1" in metrics and untrained_dist_head:
+    if "dist_acc1" not in metrics:  # one head: "fused" and "class head" would be the same number twice
+        parts = [f"top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}"]
+    elif untrained_dist_head:
         parts = [
             f"class head top-1 {metrics['cls_acc1']:.2f} top-5 {metrics['cls_acc5']:.2f}",
             f"fused {metrics['acc1']:.2f}/{metrics['acc5']:.2f} (averages in the distillation head, "
@@ -453,6 +460,8 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             run.output_dir,
             epochs_run=epoch + 1 - run.start_epoch,
             seconds=time.time() - run_started,
+            resumed_after=run.start_epoch if resumed else 0,
+            total_epochs=config.epochs,
         ),
         is_main=env.is_main,
     )
