@@ -50,6 +50,7 @@ from deit.engine.recipes import describe_recipe, small_run_warnings
 from deit.engine.run_lock import lock_run_folder, refuse_replacing_a_run
 from deit.engine.run_report import clamp_workers, closing_summary, effective_log_interval, epoch_steps
 from deit.engine.step import TrainStep
+from deit.engine.wide_head import head_width, keeps_wide_head, padded_names, wide_head_note
 from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
 from deit.models.checkpoint import load_state_dict_strict
@@ -179,7 +180,11 @@ def _build(
     # Seeded after the data sets: their lazy imports (scikit-learn's) draw from the global RNGs.
     _seed_everything(config.seed + env.rank)
     class_names = [str(name) for name in (train_set or val_set).classes]
-    num_classes = len(class_names)
+    num_classes = data_classes = len(class_names)
+    width = head_width(checkpoint.get("model")) if checkpoint is not None else None
+    if keeps_wide_head(width, num_classes, config.data_set):  # an official IMNET head on a smaller folder
+        say(wide_head_note(f"--resume {resume_path}", width, num_classes), is_main=env.is_main)  # type: ignore[arg-type]
+        class_names, num_classes = padded_names(class_names, width), width  # type: ignore[arg-type]
     if config.distillation_type in TEACHER_TYPES and config.teacher_path:
         # On a forked RNG: building the teacher draws its throw-away initial weights, and the student's must
         # depend on --seed alone (the demo pairs a distilled student with a plain one of the same seed).
@@ -258,7 +263,7 @@ def _build(
         sizes = f"{len(train_set)} train ({train_set.description}) / "  # type: ignore[union-attr]
     say(
         f"{config.model}: {n_parameters:,} trainable parameters; {config.data_set}: {sizes}{len(val_set)} val images, "
-        f"{num_classes} classes; {device}, {precision.name}, {env.world_size} process(es); lr {lr:.3g}",
+        f"{data_classes} classes; {device}, {precision.name}, {env.world_size} process(es); lr {lr:.3g}",
         is_main=env.is_main,
     )
     return run
