@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "submit": (submit, "submit `deit train` as a SLURM job (submitit; the official run_with_submitit.py flags)"),
     "eval": (evaluate, "evaluate a checkpoint: class, distillation and fused heads"),
     "predict": (predict, "top-k classes for images or folders"),
-    "export": (export, "export a checkpoint to ONNX, TorchScript or safetensors"),
+    "export": (export, "export a checkpoint to ONNX, TorchScript, safetensors, a Hugging Face or a timm folder"),
     "analyze": (analyze, "token similarity, head agreement and attention maps"),
     "bench": (bench, "images/s for inference and for a training step"),
     "models": (models, "list the registered models"),

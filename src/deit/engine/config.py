@@ -532,7 +532,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         group = groups.get(meta["group"]) or groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
         default = f.default if f.default is not dataclasses.MISSING else {}
-        help_text = f"{meta['help']} (default: {default!r})"
+        # A help that states its own default ("default: off") is not followed by the raw one ("default: None").
+        help_text = meta["help"] if "(default:" in meta["help"] else f"{meta['help']} (default: {default!r})"
         if meta["kind"] is bool:
             group.add_argument(
                 *meta["flags"], dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text
