@@ -130,37 +130,6 @@ def test_an_odd_center_crop_margin_shifts_transformers_by_one_pixel(tmp_path: Pa
     assert (theirs[..., 1:] - ours[..., :-1]).abs().max() <= 1e-5
 
 
-def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
-    import deit
-    from deit.export.hf_format import hf_config_dict
-
-    model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
-    with pytest.raises(DeitError, match="DeiT III"):
-        hf_config_dict(model, ["a", "b", "c"])
-
-
-def test_deit3_exports_to_timm(tmp_path: Path) -> None:
-    import deit
-    from deit.export.timm_format import export_timm
-    from deit.models.meta import CheckpointMeta
-
-    model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
-    meta = CheckpointMeta(
-        model="deit3_small_patch16_224",
-        model_kwargs={"patch_size": 8, "depth": 1},
-        input_size=32,
-        num_classes=3,
-        mean=(0.5,) * 3,
-        std=(0.5,) * 3,
-        crop_pct=1.0,
-        class_names=("a", "b", "c"),
-    )
-    torch.save({"model": model.state_dict(), "epoch": 0, "args": {}, "meta": meta.to_dict()}, tmp_path / "d3.pth")
-    _, diff, _ = export_timm(tmp_path / "d3.pth", tmp_path / "out")
-    assert diff <= 1e-4
-    assert json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 1.0
-
-
 def _saved(tmp_path: Path, name: str, model: torch.nn.Module, **kwargs: object) -> Path:
     """`model` saved with the meta `deit train` writes, without training it."""
     from deit.models.meta import CheckpointMeta
@@ -178,6 +147,27 @@ def _saved(tmp_path: Path, name: str, model: torch.nn.Module, **kwargs: object) 
     path = tmp_path / f"{name}.pth"
     torch.save({"model": model.state_dict(), "epoch": 0, "args": {}, "meta": meta.to_dict()}, path)
     return path
+
+
+def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
+    import deit
+    from deit.export.hf_format import hf_config_dict
+
+    model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
+    with pytest.raises(DeitError, match="DeiT III"):
+        hf_config_dict(model, ["a", "b", "c"])
+
+
+def test_deit3_exports_to_timm(tmp_path: Path) -> None:
+    import deit
+    from deit.export.timm_format import export_timm
+
+    model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
+    _, diff, _ = export_timm(
+        _saved(tmp_path, "deit3_small_patch16_224", model, patch_size=8, depth=1), tmp_path / "out"
+    )
+    assert diff <= 1e-4
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 1.0
 
 
 def test_a_model_hf_cannot_hold_is_refused_without_the_keep_failed_hint(
