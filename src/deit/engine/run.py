@@ -457,7 +457,8 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
         log.close()
         if run.output_dir is not None and env.is_main:
             with contextlib.suppress(Exception):  # a plot must never hide the run's real outcome
-                plot_curves(run.output_dir / "log.txt", run.output_dir / "curves.png")
+                classes = run.meta.num_classes if run.meta is not None else None
+                plot_curves(run.output_dir / "log.txt", run.output_dir / "curves.png", num_classes=classes)
     say(
         closing_summary(
             run.best_acc,
