@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -21,5 +22,8 @@ def test_cosub_trains_and_writes_its_epoch(tmp_path: Path, capsys: pytest.Captur
 
 def test_cosub_with_a_distillation_head_is_one_line(capsys: pytest.CaptureFixture) -> None:
     distilled = ["--model", "deit_tiny_distilled_patch16_224", "--model-kwargs", TINY_KWARGS, "--input-size", "32"]
-    code, _, stderr = run_cli(["train", *distilled, *FAST, "--cosub", "--epochs", "1"], capsys)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, _, stderr = run_cli(["train", *distilled, *FAST, "--cosub", "--epochs", "1"], capsys)
     assert code == 2 and "--cosub trains a model with one head" in stderr and "Traceback" not in stderr
+    assert not [w for w in caught if "receives no training signal" in str(w.message)]  # refused before that

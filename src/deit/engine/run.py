@@ -273,6 +273,11 @@ def _announce_objective(config: TrainConfig, model: nn.Module, *, is_main: bool)
     """Say at start what each head learns from when that is not the model's obvious use; refuse the impossible."""
     distilled = bool(getattr(model, "distilled", False))
     kind = config.distillation_type
+    if config.cosub and distilled:  # the official engine cannot split a (cls, dist) pair either
+        raise DeitError(
+            f"--cosub trains a model with one head (as the official code); {config.model} also has a "
+            f"distillation head: use a model without a distillation token"
+        )
     if kind == "labels" and not distilled:
         raise DeitError(
             f"--distillation-type labels: {config.model} has no distillation token to train on the "
