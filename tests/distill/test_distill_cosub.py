@@ -28,16 +28,18 @@ def _mixed_targets(batch: int, classes: int, generator: torch.Generator) -> torc
 
 @pytest.mark.parametrize("bce_loss", [False, True])
 def test_loss_and_gradient_equal_the_official_formula(bce_loss: bool) -> None:
-    generator = torch.Generator().manual_seed(0)
-    targets = _mixed_targets(6, 10, generator)
-    outputs = torch.randn(12, 10, generator=generator)
-    ours_in, official_in = outputs.clone().requires_grad_(), outputs.clone().requires_grad_()
-    ours = CosubLoss(target_threshold=0.0 if bce_loss else None)(torch.zeros(6), ours_in, targets)
-    official = official_cosub_loss(official_in, targets, bce_loss=bce_loss)
-    assert torch.equal(ours, official), (ours.item(), official.item())
-    ours.backward()
-    official.backward()
-    assert torch.equal(ours_in.grad, official_in.grad)  # the detached sigmoid: no gradient through the target
+    for seed in range(20):  # bit for bit: the quarters are added in the official order
+        generator = torch.Generator().manual_seed(seed)
+        batch, classes = 2 + seed % 5 * 2, 10 + seed
+        targets = _mixed_targets(batch, classes, generator)
+        outputs = 3 * torch.randn(2 * batch, classes, generator=generator)
+        ours_in, official_in = outputs.clone().requires_grad_(), outputs.clone().requires_grad_()
+        ours = CosubLoss(target_threshold=0.0 if bce_loss else None)(torch.zeros(batch), ours_in, targets)
+        official = official_cosub_loss(official_in, targets, bce_loss=bce_loss)
+        assert torch.equal(ours, official), (seed, ours.item(), official.item())
+        ours.backward()
+        official.backward()
+        assert torch.equal(ours_in.grad, official_in.grad)  # the detached sigmoid: no gradient through it
 
 
 def test_class_indices_become_smoothed_one_hot_targets() -> None:
