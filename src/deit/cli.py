@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from deit.commands import analyze, bench, data, demo, export, models, predict, train
+from deit.commands import analyze, bench, data, demo, export, models, predict, submit, train
 from deit.commands import eval as evaluate
 from deit.errors import DeitError
 from deit.flag_bounds import apply_bounds
@@ -21,9 +21,10 @@ from deit.models.model_cost import DEFAULT_MAX_MODEL_BYTES, set_max_model_bytes
 # onnx or matplotlib, and only the command that runs loads what it needs.
 SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "train": (train, "train a DeiT student, a teacher or any timm/torchvision model"),
+    "submit": (submit, "submit `deit train` as a SLURM job (submitit; the official run_with_submitit.py flags)"),
     "eval": (evaluate, "evaluate a checkpoint: class, distillation and fused heads"),
     "predict": (predict, "top-k classes for images or folders"),
-    "export": (export, "export a checkpoint to ONNX, TorchScript or safetensors"),
+    "export": (export, "export a checkpoint to ONNX, TorchScript, safetensors, a Hugging Face or a timm folder"),
     "analyze": (analyze, "token similarity, head agreement and attention maps"),
     "bench": (bench, "images/s for inference and for a training step"),
     "models": (models, "list the registered models"),

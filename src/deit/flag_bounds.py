@@ -144,6 +144,10 @@ BOUNDS: dict[str, dict[str, Bound]] = {
 }
 
 
+# `deit submit` takes every `deit train` flag, and the official submitit ones.
+BOUNDS["submit"] = {**BOUNDS["train"], "ngpus": count(1, 1024), "nodes": count(1, 100000), "timeout": count(1)}
+
+
 def bound_for(command: str, dest: str) -> Bound | None:
     """The bound of `dest` in `command` (its own entry first, then the shared one), or None."""
     return BOUNDS.get(command, {}).get(dest) or SHARED.get(dest)

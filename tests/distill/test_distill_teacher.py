@@ -181,6 +181,23 @@ def test_weights_of_another_architecture_and_missing_files(tmp_path):
         build_teacher(tiny_deit(), num_classes=NUM_CLASSES, checkpoint=str(tmp_path / "absent.pth"))
 
 
+def test_a_checkpoint_of_another_named_model_says_what_the_file_holds(tmp_path):
+    import timm
+
+    resnet18 = timm.create_model("resnet18", num_classes=NUM_CLASSES)
+    checkpoint = train_checkpoint(resnet18)
+    checkpoint["meta"] = {**checkpoint["meta"], "model": "resnet18", "model_kwargs": {}, "input_size": 32}
+    path = tmp_path / "checkpoint.pth"
+    torch.save(checkpoint, path)
+    with pytest.raises(DeitError) as error:
+        build_teacher("resnet10t", num_classes=NUM_CLASSES, checkpoint=str(path))
+    assert str(error.value) == (
+        f"teacher 'resnet10t' ({path}): the file holds a resnet18 at 32 px ({NUM_CLASSES} classes), not a "
+        f"resnet10t; pass --teacher-model resnet18"
+    )
+    assert build_teacher("resnet18", num_classes=NUM_CLASSES, checkpoint=str(path)).name == "resnet18"
+
+
 class _CountingHandler(http.server.SimpleHTTPRequestHandler):
     requests: list[str] = []
 

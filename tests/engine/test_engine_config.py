@@ -186,6 +186,35 @@ def test_every_official_flag_is_accepted_with_its_meaning() -> None:
     assert config.decay_rate == 0.5 and config.dist_url == "tcp://127.0.0.1:1234"
 
 
+# The 76 option strings of the official main.py's parser (facebookresearch/deit at 7e160fe), in its order.
+OFFICIAL_FLAGS = (
+    "--batch-size --epochs --bce-loss --unscale-lr --model --input-size --drop --drop-path --model-ema "
+    "--no-model-ema --model-ema-decay --model-ema-force-cpu --opt --opt-eps --opt-betas --clip-grad --momentum "
+    "--weight-decay --sched --lr --lr-noise --lr-noise-pct --lr-noise-std --warmup-lr --min-lr --decay-epochs "
+    "--warmup-epochs --cooldown-epochs --patience-epochs --decay-rate --dr --color-jitter --aa --smoothing "
+    "--train-interpolation --repeated-aug --no-repeated-aug --train-mode --no-train-mode --ThreeAugment --src "
+    "--reprob --remode --recount --resplit --mixup --cutmix --cutmix-minmax --mixup-prob --mixup-switch-prob "
+    "--mixup-mode --teacher-model --teacher-path --distillation-type --distillation-alpha --distillation-tau "
+    "--cosub --finetune --attn-only --data-path --data-set --inat-category --output_dir --device --seed --resume "
+    "--start_epoch --eval --eval-crop-ratio --dist-eval --num_workers --pin-mem --no-pin-mem --distributed "
+    "--world_size --dist_url"
+).split()
+
+
+def test_all_76_official_flags_are_accepted_and_pass_the_checks(tmp_path: Path) -> None:
+    assert len(OFFICIAL_FLAGS) == 76
+    known = build_parser("train")._subparsers._group_actions[0].choices["train"]._option_string_actions
+    assert [flag for flag in OFFICIAL_FLAGS if flag not in known] == []
+    # OFFICIAL_ARGV gives all but these; parsed here with their meaning
+    rest = ["--model-ema", "--repeated-aug", "--train-mode", "--pin-mem", "--dr", "0.5", "--cosub", "--resplit"]
+    assert set(OFFICIAL_FLAGS) - {arg for arg in OFFICIAL_ARGV + rest if arg.startswith("--")} == set()
+    config = parse(["--model", "deit_tiny_patch16_224", "--input-size", "32", *rest])
+    assert config.model_ema and config.repeated_aug and config.train_mode and config.pin_mem
+    assert config.decay_rate == 0.5 and config.cosub and config.resplit
+    with pytest.warns(UserWarning, match="--resplit has no effect"):
+        validate_config(config)
+
+
 def test_dashed_aliases_and_model_kwargs_json() -> None:
     config = parse(["--output-dir", "o", "--num-workers", "1", "--model-kwargs", '{"depth": 2, "patch_size": 4}'])
     assert config.output_dir == "o" and config.num_workers == 1
@@ -222,8 +251,7 @@ def test_saved_config_yaml_round_trips(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "flags, message",
     [
-        (["--cosub"], "--cosub"),
-        (["--resplit"], "--resplit"),
+        (["--cosub", "--teacher-path", "t", "--distillation-type", "hard"], "--cosub with --distillation-type hard"),
         (["--model", "deit_tiny_patch16_22"], "did you mean deit_tiny_patch16_224"),
         (["--model", "deit_tiny_patch16_224", "--input-size", "100"], "not divisible by the patch size 16"),
         (["--model", "resnet18", "--distillation-type", "hard"], "needs --teacher-path"),

@@ -130,6 +130,25 @@ def test_an_odd_center_crop_margin_shifts_transformers_by_one_pixel(tmp_path: Pa
     assert (theirs[..., 1:] - ours[..., :-1]).abs().max() <= 1e-5
 
 
+def _saved(tmp_path: Path, name: str, model: torch.nn.Module, **kwargs: object) -> Path:
+    """`model` saved with the meta `deit train` writes, without training it."""
+    from deit.models.meta import CheckpointMeta
+
+    meta = CheckpointMeta(
+        model=name,
+        model_kwargs=dict(kwargs),
+        input_size=32,
+        num_classes=3,
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        crop_pct=1.0,
+        class_names=("a", "b", "c"),
+    )
+    path = tmp_path / f"{name}.pth"
+    torch.save({"model": model.state_dict(), "epoch": 0, "args": {}, "meta": meta.to_dict()}, path)
+    return path
+
+
 def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
     import deit
     from deit.export.hf_format import hf_config_dict
@@ -142,20 +161,37 @@ def test_deit3_is_refused_by_name(tmp_path: Path) -> None:
 def test_deit3_exports_to_timm(tmp_path: Path) -> None:
     import deit
     from deit.export.timm_format import export_timm
-    from deit.models.meta import CheckpointMeta
 
     model = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
-    meta = CheckpointMeta(
-        model="deit3_small_patch16_224",
-        model_kwargs={"patch_size": 8, "depth": 1},
-        input_size=32,
-        num_classes=3,
-        mean=(0.5,) * 3,
-        std=(0.5,) * 3,
-        crop_pct=1.0,
-        class_names=("a", "b", "c"),
+    _, diff, _ = export_timm(
+        _saved(tmp_path, "deit3_small_patch16_224", model, patch_size=8, depth=1), tmp_path / "out"
     )
-    torch.save({"model": model.state_dict(), "epoch": 0, "args": {}, "meta": meta.to_dict()}, tmp_path / "d3.pth")
-    _, diff, _ = export_timm(tmp_path / "d3.pth", tmp_path / "out")
     assert diff <= 1e-4
     assert json.loads((tmp_path / "out" / "config.json").read_text())["pretrained_cfg"]["crop_pct"] == 1.0
+
+
+def test_a_model_hf_cannot_hold_is_refused_without_the_keep_failed_hint(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import timm
+
+    import deit
+
+    cnn = _saved(tmp_path, "resnet10t", timm.create_model("resnet10t", num_classes=3))
+    deit3 = deit.create_model("deit3_small_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
+    deit3_path = _saved(tmp_path, "deit3_small_patch16_224", deit3, patch_size=8, depth=1)
+    for path, reason in ((cnn, "ResNet is not a DeiT/ViT model"), (deit3_path, "DeiT III")):
+        code = main(["export", "--checkpoint", str(path), "--format", "hf", "--output", str(tmp_path / "hf")])
+        err = capsys.readouterr().err
+        assert code == 2 and reason in err and "keep-failed" not in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "hf").exists()
+
+
+def test_the_hf_export_prints_no_progress_bars(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import deit
+
+    model = deit.create_model("deit_tiny_patch16_224", img_size=32, patch_size=8, depth=1, num_classes=3)
+    path = _saved(tmp_path, "deit_tiny_patch16_224", model, patch_size=8, depth=1)
+    assert main(["export", "--checkpoint", str(path), "--format", "hf", "--output", str(tmp_path / "hf")]) == 0
+    captured = capsys.readouterr()
+    assert "OK" in captured.out and captured.err == ""  # no "Writing model shards" / "Loading weights" bars

@@ -92,6 +92,21 @@ def test_official_deit3_layer_scale_names_are_mapped(tmp_path: Path) -> None:
     _assert_same_outputs(rebuilt, reference, torch.randn(2, 3, 32, 32))
 
 
+@pytest.mark.parametrize("name", ["deit3_small_patch16_224", "deit_small_patch16_LS"])
+def test_official_deit3_state_dict_loads_through_plain_load_state_dict(name: str) -> None:
+    torch.manual_seed(4)
+    reference = _timm_model("deit3_small_patch16_224", **SMALL).eval()
+    official = {
+        key.replace(".ls1.gamma", ".gamma_1").replace(".ls2.gamma", ".gamma_2"): value
+        for key, value in reference.state_dict().items()
+    }
+    ours = create_model(name, **SMALL)
+    assert ours.load_state_dict(official, strict=True)  # no missing or unexpected key
+    assert torch.equal(ours.blocks[1].ls2.gamma, official["blocks.1.gamma_2"])
+    assert "blocks.0.ls1.gamma" in ours.state_dict() and "blocks.0.gamma_1" in official  # saving keeps our names
+    _assert_same_outputs(ours, reference, torch.randn(2, 3, 32, 32))
+
+
 @pytest.mark.parametrize(("name", "kwargs"), CASES)
 def test_parameters_are_registered_in_timms_order(name: str, kwargs: dict) -> None:
     # Optimizer state is saved by parameter position: the same order is what lets checkpoints resume both ways.

@@ -1,4 +1,4 @@
-"""CIFAR-10 / CIFAR-100 read from the official *binary* archives (never the pickled "python version").
+"""CIFAR-10 / CIFAR-100 read from the official *binary* archives, or from torchvision's pickled download.
 
 Layouts (as the archives extract, under `--data-path`):
 
@@ -6,6 +6,9 @@ Layouts (as the archives extract, under `--data-path`):
   (label byte, then 3072 pixel bytes: 1024 red, 1024 green, 1024 blue, row-major 32x32).
 - CIFAR-100: `cifar-100-binary/{train,test}.bin`, `fine_label_names.txt`; 3074-byte records (coarse label
   byte, fine label byte, 3072 pixel bytes). The 100 fine labels are the classes, as in the DeiT paper.
+
+torchvision's pickled "python version" (`cifar-10-batches-py/`, `cifar-100-python/`) is read too, through an
+unpickler that runs no code (`deit.data.cifar_pickle`); the binary layout wins where both are present.
 
 `--data-path` may also point straight at the extracted folder. With `download=True` a missing archive is fetched
 from the dataset authors' site, its MD5 checked, and only the expected regular files are extracted (no member
@@ -24,6 +27,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from deit.data.cifar_pickle import PICKLED_CIFAR, find_pickled_cifar, read_pickled_split
 from deit.errors import DeitError
 from deit.io import read_text_file
 
@@ -94,12 +98,17 @@ class CifarDataset(Dataset):
         if num_classes not in CIFAR_ARCHIVES:
             raise DeitError(f"CIFAR with {num_classes} classes does not exist (10 or 100)")
         archive = CIFAR_ARCHIVES[num_classes]
-        folder = locate_cifar(Path(root), archive, download=download)
-        files = archive.train_files if train else archive.test_files
-        parts = [_read_records(folder / name, archive) for name in files]
-        self.images = np.concatenate([images for images, _ in parts])
-        self.targets = [int(label) for _, labels in parts for label in labels]
-        self.classes = _read_class_names(folder / archive.names_file, archive)
+        has_binary = any(_is_complete(folder, archive) for folder in (Path(root) / archive.folder, Path(root)))
+        pickled = None if has_binary else find_pickled_cifar(Path(root), num_classes)
+        if pickled is not None:  # torchvision's download: pickles, read by an unpickler that runs no code
+            self.images, self.targets, self.classes = read_pickled_split(pickled, num_classes, train=train)
+        else:
+            folder = locate_cifar(Path(root), archive, download=download)
+            files = archive.train_files if train else archive.test_files
+            parts = [_read_records(folder / name, archive) for name in files]
+            self.images = np.concatenate([images for images, _ in parts])
+            self.targets = [int(label) for _, labels in parts for label in labels]
+            self.classes = _read_class_names(folder / archive.names_file, archive)
         self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
         self.transform = transform
         self.skipped: list[tuple[str, str]] = []
@@ -120,13 +129,27 @@ def locate_cifar(root: Path, archive: CifarArchive, *, download: bool) -> Path:
         if _is_complete(folder, archive):
             return folder
     if not download:
+        pickled = PICKLED_CIFAR[archive.num_classes].folder
         raise DeitError(
-            f"--data-path {root}: no {archive.title} binary data (expected "
-            f"{root / archive.folder}/{archive.train_files[0]}); pass --download to fetch "
+            f"--data-path {root}: no {archive.title} data (expected the binary "
+            f"{root / archive.folder}/{archive.train_files[0]} or torchvision's pickled {root / pickled}/, "
+            f"complete){_partial_pickled(root, archive.num_classes)}; pass --download to fetch "
             f"{archive.filename} there, or point --data-path at the folder that holds it"
         )
     download_cifar(root, archive)
     return root / archive.folder
+
+
+def _partial_pickled(root: Path, num_classes: int) -> str:
+    """Which files of torchvision's pickled layout are missing, when its folder is there but incomplete."""
+    layout = PICKLED_CIFAR[num_classes]
+    folder = root / layout.folder
+    if not folder.is_dir():
+        return ""
+    missing = [
+        name for name in (*layout.train_files, *layout.test_files, layout.meta_file) if not (folder / name).is_file()
+    ]
+    return f"; {folder} is torchvision's pickled layout but lacks {', '.join(missing)}"
 
 
 def download_cifar(root: Path, archive: CifarArchive) -> None:

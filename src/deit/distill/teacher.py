@@ -102,7 +102,17 @@ def build_teacher(
     else:
         network = model
     if state is not None:
-        load_teacher_weights(network, state, label=f"teacher '{name}'{where}", num_classes=num_classes)
+        try:
+            load_teacher_weights(network, state, label=f"teacher '{name}'{where}", num_classes=num_classes)
+        except DeitError as error:
+            if meta is None or not meta.model or meta.model == name:
+                raise
+            # The file says what it is: name that, not only the keys that do not fit.
+            size = f" at {meta.input_size} px" if meta.input_size else ""
+            raise DeitError(
+                f"teacher '{name}'{where}: the file holds a {meta.model}{size} ({meta.num_classes} classes), "
+                f"not a {name}; pass --teacher-model {meta.model}"
+            ) from error
     teacher_classes = class_count_of(network)
     if teacher_classes is not None and teacher_classes != num_classes:
         raise DeitError(_mismatch(name, where, teacher_classes, num_classes))

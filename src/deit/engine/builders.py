@@ -439,13 +439,16 @@ def build_teacher_for(config: TrainConfig, num_classes: int, device: torch.devic
 
 
 def build_criterion(config: TrainConfig, teacher: nn.Module | None, *, mixup_active: bool) -> nn.Module:
-    """The DeiT objective: base criterion (smoothed CE, soft-target CE or BCE) plus the teacher's term."""
-    from deit.distill import DistillationLoss, build_base_criterion
+    """The DeiT objective: base criterion (smoothed CE, soft-target CE or BCE) plus the teacher's term; or, with
+    `--cosub`, the co-training loss of two sub-models (distill/cosub.py)."""
+    from deit.distill import CosubLoss, DistillationLoss, build_base_criterion
 
     # As official DeiT III: with BCE, any class present in the mixed target counts as positive.
     threshold = config.bce_target_thresh
     if threshold is None and config.bce_loss and mixup_active:
         threshold = 0.0
+    if config.cosub:  # as the official engine: co-training replaces the whole criterion
+        return CosubLoss(smoothing=config.smoothing, target_threshold=threshold)
     base = build_base_criterion(
         mixup_active=mixup_active, smoothing=config.smoothing, bce_loss=config.bce_loss, bce_target_thresh=threshold
     )

@@ -239,7 +239,10 @@ class TrainConfig:
     remode: str = _opt("pixel", "--remode", group="augmentation", help="random erase mode")
     recount: int = _opt(1, "--recount", group="augmentation", help="random erase count")
     resplit: bool = _opt(
-        False, "--resplit", group="augmentation", help="official flag without effect there; refused here"
+        False,
+        "--resplit",
+        group="augmentation",
+        help="accepted, without effect: the official code declares it and never reads it",
     )
     # -- mixup / cutmix (official)
     mixup: float = _opt(0.8, "--mixup", group="mixup", help="mixup alpha (on if > 0)")
@@ -292,7 +295,13 @@ class TrainConfig:
         "classes) x tau^2, as released) or batchmean (Hinton et al.: / batch "
         "x tau^2; `classes` times stronger)",
     )
-    cosub: bool = _opt(False, "--cosub", group="distillation", help="co-training (cosub): not implemented")
+    cosub: bool = _opt(
+        False,
+        "--cosub",
+        group="distillation",
+        help="co-training of two stochastic-depth sub-models (official DeiT III engine): each image twice "
+        "per step, BCE on the labels and on the other sub-model's detached sigmoid; replaces the loss",
+    )
     # -- fine-tuning (official)
     finetune: str = _opt(
         "",
@@ -592,7 +601,8 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
         meta = f.metadata
         group = groups.get(meta["group"]) or groups.setdefault(meta["group"], parser.add_argument_group(meta["group"]))
         default = f.default if f.default is not dataclasses.MISSING else {}
-        help_text = f"{meta['help']} (default: {default!r})"
+        # A help that states its own default ("default: off") is not followed by the raw one ("default: None").
+        help_text = meta["help"] if "(default:" in meta["help"] else f"{meta['help']} (default: {default!r})"
         if meta["kind"] is bool:
             group.add_argument(
                 *meta["flags"], dest=name, action="store_true", default=argparse.SUPPRESS, help=help_text
@@ -741,11 +751,6 @@ def check_config_bounds(config: TrainConfig) -> None:
                 raise DeitError(problem)
 
 
-def non_default_unimplemented(config: TrainConfig) -> list[str]:
-    """Official flags this engine refuses rather than silently ignoring, when set away from their default."""
-    refused = []
-    if config.cosub:
-        refused.append("--cosub (co-training of two sub-models) is not implemented")
-    if config.resplit:
-        refused.append("--resplit is not implemented (the official script accepts it but never uses it)")
-    return refused
+def inert_official_flags(config: TrainConfig) -> list[str]:
+    """Official flags that are set but do nothing, in the official code as here: one line each, to say so."""
+    return ["--resplit has no effect (the official code declares it and never reads it)"] if config.resplit else []

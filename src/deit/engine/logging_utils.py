@@ -161,8 +161,11 @@ def curve_points(rows: list[dict[str, Any]], key: str) -> list[tuple[int, float]
     return [(int(row["epoch"]) + 1, row[key]) for row in rows if key in row]
 
 
-def plot_curves(log_path: str | Path, out_path: str | Path) -> Path | None:
-    """`curves.png`: training/validation loss and top-1 per epoch from `log.txt` (None if nothing to plot)."""
+def plot_curves(log_path: str | Path, out_path: str | Path, *, num_classes: int | None = None) -> Path | None:
+    """`curves.png`: training/validation loss and top-1 per epoch from `log.txt` (None if nothing to plot).
+
+    The top-1 axis spans 0-100 % with the chance level (100 / `num_classes`) drawn, so noise of a point or two
+    around chance does not look like learning."""
     rows = [r for r in read_log(log_path) if "epoch" in r] if Path(log_path).is_file() else []
     if not rows:
         return None
@@ -185,9 +188,14 @@ def plot_curves(log_path: str | Path, out_path: str | Path) -> Path | None:
         series(loss_ax, key, label)
     loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
     loss_ax.legend()
-    for key, label in (("test_acc1", "fused"), ("test_cls_acc1", "class head"), ("test_dist_acc1", "dist head")):
-        series(acc_ax, key, label)
-    acc_ax.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1")
+    if any("test_dist_acc1" in row for row in rows):
+        for key, label in (("test_acc1", "fused"), ("test_cls_acc1", "class head"), ("test_dist_acc1", "dist head")):
+            series(acc_ax, key, label)
+    else:  # one head: "fused" and "class head" would be one line drawn twice
+        series(acc_ax, "test_acc1", "top-1")
+    if num_classes:
+        acc_ax.axhline(100.0 / num_classes, color="grey", linestyle="--", label=f"chance (1 in {num_classes})")
+    acc_ax.set(xlabel="epoch", ylabel="top-1 (%)", title="validation top-1", ylim=(0, 100))
     acc_ax.legend()
     series(lr_ax, "train_lr", "lr of the epoch")
     lr_ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate")

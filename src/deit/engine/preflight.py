@@ -8,7 +8,7 @@ from pathlib import Path
 
 from deit.data.datasets import DATASET_NAMES, FOLDER_DATA_SETS, data_set_key
 from deit.distill.loss import TEACHER_TYPES
-from deit.engine.config import TrainConfig, check_config_bounds, non_default_unimplemented
+from deit.engine.config import TrainConfig, check_config_bounds, inert_official_flags
 from deit.errors import DeitError
 from deit.io import require_regular_file
 from deit.models.download import is_url
@@ -43,14 +43,19 @@ def describe_data(config: TrainConfig) -> str:
 
 def validate_config(config: TrainConfig) -> None:
     """Every check that needs no data and no model; raises a one-line `DeitError` naming the flag."""
-    refused = non_default_unimplemented(config)
     if _inat_class_folders(config) and config.inat_category != "name":
-        refused.append(
+        raise DeitError(
             "--inat-category: this INAT --data-path has no train2018.json and is read as class "
             "folders, whose names are the only granularity"
         )
-    if refused:
-        raise DeitError(refused[0])
+    for note in inert_official_flags(config):
+        warnings.warn(note, stacklevel=2)
+    if config.cosub and config.distillation_type != "none":
+        raise DeitError(
+            f"--cosub with --distillation-type {config.distillation_type}: co-training replaces the loss "
+            f"(the two sub-models teach each other, as in the official engine), so nothing would use the "
+            f"teacher; drop one of the two"
+        )
     _check_numbers(config)
     check_model_name(config.model, where="--model")
     for key, why in _RESERVED_KWARGS.items():

@@ -81,8 +81,8 @@ def small_run_warnings(config: Any, *, world_size: int) -> list[str]:
     if config.warmup_epochs and config.warmup_epochs >= config.epochs > 0:
         problems.append(
             f"--warmup-epochs {config.warmup_epochs} ≥ --epochs {config.epochs}: the whole run is "
-            f"warmup from --warmup-lr {config.warmup_lr:g} and never reaches --lr; lower "
-            f"--warmup-epochs (or try --recipe finetune / small-data)"
+            f"warmup from --warmup-lr {config.warmup_lr:g} and never reaches --lr; lower --warmup-epochs"
+            + ("" if config.recipe else " (or try --recipe finetune / small-data)")  # not to a run that has one
         )
     batch = config.batch_size * config.grad_accum_steps
     lr = scaled_lr(config.lr, batch, world_size, unscale=config.unscale_lr)

@@ -58,6 +58,7 @@ from deit.engine.run_report import (
     epoch_steps,
 )
 from deit.engine.step import TrainStep
+from deit.engine.wide_head import head_width, keeps_wide_head, padded_names, wide_head_note
 from deit.errors import DeitError
 from deit.integrity import check_finite_metrics
 from deit.models.checkpoint import load_state_dict_strict
@@ -200,7 +201,11 @@ def _build(
     # Seeded after the data sets: their lazy imports (scikit-learn's) draw from the global RNGs.
     _seed_everything(config.seed + env.rank)
     class_names = [str(name) for name in (train_set or val_set).classes]
-    num_classes = len(class_names)
+    num_classes = data_classes = len(class_names)
+    width = head_width(checkpoint.get("model")) if checkpoint is not None else None
+    if keeps_wide_head(width, num_classes, config.data_set):  # an official IMNET head on a smaller folder
+        say(wide_head_note(f"--resume {resume_path}", width, num_classes), is_main=env.is_main)  # type: ignore[arg-type]
+        class_names, num_classes = padded_names(class_names, width), width  # type: ignore[arg-type]
     if config.distillation_type in TEACHER_TYPES and config.teacher_path:
         # On a forked RNG: building the teacher draws its throw-away initial weights, and the student's must
         # depend on --seed alone (the demo pairs a distilled student with a plain one of the same seed).
@@ -276,6 +281,11 @@ def _build(
         if config.sched_on_updates:
             run.scheduler.step_update(run.global_step // config.grad_accum_steps)
         run.last_saved_epoch = run.start_epoch - 1
+        say(
+            f"resumed from epoch {run.start_epoch} of {config.epochs} ({resume_path}); continuing at epoch "
+            f"{run.start_epoch + 1}",
+            is_main=env.is_main,
+        )
         _restore_rng_for_rank(checkpoint.get("rng"), env, config.seed, run.start_epoch)
     n_parameters = sum(p.numel() for p in model.parameters() if p.requires_grad)
     sizes = f"{len(train_set)} train / " if train_set is not None else ""
@@ -283,7 +293,7 @@ def _build(
         sizes = f"{len(train_set)} train ({train_set.description}) / "  # type: ignore[union-attr]
     say(
         f"{config.model}: {n_parameters:,} trainable parameters; {config.data_set}: {sizes}{len(val_set)} val images, "
-        f"{num_classes} classes; {device}, {precision.name}, {env.world_size} process(es); lr {lr:.3g}",
+        f"{data_classes} classes; {device}, {precision.name}, {env.world_size} process(es); lr {lr:.3g}",
         is_main=env.is_main,
     )
     return run
@@ -293,6 +303,11 @@ def _announce_objective(config: TrainConfig, model: nn.Module, *, is_main: bool)
     """Say at start what each head learns from when that is not the model's obvious use; refuse the impossible."""
     distilled = bool(getattr(model, "distilled", False))
     kind = config.distillation_type
+    if config.cosub and distilled:  # the official engine cannot split a (cls, dist) pair either
+        raise DeitError(
+            f"--cosub trains a model with one head (as the official code); {config.model} also has a "
+            f"distillation head: use a model without a distillation token"
+        )
     if kind == "labels" and not distilled:
         raise DeitError(
             f"--distillation-type labels: {config.model} has no distillation token to train on the "
@@ -368,7 +383,9 @@ def format_metrics(metrics: dict[str, Any], *, untrained_dist_head: bool = False
         f"fused top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}",
         f"class head {metrics['cls_acc1']:.2f}/{metrics['cls_acc5']:.2f}",
     ]
-    if "dist_acc1" in metrics and untrained_dist_head:
+    if "dist_acc1" not in metrics:  # one head: "fused" and "class head" would be the same number twice
+        parts = [f"top-1 {metrics['acc1']:.2f} top-5 {metrics['acc5']:.2f}"]
+    elif untrained_dist_head:
         parts = [
             f"class head top-1 {metrics['cls_acc1']:.2f} top-5 {metrics['cls_acc5']:.2f}",
             f"fused {metrics['acc1']:.2f}/{metrics['acc5']:.2f} (averages in the distillation head, "
@@ -496,7 +513,8 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
         log.close()
         if run.output_dir is not None and env.is_main:
             with contextlib.suppress(Exception):  # a plot must never hide the run's real outcome
-                plot_curves(run.output_dir / "log.txt", run.output_dir / "curves.png")
+                classes = run.meta.num_classes if run.meta is not None else None
+                plot_curves(run.output_dir / "log.txt", run.output_dir / "curves.png", num_classes=classes)
     say(
         closing_summary(
             run.best_acc,
@@ -504,6 +522,8 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
             run.output_dir,
             epochs_run=epoch + 1 - run.start_epoch,
             seconds=time.time() - run_started,
+            resumed_after=run.start_epoch if resumed else 0,
+            total_epochs=config.epochs,
         ),
         is_main=env.is_main,
     )

@@ -66,11 +66,26 @@ def effective_log_interval(log_interval: int, steps_per_epoch: int) -> int:
 
 
 def closing_summary(
-    best_acc: float, metrics: dict[str, Any], output_dir: Path | None, *, epochs_run: int, seconds: float
+    best_acc: float,
+    metrics: dict[str, Any],
+    output_dir: Path | None,
+    *,
+    epochs_run: int,
+    seconds: float,
+    resumed_after: int = 0,
+    total_epochs: int = 0,
 ) -> str:
-    """The last line of a run: best and last top-1, how long it took, where the weights and logs are."""
+    """The last line of a run: best and last top-1, how long it took, where the weights and logs are.
+
+    A run resumed after epoch `resumed_after` counts the whole run's epochs, and says how many this start ran."""
     last = f"last top-1 {metrics['acc1']:.2f}" if metrics else "not evaluated"
-    parts = [f"done: {epochs_run} epoch(s) in {format_duration(seconds)}", f"best top-1 {best_acc:.2f}", last]
+    done = f"done: {epochs_run} epoch(s) in {format_duration(seconds)}"
+    if resumed_after:
+        done = (
+            f"done: {resumed_after + epochs_run}/{total_epochs or resumed_after + epochs_run} epochs "
+            f"({epochs_run} in {format_duration(seconds)} since resuming after epoch {resumed_after})"
+        )
+    parts = [done, f"best top-1 {best_acc:.2f}", last]
     if output_dir is None:
         parts.append("nothing saved (no --output_dir)")
     else:

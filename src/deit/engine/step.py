@@ -43,6 +43,7 @@ class TrainStep:
         self.precision, self.clip_grad = precision, clip_grad
         self.model_ema, self.mixup_fn = model_ema, mixup_fn
         self.parameters = [p for p in model.parameters() if p.requires_grad]
+        self._doubles_batch = bool(getattr(criterion, "doubles_batch", False))
         self.accum_steps = accum_steps  # batches whose gradients add up before one optimizer step
         self._micro_steps = 0
         # torch's fused AdamW called directly (engine/fused_adamw.py): the same kernel, ~6% of a small step less.
@@ -65,7 +66,8 @@ class TrainStep:
         """Forward and the DeiT loss on an already mixed batch; the teacher sees the same images (or its logits
         on them come looked up, `teacher_outputs`: the in-memory path's teacher table)."""
         with self.precision.autocast(images.device):
-            outputs = self.model(images)
+            # --cosub: each image twice in one forward, two stochastic-depth sub-models (distill/cosub.py)
+            outputs = self.model(torch.cat((images, images)) if self._doubles_batch else images)
             if teacher_outputs is None:
                 return self.criterion(images, outputs, targets)
             return self.criterion(images, outputs, targets, teacher_outputs)

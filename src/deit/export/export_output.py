@@ -18,6 +18,11 @@ from deit.errors import DeitError
 from deit.io import user_file_mode
 
 
+class ExportRefused(DeitError):
+    """The model cannot be exported in this format at all: refused before anything is written, so there is no
+    unverified export for `--keep-failed` to keep."""
+
+
 def failed_name(output: Path) -> Path:
     """Where `--keep-failed` keeps an export that failed its check: `model.failed.onnx`, `folder.failed`."""
     return output.with_name(f"{output.stem}.failed{output.suffix}")

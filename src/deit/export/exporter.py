@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from deit.errors import DeitError
-from deit.export.export_output import failed_name, staged_file, staged_folder
+from deit.export.export_output import ExportRefused, failed_name, staged_file, staged_folder
 from deit.export.model_card import DEFAULT_LICENSE
 from deit.export.onnx_meta import onnx_properties, write_onnx_properties
 from deit.export.onnx_runtime import QUANTIZE_CHOICES, require_onnx
@@ -288,6 +288,8 @@ def _checked(check: Callable[[], _T], output: Path, keep_failed: bool) -> _T:
     """Run one verification step; its one-line failure also says what became of the unverified export."""
     try:
         return check()
+    except ExportRefused:
+        raise  # nothing was exported: no "kept" or "--keep-failed" to speak of
     except DeitError as error:
         raise DeitError(f"{error}; {_what_was_kept(output, keep_failed)}") from error
 

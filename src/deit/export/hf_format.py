@@ -9,7 +9,9 @@ normalise: our evaluation transform), the class names to `id2label`, and the tra
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import torch
 from torch import nn
 
 from deit.errors import DeitError
+from deit.export.export_output import ExportRefused
 from deit.export.model_card import DEFAULT_LICENSE, model_card
 from deit.inference.preprocess import EvalPreprocessing, load_inference_model
 from deit.models.hf_convert import to_hf_state_dict
@@ -24,16 +27,31 @@ from deit.models.hf_convert import to_hf_state_dict
 HF_EXTRA_HINT = "install transformers: pip install 'deit[hf]'"
 
 
+@contextlib.contextmanager
+def quiet_progress_bars() -> Iterator[None]:
+    """transformers' tqdm bars off for the block ("Writing model shards", "Loading weights" would leak into the
+    export's output), then back as they were."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def hf_config_dict(model: nn.Module, class_names: list[str]) -> dict[str, Any]:
     """The transformers `config.json` fields that rebuild `model` (a DeiT or ViT classifier)."""
     from deit.models.vit import VisionTransformer
 
     if not isinstance(model, VisionTransformer):
-        raise DeitError(
+        raise ExportRefused(
             f"--format hf: {type(model).__name__} is not a DeiT/ViT model; export it with --format safetensors or onnx"
         )
     if not model.pos_embed_over_prefix or any(not isinstance(b.ls1, nn.Identity) for b in model.blocks):
-        raise DeitError(
+        raise ExportRefused(
             "--format hf: DeiT III (LayerScale, position embedding over the patches only) has no "
             "matching transformers class; use --format timm, safetensors or onnx"
         )
@@ -100,7 +118,8 @@ def export_hf(
     hf_model = hf_class(config).eval()
     hf_model.load_state_dict(to_hf_state_dict(model.state_dict(), list(hf_model.state_dict()), source=str(checkpoint)))
     output.mkdir(parents=True, exist_ok=True)
-    hf_model.save_pretrained(output, safe_serialization=True)
+    with quiet_progress_bars():
+        hf_model.save_pretrained(output, safe_serialization=True)
     preprocessing = EvalPreprocessing.from_meta(meta, model)
     (output / "preprocessor_config.json").write_text(json.dumps(processor_config(preprocessing), indent=2) + "\n")
     (output / "README.md").write_text(model_card(checkpoint, meta, fmt="hf", license=license), encoding="utf-8")
@@ -108,7 +127,8 @@ def export_hf(
 
 
 def _reload_diff(output: Path, model: nn.Module, hf_class: type) -> float:
-    reloaded = hf_class.from_pretrained(output).eval()
+    with quiet_progress_bars():
+        reloaded = hf_class.from_pretrained(output).eval()
     images = torch.randn(2, 3, model.img_size, model.img_size, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         return float((reloaded(pixel_values=images).logits - model(images)).abs().max())

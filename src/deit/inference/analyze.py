@@ -147,6 +147,7 @@ def _write_similarity(output: Path, embedding: float, per_layer: list[float], nu
         ylim=(-1.05, 1.05),
         title="class vs distillation token",
     )
+    axes.xaxis.get_major_locator().set_params(integer=True)  # layers are whole numbers: no "1.5" ticks
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
@@ -167,7 +168,8 @@ def _write_attention(output: Path, pictures: Tensor, maps: dict[str, Tensor], ti
     np.savez(npz_path, **{name.replace(" ", "_"): value.numpy() for name, value in maps.items()})
     size = pictures.shape[-1]
     columns = ["image"] + list(maps)
-    figure = Figure(figsize=(2.2 * len(columns), 2.3 * len(pictures)), dpi=100)
+    # Constrained layout: it leaves room for the colour bar that tight_layout cannot place beside a grid.
+    figure = Figure(figsize=(2.2 * len(columns) + 0.8, 2.3 * len(pictures)), dpi=100, layout="constrained")
     grid = figure.subplots(len(pictures), len(columns), squeeze=False)
     for row, picture in enumerate(pictures):
         rgb = picture.permute(1, 2, 0).numpy()
@@ -179,7 +181,11 @@ def _write_attention(output: Path, pictures: Tensor, maps: dict[str, Tensor], ti
                 axes.imshow(_normalised(heat).numpy(), cmap="inferno", alpha=0.55, vmin=0, vmax=1)
             axes.set_axis_off()
             axes.set_title(titles[row] if name == "image" else name if row == 0 else "", fontsize=8)
-    figure.tight_layout()
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    scale = ScalarMappable(norm=Normalize(0, 1), cmap="inferno")
+    figure.colorbar(scale, ax=grid[:, 1:].ravel().tolist(), label="attention, each map from its min (0) to max (1)")
     figure.savefig(png_path)
     return [npz_path, png_path]
 

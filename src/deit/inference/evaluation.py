@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from deit.data.class_match import RelabelledDataset, match_classes
+from deit.engine.wide_head import keeps_wide_head, wide_head_note
 from deit.errors import DeitError
 from deit.inference.record import training_record
 from deit.integrity import check_finite_metrics
@@ -71,15 +73,21 @@ def evaluate_checkpoint(
     if len(dataset) == 0:
         raise DeitError(f"--data-set {data_set}: the validation split is empty")
     classes = [str(name) for name in dataset.classes]
-    if len(classes) != meta.num_classes:
+    wide = keeps_wide_head(meta.num_classes, len(classes), data_set)  # an official IMNET head on a smaller folder
+    if wide:
+        warnings.warn(wide_head_note(str(path), meta.num_classes, len(classes)), stacklevel=2)
+    elif len(classes) != meta.num_classes:
         raise DeitError(
             f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} has {len(classes)}"
         )
-    match = match_classes(
-        meta.labels(), classes, source=str(path), data=f"--data-set {data_set}", by_position=map_classes_by_position
-    )
-    if not match.identity:  # scored in the checkpoint's numbering, reported under its names
-        dataset, classes = RelabelledDataset(dataset, match.order), meta.labels()
+    how = "by position: the official head is wider than the data (its first classes are the data's)"
+    if not wide:
+        match = match_classes(
+            meta.labels(), classes, source=str(path), data=f"--data-set {data_set}", by_position=map_classes_by_position
+        )
+        how = match.how
+        if not match.identity:  # scored in the checkpoint's numbering, reported under its names
+            dataset, classes = RelabelledDataset(dataset, match.order), meta.labels()
     teacher = None
     if teacher_path:
         from deit.distill import build_teacher
@@ -107,20 +115,29 @@ def evaluate_checkpoint(
         per_image=per_image,
     )
     records = eval_report.PerImage.from_batches(per_image)
+    names = classes
+    if wide:  # the matrix and the lists name the data's classes, and one entry for the head's other outputs
+        metrics["confusion_matrix"] = fold_outside_classes(metrics["confusion_matrix"], len(classes))
+        names = classes + [f"(any of the other {meta.num_classes - len(classes)} outputs of the head)"]
+        records = dataclasses.replace(records, prediction=records.prediction.clamp(max=len(classes)))
+        if records.teacher is not None:
+            records = dataclasses.replace(records, teacher=records.teacher.clamp(max=len(classes)))
     # Under --distillation-type none the distillation head never learned: the fused number averages it in.
     untrained = args.get("distillation_type") == "none" and "dist_acc1" in metrics
     metrics.update(
         checkpoint=str(path),
         data_set=data_set,
         class_names=classes,
-        class_matching=match.how,
+        class_matching=how,
         weights="model_ema" if use_ema else "model",
         dist_head_untrained=untrained,
         classification_report=eval_report.classification_report(records, classes),
         worst_mistakes=eval_report.describe_mistakes(
-            records, eval_report.worst_mistakes(records, worst), classes, dataset
+            records, eval_report.worst_mistakes(records, worst), names, dataset
         ),
     )
+    if wide:
+        metrics["confusion_labels"] = names  # the matrix's rows and columns, when they are not `class_names`
     if output is not None:
         write_outputs(metrics, Path(output))  # NaN is written as null, and the run still fails below
         # The same crop without normalisation: the contact sheet shows what the model saw.
@@ -132,6 +149,13 @@ def evaluate_checkpoint(
         )
     check_finite_metrics(metrics, source=str(path))
     return metrics
+
+
+def fold_outside_classes(matrix: list[list[int]], data_classes: int) -> list[list[int]]:
+    """A confusion matrix over a head wider than the data, as (data classes + 1) square: the last column counts
+    the predictions outside the data's classes; the last row is empty (no image is of such a class)."""
+    rows = [row[:data_classes] + [sum(row[data_classes:])] for row in matrix[:data_classes]]
+    return rows + [[0] * (data_classes + 1)]
 
 
 def _eval_transform(meta: Any, model: torch.nn.Module, *, normalise: bool = True) -> Any:
@@ -155,7 +179,8 @@ def write_outputs(metrics: dict[str, Any], output: Path) -> None:
     output.mkdir(parents=True, exist_ok=True)
     text = dumps_strict(metrics, indent=2)
     atomic_write(output / "metrics.json", lambda tmp: Path(tmp).write_text(text))
-    plot_confusion(metrics["confusion_matrix"], metrics["class_names"], output / "confusion_matrix.png")
+    labels = metrics.get("confusion_labels", metrics["class_names"])
+    plot_confusion(metrics["confusion_matrix"], labels, output / "confusion_matrix.png")
 
 
 def plot_confusion(matrix: list[list[int]], class_names: list[str], path: Path) -> None:

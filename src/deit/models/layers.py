@@ -195,6 +195,15 @@ class Block(nn.Module):
         self.ls2 = LayerScale(dim, init_value=layer_scale_init) if layer_scale_init else nn.Identity()
         self.drop_path2 = DropPath(drop_path) if drop_path > 0 else nn.Identity()
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object, **kwargs: object) -> None:
+        # Official DeiT III checkpoints name LayerScale `gamma_1`/`gamma_2`: renamed on load (timm does it in its
+        # checkpoint filter), so plain `load_state_dict` takes them; saving keeps the `ls1.gamma` contract.
+        for branch in (1, 2):
+            official = f"{prefix}gamma_{branch}"
+            if official in state_dict and isinstance(getattr(self, f"ls{branch}"), LayerScale):
+                state_dict[f"{prefix}ls{branch}.gamma"] = state_dict.pop(official)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def forward(self, tokens: Tensor) -> Tensor:
         """(B, N, D) to (B, N, D)."""
         if self._trains_on_rows():
