@@ -189,7 +189,7 @@ def _build(
     _seed_everything(config.seed + env.rank)
     class_names = [str(name) for name in (train_set or val_set).classes]
     num_classes = len(class_names)
-    if config.distillation_type in TEACHER_TYPES and config.teacher_path:
+    if config.distillation_type in TEACHER_TYPES and config.teacher_path and not config.teacher_labels:
         # On a forked RNG: building the teacher draws its throw-away initial weights, and the student's must
         # depend on --seed alone (the demo pairs a distilled student with a plain one of the same seed).
         with torch.random.fork_rng(devices=[]):
