@@ -145,3 +145,12 @@ def test_an_edited_label_file_is_refused_before_training(tmp_path, capsys, label
     code, out, err = run_cli(["train", *flags], capsys)
     assert code == 2 and "rank0.classes.bin epoch 1 does not match its sha256" in err
     assert "epoch 1/2" not in out
+
+
+def test_loaders_with_their_own_random_streams_are_refused() -> None:
+    from deit.engine.config import make_config
+    from deit.engine.stream import check_stream
+    from deit.errors import DeitError
+
+    with pytest.raises(DeitError, match="--teacher-labels: --data-loader dali draws its augmentation from DALI"):
+        check_stream(make_config(data_loader="dali", teacher_labels="x"), [0, 1])

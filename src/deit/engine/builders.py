@@ -19,7 +19,7 @@ from deit.engine.finetune import FinetuneOrigin
 from deit.engine.finetune import load_finetune as load_finetune_weights
 from deit.engine.logging_utils import say
 from deit.engine.step import TrainStep
-from deit.engine.stream import uses_seeded_stream
+from deit.engine.stream import check_stream, uses_seeded_stream
 from deit.errors import DeitError
 from deit.models.download import fetch_checkpoint, is_url
 from deit.models.meta import CheckpointMeta
@@ -132,6 +132,8 @@ def build_loaders(
             "--class-balanced replaces repeated augmentation (--repeated-aug); pass --no-repeated-aug to silence this",
             stacklevel=2,
         )
+    if uses_seeded_stream(config):
+        check_stream(config, train_set)
     if config.data_loader == "dali":
         return _dali_loaders(config, train_set, val_set, env, device)
     pin = config.pin_mem and device.type == "cuda"
@@ -297,7 +299,7 @@ def _stream_loader(
     device: torch.device,
 ) -> Any:
     """The seeded stream (engine/stream.py), with the teacher's stored outputs under `--teacher-labels`."""
-    from deit.engine.stream import build_stream_loader, stream_identity
+    from deit.engine.stream import build_stream_loader, stream_identity, stream_steps
 
     num_classes = len(train_set.classes)  # type: ignore[attr-defined]
     replay = None
@@ -306,8 +308,7 @@ def _stream_loader(
         from deit.precision import resolve_precision
 
         identity = stream_identity(config, train_set, world_size=env.world_size, memory=memory_loader is not None)
-        steps = len(sampler) // config.batch_size
-        steps = min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
+        steps = stream_steps(config, sampler)
         precision = resolve_precision(config.amp, device).name
         replay, lines = open_replay(
             config, identity, rank=env.rank, steps=steps, num_classes=num_classes, precision=precision

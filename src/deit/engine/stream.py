@@ -66,6 +66,21 @@ def stream_refusal(config: TrainConfig, train_set: Dataset) -> str | None:
     return None
 
 
+def check_stream(config: TrainConfig, train_set: Dataset | None) -> None:
+    """Refuse, in one line, a seeded stream this run's data path cannot draw."""
+    why_not = stream_refusal(config, train_set) if train_set is not None else None
+    if why_not:
+        flag = "--teacher-labels" if config.teacher_labels else "--seeded-stream"
+        raise DeitError(f"{flag}: {why_not}; use --data-loader torch or memory on an indexable data set")
+
+
+def stream_steps(config: TrainConfig, sampler: Any) -> int:
+    """Steps per epoch of the stream: whole batches (drop_last), at most --max-steps-per-epoch (the loop stops
+    there, so nothing past it is drawn, or stored by `deit teacher-labels`)."""
+    steps = len(sampler) // config.batch_size
+    return min(steps, config.max_steps_per_epoch) if config.max_steps_per_epoch else steps
+
+
 def stream_identity(config: TrainConfig, train_set: Dataset, *, world_size: int, memory: bool) -> dict[str, Any]:
     """Everything the seeded stream's images depend on, as plain values (a label manifest's `stream`)."""
     identity: dict[str, Any] = {
@@ -151,34 +166,21 @@ def build_stream_loader(
     replay: TeacherLabels | None = None,
 ) -> StreamLoader:
     """The seeded stream over `sampler`'s order: `memory_loader`'s batches when given, else the per-image path."""
-    steps = len(sampler) // config.batch_size  # drop_last, as the per-image loader
-    if config.max_steps_per_epoch:  # the loop stops there: nothing past it is drawn (or read from the labels)
-        steps = min(steps, config.max_steps_per_epoch)
-    why_not = stream_refusal(config, train_set)
-    if why_not:
-        raise DeitError(f"--seeded-stream: {why_not}; use --data-loader torch or memory on an indexable data set")
-    if memory_loader is not None:
-        return StreamLoader(
-            memory_loader,
-            steps=steps,
+    check_stream(config, train_set)
+    steps = stream_steps(config, sampler)
+    loader, stream_sampler = memory_loader, None
+    if memory_loader is None:  # the per-image path: each sample transformed under its own seeds
+        stream_sampler = StreamSampler(sampler, seed=config.seed, rank=rank)
+        loader = DataLoader(
+            SeededSamples(train_set),
+            sampler=stream_sampler,
             batch_size=config.batch_size,
-            mixup_fn=mixup_fn,
-            seed=config.seed,
-            rank=rank,
-            device=device,
-            replay=replay,
+            num_workers=config.num_workers,
+            pin_memory=config.pin_mem and device.type == "cuda",
+            drop_last=True,
+            # Its own generator: the loader's per-iteration seed draw must not move the run's global stream.
+            generator=torch.Generator().manual_seed(config.seed),
         )
-    stream_sampler = StreamSampler(sampler, seed=config.seed, rank=rank)
-    loader = DataLoader(
-        SeededSamples(train_set),
-        sampler=stream_sampler,
-        batch_size=config.batch_size,
-        num_workers=config.num_workers,
-        pin_memory=config.pin_mem and device.type == "cuda",
-        drop_last=True,
-        # Its own generator: the loader's per-iteration seed draw must not move the run's global stream.
-        generator=torch.Generator().manual_seed(config.seed),
-    )
     return StreamLoader(
         loader,
         steps=steps,
