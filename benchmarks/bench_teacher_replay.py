@@ -83,7 +83,7 @@ def main() -> None:
         with torch.inference_mode(), precision.autocast(device):
             return teacher(images).argmax(-1)
 
-    stored = label_pass()
+    stored = label_pass().clone()  # as read from a label file: an ordinary tensor, not an inference-mode one
     times = interleaved(
         {
             "per_step": lambda: per_step(images, targets),

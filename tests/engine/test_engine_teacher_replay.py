@@ -154,3 +154,14 @@ def test_loaders_with_their_own_random_streams_are_refused() -> None:
 
     with pytest.raises(DeitError, match="--teacher-labels: --data-loader dali draws its augmentation from DALI"):
         check_stream(make_config(data_loader="dali", teacher_labels="x"), [0, 1])
+
+
+def test_a_resumed_replay_finishes_with_the_uninterrupted_weights(tmp_path, capsys, labels) -> None:
+    flags = [*SHORT, "--distillation-type", "hard", "--teacher-model", "resnet10t", "--teacher-labels", labels]
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert run_cli(["train", *flags, "--keep-every", "1", "--output_dir", whole], capsys)[0] == 0
+    first_epoch = whole / "checkpoint_epoch1.pth"
+    code, out, err = run_cli(["train", *flags, "--resume", first_epoch, "--output_dir", resumed], capsys)
+    assert code == 0, err
+    assert "epoch 1/2" not in out and "epoch 2/2" in out
+    assert _identical(whole, resumed)
