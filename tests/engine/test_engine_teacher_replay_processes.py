@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_engine_processes import spawn
 
 from conftest import FAST, TINY_STUDENT, run_cli
-from test_engine_processes import spawn
 
 # Three `deit` commands in the same two processes: one launch instead of three (each start costs seconds).
 THREE_COMMANDS = """
