@@ -122,3 +122,18 @@ def test_a_hostile_manifest_is_refused_in_one_line(folder: Path, edit, message: 
 def test_an_unfinished_folder_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DeitError, match="no manifest.json"):
         TeacherLabels(tmp_path, 0)
+
+
+def test_the_loss_takes_stored_classes_for_hard_and_refuses_them_for_soft() -> None:
+    from deit.distill import DistillationLoss, build_base_criterion
+    from deit.distill.teacher_labels import ReplayedTeacher
+
+    z_cls, z_dist, z_t = _logits(3, 4, 7)
+    labels = torch.tensor([0, 1, 2, 3])
+    hard = DistillationLoss(build_base_criterion(mixup_active=False), ReplayedTeacher(), "hard", 0.5, 1.0)
+    assert torch.equal(hard(None, (z_cls, z_dist), labels, z_t.argmax(-1)), hard(None, (z_cls, z_dist), labels, z_t))
+    soft = DistillationLoss(build_base_criterion(mixup_active=False), ReplayedTeacher(), "soft", 0.5, 1.0)
+    with pytest.raises(DeitError, match="soft distillation needs the teacher's logits"):
+        soft(None, (z_cls, z_dist), labels, z_t.argmax(-1))
+    with pytest.raises(DeitError, match="came without the teacher's stored outputs"):
+        soft(torch.zeros(4, 3, 8, 8), (z_cls, z_dist), labels)
