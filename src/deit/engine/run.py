@@ -237,7 +237,9 @@ def _build(
         updates_per_epoch=_updates_per_epoch(run.loaders.train, config) if config.sched_on_updates else 0,
     )
     in_memory = run.loaders.train is not None and run.loaders.train_sampler is run.loaders.train
-    threads, line = choose_threads(config.threads, 0 if in_memory else config.num_workers)
+    # A seeded stream is its own sampler too, but says how many loader workers it runs (engine/stream.py).
+    workers = getattr(run.loaders.train, "num_workers", 0 if in_memory else config.num_workers)
+    threads, line = choose_threads(config.threads, workers)
     torch.set_num_threads(threads)
     say(line, is_main=env.is_main)
     run.start_epoch = config.start_epoch

@@ -37,6 +37,9 @@ STREAM_SETTINGS = (
     "three_augment",
     "src",
     "train_interpolation",
+    "scale",
+    "ratio",
+    "epoch_repeats",
     "mixup",
     "cutmix",
     "cutmix_minmax",
@@ -138,6 +141,11 @@ class StreamLoader:
 
     def __len__(self) -> int:
         return max(self.steps - self.start_step, 0)
+
+    @property
+    def num_workers(self) -> int:
+        """Loader worker processes behind the stream (0 on the in-memory path)."""
+        return int(getattr(self.loader, "num_workers", 0))
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         batches: Any = iter(self.loader)

@@ -24,6 +24,7 @@ from deit.engine.config import TrainConfig
 from deit.engine.distributed import init_distributed, process_device, read_launcher_env, shutdown_distributed
 from deit.engine.logging_utils import Progress, resolve_log_format, say
 from deit.engine.preflight import resolve_data_set, validate_config
+from deit.engine.run_report import choose_threads
 from deit.engine.stream import stream_identity
 from deit.errors import DeitError
 from deit.integrity import source_sha256
@@ -63,6 +64,7 @@ def compute_teacher_labels(config: TrainConfig, output: str | Path, *, top_k: in
     device = process_device(config.device, env.local_rank)
     precision = resolve_precision(config.amp, device)
     owns_group = not torch.distributed.is_initialized()
+    threads_before = torch.get_num_threads()
     try:
         init_distributed(env, device, dist_url=config.dist_url, require=config.distributed)
         train_set, val_set = builders.build_datasets(config, report_dir=None)
@@ -80,6 +82,9 @@ def compute_teacher_labels(config: TrainConfig, output: str | Path, *, top_k: in
             steps = min(len(loader), config.max_steps_per_epoch) if config.max_steps_per_epoch else len(loader)
             layout = Layout(kind=kind, classes=classes, epochs=config.epochs, steps=steps, batch=config.batch_size, k=k)
             identity = stream_identity(config, train_set, world_size=world_size, memory=loader.stream_sampler is None)
+            # The threads `deit train` would use: the teacher's logits are then the per-step teacher's bit for bit.
+            threads, _ = choose_threads(config.threads, loader.num_workers)
+            torch.set_num_threads(threads)
             writer = LabelWriter(output, rank, layout, config.distillation_tau)
             rank_kl, rank_samples = _run_rank(loader, teacher, writer, config, precision, device, mode, len(ranks))
             digests[f"rank{rank}"] = writer.close()
@@ -120,6 +125,7 @@ def compute_teacher_labels(config: TrainConfig, output: str | Path, *, top_k: in
             torch.distributed.barrier()
         return path
     finally:
+        torch.set_num_threads(threads_before)  # the caller's process goes on with its own setting
         if owns_group:
             shutdown_distributed()
 
