@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call on a lent GPU (H100/H200): parity first, then the inference and training-step tables, deit vs timm
 # in the same process. Results land in $OUT (inference.{json,md}, train_step.{json,md}, profile_train_step.txt,
-# dali.{json,md}, folder_train.{json,md}, env.txt, log.txt: 11 files); rows run in order of importance and each pass stops starting rows when its share
+# dali.{json,md}, folder_train.{json,md}, teacher_replay.{json,md}, env.txt, log.txt: 13 files); rows run in order of importance and each pass stops starting rows when its share
 # of the budget is spent, so a short lease still returns the goal rows. From the repository root:
 #
 #     bash benchmarks/run_gpu.sh                  # OUT defaults to benchmarks/results/gpu; ~8 minutes
@@ -92,6 +92,12 @@ FOLDER=("$PY" benchmarks/bench_folder_train.py --device "$DEVICE" --out "$OUT")
 if [ -n "${BENCH_SMOKE:-}" ]; then FOLDER+=(--epochs 1 --rounds 1)
 else FOLDER+=(--epochs 5 --rounds 2 --parts); fi
 run $(( $(left) * 20 / 100 )) "${FOLDER[@]}"
+# 2f. Teacher replay (issue 31): `deit train`'s step of tiny⚗ with RegNetY-16GF per step vs replayed from stored
+#     labels (--teacher-labels), and the label pass's forward, interleaved, bf16; the K-students table follows.
+REPLAY=("$PY" benchmarks/bench_teacher_replay.py --device "$DEVICE" --amp bf16 --batch-size "$T_SMALL" \
+        --teacher "$TEACHER" --out "$OUT")
+[ -n "${BENCH_SMOKE:-}" ] && REPLAY=("${REPLAY[@]/bf16/none}") && REPLAY+=(--rounds 1 --steps 1 --warmup 0)
+run $(( $(left) * 20 / 100 )) "${REPLAY[@]}"
 # 3. The rest, while time lasts: tiny⚗ and base⚗-384 inference, base⚗ training, timm compiled and CUDA graphs.
 run $(( $(left) * 40 / 100 )) "${INF[@]}" "${INF_PATHS[@]}" --append --models "$TINY:$B_TINY,$BASE384:$B_BASE384" \
   --budget-s 90
@@ -104,4 +110,4 @@ fi
 
 echo "=== done in $(( $(date +%s) - START ))s" | tee -a "$LOG"
 cat "$OUT"/inference.md "$OUT"/train_step.md "$OUT"/dali.md "$OUT"/end_to_end.md "$OUT"/memory_path.md \
-  "$OUT"/folder_train.md 2>/dev/null
+  "$OUT"/folder_train.md "$OUT"/teacher_replay.md 2>/dev/null

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from types import ModuleType
 from typing import NoReturn
 
-from deit.commands import analyze, bench, data, demo, export, models, predict, submit, train
+from deit.commands import analyze, bench, data, demo, export, models, predict, submit, teacher_labels, train
 from deit.commands import eval as evaluate
 from deit.errors import DeitError
 from deit.flag_bounds import apply_bounds
@@ -30,6 +30,7 @@ SUBCOMMANDS: dict[str, tuple[ModuleType, str]] = {
     "models": (models, "list the registered models"),
     "data": (data, "data tools: `deit data pack` writes WebDataset tar shards"),
     "demo": (demo, "the paper's distillation experiment on the embedded DIGITS data"),
+    "teacher-labels": (teacher_labels, "run a training stream through the teacher once; students replay it"),
 }
 
 

@@ -142,6 +142,8 @@ BOUNDS: dict[str, dict[str, Bound]] = {
     "predict": {"topk": count(1, 100000)},
     "data": {"shard_size": count(1, 10**7)},
 }
+# `deit teacher-labels` takes the training flags (the stream it stores) and how many logits to keep.
+BOUNDS["teacher-labels"] = {**BOUNDS["train"], "top_k": count(0, 10**7)}
 
 
 # `deit submit` takes every `deit train` flag, and the official submitit ones.

@@ -75,7 +75,8 @@ class DistillationLoss(nn.Module):
         """The loss for one batch; `inputs` are the images the student saw (after mixup), for the teacher.
 
         `teacher_outputs`: the teacher's logits on `inputs` when already known (the teacher table,
-        `deit.distill.teacher_table`); then the teacher does not run.
+        `deit.distill.teacher_table`; stored labels, `deit.distill.teacher_labels`), or for hard distillation its
+        classes (B,); then the teacher does not run.
         """
         z_cls, z_dist = outputs if isinstance(outputs, (tuple, list)) else (outputs, None)
 
@@ -96,8 +97,11 @@ class DistillationLoss(nn.Module):
             z_dist = z_cls
         # frozen: eval mode, no gradient (see teacher.py)
         z_t = self.teacher(inputs) if teacher_outputs is None else teacher_outputs
+        classes_given = not z_t.is_floating_point()  # its classes themselves (replayed hard labels)
+        if classes_given and self.distillation_type != "hard":
+            raise DeitError("soft distillation needs the teacher's logits, not its classes")
 
-        if z_t.shape[-1] != z_dist.shape[-1]:
+        if not classes_given and z_t.shape[-1] != z_dist.shape[-1]:
             raise DeitError(f"the teacher predicts {z_t.shape[-1]} classes but the student {z_dist.shape[-1]}")
 
         divisor = z_dist.numel() if self.kl_reduction == "official" else z_dist.shape[0]
@@ -119,7 +123,7 @@ class DistillationLoss(nn.Module):
                 )
                 distillation = tau * tau * kl_sum / divisor
             else:  # hard
-                distillation = F.cross_entropy(z_dist, z_t.argmax(dim=-1))
+                distillation = F.cross_entropy(z_dist, z_t if classes_given else z_t.argmax(dim=-1))
 
         loss = (1.0 - self.alpha) * base + self.alpha * distillation
         self._record(base, distillation)

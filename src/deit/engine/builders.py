@@ -19,6 +19,7 @@ from deit.engine.finetune import FinetuneOrigin
 from deit.engine.finetune import load_finetune as load_finetune_weights
 from deit.engine.logging_utils import say
 from deit.engine.step import TrainStep
+from deit.engine.stream import check_stream, uses_seeded_stream
 from deit.errors import DeitError
 from deit.models.download import fetch_checkpoint, is_url
 from deit.models.meta import CheckpointMeta
@@ -131,10 +132,13 @@ def build_loaders(
             "--class-balanced replaces repeated augmentation (--repeated-aug); pass --no-repeated-aug to silence this",
             stacklevel=2,
         )
+    if uses_seeded_stream(config):
+        check_stream(config, train_set)
     if config.data_loader == "dali":
         return _dali_loaders(config, train_set, val_set, env, device)
     pin = config.pin_mem and device.type == "cuda"
     train_loader = sampler = None
+    from_memory = False
     if isinstance(train_set, IterableDataset):  # shards: the data set splits itself over ranks and workers
         train_set.configure(rank=env.rank, world_size=env.world_size, num_workers=config.num_workers)
         sampler = train_set
@@ -168,7 +172,11 @@ def build_loaders(
                 f"process sees per epoch"
             )
         train_loader = _memory_loader(config, train_set, sampler, env, device, teacher)
-        if train_loader is None:
+        from_memory = train_loader is not None
+        if uses_seeded_stream(config):
+            train_loader = _stream_loader(config, train_set, sampler, train_loader, env, device)
+            sampler = train_loader  # its set_epoch reseeds the order, the augmentation and mixup
+        elif train_loader is None:
             train_loader = DataLoader(
                 train_set,
                 sampler=sampler,
@@ -206,7 +214,7 @@ def build_loaders(
         val_sampler: Any = DistributedSampler(val_set, num_replicas=env.world_size, rank=env.rank, shuffle=False)
     else:
         val_sampler = SequentialSampler(val_set)
-    if train_loader is not None and sampler is train_loader and not distributed_eval:  # training from memory
+    if from_memory and not distributed_eval:  # training from memory
         prepared = _prepared_eval_set(config, val_set, device, is_main=env.is_main)
         if prepared is not None:
             return Loaders(train_loader, sampler, prepared, distributed_eval)  # type: ignore[arg-type]
@@ -280,6 +288,48 @@ def _memory_loader(
     for line in lines:
         say(line, is_main=env.is_main)
     return loader
+
+
+def _stream_loader(
+    config: TrainConfig,
+    train_set: Dataset,
+    sampler: Any,
+    memory_loader: Any,
+    env: DistributedEnv,
+    device: torch.device,
+) -> Any:
+    """The seeded stream (engine/stream.py), with the teacher's stored outputs under `--teacher-labels`."""
+    from deit.engine.stream import build_stream_loader, stream_identity, stream_steps
+
+    num_classes = len(train_set.classes)  # type: ignore[attr-defined]
+    replay = None
+    if config.teacher_labels:
+        from deit.engine.replay import open_replay
+        from deit.precision import resolve_precision
+
+        identity = stream_identity(config, train_set, world_size=env.world_size, memory=memory_loader is not None)
+        steps = stream_steps(config, sampler)
+        precision = resolve_precision(config.amp, device).name
+        replay, lines = open_replay(
+            config, identity, rank=env.rank, steps=steps, num_classes=num_classes, precision=precision
+        )
+        for line in lines:
+            say(line, is_main=env.is_main)
+    say(
+        "--seeded-stream: each sample's augmentation drawn from (seed, epoch, rank, position), mixup's from "
+        "(seed, epoch, rank, step): the batches do not depend on --num_workers or on a resume",
+        is_main=env.is_main,
+    )
+    return build_stream_loader(
+        config,
+        train_set,
+        sampler,
+        memory_loader,
+        rank=env.rank,
+        device=device,
+        mixup_fn=build_mixup_fn(config, num_classes),
+        replay=replay,
+    )
 
 
 def _dali_loaders(
@@ -452,6 +502,10 @@ def build_criterion(config: TrainConfig, teacher: nn.Module | None, *, mixup_act
     base = build_base_criterion(
         mixup_active=mixup_active, smoothing=config.smoothing, bce_loss=config.bce_loss, bce_target_thresh=threshold
     )
+    if teacher is None and config.teacher_labels and config.distillation_type in TEACHER_TYPES:
+        from deit.distill.teacher_labels import ReplayedTeacher
+
+        teacher = ReplayedTeacher()  # every batch brings the teacher's stored outputs
     return DistillationLoss(
         base,
         teacher,
@@ -503,6 +557,8 @@ def build_train_step(
         )
     mixup_fn = None if config.eval else build_mixup_fn(config, num_classes)
     criterion = build_criterion(config, teacher, mixup_active=mixup_fn is not None)
+    if uses_seeded_stream(config):
+        mixup_fn = None  # the stream mixes each batch from its own seeds (engine/stream.py), not the step
     forward_model: nn.Module = model
     if distributed:
         # With the official `none`, a distilled student's distillation head gets no gradient: DDP must know.

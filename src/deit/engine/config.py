@@ -430,6 +430,22 @@ class TrainConfig:
         help="keep teacher tables here, keyed by teacher checkpoint hash, data and views, "
         "so runs with the same teacher share one (empty: in memory only; ours)",
     )
+    seeded_stream: bool = _opt(
+        False,
+        "--seeded-stream",
+        group="data",
+        help="draw each sample's augmentation from generators seeded by (seed, epoch, rank, position) and "
+        "mixup's by (seed, epoch, rank, step): batches independent of --num_workers and of resumes, what "
+        "--teacher-labels replays (ours; docs/teacher_labels.md)",
+    )
+    teacher_labels: str = _opt(
+        "",
+        "--teacher-labels",
+        group="distillation",
+        metavar="DIR",
+        help="replay the teacher's outputs stored by `deit teacher-labels --output DIR` instead of running "
+        "the teacher; implies --seeded-stream; the manifest must match this run (ours)",
+    )
     shuffle_buffer: int = _opt(
         1000, "--shuffle-buffer", group="data", help="WDS: samples in the webdataset shuffle buffer of each reader"
     )

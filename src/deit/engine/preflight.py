@@ -65,12 +65,13 @@ def validate_config(config: TrainConfig) -> None:
     _check_patch_size(config)
     if config.distillation_type in TEACHER_TYPES and not config.eval:
         check_model_name(config.teacher_model, where="--teacher-model")
-        if not config.teacher_path:
+        if not config.teacher_path and not config.teacher_labels:  # replayed: the labels name their teacher
             raise DeitError(
                 f"--distillation-type {config.distillation_type} needs --teacher-path (the teacher's "
                 f"trained weights; train one with `deit train --model {config.teacher_model}`)"
             )
-        _check_file(config.teacher_path, "--teacher-path")
+        if config.teacher_path:
+            _check_file(config.teacher_path, "--teacher-path")
     if config.finetune:
         _check_file(config.finetune, "--finetune")
     _check_names(config)

@@ -206,7 +206,7 @@ def _build(
     if keeps_wide_head(width, num_classes, config.data_set):  # an official IMNET head on a smaller folder
         say(wide_head_note(f"--resume {resume_path}", width, num_classes), is_main=env.is_main)  # type: ignore[arg-type]
         class_names, num_classes = padded_names(class_names, width), width  # type: ignore[arg-type]
-    if config.distillation_type in TEACHER_TYPES and config.teacher_path:
+    if config.distillation_type in TEACHER_TYPES and config.teacher_path and not config.teacher_labels:
         # On a forked RNG: building the teacher draws its throw-away initial weights, and the student's must
         # depend on --seed alone (the demo pairs a distilled student with a plain one of the same seed).
         with torch.random.fork_rng(devices=[]):
@@ -256,7 +256,9 @@ def _build(
         updates_per_epoch=_updates_per_epoch(run.loaders.train, config) if config.sched_on_updates else 0,
     )
     in_memory = run.loaders.train is not None and run.loaders.train_sampler is run.loaders.train
-    threads, line = choose_threads(config.threads, 0 if in_memory else config.num_workers)
+    # A seeded stream is its own sampler too, but says how many loader workers it runs (engine/stream.py).
+    workers = getattr(run.loaders.train, "num_workers", 0 if in_memory else config.num_workers)
+    threads, line = choose_threads(config.threads, workers)
     torch.set_num_threads(threads)
     say(line, is_main=env.is_main)
     run.start_epoch = config.start_epoch
