@@ -80,6 +80,11 @@ class DemoSettings:
     hard_alpha: float = 0.5
     distillation_tau: float = 3.0
     kl_reduction: str = "batchmean"
+    #: Mixup for the kinds in `mixup_kinds` (0: none). With a teacher it is Beyer et al.'s function matching: the
+    #: teacher labels every mixed image, so a distilled student learns its function on new inputs, not only on
+    #: the training views (the teacher then runs per step: mixed images are not table views).
+    mixup: float = 0.0
+    mixup_kinds: tuple[str, ...] = ("soft",)
     #: The headline's setting, fixed by the protocol committed before its runs (benchmarks/demo_sweep/
     #: headline_issue32.py): a data set ("DIGITS" or "DIGITS-CANVAS"), one training-set size, its own seeds.
     headline_data_set: str = "DIGITS"
@@ -298,6 +303,10 @@ def student_config(
             teacher_table=settings.teacher_table,
             teacher_table_dir=str(Path(teacher_path).parent),
         )
+    if settings.mixup and kind in settings.mixup_kinds:
+        extra.update(mixup=settings.mixup, cutmix=0.0)
+        if "teacher_table" in extra:
+            extra["teacher_table"] = "off"
     return make_config(
         **_sized_recipe(settings, fraction, data_set),
         model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
