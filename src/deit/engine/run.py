@@ -56,6 +56,7 @@ from deit.engine.run_report import (
     closing_summary,
     effective_log_interval,
     epoch_steps,
+    teacher_note,
 )
 from deit.engine.step import TrainStep
 from deit.engine.wide_head import head_width, keeps_wide_head, padded_names, wide_head_note
@@ -529,6 +530,9 @@ def _train_epochs(run: _Run, *, resumed: bool) -> dict[str, Any]:
         ),
         is_main=env.is_main,
     )
+    note = teacher_note(metrics)
+    if note:
+        say(note, is_main=env.is_main)
     return {
         **metrics,
         "epoch": epoch,

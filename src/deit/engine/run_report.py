@@ -96,3 +96,16 @@ def closing_summary(
             f"log {output_dir / 'log.txt'}"
         )
     return " | ".join(parts)
+
+
+def teacher_note(metrics: dict[str, Any]) -> str | None:
+    """One line when the distilled student ended above its own teacher: distillation then pulls toward a weaker
+    model (the demo's finding on small folders); None otherwise."""
+    teacher, student = metrics.get("teacher_acc1"), metrics.get("acc1")
+    if teacher is None or student is None or student <= teacher:
+        return None
+    return (
+        f"note: the student ({student:.2f}%) ended above its teacher ({teacher:.2f}%) on the validation set: "
+        f"the teacher's targets pull toward a weaker model; compare with a plain run (--distillation-type none) "
+        f"or train a stronger teacher"
+    )

@@ -1,5 +1,6 @@
-"""`--sched-on-updates` and `--epoch-repeats` in real runs: the lr moves within an epoch, a subset's epoch is as
-long as asked, and a resume repeats the uninterrupted run exactly with both."""
+"""What short, small runs need: `--sched-on-updates` (the lr moves within an epoch), `--epoch-repeats` (a subset's
+epoch as long as asked), `--checkpoint-every` (fewer synced writes), each resuming exactly; and the closing line
+that says when a distilled student ended above its teacher."""
 
 from __future__ import annotations
 
@@ -108,3 +109,12 @@ def test_checkpoint_every_skips_the_write_between_its_epochs(tmp_path: Path, cap
     code, out, _ = run_cli([*flags, "--checkpoint-every", "2", "--output_dir", tmp_path / "run"], capsys)
     assert code == 0, out
     assert written == [1, 3, 4]  # epochs 2 and 4 (1-based), and the last
+
+
+def test_a_student_above_its_teacher_is_told_so() -> None:
+    from deit.engine.run_report import teacher_note
+
+    note = teacher_note({"acc1": 65.28, "teacher_acc1": 63.33})
+    assert note is not None and "student (65.28%) ended above its teacher (63.33%)" in note
+    assert teacher_note({"acc1": 60.0, "teacher_acc1": 63.33}) is None
+    assert teacher_note({"acc1": 60.0}) is None  # no teacher
