@@ -128,3 +128,33 @@ def test_two_tasks_checkpoint_then_requeue_and_resume_after_a_timeout_signal(
     final = load_torch_file(run_dir / "checkpoint.pth")
     assert final["epoch"] == 1 and [row["epoch"] for row in log_rows(run_dir)] == [0, 1]
     assert result["epoch"] == 1 and torch.isfinite(torch.tensor(result["acc1"]))
+
+
+def test_the_command_prints_the_job_its_folder_logs_and_run_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's wiring, with an executor that records the submission instead of starting processes."""
+    from types import SimpleNamespace
+
+    import deit.engine.submit as submit_module
+
+    submitted = []
+
+    class Recorder:
+        def submit(self, trainer):
+            submitted.append(trainer)
+            return SimpleNamespace(job_id="4242", paths=SimpleNamespace(folder=tmp_path / "jobs" / "4242"))
+
+    monkeypatch.setattr(submit_module, "make_executor", lambda options, **kwargs: Recorder())
+    argv = ["submit", "--cluster", "local", "--nodes", "1", "--job_dir", tmp_path / "jobs" / "%j", "--epochs", "3"]
+    code, out, err = run_cli([*argv, "--model", "deit_tiny_patch16_224", "--resume", "auto"], capsys)
+    assert code == 0, err
+    assert out.splitlines() == [
+        "submitted job 4242",
+        f"job folder: {tmp_path / 'jobs' / '4242'}",
+        f"logs: {tmp_path / 'jobs' / '4242' / '4242_0_log.out'} (task 0; task k: 4242_k_log.out / .err)",
+        f"checkpoints and logs of the run: {tmp_path / 'jobs' / '4242'} (requeued after a timeout or preemption: "
+        "--resume auto there)",
+    ]
+    (trainer,) = submitted
+    assert trainer.config.output_dir == str(tmp_path / "jobs" / "%j") and trainer.config.epochs == 3

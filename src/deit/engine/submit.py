@@ -19,7 +19,7 @@ from deit.engine.checkpointing import CHECKPOINT_NAME
 from deit.engine.config import TrainConfig
 from deit.errors import DeitError
 
-CLUSTERS = ("auto", "slurm", "local", "debug")
+CLUSTERS = ("auto", "slurm", "local")
 
 
 @dataclass(frozen=True)
