@@ -19,7 +19,7 @@ from deit.engine.checkpointing import CHECKPOINT_NAME
 from deit.engine.config import TrainConfig
 from deit.errors import DeitError
 
-CLUSTERS = ("auto", "slurm", "local", "debug")
+CLUSTERS = ("auto", "slurm", "local")
 
 
 @dataclass(frozen=True)
@@ -47,12 +47,21 @@ class SubmititTrainer:
     def __init__(self, config: TrainConfig) -> None:
         self.config = config
 
-    def __call__(self) -> dict[str, Any]:
+    def __call__(self) -> dict[str, Any] | None:
         """Train `config` as this task of the job (rank, world size and master from submitit's environment)."""
         from deit.engine.run import train
 
         export_process_group_env()
-        return train(self._for_this_job())
+        signalled = _note_requeue_signal()
+        try:
+            return train(self._for_this_job())
+        except Exception:
+            if int(os.environ["RANK"]) == 0 or not signalled():
+                raise
+            # Task 0 left to checkpoint and requeue the job, so this task's next collective failed: that is the
+            # requeue, not an error (no traceback); the requeued job starts every task again.
+            print(f"deit submit: task {os.environ['RANK']} stops; task 0 requeues the job", flush=True)
+            return None
 
     def checkpoint(self) -> Any:
         """What submitit requeues after a preemption or timeout: the same run, continuing its last checkpoint."""
@@ -70,6 +79,25 @@ class SubmititTrainer:
 
         job_id = str(submitit.JobEnvironment().job_id)
         return dataclasses.replace(self.config, output_dir=self.config.output_dir.replace("%j", job_id))
+
+
+def _note_requeue_signal() -> Any:
+    """Chain a flag onto submitit's preemption/timeout handler; returns a function saying whether it fired."""
+    import signal
+
+    import submitit
+
+    number = getattr(submitit.JobEnvironment, "_usr_sig", lambda: signal.SIGUSR2)()
+    previous = signal.getsignal(number)
+    fired: list[bool] = []
+
+    def handler(signum: int, frame: Any) -> None:
+        fired.append(True)
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(number, handler)
+    return lambda: bool(fired)
 
 
 def export_process_group_env() -> None:
