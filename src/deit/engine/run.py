@@ -234,7 +234,9 @@ def _build(
     run.loaders = builders.build_loaders(
         config, train_set, val_set, env, device, teacher=run.teacher if not config.eval else None
     )
-    in_memory = run.loaders.train is not None and run.loaders.train_sampler is run.loaders.train
+    from deit.data.memory import MemoryLoader
+
+    in_memory = isinstance(run.loaders.train, MemoryLoader)  # no workers: the batches are made in this process
     threads, line = choose_threads(config.threads, 0 if in_memory else config.num_workers)
     torch.set_num_threads(threads)
     say(line, is_main=env.is_main)
