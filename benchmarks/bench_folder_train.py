@@ -72,7 +72,9 @@ def make_shapes_folder(root: Path, *, train: int = 200, val: int = 50, seed: int
     return root
 
 
-def deit_config(data: Path, out: Path, *, epochs: int, seed: int, device: str, input_size: int = SIZE) -> Any:
+def deit_config(
+    data: Path, out: Path, *, epochs: int, seed: int, device: str, input_size: int = SIZE, data_loader: str = "auto"
+) -> Any:
     """The `deit train` configuration of the deit side (the plain loop's work, in `deit train`'s flags)."""
     from deit.engine import make_config
 
@@ -101,6 +103,7 @@ def deit_config(data: Path, out: Path, *, epochs: int, seed: int, device: str, i
         model_ema=False,
         drop_path=0.0,
         num_workers=0,
+        data_loader=data_loader,
         device=device,
         amp="none",
         seed=seed,
@@ -118,11 +121,13 @@ def _clock(device: str) -> float:
     return time.process_time()
 
 
-def deit_run(data: Path, out: Path, *, epochs: int, seed: int, device: str) -> tuple[float, float]:
+def deit_run(
+    data: Path, out: Path, *, epochs: int, seed: int, device: str, data_loader: str = "auto"
+) -> tuple[float, float]:
     """(seconds, final validation top-1) of one `deit.engine.train` run."""
     from deit.engine import train
 
-    config = deit_config(data, out, epochs=epochs, seed=seed, device=device)
+    config = deit_config(data, out, epochs=epochs, seed=seed, device=device, data_loader=data_loader)
     started = _clock(device)
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         metrics = train(config)
@@ -256,6 +261,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (seeds 0, 1, ...)")
     parser.add_argument("--parts", action="store_true", help="also the data and step cost per image, 64 and 224 px")
     parser.add_argument("--parts-only", action="store_true", help="only the parts")
+    parser.add_argument(
+        "--data-loader", default="auto", help="deit train's --data-loader (torch: the per-image path, as before)"
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -271,7 +279,10 @@ def main() -> int:
                 common = dict(epochs=args.epochs, seed=seed, device=args.device)
                 sides = [
                     ("plain", lambda common=common: plain_run(data, **common)),
-                    ("deit", lambda common=common: deit_run(data, work / "deit", **common)),
+                    (
+                        "deit",
+                        lambda common=common: deit_run(data, work / "deit", data_loader=args.data_loader, **common),
+                    ),
                 ]
                 for name, run in sides if seed % 2 == 0 else sides[::-1]:
                     runs[name].append(run())
@@ -285,6 +296,7 @@ def main() -> int:
             ratios = [p[0] / d[0] for p, d in zip(runs["plain"], runs["deit"])]
             report.update(
                 epochs=args.epochs,
+                data_loader=args.data_loader,
                 training_images_per_run=images,
                 seconds={name: [round(s, 2) for s, _ in values] for name, values in runs.items()},
                 top1={name: [round(a, 2) for _, a in values] for name, values in runs.items()},

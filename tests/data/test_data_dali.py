@@ -466,6 +466,8 @@ def test_deit_train_hands_the_torch_transform_flags_to_dali(folder: Path) -> Non
         recount=2,
         repeated_aug=False,
         num_workers=1,
+        scale=[0.3, 0.9],
+        ratio=[0.5, 2.0],
     )
     source = FolderDataset(folder)
     loaders = build_loaders(config, source, source, DistributedEnv(), torch.device("cpu"))
@@ -478,6 +480,7 @@ def test_deit_train_hands_the_torch_transform_flags_to_dali(folder: Path) -> Non
         settings.remode,
         settings.recount,
     ) == (None, 0.2, 0.1, 0.6, "const", 2)
+    assert (tuple(settings.scale), tuple(settings.ratio)) == ((0.3, 0.9), (0.5, 2.0))  # --scale, --ratio
     assert loaders.train_sampler is loaders.train  # the engine's set_epoch reaches the DALI loader
 
 

@@ -296,6 +296,13 @@ def test_help_lists_official_and_own_flags(capsys: pytest.CaptureFixture) -> Non
     assert "--debug-inject-nan-step" not in out
 
 
+def test_the_crop_and_thread_flags_are_documented_in_training_md() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text()
+    for flag in ("`--scale LOW HIGH`", "`--ratio LOW HIGH`", "`--threads N`", "`--memory-cap-gib G`"):
+        assert f"| {flag}" in text or f", {flag} |" in text, flag
+    assert "`deit eval`, `deit predict` and `deit export` use it (each has `--eval-crop-ratio`" in text
+
+
 def test_scale_ratio_and_threads_parse_with_timms_meaning_and_bounds(capsys: pytest.CaptureFixture) -> None:
     config = parse(["--scale", "0.35", "1", "--ratio", "0.5", "2", "--threads", "3"])
     assert (config.scale, config.ratio, config.threads) == ([0.35, 1.0], [0.5, 2.0], 3)

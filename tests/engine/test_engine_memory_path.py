@@ -180,3 +180,21 @@ def test_the_table_is_refused_for_random_erasing_and_for_images_of_several_shape
     assert "not all square" in _table_refusal(config, 10, 81, 3, 10, square=False)
     config.reprob = 0.1
     assert _table_refusal(config, 10, 81, 3, 10).startswith("--reprob 0.1: random erasing changes pixels per draw")
+
+
+def test_above_32_px_the_teacher_runs_per_step_and_a_forced_table_is_refused() -> None:
+    from deit.data.memory_resized import CropSettings, ResizedCropAugment
+    from deit.engine.config import TrainConfig
+    from deit.engine.memory_path import _teacher_table
+    from deit.errors import DeitError
+
+    augment = ResizedCropAugment(torch.zeros(4, 3, 40, 40, dtype=torch.uint8), CropSettings(32), (0.5,) * 3, (0.5,) * 3)
+    config = TrainConfig(model="deit_tiny_patch16_224", teacher_path="t.pth", distillation_type="hard", reprob=0.0)
+    teacher, cpu = torch.nn.Identity(), torch.device("cpu")
+    table, line = _teacher_table(config, teacher, augment, 3, 4, cpu)
+    assert table is None and line == (
+        "teacher: one forward pass per step (RandomResizedCrop's boxes are continuous, not a finite set of views)"
+    )
+    config.teacher_table = "on"
+    with pytest.raises(DeitError, match=r"^--teacher-table on: RandomResizedCrop's boxes are continuous"):
+        _teacher_table(config, teacher, augment, 3, 4, cpu)

@@ -92,6 +92,8 @@ class DaliSettings:
     remode: str = "pixel"
     recount: int = 1
     eval_crop_ratio: float = 0.875
+    scale: Sequence[float] = (0.08, 1.0)  # RandomResizedCrop's area and aspect ranges (--scale, --ratio)
+    ratio: Sequence[float] = (3 / 4, 4 / 3)
 
 
 def build_pipeline(
@@ -182,8 +184,8 @@ def _train_images(encoded: Any, settings: DaliSettings, *, decoder: str, jitter:
             encoded,
             device=decoder,
             output_type=types.RGB,
-            random_area=list(_SCALE),
-            random_aspect_ratio=list(_RATIO),
+            random_area=[float(v) for v in settings.scale],
+            random_aspect_ratio=[float(v) for v in settings.ratio],
             num_attempts=10,
         )
         images = fn.resize(images, resize_x=size, resize_y=size, interp_type=types.INTERP_CUBIC, antialias=True)

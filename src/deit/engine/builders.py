@@ -340,7 +340,7 @@ def _dali_loaders(
     from deit.data.dali import DaliLoader, DaliSettings
     from deit.data.dali_shards import ShardRecords
     from deit.data.shards import ShardDataset
-    from deit.data.transforms import augment_policy_set
+    from deit.data.transforms import augment_policy_set, crop_ranges
 
     if config.repeated_aug and train_set is not None:
         warnings.warn(
@@ -360,6 +360,8 @@ def _dali_loaders(
         remode=config.remode,
         recount=config.recount,
         eval_crop_ratio=config.eval_crop_ratio,
+        scale=crop_ranges(config.scale, config.ratio)[0],
+        ratio=crop_ranges(config.scale, config.ratio)[1],
     )
     common = dict(
         shard_id=env.rank,

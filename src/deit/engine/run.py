@@ -256,8 +256,10 @@ def _build(
         seed=config.seed,
         updates_per_epoch=_updates_per_epoch(run.loaders.train, config) if config.sched_on_updates else 0,
     )
-    in_memory = run.loaders.train is not None and run.loaders.train_sampler is run.loaders.train
-    # A seeded stream is its own sampler too, but says how many loader workers it runs (engine/stream.py).
+    from deit.data.memory import MemoryLoader
+
+    in_memory = isinstance(run.loaders.train, MemoryLoader)  # no workers: the batches are made in this process
+    # A seeded stream (engine/stream.py) and a DataLoader say how many loader workers they run.
     workers = getattr(run.loaders.train, "num_workers", 0 if in_memory else config.num_workers)
     threads, line = choose_threads(config.threads, workers)
     torch.set_num_threads(threads)
