@@ -71,8 +71,9 @@ def evaluate_checkpoint(
         raise DeitError(
             f"{path}: the model predicts {meta.num_classes} classes but --data-set {data_set} has {len(classes)}"
         )
+    recorded_names = meta.labels() if record.has_preprocessing else []  # weights alone: names only guessed
     match = match_classes(
-        meta.labels(), classes, source=str(path), data=f"--data-set {data_set}", by_position=map_classes_by_position
+        recorded_names, classes, source=str(path), data=f"--data-set {data_set}", by_position=map_classes_by_position
     )
     if not match.identity:  # scored in the checkpoint's numbering, reported under its names
         dataset, classes = RelabelledDataset(dataset, match.order), meta.labels()
