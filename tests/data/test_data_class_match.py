@@ -77,3 +77,10 @@ def test_deit_eval_maps_by_position_on_request_and_reordered_names_by_name(
     assert metrics["class_names"] == ["cherry", "apple", "banana"]
     # Rows are true classes in the checkpoint's numbering (cherry, apple, banana): 3, 1 and 2 images.
     assert [sum(row) for row in metrics["confusion_matrix"]] == [3, 1, 2]
+
+
+def test_guessed_names_of_weights_alone_match_by_position() -> None:
+    # Official ImageNet weights get torchvision's names ("tench") while the folders are wnids ("n01440764"):
+    # a file that records no names is matched by position, as it always was.
+    assert "records no class names" in match_classes([], ["n01440764", "n01443537"], source="m", data="d").how
+    assert "records no class names" in match_classes(["LABEL_0", "LABEL_1"], ["a", "b"], source="m", data="d").how

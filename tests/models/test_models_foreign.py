@@ -89,6 +89,7 @@ def test_vit_cost_matches_the_real_parameter_count() -> None:
         ("resnet18", {"drop_rate": "abc"}, "'drop_rate' must be a number in [0, 1)"),
         ("resnet18", {"global_pool": ["x"]}, "'global_pool' must be a name"),
         ("resnet18", {"layers": {"a": 1}}, "'layers' must be a number"),
+        ("convnext_tiny", {"depths": [60000] * 4}, "'depths' asks for 240000 blocks in all, over the 256"),
         (_TIMM, {**_TIMM_KWARGS, "depth": 2}, "missing key(s) blocks.1"),  # settings against the tensors
         (_TIMM, {**_TIMM_KWARGS, "embed_dim": 64}, "mis-shaped"),
         ("no_such_model_anywhere", {}, "neither deit, timm nor torchvision"),

@@ -21,7 +21,7 @@ MAP_BY_POSITION_HELP = (
     "another order are always matched by name)"
 )
 SAME_NAMES = "by name (the same names in the same order)"  # the usual case: nothing to point out
-_GENERIC = re.compile(r"(class_)?\d+")  # what a file without names gets (`class_3`, `3`): no names at all
+_GENERIC = re.compile(r"(class_|LABEL_)?\d+")  # what a file without names gets (`class_3`, `3`, HF's `LABEL_3`)
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,13 @@ def match_classes(
     checkpoint_names: Sequence[str], data_names: Sequence[str], *, source: str, data: str, by_position: bool = False
 ) -> ClassMatch:
     """Match `data_names` to `checkpoint_names` (same count, checked by the caller) by name; `source` and `data`
-    name the checkpoint and the data set in the refusal."""
+    name the checkpoint and the data set in the refusal. Empty `checkpoint_names`: the file records none (weights
+    alone, whose names were only guessed), so by position."""
     model, ours = [str(n) for n in checkpoint_names], [str(n) for n in data_names]
     position = tuple(range(len(ours)))
     if model == ours:
         return ClassMatch(position, SAME_NAMES)
-    if all(_GENERIC.fullmatch(name) for name in model):
+    if not model or all(_GENERIC.fullmatch(name) for name in model):
         return ClassMatch(position, "by position (the checkpoint records no class names)")
     if sorted(model) == sorted(ours) and len(set(model)) == len(model):
         return ClassMatch(tuple(model.index(name) for name in ours), "by name (the data lists them in another order)")

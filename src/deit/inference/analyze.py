@@ -248,9 +248,10 @@ def analyze(
     if num_images < 0 or max_images < 1 or batch_size < 1:
         raise DeitError("--num-images must be >= 0, --max-images and --batch-size >= 1")
     record: dict[str, Any] = {}
+    names_recorded = True
     if Path(checkpoint).exists():  # else the loader below says so in one line
         recorded = training_record(checkpoint)
-        record = recorded.args
+        record, names_recorded = recorded.args, recorded.has_preprocessing
         data_set, data_path = recorded.data(data_set, None if data_path is None else str(data_path))
     data_set = data_set or "IMNET"
     model, meta, resolved = load_inference_model(checkpoint, device)
@@ -271,7 +272,7 @@ def analyze(
     labels_match = len(getattr(dataset, "classes", [])) == num_classes
     if labels_match:  # scored against labels: by name, as `deit eval` (refused when the names differ)
         match = match_classes(
-            class_names,
+            class_names if names_recorded else [],  # weights alone: their names were only guessed
             [str(name) for name in dataset.classes],
             source=str(checkpoint),
             data=f"--data-set {data_set}",

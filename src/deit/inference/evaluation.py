@@ -82,8 +82,13 @@ def evaluate_checkpoint(
         )
     how = "by position: the official head is wider than the data (its first classes are the data's)"
     if not wide:
+        recorded_names = meta.labels() if record.has_preprocessing else []  # weights alone: names only guessed
         match = match_classes(
-            meta.labels(), classes, source=str(path), data=f"--data-set {data_set}", by_position=map_classes_by_position
+            recorded_names,
+            classes,
+            source=str(path),
+            data=f"--data-set {data_set}",
+            by_position=map_classes_by_position,
         )
         how = match.how
         if not match.identity:  # scored in the checkpoint's numbering, reported under its names

@@ -23,6 +23,8 @@ from deit.models.state_fit import check_key_names, check_shapes
 _MAX_WHOLE = 65_536  # any other whole-number setting (stage widths, window sizes ...)
 _MAX_TEXT = 200
 _MAX_ITEMS = 64  # per-stage lists (depths=[3, 3, 27, 3])
+_MAX_BLOCKS = INTEGER_BOUNDS["depth"][1]  # blocks in all: what the meta-device skeleton costs grows with them
+_BLOCK_COUNT_WORDS = ("depth", "layers", "blocks")  # `depths=[3, 3, 27, 3]`, `num_blocks`, `layers=[2, 2, 2, 2]`
 _TEXT_KEYS = ("global_pool", "act_layer", "norm_layer", "block_fn", "class_token", "pos_embed")
 
 
@@ -50,6 +52,11 @@ def check_foreign_kwargs(kwargs: Mapping[str, Any], *, where: str) -> None:
                 raise DeitError(f"{where}: '{key}' must be a list of at most {_MAX_ITEMS} plain values, got {value!r}")
         elif not _plain_scalar(value):
             raise DeitError(f"{where}: '{key}' must be a number, true/false, text or null, got {value!r}")
+        if any(word in key for word in _BLOCK_COUNT_WORDS):
+            counts = value if isinstance(value, (list, tuple)) else [value]
+            total = sum(count for count in counts if isinstance(count, int) and not isinstance(count, bool))
+            if total > _MAX_BLOCKS:
+                raise DeitError(f"{where}: '{key}' asks for {total} blocks in all, over the {_MAX_BLOCKS} accepted")
 
 
 def check_foreign_meta(meta: Mapping[str, Any], state_dict: Mapping[str, Tensor], *, source: str, kind: str) -> None:
