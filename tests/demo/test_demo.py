@@ -88,7 +88,7 @@ def test_quick_demo_writes_results_tables_and_pictures(tmp_path: Path, capsys: p
     assert results["timings"]["training_seconds"] > 0 and results["machine"]["cores"] >= 1
 
     report = (output / "results.md").read_text()
-    assert "| 50% (718 images, 4 epochs) | 100% (1,437 images, 2 epochs) |" in report
+    assert "| 50% (718 images, 2 epochs) | 100% (1,437 images, 2 epochs) |" in report
     for kind in STUDENT_KINDS:
         row = next(line for line in report.splitlines() if line.startswith(f"| {demo_report.STUDENT_TITLES[kind]} |"))
         assert row.count("|") == 4  # the size table: the kind and two sizes
