@@ -101,7 +101,7 @@ class StreamSampler(Sampler):
         self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        return len(self.sampler) - self.start
+        return max(len(self.sampler) - self.start, 0)
 
     def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
         for position, index in enumerate(self.sampler):

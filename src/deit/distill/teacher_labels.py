@@ -218,7 +218,6 @@ class TeacherLabels:
         self.manifest = read_manifest(self.folder)
         where = f"--teacher-labels {self.folder}"
         self.layout = layout_of(self.manifest, where)
-        self.world_size = int(self.manifest["stream"].get("world_size", 1))
         digests = self.manifest["digests"].get(f"rank{rank}")
         if not isinstance(digests, dict) or set(digests) != set(self.layout.arrays()):
             raise DeitError(f"{where}: no digests for rank {rank}'s arrays")

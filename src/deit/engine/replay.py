@@ -17,6 +17,7 @@ from deit.engine.config import TrainConfig
 from deit.engine.stream import first_difference
 from deit.errors import DeitError
 from deit.integrity import source_sha256
+from deit.models.download import is_url
 
 
 def open_replay(
@@ -42,7 +43,8 @@ def open_replay(
             f"{where}: --teacher-model: the labels were computed with {teacher.get('model')!r}, "
             f"this run has {config.teacher_model!r}"
         )
-    if config.teacher_path and source_sha256(config.teacher_path) != teacher.get("file_sha256"):
+    local_file = config.teacher_path and not is_url(config.teacher_path)  # a URL's download is not fetched here
+    if local_file and source_sha256(config.teacher_path) != teacher.get("file_sha256"):
         raise DeitError(f"{where}: --teacher-path {config.teacher_path} is not the file the labels were computed with")
     if layout.classes != num_classes:
         raise DeitError(f"{where}: the labels are over {layout.classes} classes, the data has {num_classes}")

@@ -52,7 +52,12 @@ STREAM_SETTINGS = (
     "train_subset_seed",
 )
 _FLAGS = {f.name: f.metadata["flags"][0] for f in dataclasses.fields(TrainConfig)}
-_NAMES = {"world_size": "--world_size", "data": "the training data", "images": "the training image count"}
+_NAMES = {
+    "world_size": "--world_size",
+    "loader": "--data-loader (the path it resolved to)",
+    "data": "the training data",
+    "images": "the training image count",
+}
 
 
 def uses_seeded_stream(config: TrainConfig) -> bool:
@@ -102,9 +107,7 @@ def first_difference(recorded: dict[str, Any], current: dict[str, Any]) -> str |
     """The first setting on which a label manifest's stream and this run's differ, in words (None: none)."""
     for key in sorted(set(recorded) | set(current)):
         if recorded.get(key) != current.get(key):
-            name = _FLAGS.get(key) or _NAMES.get(key) or key
-            if key == "loader":
-                name = "--data-loader"
+            name = _NAMES.get(key) or _FLAGS.get(key) or key
             return f"{name}: the labels were computed with {recorded.get(key)!r}, this run has {current.get(key)!r}"
     return None
 
