@@ -134,23 +134,7 @@ def test_unknown_optimizer_is_a_user_error() -> None:
 
 
 def test_cosine_with_linear_warmup_per_epoch() -> None:
-    optimizer = torch.optim.SGD([nn.Parameter(torch.zeros(2))], lr=1e-3)
-    scheduler = build_scheduler(
-        optimizer,
-        sched="cosine",
-        epochs=10,
-        warmup_epochs=2,
-        warmup_lr=1e-6,
-        min_lr=1e-5,
-        decay_epochs=30,
-        decay_rate=0.1,
-        cooldown_epochs=10,
-        patience_epochs=10,
-        lr_noise=None,
-        lr_noise_pct=0.67,
-        lr_noise_std=1.0,
-        seed=0,
-    )
+    optimizer, scheduler = _scheduler(updates_per_epoch=0)
     lrs = [current_lr(optimizer)]
     for epoch in range(1, 11):
         scheduler.step(epoch)

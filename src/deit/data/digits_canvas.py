@@ -14,11 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
+
+from deit.data.digits import DigitsDataset, _load_digits_uint8, _split_indices
 
 CANVAS_SIZE = 32
 DIGIT_SCALE = 2  # 8x8 -> 16x16: a digit spans half the canvas' side, anywhere in it
@@ -28,37 +27,19 @@ DIGITS_CANVAS_MEAN = (0.0764, 0.0764, 0.0764)
 DIGITS_CANVAS_STD = (0.2298, 0.2298, 0.2298)
 
 
-class DigitsCanvasDataset(Dataset):
+class DigitsCanvasDataset(DigitsDataset):
     """The training or validation split of DIGITS-CANVAS, as (PIL RGB 32x32, label) pairs."""
 
     def __init__(self, *, train: bool, transform: Callable | None = None) -> None:
-        from deit.data.digits import _load_digits_uint8, _split_indices
-
+        super().__init__(train=train, transform=transform)
         _, labels = _load_digits_uint8()
         train_indices, val_indices = _split_indices(tuple(labels.tolist()))
-        chosen = train_indices if train else val_indices
-        self.images = _canvases()[chosen]
-        self.targets = [int(label) for label in labels[chosen]]
-        self.transform = transform
-        self.classes = [str(digit) for digit in range(10)]
-        self.class_to_idx = {name: index for index, name in enumerate(self.classes)}
-        self.skipped: list[tuple[str, str]] = []
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def __getitem__(self, index: int) -> tuple[Any, int]:
-        image = Image.fromarray(self.images[index]).convert("RGB")
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, self.targets[index]
+        self.images = _canvases()[train_indices if train else val_indices]
 
 
 @lru_cache(maxsize=1)
 def _canvases() -> np.ndarray:
     """All 1,797 digits on their canvases, (N, 32, 32) uint8, positions drawn from the fixed seed."""
-    from deit.data.digits import _load_digits_uint8
-
     images, _ = _load_digits_uint8()
     digit = images.shape[-1] * DIGIT_SCALE
     offsets = np.random.default_rng(CANVAS_PLACEMENT_SEED).integers(0, CANVAS_SIZE - digit + 1, size=(len(images), 2))
