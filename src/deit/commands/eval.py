@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from deit.commands.crop_ratio import add_eval_crop_ratio
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit eval` (data-set flags share `deit train`'s spellings)."""
@@ -34,15 +36,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     from deit.data.class_match import MAP_BY_POSITION_HELP
 
     parser.add_argument("--map-classes-by-position", action="store_true", help=MAP_BY_POSITION_HELP)
-    parser.add_argument(
-        "--eval-crop-ratio",
-        dest="eval_crop_ratio",
-        type=float,
-        default=None,
-        metavar="RATIO",
-        help="centre-crop ratio of the evaluation resize (resize to input / ratio, crop input; default: the one the "
-        "checkpoint records, `deit train --eval-crop-ratio`, else 0.875)",
-    )
+    add_eval_crop_ratio(parser)
     parser.add_argument(
         "--worst",
         type=int,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from deit.commands.crop_ratio import add_eval_crop_ratio
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     """Flags of `deit export`."""
@@ -65,15 +67,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_LICENSE,
         help="licence of the exported weights in the model card (hf, timm; default 'other')",
     )
-    parser.add_argument(
-        "--eval-crop-ratio",
-        dest="eval_crop_ratio",
-        type=float,
-        default=None,
-        metavar="RATIO",
-        help="centre-crop ratio of the preprocessing written with the export (resize to input / ratio, crop "
-        "input; default: the one the checkpoint records, `deit train --eval-crop-ratio`, else 0.875)",
-    )
+    add_eval_crop_ratio(parser, what="the preprocessing written with the export")
     parser.add_argument(
         "--keep-failed",
         action="store_true",

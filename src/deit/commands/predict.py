@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from deit.commands.crop_ratio import add_eval_crop_ratio
 from deit.errors import DeitError, printable
 
 EXIT_SOME_INPUTS_FAILED = 1
@@ -33,15 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="images per forward pass (default 32)")
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 ... (default: cuda if available)")
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: automatic)")
-    parser.add_argument(
-        "--eval-crop-ratio",
-        dest="eval_crop_ratio",
-        type=float,
-        default=None,
-        metavar="RATIO",
-        help="centre-crop ratio of the evaluation resize (resize to input / ratio, crop input; default: the one the "
-        "checkpoint records, `deit train --eval-crop-ratio`, else 0.875)",
-    )
+    add_eval_crop_ratio(parser)
     parser.epilog = "exit status: 0 all predicted, 1 some inputs unreadable (named on stderr), 2 error"
 
 
