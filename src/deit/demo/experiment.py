@@ -61,6 +61,8 @@ class DemoSettings:
     #: Student epochs; a fraction f of the training set passes 1 / f times per epoch (the same number of steps).
     epochs: int = 64
     teacher_epochs: int = 8
+    #: Epochs between evaluations, at every size (16 points of a 64-epoch curve) and after the last.
+    eval_interval: int = 4
     input_size: int = 32
     # A 4x4 grid of 8x8 patches (2x2 of the original pixels each), width 64, 2 blocks: its step costs ~0.45x that
     # of width 128 (the 10-minute budget's choice, docs/demo.md).
@@ -165,11 +167,6 @@ class DemoSettings:
         return (HEADLINE_DATA_SETS[data_set_key(self.headline_data_set)], self.headline_size)
 
     @property
-    def headline_fraction(self) -> float:
-        """The size of the headline comparison."""
-        return self.headline_size
-
-    @property
     def separate_headline(self) -> bool:
         """True when the headline is not one of the DIGITS curve's sizes (its own teacher and students)."""
         return self.headline_key not in {("DIGITS", fraction) for fraction in self.fractions}
@@ -187,18 +184,10 @@ class DemoSettings:
         wanted = set(self.subset_kinds) | {"none", HEADLINE_KIND}
         return tuple(kind for kind in STUDENT_KINDS if kind in wanted)
 
-    def epochs_at(self, fraction: float, teacher: bool = False) -> int:
-        """Epochs at a size: the same at every size, each epoch `repeats_at(fraction)` passes over the subset."""
-        return self.teacher_epochs if teacher else self.epochs
-
     def repeats_at(self, fraction: float) -> int:
         """Passes over the subset per epoch (`--epoch-repeats`): 1 / fraction, so every size trains about the same
         number of steps, with the same warmup, evaluations and checkpoints per epoch."""
         return max(1, round(1 / fraction))
-
-    def eval_interval_at(self, fraction: float) -> int:
-        """Epochs between evaluations: every fourth epoch at every size (16 points of a 64-epoch curve)."""
-        return 4
 
 
 #: The data sets a headline may use, by their `data_set_key`, spelled as `--data-set` takes them.
@@ -242,7 +231,7 @@ def _sized_recipe(settings: DemoSettings, fraction: float, data_set: str = "DIGI
     return {
         **shared_recipe(settings, data_set),
         "train_subset": fraction,
-        "eval_interval": settings.eval_interval_at(fraction),
+        "eval_interval": settings.eval_interval,
         "epoch_repeats": settings.repeats_at(fraction),
         # A synced checkpoint write (~0.15 s) per 0.4-s epoch was a quarter of a run: every 8th epoch, the
         # improvements and the last are written (a kill loses at most 7 sub-second epochs).
@@ -269,7 +258,7 @@ def teacher_config(settings: DemoSettings, fraction: float = 1.0, data_set: str 
         **{**_sized_recipe(settings, fraction, data_set), "lr": settings.teacher_lr},
         model=TEACHER_MODEL,
         model_kwargs=dict(TEACHER_KWARGS),
-        epochs=settings.epochs_at(fraction, teacher=True),
+        epochs=settings.teacher_epochs,
         batch_size=settings.teacher_batch_size,
         seed=0,
         output_dir=str(run_dir(settings, "teacher", fraction, data_set)),
@@ -311,7 +300,7 @@ def student_config(
         **_sized_recipe(settings, fraction, data_set),
         model=PLAIN_STUDENT if kind == "none" else DISTILLED_STUDENT,
         model_kwargs=dict(settings.student_kwargs),
-        epochs=settings.epochs_at(fraction),
+        epochs=settings.epochs,
         batch_size=settings.batch_size,
         seed=seed,
         distillation_type=distillation,
@@ -434,8 +423,8 @@ def _run_demo(settings: DemoSettings, command: str) -> dict[str, Any]:
             teachers[key],
             [run for run in student_runs if (run["data_set"], run["fraction"]) == key],
             images=_subset_images(key[1], images),
-            epochs=settings.epochs_at(key[1]),
-            teacher_epochs=settings.epochs_at(key[1], teacher=True),
+            epochs=settings.epochs,
+            teacher_epochs=settings.teacher_epochs,
             data_set=key[0],
         )
         for key in size_keys(settings)
