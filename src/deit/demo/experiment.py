@@ -75,6 +75,9 @@ class DemoSettings:
     teacher_batch_size: int = 32
     lr: float = 4e-3
     teacher_lr: float = 1e-3
+    #: The teacher's own regularisers (0 / "none": the students' recipe).
+    teacher_mixup: float = 0.0
+    teacher_aa: str = "none"
     warmup_epochs: int = 2
     # Soft: Hinton et al.'s batch-mean KL at temperature 3 (the official scaling is 10x weaker at 10 classes),
     # weight 0.9 (the issue-19 headline check on fresh seeds, docs/demo.md). Hard: the paper's equal weighting.
@@ -256,6 +259,8 @@ def teacher_config(settings: DemoSettings, fraction: float = 1.0, data_set: str 
 
     return make_config(
         **{**_sized_recipe(settings, fraction, data_set), "lr": settings.teacher_lr},
+        **({"mixup": settings.teacher_mixup, "cutmix": 0.0} if settings.teacher_mixup else {}),
+        aa=settings.teacher_aa,
         model=TEACHER_MODEL,
         model_kwargs=dict(TEACHER_KWARGS),
         epochs=settings.teacher_epochs,
