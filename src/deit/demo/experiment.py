@@ -90,6 +90,8 @@ class DemoSettings:
     #: the training views (the teacher then runs per step: mixed images are not table views).
     mixup: float = 0.0
     mixup_kinds: tuple[str, ...] = ("soft",)
+    #: RandAugment for the students in `mixup_kinds` ("none": off), e.g. "rand-m9-mstd0.5-inc1".
+    student_aa: str = "none"
     #: The headline's setting, fixed by the protocol committed before its runs (benchmarks/demo_sweep/
     #: headline_issue32.py): a data set ("DIGITS" or "DIGITS-CANVAS"), one training-set size, its own seeds.
     headline_data_set: str = "DIGITS"
@@ -298,7 +300,7 @@ def student_config(
             teacher_table_dir=str(Path(teacher_path).parent),
         )
     if settings.mixup and kind in settings.mixup_kinds:
-        extra.update(mixup=settings.mixup, cutmix=0.0)
+        extra.update(mixup=settings.mixup, cutmix=0.0, aa=settings.student_aa)
         if "teacher_table" in extra:
             extra["teacher_table"] = "off"
     return make_config(
