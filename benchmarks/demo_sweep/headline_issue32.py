@@ -91,6 +91,21 @@ at 128 epochs was the teacher making training *faster*. The canvas is out; two c
 
 Selection seeds 1400-1402. Rule as round 4 (3 of 3, mean gap closed >= 0.5, the larger gap closed between the two);
 an adopted candidate is confirmed on seeds 3400-3404 and by `make demo` (seeds 0-4).
+
+Round 6 (session 28, added after round 5, before any of its runs)
+-----------------------------------------------------------------
+Round 5 (seeds 1400-1402): `digits_3_t90` none 71.1 / 75.3 / 76.7, soft 71.9 / 75.8 / 75.6: +0.1, gap closed 0.00.
+The better teacher (90.3%, trained with mixup and label smoothing) taught *less* than today's (83.6%, smoothing
+only): its outputs are flat, and at tau 3 flatter still, so its logits carry little of the classes' similarity
+(Mueller et al. 2019: a teacher trained with label smoothing is a worse teacher). `digits_3_fm_ra` was stopped
+after two plain runs (78.9 / 77.5, under mixup alone, at 70 s a run: 2.6x the demo's budget per run). Candidates,
+the students exactly as the demo trains them today, the teacher trained without label smoothing:
+
+- `digits_3_ls0`: today's teacher recipe (8 epochs, lr 1e-3), label smoothing 0.
+- `digits_3_ls0_long`: 32 epochs, lr 3e-3, label smoothing 0, no mixup.
+
+Selection seeds 1500-1502. Rule as round 4 (3 of 3, mean gap closed >= 0.5; the larger gap closed wins); an
+adopted candidate is confirmed on seeds 3500-3504 and by `make demo` (seeds 0-4).
 """
 
 import json
@@ -107,6 +122,8 @@ SELECTION_SEEDS = {
     "confirm4": (3300, 5),
     "explore5": (1400, 3),
     "confirm5": (3400, 5),
+    "explore6": (1500, 3),
+    "confirm6": (3500, 5),
 }
 CONFIRMATION_SEEDS = (3000, 5)
 ROOT = Path("runs/issue32")
@@ -123,6 +140,8 @@ CANDIDATES = {
     "digits_3_fm2": ("DIGITS", 0.03),
     "digits_3_t90": ("DIGITS", 0.03),
     "digits_3_fm_ra": ("DIGITS", 0.03),
+    "digits_3_ls0": ("DIGITS", 0.03),
+    "digits_3_ls0_long": ("DIGITS", 0.03),
 }
 #: Settings a candidate changes (round 3).
 CHANGES = {
@@ -144,6 +163,8 @@ CHANGES = {
         "teacher_lr": 3e-3,
         "teacher_mixup": 0.8,
     },
+    "digits_3_ls0": {"teacher_smoothing": 0.0},
+    "digits_3_ls0_long": {"teacher_smoothing": 0.0, "teacher_epochs": 32, "teacher_lr": 3e-3},
 }
 
 

@@ -78,6 +78,9 @@ class DemoSettings:
     #: The teacher's own regularisers (0 / "none": the students' recipe).
     teacher_mixup: float = 0.0
     teacher_aa: str = "none"
+    #: The teacher's label smoothing (None: the recipe's 0.1). A smoothed teacher's logits carry less of the
+    #: similarity between classes that distillation hands over (Mueller et al. 2019).
+    teacher_smoothing: float | None = None
     warmup_epochs: int = 2
     # Soft: Hinton et al.'s batch-mean KL at temperature 3 (the official scaling is 10x weaker at 10 classes),
     # weight 0.9 (the issue-19 headline check on fresh seeds, docs/demo.md). Hard: the paper's equal weighting.
@@ -263,6 +266,7 @@ def teacher_config(settings: DemoSettings, fraction: float = 1.0, data_set: str 
         **{**_sized_recipe(settings, fraction, data_set), "lr": settings.teacher_lr},
         **({"mixup": settings.teacher_mixup, "cutmix": 0.0} if settings.teacher_mixup else {}),
         aa=settings.teacher_aa,
+        **({} if settings.teacher_smoothing is None else {"smoothing": settings.teacher_smoothing}),
         model=TEACHER_MODEL,
         model_kwargs=dict(TEACHER_KWARGS),
         epochs=settings.teacher_epochs,
