@@ -106,6 +106,18 @@ the students exactly as the demo trains them today, the teacher trained without 
 
 Selection seeds 1500-1502. Rule as round 4 (3 of 3, mean gap closed >= 0.5; the larger gap closed wins); an
 adopted candidate is confirmed on seeds 3500-3504 and by `make demo` (seeds 0-4).
+
+Round 7 (session 28, added after round 6, before any of its runs)
+-----------------------------------------------------------------
+Round 6 (seeds 1500-1502, `none` 71.9 / 75.0 / 75.8): `digits_3_ls0` (teacher 83.1%) soft 74.4 / 76.7 / 70.6,
+-0.4, 2 of 3, gap closed -0.10; `digits_3_ls0_long` (teacher 86.7%) soft 66.9 / 75.0 / 73.3, -2.5, 0 of 3, -0.19.
+Neither; a sharper or better teacher did not help the soft student. Last candidate, the paper's own best:
+
+- `digits_3_hard`: today's teacher and students, *hard* distillation (the teacher's argmax for the distillation
+  token, the labels for the class token, equal weights) compared with `none` instead of soft.
+
+Selection seeds 1600-1602. Rule as round 4; if adopted, the demo's headline kind becomes hard (then confirmed on
+seeds 3600-3604 and by `make demo`).
 """
 
 import json
@@ -124,6 +136,8 @@ SELECTION_SEEDS = {
     "confirm5": (3400, 5),
     "explore6": (1500, 3),
     "confirm6": (3500, 5),
+    "explore7": (1600, 3),
+    "confirm7": (3600, 5),
 }
 CONFIRMATION_SEEDS = (3000, 5)
 ROOT = Path("runs/issue32")
@@ -142,6 +156,7 @@ CANDIDATES = {
     "digits_3_fm_ra": ("DIGITS", 0.03),
     "digits_3_ls0": ("DIGITS", 0.03),
     "digits_3_ls0_long": ("DIGITS", 0.03),
+    "digits_3_hard": ("DIGITS", 0.03),
 }
 #: Settings a candidate changes (round 3).
 CHANGES = {
@@ -165,12 +180,22 @@ CHANGES = {
     },
     "digits_3_ls0": {"teacher_smoothing": 0.0},
     "digits_3_ls0_long": {"teacher_smoothing": 0.0, "teacher_epochs": 32, "teacher_lr": 3e-3},
+    "digits_3_hard": {"subset_kinds": ("none", "hard")},
 }
+
+
+#: The kind compared with `none` where it is not soft.
+KINDS = {"digits_3_hard": "hard"}
 
 
 def run(name: str, first_seed: int, seeds: int) -> dict:
     """One candidate: its teacher and `none` / `soft` students on `seeds` seeds from `first_seed`."""
+    from deit.demo import experiment
     from deit.demo.experiment import DemoSettings, run_demo
+
+    # The compared kind (round 7 compares hard distillation; every earlier round soft).
+    kind = KINDS.get(name, "soft")
+    experiment.HEADLINE_KIND = kind
 
     data_set, fraction = CANDIDATES[name]
     out = ROOT / f"{name}_s{first_seed}"
@@ -195,7 +220,8 @@ def run(name: str, first_seed: int, seeds: int) -> dict:
         "seeds": seeds,
         "teacher": round(100 * row["teacher"]["top1"], 2),
         "none": [round(100 * r["fused"], 2) for r in row["students"]["none"]["per_seed"]],
-        "soft": [round(100 * r["fused"], 2) for r in row["students"]["soft"]["per_seed"]],
+        "kind": kind,
+        "soft": [round(100 * r["fused"], 2) for r in row["students"][kind]["per_seed"]],
         "gains": [round(100 * gain, 2) for gain in headline["per_seed_gain"]],
         "gain": round(100 * headline["gain"], 2),
         "interval": headline["interval"],
