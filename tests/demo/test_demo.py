@@ -133,6 +133,31 @@ def test_student_configurations_follow_the_paper() -> None:
         student_config(settings, "medium", 0)
 
 
+def test_the_protocols_teacher_and_augmentation_settings_reach_the_runs() -> None:
+    default = DemoSettings(output_dir="out")
+    teacher = teacher_config(default, 0.03)
+    # by default the teacher is trained by the students' recipe: smoothing 0.1, no mixup, no RandAugment
+    assert (teacher.smoothing, teacher.mixup, teacher.aa) == (0.1, 0.0, "none")
+    changed = DemoSettings(
+        output_dir="out",
+        teacher_mixup=0.8,
+        teacher_aa="rand-m9-mstd0.5-inc1",
+        teacher_smoothing=0.0,
+        mixup=0.8,
+        mixup_kinds=("none", "soft"),
+        student_aa="rand-m9-mstd0.5-inc1",
+    )
+    teacher = teacher_config(changed, 0.03)
+    assert (teacher.smoothing, teacher.mixup, teacher.cutmix, teacher.aa) == (0.0, 0.8, 0.0, "rand-m9-mstd0.5-inc1")
+    plain, soft = (student_config(changed, kind, 0, "t.pth", 0.03) for kind in ("none", "soft"))
+    for student in (plain, soft):
+        assert (student.mixup, student.cutmix, student.aa, student.smoothing) == (0.8, 0.0, "rand-m9-mstd0.5-inc1", 0.1)
+    # a mixed image is no table view: the function-matching student runs its teacher per step
+    assert soft.teacher_table == "off"
+    untouched = student_config(changed, "hard", 0, "t.pth", 0.03)
+    assert (untouched.mixup, untouched.aa, untouched.teacher_table) == (0.0, "none", "on")
+
+
 def test_plan_runs_trains_each_size_with_its_own_teacher() -> None:
     settings = DemoSettings(
         output_dir="out",
