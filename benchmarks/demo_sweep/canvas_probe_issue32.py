@@ -1,7 +1,8 @@
 """Issue 32, the DIGITS-CANVAS probes of session 28: is the teacher's gain on the canvas there at convergence?
 
 Runs given as JSON specs: `PYTHONPATH=src python benchmarks/demo_sweep/canvas_probe_issue32.py '<specs>'`, each
-`{"name", "kind": "teacher" | "none" | "soft", "seed", "epochs", "teacher_path"}` on DIGITS-CANVAS at 100%, the
+`{"name", "kind": "teacher" | "none" | "soft", "seed", "epochs", "teacher_path", "fraction"}` on DIGITS-CANVAS (at
+100% unless `fraction` says otherwise), the
 demo's configurations (the teacher: round 4's recipe, 32 epochs, lr 3e-3, mixup 0.8). Two at a time, one thread
 each; one JSON line per run, with its validation curve, is appended to runs/issue32/canvas_probes.jsonl.
 """
@@ -27,10 +28,11 @@ def probe(spec: dict) -> dict:
 
     torch.set_num_threads(1)
     settings = DemoSettings(output_dir=str(ROOT), **TEACHER)
+    fraction = spec.get("fraction", 1.0)
     if spec["kind"] == "teacher":
-        base = teacher_config(settings, 1.0, "DIGITS-CANVAS")
+        base = teacher_config(settings, fraction, "DIGITS-CANVAS")
     else:
-        base = student_config(settings, spec["kind"], spec["seed"], spec.get("teacher_path"), 1.0, "DIGITS-CANVAS")
+        base = student_config(settings, spec["kind"], spec["seed"], spec.get("teacher_path"), fraction, "DIGITS-CANVAS")
     changes = {"epochs": spec["epochs"]} if "epochs" in spec else {}
     out = ROOT / spec["name"]
     config = make_config(**{**asdict(base), **changes, "output_dir": str(out), "log_interval": 0})

@@ -118,6 +118,18 @@ Neither; a sharper or better teacher did not help the soft student. Last candida
 
 Selection seeds 1600-1602. Rule as round 4; if adopted, the demo's headline kind becomes hard (then confirmed on
 seeds 3600-3604 and by `make demo`).
+
+Round 8 (session 28, added after round 7, before any of its runs)
+-----------------------------------------------------------------
+Round 7 (seeds 1600-1602): `digits_3_hard` none 69.2 / 75.8 / 73.3, hard 76.9 / 72.8 / 73.6: +1.7, 2 of 3, gap
+closed 0.06. Not adopted. Over the 18 seeds run with today's default at 3% (0-4, 300-304, 1100-1102, 3000-3004)
+soft gained +3.6 +- 3.2 points, interval [+2.0, +5.1], 17 of 18 better, gap closed 0.31: the effect is real; it
+must grow by ~2 points and vary less. Today's soft loss (tau 3, alpha 0.9) was chosen in issue 19 at 24 epochs;
+round 8 sweeps it on the converged students, one shared `none` per seed
+(`benchmarks/demo_sweep/student_variants_issue32.py r8 1700 3`): tau 1 / 3 / 6 at alpha 0.9, alpha 0.5 / 1.0 at
+tau 3. Selection seeds 1700-1702. Rule: the variant with the largest mean gap closed among those better on 3 of 3;
+if it beats today's (tau 3, alpha 0.9) by >= 0.1 gap closed it is confirmed on seeds 3700-3704 with the demo's own
+code; else today's stays.
 """
 
 import json

@@ -1,0 +1,96 @@
+"""Issue 32, session 28: distilled-student variants against one shared plain baseline at one DIGITS size.
+
+`PYTHONPATH=src python benchmarks/demo_sweep/student_variants_issue32.py <round> <first seed> <seeds>` trains the
+round's teacher (the demo's configuration with the round's teacher changes) and, on every seed, `none` (the
+demo's plain student, with the round's `none` changes) and each variant (the demo's distilled student with its
+changes). Two runs at a time, one thread each. One JSON line per variant, its per-seed fused top-1, its paired
+gains over `none`, the 95% t-interval and the gap closed, is appended to runs/issue32/student_variants.jsonl.
+Rounds are added to ROUNDS before any of their runs (the protocol: benchmarks/demo_sweep/headline_issue32.py).
+"""
+
+import json
+import sys
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+ROOT = Path("runs/issue32/student_variants")
+
+#: round -> (fraction, teacher changes (DemoSettings fields), none changes, {variant: (kind, config changes)})
+ROUNDS: dict[str, tuple[float, dict, dict, dict[str, tuple[str, dict]]]] = {
+    "r8": (
+        0.03,
+        {},
+        {},
+        {
+            "soft_t3_a09": ("soft", {}),
+            "soft_t1_a09": ("soft", {"distillation_tau": 1.0}),
+            "soft_t6_a09": ("soft", {"distillation_tau": 6.0}),
+            "soft_t3_a05": ("soft", {"distillation_alpha": 0.5}),
+            "soft_t3_a1": ("soft", {"distillation_alpha": 1.0}),
+        },
+    ),
+}
+
+
+def _train(job: tuple[str, str, dict]) -> tuple[str, float, float]:
+    """(name, fused top-1 %, seconds) of one run given as (name, output dir, config fields)."""
+    import torch
+
+    from deit.engine import make_config, train
+
+    torch.set_num_threads(1)
+    name, out, fields = job
+    started = time.time()
+    metrics = train(make_config(**{**fields, "output_dir": out, "log_interval": 0}))
+    return name, round(metrics["acc1"], 2), round(time.time() - started, 1)
+
+
+def main(round_name: str, first_seed: int, seeds: int) -> None:
+    """Teacher first, then every run of the round; a summary line per variant."""
+    from dataclasses import asdict
+
+    from deit.demo.experiment import DemoSettings, student_config, teacher_config
+    from deit.demo.findings import paired_interval
+
+    fraction, teacher_changes, none_changes, variants = ROUNDS[round_name]
+    out = ROOT / round_name
+    settings = DemoSettings(output_dir=str(out), **teacher_changes)
+    teacher_fields = asdict(teacher_config(settings, fraction))
+    teacher_dir = out / "teacher"
+    with get_context("spawn").Pool(2) as pool:
+        _, teacher_top1, _ = pool.apply(_train, (("teacher", str(teacher_dir), teacher_fields),))
+        checkpoint = str(teacher_dir / "checkpoint.pth")
+        jobs = []
+        for seed in range(first_seed, first_seed + seeds):
+            plain = {**asdict(student_config(settings, "none", seed, None, fraction)), **none_changes}
+            jobs.append((f"none/{seed}", str(out / f"none_s{seed}"), plain))
+            for variant, (kind, changes) in variants.items():
+                fields = {**asdict(student_config(settings, kind, seed, checkpoint, fraction)), **changes}
+                jobs.append((f"{variant}/{seed}", str(out / f"{variant}_s{seed}"), fields))
+        results = {name: top1 for name, top1, _ in pool.imap_unordered(_train, jobs)}
+    plain = [results[f"none/{seed}"] for seed in range(first_seed, first_seed + seeds)]
+    for variant in variants:
+        distilled = [results[f"{variant}/{seed}"] for seed in range(first_seed, first_seed + seeds)]
+        gains = [d - p for d, p in zip(distilled, plain)]
+        low, high = paired_interval([g / 100 for g in gains])
+        gap = [g / (teacher_top1 - p) for g, p in zip(gains, plain)]
+        line = {
+            "round": round_name,
+            "variant": variant,
+            "first_seed": first_seed,
+            "teacher": teacher_top1,
+            "none": plain,
+            "distilled": distilled,
+            "gain": round(sum(gains) / len(gains), 2),
+            "interval": [round(100 * low, 2), round(100 * high, 2)],
+            "wins": sum(g > 0 for g in gains),
+            "gap_closed": round(sum(gap) / len(gap), 3),
+        }
+        print(json.dumps(line), flush=True)
+        with open(ROOT.parent / "student_variants.jsonl", "a") as log:
+            log.write(json.dumps(line) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
