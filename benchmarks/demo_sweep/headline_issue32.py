@@ -150,6 +150,7 @@ SELECTION_SEEDS = {
     "confirm6": (3500, 5),
     "explore7": (1600, 3),
     "confirm7": (3600, 5),
+    "confirm8": (3700, 5),
 }
 CONFIRMATION_SEEDS = (3000, 5)
 ROOT = Path("runs/issue32")
@@ -169,6 +170,7 @@ CANDIDATES = {
     "digits_3_ls0": ("DIGITS", 0.03),
     "digits_3_ls0_long": ("DIGITS", 0.03),
     "digits_3_hard": ("DIGITS", 0.03),
+    "digits_3_a05": ("DIGITS", 0.03),
 }
 #: Settings a candidate changes (round 3).
 CHANGES = {
@@ -193,6 +195,7 @@ CHANGES = {
     "digits_3_ls0": {"teacher_smoothing": 0.0},
     "digits_3_ls0_long": {"teacher_smoothing": 0.0, "teacher_epochs": 32, "teacher_lr": 3e-3},
     "digits_3_hard": {"subset_kinds": ("none", "hard")},
+    "digits_3_a05": {"soft_alpha": 0.5},
 }
 
 
