@@ -30,6 +30,8 @@ ROUNDS: dict[str, tuple[float, dict, dict, dict[str, tuple[str, dict]]]] = {
             "soft_t3_a1": ("soft", {"distillation_alpha": 1.0}),
         },
     ),
+    # Round 9, step 1: the 3% students at 32 epochs (the default's soft loss), for convergence and cost.
+    "r9": (0.03, {}, {"epochs": 32}, {"soft_e32": ("soft", {"epochs": 32})}),
 }
 
 
