@@ -30,6 +30,26 @@ def paired_interval(gains: list[float], level: float = 0.95) -> list[float] | No
     return [mean - half, mean + half]  # type: ignore[operator]
 
 
+def seed_that_flips(gains: list[float], seeds: list[int], level: float = 0.95) -> int | None:
+    """The seed whose removal changes what the paired interval of `gains` says (above zero, below zero, or
+    around it), or None when no single seed does. Needs three pairs or more (two leave one: no interval)."""
+    full = _side(paired_interval(gains, level))
+    if len(gains) < 3:
+        return None
+    for index, seed in enumerate(seeds):
+        rest = gains[:index] + gains[index + 1 :]
+        if _side(paired_interval(rest, level)) != full:
+            return seed
+    return None
+
+
+def _side(interval: list[float] | None) -> int:
+    """+1 above zero, -1 below, 0 when the interval includes zero (or there is none)."""
+    if interval is None:
+        return 0
+    return 1 if interval[0] > 0 else -1 if interval[1] < 0 else 0
+
+
 def gap_closed(row: dict[str, Any], kind: str) -> tuple[float | None, list[float | None]]:
     """(mean over seeds, per seed) of (kind - none) / (teacher - none): the share of the plain student's gap to
     its teacher that distillation closed; a seed whose plain student matched its teacher has no gap (None)."""

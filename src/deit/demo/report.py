@@ -13,7 +13,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from deit.demo.findings import gap_closed, interval_words, mean_std, paired_interval
+from deit.demo.findings import gap_closed, interval_words, mean_std, paired_interval, seed_that_flips
 from deit.demo.kinds import KIND_NAMES, STUDENT_TITLES
 from deit.demo.kinds import STUDENT_KINDS as STUDENT_ORDER
 from deit.io import atomic_write
@@ -135,7 +135,8 @@ def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[st
     gain = row["gains"].get(kind) if row is not None else None
     if gain is None:
         return None
-    interval = paired_interval([100.0 * value for value in gain["per_seed"]])
+    points = [100.0 * value for value in gain["per_seed"]]
+    interval = paired_interval(points)
     closed, closed_per_seed = gap_closed(row, kind)
     return {
         "data_set": row.get("data_set", "DIGITS"),
@@ -147,6 +148,8 @@ def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[st
         "per_seed_gain": gain["per_seed"],
         "interval": interval,
         "interval_level": 0.95,
+        # A verdict no seed can flip: the seed without which the interval would say something else (or None).
+        "seed_that_flips": seed_that_flips(points, gain["seeds_used"]),
         "gap_closed": closed,
         "gap_closed_per_seed": closed_per_seed,
         "teacher": row["teacher"]["top1"],
@@ -163,8 +166,8 @@ def _size_words(fraction: float, images: int, data_set: str = "DIGITS") -> str:
 
 
 def verdict(result: dict[str, Any] | None) -> str:
-    """One sentence generated from the headline numbers: resolved only when every seed agrees and the paired
-    interval excludes zero; it says how much of the gap to the teacher was closed."""
+    """One sentence generated from the headline numbers: resolved when the paired 95% interval excludes zero and no
+    single seed, left out, changes that; it gives the seed tally and how much of the gap to the teacher was closed."""
     if result is None:
         return "The headline comparison was not measured in this run."
     name = KIND_NAMES.get(result["kind"], result["kind"])
@@ -173,21 +176,29 @@ def verdict(result: dict[str, Any] | None) -> str:
     interval = result.get("interval")
     numbers = f"fused top-1 {100.0 * result['gain']:+.1f}{spread} points (paired by seed{interval_words(interval)})"
     where = _size_words(result["fraction"], result["images"], result.get("data_set", "DIGITS"))
-    if seeds < 2:
+    if seeds < 2 or interval is None:
         return (
             f"Not resolved: {name.lower()} vs no distillation at {where}, {numbers}, on a single seed "
             f"(a spread needs --seeds 2 or more)."
         )
-    tally = f"better on {wins} of {seeds} seeds"
+    ties = f", tied on {result['ties']}" if result["ties"] else ""
+    tally = f"better on {wins} of {seeds} seeds{ties}"
     closed = result.get("gap_closed")
     gap = f"; it closed {100.0 * closed:.0f}% of the plain student's gap to its teacher" if closed is not None else ""
-    if wins == seeds and (interval is None or interval[0] > 0):
+    flips = result.get("seed_that_flips")
+    if flips is not None:
+        return (
+            f"Not resolved: {name.lower()} vs no distillation at {where}: {numbers}, {tally}; one seed decides it "
+            f"(without seed {flips} the interval says otherwise){gap}."
+        )
+    if interval[0] > 0:
         return f"{name} beat no distillation at {where}: {numbers}, {tally}{gap}."
-    if losses == seeds and (interval is None or interval[1] < 0):
+    if interval[1] < 0:
         return f"{name} did not beat no distillation at {where}: {numbers}, worse on {losses} of {seeds} seeds."
-    ties = f", tied on {result['ties']}" if result["ties"] else ""
-    reason = "the seeds disagree" if wins and losses else "the interval includes zero"
-    return f"Not resolved: {name.lower()} vs no distillation at {where}: {numbers}, {tally}{ties}; {reason}."
+    return (
+        f"Not resolved: {name.lower()} vs no distillation at {where}: {numbers}, {tally}; the interval includes "
+        f"zero{gap}."
+    )
 
 
 def every_seed_sentence(sizes: list[dict[str, Any]]) -> str:
