@@ -566,8 +566,26 @@ def _with_curve(size: dict, kind: str, curves: list[list[float]]) -> dict:
 def test_training_check_finds_stalls_and_measures_the_last_quarter() -> None:
     size = _size(1.0, 1437, {"none": [0.95, 0.96, 0.90], "soft": [0.96, 0.965, 0.955]})
     size = _with_curve(size, "none", [[0.5, 0.9, 0.93, 0.95], [0.5, 0.9, 0.94, 0.96]])
+    # the far seed's own curve: still climbing in its last quarter (a stall), or flat (a converged outlier)
+    far = size["students"]["none"]["per_seed"][2]
+    far["last_quarter_change"] = demo_findings.last_quarter_change(
+        [{"epoch": 1 + i, "fused": v} for i, v in enumerate([0.3, 0.5, 0.7, 0.9])]
+    )
     check = demo_findings.training_check([size])
-    assert check["stalls"] == [{"data_set": "DIGITS", "fraction": 1.0, "kind": "none", "seed": 2}]
+    assert check["stalls"] == [
+        {
+            "data_set": "DIGITS",
+            "fraction": 1.0,
+            "kind": "none",
+            "seed": 2,
+            "points_from_median": pytest.approx(-5.0),
+            "own_last_quarter_change": pytest.approx(20.0),
+        }
+    ]
+    assert "none 100% seed 2 (-5.0, its last quarter moved +20.0: still training)" in check["sentence"]
+    far["last_quarter_change"] = 0.4
+    flat = demo_findings.training_check([size])
+    assert "none 100% seed 2 (-5.0, flat over its last quarter)" in flat["sentence"]
     row = next(row for row in check["rows"] if row["kind"] == "none")
     # evaluations at epochs 1-4: the last quarter starts at the first at or past epoch 3 (mean 93.5 -> 95.5)
     assert row["last_quarter_change"] == pytest.approx(2.0)

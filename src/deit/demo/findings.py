@@ -124,10 +124,17 @@ def training_check(sizes: list[dict[str, Any]]) -> dict[str, Any]:
         for kind, student in size["students"].items():
             fused = [100.0 * row["fused"] for row in student["per_seed"]]
             middle = statistics.median(fused)
-            far = [row["seed"] for row, value in zip(student["per_seed"], fused) if abs(value - middle) > STALL_POINTS]
+            far = [row for row, value in zip(student["per_seed"], fused) if abs(value - middle) > STALL_POINTS]
             stalls += [
-                {"data_set": size.get("data_set", "DIGITS"), "fraction": size["fraction"], "kind": kind, "seed": s}
-                for s in far
+                {
+                    "data_set": size.get("data_set", "DIGITS"),
+                    "fraction": size["fraction"],
+                    "kind": kind,
+                    "seed": row["seed"],
+                    "points_from_median": 100.0 * row["fused"] - middle,
+                    "own_last_quarter_change": row.get("last_quarter_change"),
+                }
+                for row in far
             ]
             rows.append(
                 {
@@ -135,7 +142,7 @@ def training_check(sizes: list[dict[str, Any]]) -> dict[str, Any]:
                     "fraction": size["fraction"],
                     "kind": kind,
                     "spread_from_median": max(abs(value - middle) for value in fused),
-                    "last_quarter_change": _last_quarter_change(student["curve"]),
+                    "last_quarter_change": last_quarter_change(student["curve"]),
                 }
             )
     moves = [row["last_quarter_change"] for row in rows if row["last_quarter_change"] is not None]
@@ -144,7 +151,7 @@ def training_check(sizes: list[dict[str, Any]]) -> dict[str, Any]:
         f"no stalls (every seed within {STALL_POINTS:g} points of its kind's median at every size)"
         if not stalls
         else f"{len(stalls)} run(s) more than {STALL_POINTS:g} points from their kind's median: "
-        + ", ".join(f"{row['kind']} {100 * row['fraction']:g}% seed {row['seed']}" for row in stalls)
+        + ", ".join(_far_run_words(row) for row in stalls)
     )
     move_text = (
         f"the last quarter of each schedule moved mean fused top-1 by at most {abs(largest):.1f} points"
@@ -154,8 +161,19 @@ def training_check(sizes: list[dict[str, Any]]) -> dict[str, Any]:
     return {"stalls": stalls, "rows": rows, "sentence": f"Training check: {stall_text}; {move_text}."}
 
 
-def _last_quarter_change(points: list[dict[str, Any]]) -> float | None:
-    """Mean fused top-1 (points) at the end minus at the first evaluation at or past 75% of the schedule."""
+def _far_run_words(row: dict[str, Any]) -> str:
+    """`none 3% seed 7 (-4.2, flat over its last quarter)`: a converged outlier reads apart from a stalled run."""
+    words = f"{row['kind']} {100 * row['fraction']:g}% seed {row['seed']} ({row['points_from_median']:+.1f}"
+    own = row.get("own_last_quarter_change")
+    if own is None:
+        return words + ")"
+    state = "flat over its last quarter" if abs(own) < 1.0 else f"its last quarter moved {own:+.1f}: still training"
+    return f"{words}, {state})"
+
+
+def last_quarter_change(points: list[dict[str, Any]]) -> float | None:
+    """Fused top-1 (points) at the end minus at the first evaluation at or past 75% of the schedule (a run's curve
+    or a kind's mean curve)."""
     if len(points) < 2:
         return None
     last = points[-1]["epoch"]

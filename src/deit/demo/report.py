@@ -13,7 +13,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from deit.demo.findings import gap_closed, interval_words, mean_std, paired_interval, seed_that_flips
+from deit.demo.findings import (
+    gap_closed,
+    interval_words,
+    last_quarter_change,
+    mean_std,
+    paired_interval,
+    seed_that_flips,
+)
 from deit.demo.kinds import KIND_NAMES, STUDENT_TITLES
 from deit.demo.kinds import STUDENT_KINDS as STUDENT_ORDER
 from deit.io import atomic_write
@@ -39,6 +46,8 @@ def summarise_student(kind: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
             "cosine": run["cosine"],
             "seconds": round(run["seconds"], 2),
             "run_dir": run["run_dir"],
+            # Its own curve's last quarter: tells a converged outlier (a seed's spread) from a stalled run.
+            "last_quarter_change": last_quarter_change(run["curve"]),
         }
         for run in runs
     ]
