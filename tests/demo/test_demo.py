@@ -364,8 +364,8 @@ def test_the_verdict_rests_on_the_interval_and_no_single_seed_can_flip_it() -> N
     flipped = demo_report.headline(shaky, 0.03, "soft")
     assert flipped["interval"][0] < 0 < flipped["interval"][1] and flipped["seed_that_flips"] == 4
     assert "one seed decides it (without seed 4 the interval says otherwise)" in demo_report.verdict(flipped)
-    # fewer than three pairs: nothing to leave out
-    assert seed_that_flips([1.0, 2.0], [0, 1]) is None
+    # fewer than four pairs: what is left is no test (one or two degrees of freedom)
+    assert seed_that_flips([1.0, 2.0], [0, 1]) is None and seed_that_flips([5.0, 4.0, 5.0], [0, 1, 2]) is None
 
 
 def test_verdict_says_plainly_when_distillation_loses() -> None:
@@ -553,6 +553,10 @@ def test_the_curve_and_where_the_teacher_helps_come_from_the_numbers() -> None:
     sentence = demo_findings.teacher_help_sentence(sizes)
     assert sentence.startswith("On DIGITS, soft distillation helped at 5% (+4.7")
     assert "made no difference the seeds could resolve at 25% (+0.0" in sentence and "hurt at 100% (-5.0" in sentence
+    # judged as the verdict is: a size whose interval one seed decides is not "helped"
+    shaky = [_size(0.03, 43, {"none": [0.70] * 5, "soft": [0.705, 0.705, 0.705, 0.705, 0.73]})]
+    assert "could resolve at 3% (+1.0, 95% interval" in demo_findings.teacher_help_sentence(shaky)
+    assert "; seed 4 decides it)" in demo_findings.teacher_help_sentence(shaky)
 
 
 def _with_curve(size: dict, kind: str, curves: list[list[float]]) -> dict:

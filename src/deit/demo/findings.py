@@ -32,9 +32,10 @@ def paired_interval(gains: list[float], level: float = 0.95) -> list[float] | No
 
 def seed_that_flips(gains: list[float], seeds: list[int], level: float = 0.95) -> int | None:
     """The seed whose removal changes what the paired interval of `gains` says (above zero, below zero, or
-    around it), or None when no single seed does. Needs three pairs or more (two leave one: no interval)."""
+    around it), or None when no single seed does. Needs four pairs or more: three left of three are an interval
+    with 2 degrees of freedom, two left of three one with a single degree (12.7 standard errors wide), no test."""
     full = _side(paired_interval(gains, level))
-    if len(gains) < 3:
+    if len(gains) < 4:
         return None
     for index, seed in enumerate(seeds):
         rest = gains[:index] + gains[index + 1 :]
@@ -85,15 +86,20 @@ def interval_words(interval: list[float] | None) -> str:
 
 
 def teacher_help_sentence(sizes: list[dict[str, Any]], kind: str = "soft") -> str:
-    """Where the teacher helped on the curve and where it did not, size by size, judged by the paired interval."""
+    """Where the teacher helped on the curve and where it did not, size by size, judged as the verdict is: by the
+    paired interval, unless one seed left out would change what it says."""
     helped, hurt, neither = [], [], []
     for size in sizes:
         gain = size["gains"].get(kind)
         if gain is None or gain["seeds"] < 2:
             continue
-        interval = paired_interval([100.0 * value for value in gain["per_seed"]])
+        points = [100.0 * value for value in gain["per_seed"]]
+        interval = paired_interval(points)
         label = f"{100 * size['fraction']:g}% ({100.0 * gain['mean']:+.1f}{interval_words(interval)})"
-        if interval is not None and interval[0] > 0:
+        flips = seed_that_flips(points, gain.get("seeds_used", list(range(len(points)))))
+        if flips is not None:
+            neither.append(f"{label[:-1]}; seed {flips} decides it)")
+        elif interval is not None and interval[0] > 0:
             helped.append(label)
         elif interval is not None and interval[1] < 0:
             hurt.append(label)
