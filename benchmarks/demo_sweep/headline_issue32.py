@@ -151,6 +151,17 @@ soft 75.0 / 73.1 / 76.7 / 73.1 / 72.5 (74.1; 77.6 at 64): not converged, so no s
 at 64 epochs. (At 32 epochs soft gained +6.5 [+5.0, +7.9], 5 of 5, gap closed 0.41: the teacher speeding up an
 unfinished run, the very effect the issue warns of.) The verdict's rule changes all the same: the paired interval
 decides, and a leave-one-seed-out check names the seed, if any, without which it would say otherwise.
+
+Round 10 (session 28, added after the 15-seed check, before any of its runs): the soft loss with enough seeds
+----------------------------------------------------------------------------------------------------------
+The 15-seed check (seeds 0-14): +3.9 [+2.4, +5.4], 14 of 15, gap closed 0.34. Round 8 chose among soft losses on
+three seeds, which at a per-seed spread of ~3 points cannot tell a 1.5-point difference. Round 10 repeats the
+comparison with ten seeds per variant, all on the same seeds and the same plain baseline
+(`student_variants_issue32.py r10 1800 10`): today's tau 3 alpha 0.9, tau 1 alpha 0.9, tau 3 alpha 0.5, tau 1
+alpha 0.5. Rule: the alternative with the largest mean gap closed is a candidate if it beats today's on these
+seeds by >= 0.1 gap closed; it is then run against today's on ten fresh seeds (`r10c 1900 10`) and becomes the
+default only if there too its gap closed exceeds today's by >= 0.1 and its paired interval over none is above
+zero. The issue's bar (gap closed >= 0.5) is reported either way.
 """
 
 import json

@@ -32,6 +32,18 @@ ROUNDS: dict[str, tuple[float, dict, dict, dict[str, tuple[str, dict]]]] = {
     ),
     # Round 9, step 1: the 3% students at 32 epochs (the default's soft loss), for convergence and cost.
     "r9": (0.03, {}, {"epochs": 32}, {"soft_e32": ("soft", {"epochs": 32})}),
+    # Round 10: the soft loss again, ten seeds per variant.
+    "r10": (
+        0.03,
+        {},
+        {},
+        {
+            "soft_t3_a09": ("soft", {}),
+            "soft_t1_a09": ("soft", {"distillation_tau": 1.0}),
+            "soft_t3_a05": ("soft", {"distillation_alpha": 0.5}),
+            "soft_t1_a05": ("soft", {"distillation_tau": 1.0, "distillation_alpha": 0.5}),
+        },
+    ),
 }
 
 
