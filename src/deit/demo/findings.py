@@ -34,9 +34,9 @@ def seed_that_flips(gains: list[float], seeds: list[int], level: float = 0.95) -
     """The seed whose removal changes what the paired interval of `gains` says (above zero, below zero, or
     around it), or None when no single seed does. Needs four pairs or more: three left of three are an interval
     with 2 degrees of freedom, two left of three one with a single degree (12.7 standard errors wide), no test."""
-    full = _side(paired_interval(gains, level))
     if len(gains) < 4:
         return None
+    full = _side(paired_interval(gains, level))
     for index, seed in enumerate(seeds):
         rest = gains[:index] + gains[index + 1 :]
         if _side(paired_interval(rest, level)) != full:
@@ -93,10 +93,8 @@ def teacher_help_sentence(sizes: list[dict[str, Any]], kind: str = "soft") -> st
         gain = size["gains"].get(kind)
         if gain is None or gain["seeds"] < 2:
             continue
-        points = [100.0 * value for value in gain["per_seed"]]
-        interval = paired_interval(points)
+        interval, flips = gain["interval"], gain["seed_that_flips"]
         label = f"{100 * size['fraction']:g}% ({100.0 * gain['mean']:+.1f}{interval_words(interval)})"
-        flips = seed_that_flips(points, gain.get("seeds_used", list(range(len(points)))))
         if flips is not None:
             neither.append(f"{label[:-1]}; seed {flips} decides it)")
         elif interval is not None and interval[0] > 0:
@@ -120,6 +118,8 @@ def teacher_help_sentence(sizes: list[dict[str, Any]], kind: str = "soft") -> st
 
 #: A seed this far (points) from its kind's median at a size is a stalled (or lucky) run, not the recipe's result.
 STALL_POINTS = 3.0
+#: A curve whose last quarter moved less than this (points) has converged.
+CONVERGED_POINTS = 1.0
 
 
 def training_check(sizes: list[dict[str, Any]]) -> dict[str, Any]:
@@ -173,7 +173,8 @@ def _far_run_words(row: dict[str, Any]) -> str:
     own = row.get("own_last_quarter_change")
     if own is None:
         return words + ")"
-    state = "flat over its last quarter" if abs(own) < 1.0 else f"its last quarter moved {own:+.1f}: still training"
+    flat = abs(own) < CONVERGED_POINTS
+    state = "flat over its last quarter" if flat else f"its last quarter moved {own:+.1f}: still training"
     return f"{words}, {state})"
 
 

@@ -92,6 +92,7 @@ def paired_comparison(students: dict[str, Any], first: str, second: str = "none"
         return None
     gaps = [a[seed] - b[seed] for seed in seeds]
     mean, std = mean_std(gaps)
+    points = [100.0 * gap for gap in gaps]
     return {
         "first": first,
         "second": second,
@@ -104,6 +105,10 @@ def paired_comparison(students: dict[str, Any], first: str, second: str = "none"
         "ties": sum(gap == 0 for gap in gaps),
         "losses": sum(gap < 0 for gap in gaps),
         "seeds": len(seeds),
+        # The judgement the verdict and the curve's sentence share: the paired 95% interval (points) and the seed,
+        # if any, without which it would say something else (a verdict no seed can flip).
+        "interval": paired_interval(points),
+        "seed_that_flips": seed_that_flips(points, seeds),
     }
 
 
@@ -144,8 +149,6 @@ def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[st
     gain = row["gains"].get(kind) if row is not None else None
     if gain is None:
         return None
-    points = [100.0 * value for value in gain["per_seed"]]
-    interval = paired_interval(points)
     closed, closed_per_seed = gap_closed(row, kind)
     return {
         "data_set": row.get("data_set", "DIGITS"),
@@ -155,10 +158,9 @@ def headline(sizes: list[dict[str, Any]], fraction: float, kind: str) -> dict[st
         "gain": gain["mean"],
         "gain_std": gain["std"],
         "per_seed_gain": gain["per_seed"],
-        "interval": interval,
+        "interval": gain["interval"],
         "interval_level": 0.95,
-        # A verdict no seed can flip: the seed without which the interval would say something else (or None).
-        "seed_that_flips": seed_that_flips(points, gain["seeds_used"]),
+        "seed_that_flips": gain["seed_that_flips"],
         "gap_closed": closed,
         "gap_closed_per_seed": closed_per_seed,
         "teacher": row["teacher"]["top1"],
