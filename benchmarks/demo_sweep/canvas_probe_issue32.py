@@ -9,9 +9,10 @@ each; one JSON line per run, with its validation curve, is appended to runs/issu
 
 import json
 import sys
-import time
 from multiprocessing import get_context
 from pathlib import Path
+
+from sweep_runs import record, train_fields
 
 ROOT = Path("runs/issue32/canvas_probes")
 TEACHER = {"teacher_epochs": 32, "teacher_lr": 3e-3, "teacher_mixup": 0.8}
@@ -21,12 +22,8 @@ def probe(spec: dict) -> dict:
     """One run of the spec; its last and best top-1 and the curve from its log."""
     from dataclasses import asdict
 
-    import torch
-
     from deit.demo.experiment import DemoSettings, student_config, teacher_config
-    from deit.engine import make_config, train
 
-    torch.set_num_threads(1)
     settings = DemoSettings(output_dir=str(ROOT), **TEACHER)
     fraction = spec.get("fraction", 1.0)
     if spec["kind"] == "teacher":
@@ -35,24 +32,19 @@ def probe(spec: dict) -> dict:
         base = student_config(settings, spec["kind"], spec["seed"], spec.get("teacher_path"), fraction, "DIGITS-CANVAS")
     changes = {"epochs": spec["epochs"]} if "epochs" in spec else {}
     out = ROOT / spec["name"]
-    config = make_config(**{**asdict(base), **changes, "output_dir": str(out), "log_interval": 0})
-    started = time.time()
-    metrics = train(config)
+    metrics, seconds = train_fields({**asdict(base), **changes}, out)
     rows = [json.loads(line) for line in open(out / "log.txt") if line.startswith("{")]
     return {
         "name": spec["name"],
         "acc1": round(metrics["acc1"], 2),
         "best": round(metrics["best_acc1"], 2),
         "train_loss": round(metrics["train_loss"], 3),
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(seconds, 1),
         "curve": [(row["epoch"], round(row["test_acc1"], 2)) for row in rows if "test_acc1" in row],
     }
 
 
 if __name__ == "__main__":
-    ROOT.mkdir(parents=True, exist_ok=True)
     with get_context("spawn").Pool(2) as pool:
         for row in pool.imap_unordered(probe, json.loads(sys.argv[1])):
-            print(json.dumps(row), flush=True)
-            with open(ROOT.parent / "canvas_probes.jsonl", "a") as log:
-                log.write(json.dumps(row) + "\n")
+            record(row, ROOT.parent / "canvas_probes.jsonl")

@@ -169,10 +169,11 @@ Round 10 (seeds 1800-1809, none 71.1 / 74.2 / 71.9 / 73.1 / 76.4 / 77.5 / 73.1 /
 default at 3%: +3.2 +- 3.0, [+2.3, +4.2], 35 of 41 better, gap closed 0.27.
 """
 
-import json
 import sys
 import time
 from pathlib import Path
+
+from sweep_runs import record
 
 SELECTION_SEEDS = {
     "explore": (1000, 3),
@@ -283,10 +284,7 @@ def run(name: str, first_seed: int, seeds: int) -> dict:
         "training_check": results["training_check"]["sentence"],
         "seconds": round(time.time() - started, 1),
     }
-    ROOT.mkdir(parents=True, exist_ok=True)
-    with open(ROOT / "headline.jsonl", "a") as log:
-        log.write(json.dumps(line) + "\n")
-    print(json.dumps(line), flush=True)
+    record(line, ROOT / "headline.jsonl")
     return line
 
 

@@ -8,11 +8,11 @@ gains over `none`, the 95% t-interval and the gap closed, is appended to runs/is
 Rounds are added to ROUNDS before any of their runs (the protocol: benchmarks/demo_sweep/headline_issue32.py).
 """
 
-import json
 import sys
-import time
 from multiprocessing import get_context
 from pathlib import Path
+
+from sweep_runs import record, train_fields
 
 ROOT = Path("runs/issue32/student_variants")
 
@@ -47,17 +47,11 @@ ROUNDS: dict[str, tuple[float, dict, dict, dict[str, tuple[str, dict]]]] = {
 }
 
 
-def _train(job: tuple[str, str, dict]) -> tuple[str, float, float]:
-    """(name, fused top-1 %, seconds) of one run given as (name, output dir, config fields)."""
-    import torch
-
-    from deit.engine import make_config, train
-
-    torch.set_num_threads(1)
+def _train(job: tuple[str, str, dict]) -> tuple[str, float]:
+    """(name, fused top-1 %) of one run given as (name, output dir, config fields)."""
     name, out, fields = job
-    started = time.time()
-    metrics = train(make_config(**{**fields, "output_dir": out, "log_interval": 0}))
-    return name, round(metrics["acc1"], 2), round(time.time() - started, 1)
+    metrics, _ = train_fields(fields, out)
+    return name, round(metrics["acc1"], 2)
 
 
 def main(round_name: str, first_seed: int, seeds: int) -> None:
@@ -73,7 +67,7 @@ def main(round_name: str, first_seed: int, seeds: int) -> None:
     teacher_fields = asdict(teacher_config(settings, fraction))
     teacher_dir = out / "teacher"
     with get_context("spawn").Pool(2) as pool:
-        _, teacher_top1, _ = pool.apply(_train, (("teacher", str(teacher_dir), teacher_fields),))
+        _, teacher_top1 = pool.apply(_train, (("teacher", str(teacher_dir), teacher_fields),))
         checkpoint = str(teacher_dir / "checkpoint.pth")
         jobs = []
         for seed in range(first_seed, first_seed + seeds):
@@ -82,12 +76,12 @@ def main(round_name: str, first_seed: int, seeds: int) -> None:
             for variant, (kind, changes) in variants.items():
                 fields = {**asdict(student_config(settings, kind, seed, checkpoint, fraction)), **changes}
                 jobs.append((f"{variant}/{seed}", str(out / f"{variant}_s{seed}"), fields))
-        results = {name: top1 for name, top1, _ in pool.imap_unordered(_train, jobs)}
+        results = dict(pool.imap_unordered(_train, jobs))
     plain = [results[f"none/{seed}"] for seed in range(first_seed, first_seed + seeds)]
     for variant in variants:
         distilled = [results[f"{variant}/{seed}"] for seed in range(first_seed, first_seed + seeds)]
         gains = [d - p for d, p in zip(distilled, plain)]
-        low, high = paired_interval([g / 100 for g in gains])
+        low, high = paired_interval(gains)
         gap = [g / (teacher_top1 - p) for g, p in zip(gains, plain)]
         line = {
             "round": round_name,
@@ -97,13 +91,11 @@ def main(round_name: str, first_seed: int, seeds: int) -> None:
             "none": plain,
             "distilled": distilled,
             "gain": round(sum(gains) / len(gains), 2),
-            "interval": [round(100 * low, 2), round(100 * high, 2)],
+            "interval": [round(low, 2), round(high, 2)],
             "wins": sum(g > 0 for g in gains),
             "gap_closed": round(sum(gap) / len(gap), 3),
         }
-        print(json.dumps(line), flush=True)
-        with open(ROOT.parent / "student_variants.jsonl", "a") as log:
-            log.write(json.dumps(line) + "\n")
+        record(line, ROOT.parent / "student_variants.jsonl")
 
 
 if __name__ == "__main__":

@@ -6,11 +6,11 @@ crop); one seed, its last-epoch top-1 on the 360 validation images. Two runs at 
 appended to runs/issue32/teacher_sweep.jsonl (the session-28 lines: benchmarks/results/issue32/).
 """
 
-import json
 import sys
-import time
 from multiprocessing import get_context
 from pathlib import Path
+
+from sweep_runs import record, train_fields
 
 ROOT = Path("runs/issue32/teacher_sweep")
 HALF_WIDTH = {"channels": [32, 64, 128, 256], "stem_width": 32}
@@ -36,30 +36,21 @@ def train_variant(name: str, fraction: float = 0.03) -> dict:
     """One teacher: the demo's teacher configuration at `fraction` with the variant's changes."""
     from dataclasses import asdict
 
-    import torch
-
     from deit.demo.experiment import DemoSettings, teacher_config
-    from deit.engine import make_config, train
 
-    torch.set_num_threads(1)
     base = asdict(teacher_config(DemoSettings(), fraction))
-    config = make_config(**{**base, **VARIANTS[name], "output_dir": str(ROOT / name), "log_interval": 0})
-    started = time.time()
-    metrics = train(config)
+    metrics, seconds = train_fields({**base, **VARIANTS[name]}, ROOT / name)
     return {
         "variant": name,
         "fraction": fraction,
         "top1_last": round(metrics["acc1"], 2),
         "top1_best": round(metrics["best_acc1"], 2),
         "train_loss": round(metrics["train_loss"], 3),
-        "seconds": round(time.time() - started, 1),
+        "seconds": round(seconds, 1),
     }
 
 
 if __name__ == "__main__":
-    ROOT.mkdir(parents=True, exist_ok=True)
     with get_context("spawn").Pool(2) as pool:
         for row in pool.imap_unordered(train_variant, sys.argv[1:] or list(VARIANTS)):
-            print(json.dumps(row), flush=True)
-            with open(ROOT.parent / "teacher_sweep.jsonl", "a") as log:
-                log.write(json.dumps(row) + "\n")
+            record(row, ROOT.parent / "teacher_sweep.jsonl")
