@@ -433,6 +433,18 @@ def test_parallelism_plan() -> None:
     assert plan_parallelism("cpu", 1, 3) == (1, cores, "cpu")
 
 
+def _instant_result(job: Job) -> dict:
+    """What `execute` returns for `job`, without training (the scheduling tests' stand-in)."""
+    return {
+        "kind": job.kind,
+        "fraction": job.fraction,
+        "label": job.label,
+        "seconds": 0.0,
+        "cosine": None,
+        "metrics": {"acc1": 1.0, "cls_acc1": 1.0},
+    }
+
+
 def test_a_free_worker_takes_the_longest_waiting_run_first(monkeypatch: pytest.MonkeyPatch) -> None:
     # Teachers, then distilled students as their teacher is done, then label-only ones: short runs fill the end.
     from deit.demo import runs as demo_runs
@@ -441,14 +453,7 @@ def test_a_free_worker_takes_the_longest_waiting_run_first(monkeypatch: pytest.M
 
     def fake_execute(job: Job, threads: int | None = None) -> dict:
         order.append(f"{job.kind}{job.fraction:g}")
-        return {
-            "kind": job.kind,
-            "fraction": job.fraction,
-            "label": job.label,
-            "seconds": 0.0,
-            "cosine": None,
-            "metrics": {"acc1": 1.0, "cls_acc1": 1.0},
-        }
+        return _instant_result(job)
 
     monkeypatch.setattr(demo_runs, "execute", fake_execute)
     settings = DemoSettings(
@@ -485,16 +490,7 @@ def test_a_teachers_first_student_runs_alone_while_it_computes_the_table(monkeyp
             future: Future = Future()
             name = f"{job.kind}{job.seed}"
             events.append(name)
-            future.set_result(
-                {
-                    "kind": job.kind,
-                    "fraction": job.fraction,
-                    "label": job.label,
-                    "seconds": 0.0,
-                    "cosine": None,
-                    "metrics": {"acc1": 1.0, "cls_acc1": 1.0},
-                }
-            )
+            future.set_result(_instant_result(job))
             return future
 
         def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
